@@ -1,0 +1,190 @@
+"""Every knob of a run, as a Beam PipelineOptions subclass, validated before the graph.
+
+``CurationOptions`` follows Beam's convention so that any runner flag passes through
+untouched. ``RunConfig.from_options`` turns it into small frozen configs for the
+stages and raises ``ConfigError`` (with a message a user can act on) for bad values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from dataclasses import asdict, dataclass
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+DETECTORS = ("content", "adaptive")
+CLIP_MEDIA_MODES = ("copy", "exact", "none")
+# Defaults of PySceneDetect's detectors; Panda-70M used ContentDetector(threshold=25).
+DEFAULT_THRESHOLDS = {"content": 25.0, "adaptive": 3.0}
+VIDEO_EXTENSIONS = (
+    "mp4,m4v,mov,mkv,webm,avi,flv,wmv,mpg,mpeg,ts,m2ts,mts,3gp,ogv,gif"
+)
+
+
+class ConfigError(ValueError):
+    """A bad option or input location, found before any work starts."""
+
+
+class CurationOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:  # noqa: ANN001 - Beam's parser type
+        def add(name: str, **kwargs) -> None:
+            # Accept both --clip-media and --clip_media (Beam's own flags use underscores).
+            dest = name.replace("-", "_")
+            flags = [f"--{name}"] + ([f"--{dest}"] if dest != name else [])
+            parser.add_argument(*flags, dest=dest, **kwargs)
+
+        add("input", help="Folder of videos (searched recursively), a single video, or a "
+            "CSV / JSONL / Parquet manifest with a `uri` column.")
+        add("output", help="Output folder or bucket path; tables go to <output>/<table>/.")
+        add("run-id", default=None, help="Name of this run (default: UTC time + random).")
+        add("video-extensions", default=VIDEO_EXTENSIONS,
+            help="Comma-separated extensions picked up when --input is a folder.")
+        # Cut detection.
+        add("detector", default="content", choices=DETECTORS,
+            help="PySceneDetect detector: content (Panda-70M) or adaptive.")
+        add("scene-threshold", type=float, default=None,
+            help="Detector threshold (default 25 for content as Panda-70M, 3.0 for adaptive).")
+        add("min-scene-len", type=int, default=15,
+            help="Minimum shot length in frames between two detected cuts (Panda-70M: 15).")
+        add("detect-width", type=int, default=256,
+            help="Frames are downscaled to this width for cut detection (never upscaled).")
+        add("max-cut-len", type=float, default=5.0,
+            help="In a shot with no cut for --force-cut-after seconds, force a cut every "
+            "this many seconds (Panda-70M: 5). 0 disables forced cuts.")
+        add("force-cut-after", type=float, default=7.0,
+            help="Shot length in seconds beyond which forced cuts apply (Panda-70M: 7).")
+        # Clip rules.
+        add("min-clip-s", type=float, default=2.5, help="Shortest clip kept, seconds (Panda: 2.5).")
+        add("max-clip-s", type=float, default=60.0,
+            help="Longest clip, seconds (Panda: 60); longer spans are split evenly.")
+        add("trim-fraction", type=float, default=0.0,
+            help="Fraction of each span cut from both ends (0 to <0.5).")
+        # Clip media.
+        add("clip-media", default="copy", choices=CLIP_MEDIA_MODES,
+            help="copy: ffmpeg stream copy (fast, starts at the keyframe before the span); "
+            "exact: frame-accurate re-encode; none: no clip files.")
+        add("keyframes", type=int, default=3,
+            help="JPEG keyframes per clip, spread from 5%% to 95%% of the clip (0 for none).")
+        add("keyframe-width", type=int, default=512,
+            help="Keyframes are downscaled to at most this width (0 keeps full size).")
+        add("ffmpeg-threads", type=int, default=0,
+            help="Threads per ffmpeg process (0 lets ffmpeg choose).")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Parameters that decide where clips start and end; hashed into every clip id."""
+
+    detector: str
+    threshold: float
+    min_scene_len: int
+    detect_width: int
+    max_cut_len: float
+    force_cut_after: float
+    min_clip_s: float
+    max_clip_s: float
+    trim_fraction: float
+
+    @property
+    def params_hash(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    output: str
+    clip_media: str
+    keyframes: int
+    keyframe_width: int
+    ffmpeg_threads: int
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    run_id: str
+    input: str
+    output: str
+    video_extensions: tuple[str, ...]
+    split: SplitConfig
+    media: MediaConfig
+
+    @classmethod
+    def from_options(cls, options: PipelineOptions) -> RunConfig:
+        o = options.view_as(CurationOptions)
+        if not o.input:
+            raise ConfigError("--input is required: a folder of videos or a manifest file")
+        if not o.output:
+            raise ConfigError("--output is required: where the tables are written")
+        threshold = o.scene_threshold
+        if threshold is None:
+            threshold = DEFAULT_THRESHOLDS[o.detector]
+        checks = [
+            (threshold > 0, f"--scene-threshold must be > 0, got {threshold}"),
+            (o.min_scene_len >= 1, f"--min-scene-len must be >= 1 frame, got {o.min_scene_len}"),
+            (o.detect_width >= 16, f"--detect-width must be >= 16 pixels, got {o.detect_width}"),
+            (o.max_cut_len >= 0, f"--max-cut-len must be >= 0, got {o.max_cut_len}"),
+            (
+                o.max_cut_len == 0 or o.force_cut_after >= o.max_cut_len,
+                f"--force-cut-after ({o.force_cut_after}) must be >= --max-cut-len "
+                f"({o.max_cut_len})",
+            ),
+            (o.min_clip_s >= 0, f"--min-clip-s must be >= 0, got {o.min_clip_s}"),
+            (
+                o.max_clip_s > o.min_clip_s,
+                f"--max-clip-s ({o.max_clip_s}) must be greater than --min-clip-s "
+                f"({o.min_clip_s})",
+            ),
+            (0 <= o.trim_fraction < 0.5, f"--trim-fraction must be in [0, 0.5), got "
+             f"{o.trim_fraction}"),
+            (0 <= o.keyframes <= 32, f"--keyframes must be in [0, 32], got {o.keyframes}"),
+            (o.keyframe_width >= 0, f"--keyframe-width must be >= 0, got {o.keyframe_width}"),
+            (o.ffmpeg_threads >= 0, f"--ffmpeg-threads must be >= 0, got {o.ffmpeg_threads}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        extensions = tuple(
+            e.strip().lower().lstrip(".") for e in o.video_extensions.split(",") if e.strip()
+        )
+        if not extensions:
+            raise ConfigError("--video-extensions is empty")
+        run_id = o.run_id or new_run_id()
+        if not run_id.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"--run-id may hold letters, digits, '-' and '_' only: {run_id!r}")
+        return cls(
+            run_id=run_id,
+            input=o.input,
+            output=o.output.rstrip("/"),
+            video_extensions=extensions,
+            split=SplitConfig(
+                detector=o.detector,
+                threshold=float(threshold),
+                min_scene_len=o.min_scene_len,
+                detect_width=o.detect_width,
+                max_cut_len=o.max_cut_len,
+                force_cut_after=o.force_cut_after,
+                min_clip_s=o.min_clip_s,
+                max_clip_s=o.max_clip_s,
+                trim_fraction=o.trim_fraction,
+            ),
+            media=MediaConfig(
+                output=o.output.rstrip("/"),
+                clip_media=o.clip_media,
+                keyframes=o.keyframes,
+                keyframe_width=o.keyframe_width,
+                ffmpeg_threads=o.ffmpeg_threads,
+            ),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def new_run_id() -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"

@@ -1,0 +1,109 @@
+"""DuckDB over the output tables: read-only views that count each video and clip once.
+
+A run's shards become visible only once its `runs` row exists (written last, after
+the pipeline succeeded). Across runs over the same output, the latest complete run
+of each video wins: `videos`, `clips`, `captions` and `errors` show that run's rows,
+and `<table>_all` views show every row of every complete run.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import duckdb
+import pyarrow as pa
+
+from schemas.tables import TABLES
+from transforms.manifest import is_local
+
+VIEWS = ("videos", "clips", "captions", "errors", "runs")
+
+
+class OutputNotFound(FileNotFoundError):
+    pass
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _has_files(output: str, table: str) -> bool:
+    if not is_local(output):
+        return True  # remote globs are resolved by DuckDB (httpfs) itself
+    pattern = os.path.join(glob.escape(output.removeprefix("file://")), table, "*.parquet")
+    return bool(glob.glob(pattern))
+
+
+def connect(output: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with views over <output>; nothing is ever written to it."""
+    if is_local(output) and not os.path.isdir(output.removeprefix("file://")):
+        raise OutputNotFound(f"no vidcurate output at {output!r}")
+    con = duckdb.connect(":memory:")
+    if not is_local(output):
+        con.sql("INSTALL httpfs; LOAD httpfs;")
+    base = output.rstrip("/").removeprefix("file://")
+    for table, schema in TABLES.items():
+        raw = f"raw_{table}"
+        if _has_files(output, table):
+            pattern = _quote(f"{base}/{table}/*.parquet")
+            con.sql(f"CREATE VIEW {raw} AS SELECT * FROM read_parquet({pattern}, "
+                    f"union_by_name = true)")
+        else:
+            con.register(f"{raw}_empty", pa.Table.from_pylist([], schema=schema))
+            con.sql(f"CREATE VIEW {raw} AS SELECT * FROM {raw}_empty")
+    con.sql("""
+        CREATE VIEW runs AS
+        SELECT * FROM raw_runs WHERE status = 'complete';
+        CREATE VIEW videos_all AS
+        SELECT v.* FROM raw_videos v SEMI JOIN runs r USING (run_id);
+        CREATE VIEW videos AS
+        SELECT v.* FROM raw_videos v JOIN runs r USING (run_id)
+        QUALIFY row_number() OVER (PARTITION BY v.video_id
+                                   ORDER BY r.finished_at DESC, r.run_id DESC) = 1;
+        CREATE VIEW clips_all AS
+        SELECT c.* FROM raw_clips c SEMI JOIN runs r USING (run_id);
+        CREATE VIEW clips AS
+        SELECT c.* FROM raw_clips c SEMI JOIN videos v USING (video_id, run_id);
+        CREATE VIEW captions_all AS
+        SELECT c.* FROM raw_captions c SEMI JOIN runs r USING (run_id);
+        CREATE VIEW captions AS
+        SELECT c.* FROM raw_captions c SEMI JOIN videos v USING (video_id, run_id);
+        CREATE VIEW errors_all AS
+        SELECT e.* FROM raw_errors e SEMI JOIN runs r USING (run_id);
+        CREATE VIEW errors AS
+        SELECT e.* FROM raw_errors e
+        WHERE (e.video_id, e.run_id) IN (SELECT (video_id, run_id) FROM videos)
+           OR (e.video_id IS NULL
+               AND e.run_id = (SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1));
+    """)
+    return con
+
+
+def query(output: str, sql: str) -> duckdb.DuckDBPyRelation:
+    return connect(output).sql(sql)
+
+
+STATS_QUERIES = {
+    "inputs": """
+        SELECT count(*) AS inputs,
+               count(*) FILTER (status = 'ok') AS ok,
+               count(*) FILTER (status = 'skipped') AS skipped,
+               count(*) FILTER (status = 'failed') AS failed,
+               round(sum(duration_s) / 3600, 3) AS video_hours
+        FROM videos""",
+    "clips": """
+        SELECT count(*) AS clips,
+               round(sum(duration_s) / 3600, 3) AS clip_hours,
+               round(quantile_cont(duration_s, 0.1), 2) AS p10_s,
+               round(quantile_cont(duration_s, 0.5), 2) AS p50_s,
+               round(quantile_cont(duration_s, 0.9), 2) AS p90_s,
+               round(max(duration_s), 2) AS max_s
+        FROM clips""",
+    "top errors": """
+        SELECT stage, error_type, count(*) AS n, any_value(message) AS example
+        FROM errors GROUP BY ALL ORDER BY n DESC, stage LIMIT 10""",
+    "skip reasons": """
+        SELECT reason, count(*) AS n FROM videos WHERE status = 'skipped'
+        GROUP BY ALL ORDER BY n DESC LIMIT 10""",
+}

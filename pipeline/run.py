@@ -1,0 +1,177 @@
+"""run(): validate options, build and run the graph, then commit the run with its `runs` row."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineResult
+
+from pipeline import __version__
+from pipeline.dag import build
+from pipeline.options import ConfigError, RunConfig
+from schemas.tables import SCHEMA_VERSION
+from transforms.manifest import input_kind, is_local
+from transforms.media import ffmpeg_version
+
+log = logging.getLogger("vidcurate")
+
+# Stages in graph order, for reports.
+STAGES = ("manifest", "probe", "detect_scenes", "clip_rules", "plan_clips", "cut_clips")
+_PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "ffmpeg-python", "numpy",
+             "opencv-python-headless")
+
+
+@dataclass
+class StageStats:
+    counters: dict[str, int] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)  # count, mean, max
+
+
+@dataclass
+class RunOutcome:
+    config: RunConfig
+    result: PipelineResult | None
+    stages: dict[str, StageStats]
+    started_at: dt.datetime
+    finished_at: dt.datetime
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run_id
+
+    def counter(self, stage: str, name: str) -> int:
+        return self.stages.get(stage, StageStats()).counters.get(name, 0)
+
+
+def check_environment(cfg: RunConfig) -> None:
+    """Fail before building the graph when the run cannot work at all."""
+    for tool in ("ffmpeg", "ffprobe"):
+        if shutil.which(tool) is None:
+            raise ConfigError(f"{tool} is not on PATH: install ffmpeg (e.g. apt-get install "
+                              f"ffmpeg) before running vidcurate")
+    path = cfg.input.removeprefix("file://")
+    if is_local(cfg.input):
+        if not os.path.exists(path):
+            raise ConfigError(f"--input {cfg.input!r} does not exist")
+    elif not FileSystems.match([cfg.input.rstrip("/") + ("/**" if input_kind(
+            cfg.input, cfg.video_extensions) == "folder" else "")])[0].metadata_list:
+        raise ConfigError(f"--input {cfg.input!r} matches nothing")
+    if is_local(cfg.output):
+        out = cfg.output.removeprefix("file://")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ConfigError(f"--output {cfg.output!r} exists and is not a folder")
+
+
+def stage_stats(result: PipelineResult) -> dict[str, StageStats]:
+    """Beam metrics summed over steps, per stage namespace."""
+    stats: dict[str, StageStats] = defaultdict(StageStats)
+    metrics = result.metrics().query()
+
+    def value(m: Any) -> Any:
+        return m.committed if m.committed is not None else m.attempted
+
+    for m in metrics["counters"]:
+        ns, name = m.key.metric.namespace, m.key.metric.name
+        stats[ns].counters[name] = stats[ns].counters.get(name, 0) + int(value(m) or 0)
+    dists: dict[tuple[str, str], list] = defaultdict(lambda: [0, 0, 0])
+    for m in metrics["distributions"]:
+        d = value(m)
+        if d is None or not d.count:
+            continue
+        acc = dists[(m.key.metric.namespace, m.key.metric.name)]
+        acc[0] += d.count
+        acc[1] += d.sum
+        acc[2] = max(acc[2], d.max)
+    for (ns, name), (count, total, biggest) in dists.items():
+        stats[ns].latency_ms.update({"count": count, "mean": total / count, "max": biggest})
+    return dict(stats)
+
+
+def versions() -> dict[str, str]:
+    found = {"vidcurate": __version__, "ffmpeg": ffmpeg_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def runs_row(outcome: RunOutcome, options: PipelineOptions, status: str) -> dict[str, Any]:
+    cfg = outcome.config
+    counts = [
+        {"stage": stage, "name": name, "value": value}
+        for stage, st in sorted(outcome.stages.items())
+        for name, value in sorted(st.counters.items())
+    ]
+    all_options = {k: v for k, v in options.get_all_options(drop_default=False).items()
+                   if _jsonable(v)}
+    return {
+        "run_id": cfg.run_id,
+        "status": status,
+        "started_at": outcome.started_at,
+        "finished_at": outcome.finished_at,
+        "input": cfg.input,
+        "output": cfg.output,
+        "runner": options.view_as(StandardOptions).runner or "DirectRunner",
+        "split_params_hash": cfg.split.params_hash,
+        "options_json": json.dumps(
+            {"config": dataclasses.asdict(cfg), "pipeline_options": all_options},
+            sort_keys=True, default=str),
+        "versions_json": json.dumps(versions(), sort_keys=True),
+        "counts": counts,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> RunOutcome:
+    """Run the curation pipeline; raises ConfigError before any work on bad options."""
+    from transforms.sinks import write_rows
+
+    options = (test_pipeline.options if test_pipeline is not None and argv is None
+               else PipelineOptions(argv))
+    cfg = RunConfig.from_options(options)
+    check_environment(cfg)
+    started = dt.datetime.now(dt.UTC)
+    log.info("run %s: %s -> %s", cfg.run_id, cfg.input, cfg.output)
+    p = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
+    build(p, cfg)
+    result = p.run()
+    result.wait_until_finish()
+    outcome = RunOutcome(config=cfg, result=result, stages=stage_stats(result),
+                         started_at=started, finished_at=dt.datetime.now(dt.UTC))
+    # The runs row is written last: it is the commit marker that makes this run's
+    # shards visible to the query views.
+    write_rows(cfg.output, "runs", cfg.run_id, [runs_row(outcome, options, "complete")])
+    _clean_scratch(cfg.output)
+    return outcome
+
+
+def _clean_scratch(output: str) -> None:
+    # Each clip removes its own scratch folder; drop the parent only when empty, since
+    # another run may be writing to the same output.
+    if is_local(output):
+        try:
+            os.rmdir(os.path.join(output.removeprefix("file://"), ".tmp"))
+        except OSError:
+            pass

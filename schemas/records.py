@@ -1,0 +1,234 @@
+"""Typed records passed between pipeline stages.
+
+Stages pass these small records (URIs, numbers, short strings), never video bytes.
+Every record that becomes a table row has ``to_row()``, whose keys are exactly the
+columns of its schema in :mod:`schemas.tables` (a unit test holds them together).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+VIDEO_STATUSES = ("ok", "failed", "skipped")
+BOUNDARY_KINDS = ("detected", "forced")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input of the run: a video uri and what the manifest said about it."""
+
+    uri: str  # normalised: absolute local path or scheme://...
+    video_id: str
+    title: str | None = None
+    description: str | None = None
+    license: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # extra manifest columns
+    origin: str = ""  # manifest path and row, or the folder the file was found in
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ffprobe tells about a file, plus its size and content hash."""
+
+    duration_s: float
+    start_time_s: float  # first video timestamp; ffmpeg seeks relative to it
+    fps: float  # average frame rate (frames / duration); what times are computed from
+    is_vfr: bool
+    width: int
+    height: int
+    rotation: int  # degrees, as the display matrix says; players rotate by it
+    video_codec: str
+    pix_fmt: str | None
+    audio_codec: str | None
+    has_audio: bool
+    container: str
+    bit_rate: int | None
+    nb_frames: int | None
+    bytes: int
+    content_sha256: str
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Width and height after rotation, as ffmpeg decodes (autorotate) and players show."""
+        if self.rotation % 180 == 90:
+            return self.height, self.width
+        return self.width, self.height
+
+
+@dataclass(frozen=True)
+class ProbedVideo:
+    source: Source
+    local_path: str
+    info: VideoInfo
+
+    @property
+    def video_id(self) -> str:
+        return self.source.video_id
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """A shot boundary: the first frame of a new shot."""
+
+    frame: int
+    time_s: float
+    kind: str  # "detected" by the cut detector or "forced" in a long shot
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open frame range [start_frame, end_frame) and its times in seconds."""
+
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class ScenedVideo:
+    """A probed video with its shot boundaries and shots (cut-scenes)."""
+
+    video: ProbedVideo
+    boundaries: tuple[Boundary, ...]
+    shots: tuple[Span, ...]
+    decoded_frames: int
+    detect_note: str | None = None  # e.g. the decoder stopped early on a damaged file
+
+
+@dataclass(frozen=True)
+class SplitVideo:
+    """A video after the clip rules: the spans that become clips, or why there are none."""
+
+    scened: ScenedVideo
+    spans: tuple[Span, ...]
+    reason: str | None  # set when spans is empty
+
+
+@dataclass(frozen=True)
+class ClipTask:
+    """Everything a worker needs to cut one clip; made when a video fans out to clips."""
+
+    clip_id: str
+    clip_index: int
+    video_id: str
+    source_uri: str
+    local_path: str
+    span: Span
+    fps: float
+    video_codec: str
+    audio_codec: str | None
+    keyframe_before_start_s: float | None  # for copy mode: where stream copy really starts
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    clip_id: str
+    video_id: str
+    source_uri: str
+    clip_index: int
+    span: Span
+    split_params_hash: str
+    media_mode: str
+    media_uri: str | None
+    media_start_s: float | None
+    media_end_s: float | None
+    keyframe_uris: tuple[str, ...]
+    keyframe_times_s: tuple[float, ...]
+    run_id: str
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "clip_id": self.clip_id,
+            "video_id": self.video_id,
+            "source_uri": self.source_uri,
+            "clip_index": self.clip_index,
+            "start_s": self.span.start_s,
+            "end_s": self.span.end_s,
+            "duration_s": self.span.duration_s,
+            "start_frame": self.span.start_frame,
+            "end_frame": self.span.end_frame,
+            "split_params_hash": self.split_params_hash,
+            "media_mode": self.media_mode,
+            "media_uri": self.media_uri,
+            "media_start_s": self.media_start_s,
+            "media_end_s": self.media_end_s,
+            "keyframe_uris": list(self.keyframe_uris),
+            "keyframe_times_s": list(self.keyframe_times_s),
+            "run_id": self.run_id,
+        }
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    stage: str
+    source_uri: str
+    error_type: str
+    message: str
+    run_id: str
+    video_id: str | None = None
+    clip_id: str | None = None
+    time: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "stage": self.stage,
+            "source_uri": self.source_uri,
+            "video_id": self.video_id,
+            "clip_id": self.clip_id,
+            "error_type": self.error_type,
+            "message": self.message,
+            "time": self.time,
+        }
+
+
+@dataclass(frozen=True)
+class VideoRow:
+    """The one `videos` row every input ends as, whatever happened to it."""
+
+    source: Source
+    status: str
+    reason: str | None
+    run_id: str
+    info: VideoInfo | None = None
+    boundaries: tuple[Boundary, ...] = ()
+    shot_count: int | None = None
+    clip_count: int = 0
+    failed_clip_count: int = 0
+
+    def __post_init__(self) -> None:
+        if self.status not in VIDEO_STATUSES:
+            raise ValueError(f"unknown video status {self.status!r}")
+
+    def to_row(self) -> dict[str, Any]:
+        info = dataclasses.asdict(self.info) if self.info else dict.fromkeys(_INFO_FIELDS)
+        return {
+            "video_id": self.source.video_id,
+            "source_uri": self.source.uri,
+            "title": self.source.title,
+            "description": self.source.description,
+            "license": self.source.license,
+            "metadata_json": json.dumps(self.source.metadata, sort_keys=True, default=str)
+            if self.source.metadata
+            else None,
+            "status": self.status,
+            "reason": self.reason,
+            **info,
+            "shot_boundaries": [dataclasses.asdict(b) for b in self.boundaries],
+            "shot_count": self.shot_count,
+            "clip_count": self.clip_count,
+            "failed_clip_count": self.failed_clip_count,
+            "run_id": self.run_id,
+        }
+
+
+_INFO_FIELDS = [f.name for f in dataclasses.fields(VideoInfo)]

@@ -1,0 +1,151 @@
+"""pyarrow schemas of the output tables: the single source of truth.
+
+Writers take their schema from here, the query views read the same files, and the
+schema version is stored in every Parquet file's metadata (key ``vidcurate.schema``).
+Bump SCHEMA_VERSION on any change to a column's name, type or meaning.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+METADATA_KEY = b"vidcurate.schema"
+
+BOUNDARY = pa.struct(
+    [
+        pa.field("frame", pa.int64()),
+        pa.field("time_s", pa.float64()),
+        pa.field("kind", pa.string()),
+    ]
+)
+
+COUNT = pa.struct(
+    [
+        pa.field("stage", pa.string()),
+        pa.field("name", pa.string()),
+        pa.field("value", pa.int64()),
+    ]
+)
+
+
+def _schema(table: str, fields: list[pa.Field]) -> pa.Schema:
+    meta = {METADATA_KEY: f"{table}:{SCHEMA_VERSION}".encode()}
+    return pa.schema(fields, metadata=meta)
+
+
+VIDEOS = _schema(
+    "videos",
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("description", pa.string()),
+        pa.field("license", pa.string()),
+        pa.field("metadata_json", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("start_time_s", pa.float64()),
+        pa.field("fps", pa.float64()),
+        pa.field("is_vfr", pa.bool_()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("rotation", pa.int32()),
+        pa.field("video_codec", pa.string()),
+        pa.field("pix_fmt", pa.string()),
+        pa.field("audio_codec", pa.string()),
+        pa.field("has_audio", pa.bool_()),
+        pa.field("container", pa.string()),
+        pa.field("bit_rate", pa.int64()),
+        pa.field("nb_frames", pa.int64()),
+        pa.field("bytes", pa.int64()),
+        pa.field("content_sha256", pa.string()),
+        pa.field("shot_boundaries", pa.list_(BOUNDARY)),
+        pa.field("shot_count", pa.int32()),
+        pa.field("clip_count", pa.int32()),
+        pa.field("failed_clip_count", pa.int32()),
+        pa.field("run_id", pa.string(), nullable=False),
+    ],
+)
+
+CLIPS = _schema(
+    "clips",
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("clip_index", pa.int32()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("start_frame", pa.int64()),
+        pa.field("end_frame", pa.int64()),
+        pa.field("split_params_hash", pa.string()),
+        pa.field("media_mode", pa.string()),
+        pa.field("media_uri", pa.string()),
+        pa.field("media_start_s", pa.float64()),
+        pa.field("media_end_s", pa.float64()),
+        pa.field("keyframe_uris", pa.list_(pa.string())),
+        pa.field("keyframe_times_s", pa.list_(pa.float64())),
+        pa.field("run_id", pa.string(), nullable=False),
+    ],
+)
+
+# Filled by the captioning stages; written (empty) from the start so that queries and
+# notebooks can rely on the table existing.
+CAPTIONS = _schema(
+    "captions",
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("teacher", pa.string(), nullable=False),
+        pa.field("model", pa.string()),
+        pa.field("prompt", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("clip_score", pa.float32()),
+        pa.field("rank", pa.int32()),
+        pa.field("selected", pa.bool_()),
+        pa.field("run_id", pa.string(), nullable=False),
+    ],
+)
+
+ERRORS = _schema(
+    "errors",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("clip_id", pa.string()),
+        pa.field("error_type", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+        pa.field("time", pa.timestamp("us", tz="UTC")),
+    ],
+)
+
+RUNS = _schema(
+    "runs",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("started_at", pa.timestamp("us", tz="UTC")),
+        pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+        pa.field("input", pa.string()),
+        pa.field("output", pa.string()),
+        pa.field("runner", pa.string()),
+        pa.field("split_params_hash", pa.string()),
+        pa.field("options_json", pa.string()),
+        pa.field("versions_json", pa.string()),
+        pa.field("counts", pa.list_(COUNT)),
+        pa.field("schema_version", pa.string()),
+    ],
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "videos": VIDEOS,
+    "clips": CLIPS,
+    "captions": CAPTIONS,
+    "errors": ERRORS,
+    "runs": RUNS,
+}

@@ -1,0 +1,1 @@
+"""Pipeline stages: one module each, a thin PTransform over plain per-element functions."""

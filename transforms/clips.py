@@ -1,0 +1,202 @@
+"""CutClips: fan a split video out to clips, cut clip media and read keyframes by seeking.
+
+Clip ids are deterministic (video id, frame span, split-parameter hash), and so are
+the media and keyframe paths derived from them: a rerun overwrites, never duplicates.
+After the fan-out a Reshuffle spreads one long video's clips over workers.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import apache_beam as beam
+
+from pipeline.options import MediaConfig
+from schemas.records import ClipRecord, ClipTask, Span, SplitVideo
+from transforms.errors import ERRORS, StageMetrics, error_record
+from transforms.manifest import is_local
+from transforms.media import (
+    clip_extension,
+    cut_clip,
+    extract_frames,
+    keyframe_times,
+    media_duration,
+    publish,
+)
+
+PLAN_STAGE = "plan_clips"
+STAGE = "cut_clips"
+_CLIP_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "vidcurate:clip")
+# Keyframes sit between 5% and 95% of the clip: clear of the boundary frames, and at
+# the positions Panda-70M's stitching compares.
+_KEYFRAME_FIRST, _KEYFRAME_LAST = 0.05, 0.95
+
+
+def clip_id_for(video_id: str, span: Span, params_hash: str) -> str:
+    key = f"{video_id}:{span.start_frame}:{span.end_frame}:{params_hash}"
+    return str(uuid.uuid5(_CLIP_NAMESPACE, key))
+
+
+def keyframe_positions(span: Span, count: int) -> list[float]:
+    if count <= 0:
+        return []
+    if count == 1:
+        return [round(span.start_s + span.duration_s / 2, 6)]
+    step = (_KEYFRAME_LAST - _KEYFRAME_FIRST) / (count - 1)
+    return [round(span.start_s + span.duration_s * (_KEYFRAME_FIRST + i * step), 6)
+            for i in range(count)]
+
+
+def keyframe_at_or_before(keyframes: list[float], t: float, tolerance: float = 1e-3) -> float:
+    i = bisect.bisect_right(keyframes, t + tolerance)
+    return keyframes[i - 1] if i else 0.0
+
+
+def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[ClipTask]:
+    """One task per span; in copy mode each task knows where stream copy will start."""
+    video = split.scened.video
+    info = video.info
+    keyframes: list[float] | None = None
+    if media.clip_media == "copy" and split.spans:
+        keyframes = [t - info.start_time_s for t in keyframe_times(video.local_path)]
+    return [
+        ClipTask(
+            clip_id=clip_id_for(video.video_id, span, params_hash),
+            clip_index=i,
+            video_id=video.video_id,
+            source_uri=video.source.uri,
+            local_path=video.local_path,
+            span=span,
+            fps=info.fps,
+            video_codec=info.video_codec,
+            audio_codec=info.audio_codec,
+            keyframe_before_start_s=(
+                keyframe_at_or_before(keyframes, span.start_s) if keyframes is not None else None
+            ),
+        )
+        for i, span in enumerate(split.spans)
+    ]
+
+
+def media_uri_for(output: str, task: ClipTask, ext: str) -> str:
+    return f"{output}/media/{task.video_id}/{task.clip_id}.{ext}"
+
+
+def keyframe_uri_for(output: str, task: ClipTask, index: int) -> str:
+    return f"{output}/keyframes/{task.video_id}/{task.clip_id}_{index}.jpg"
+
+
+def _scratch_dir(output: str) -> str:
+    # Next to a local output, so that finished files are renamed into place, not copied.
+    if is_local(output):
+        base = os.path.join(output.removeprefix("file://"), ".tmp")
+        os.makedirs(base, exist_ok=True)
+        return tempfile.mkdtemp(dir=base)
+    return tempfile.mkdtemp(prefix="vidcurate-")
+
+
+def cut_one(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str) -> ClipRecord:
+    """Cut the clip's media and keyframes and publish them; raises MediaError."""
+    scratch = _scratch_dir(media.output)
+    try:
+        media_uri = media_start = media_end = None
+        if media.clip_media != "none":
+            ext = clip_extension(media.clip_media, task.video_codec, task.audio_codec)
+            local = os.path.join(scratch, f"clip.{ext}")
+            cut_clip(task.local_path, local, task.span.start_s, task.span.duration_s,
+                     media.clip_media, media.ffmpeg_threads)
+            duration = media_duration(local)
+            media_start = (task.keyframe_before_start_s if media.clip_media == "copy"
+                           and task.keyframe_before_start_s is not None else task.span.start_s)
+            media_end = media_start + duration
+            media_uri = media_uri_for(media.output, task, ext)
+            publish(local, media_uri)
+        times = keyframe_positions(task.span, media.keyframes)
+        locals_ = [os.path.join(scratch, f"kf{i}.jpg") for i in range(len(times))]
+        uris = [keyframe_uri_for(media.output, task, i) for i in range(len(times))]
+        if times:
+            extract_frames(task.local_path, times, locals_, media.keyframe_width)
+            for local, uri in zip(locals_, uris, strict=True):
+                publish(local, uri)
+        return ClipRecord(
+            clip_id=task.clip_id,
+            video_id=task.video_id,
+            source_uri=task.source_uri,
+            clip_index=task.clip_index,
+            span=task.span,
+            split_params_hash=params_hash,
+            media_mode=media.clip_media,
+            media_uri=media_uri,
+            media_start_s=media_start,
+            media_end_s=media_end,
+            keyframe_uris=tuple(uris),
+            keyframe_times_s=tuple(times),
+            run_id=run_id,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _PlanFn(beam.DoFn):
+    def __init__(self, media: MediaConfig, params_hash: str, run_id: str) -> None:
+        self.media, self.params_hash, self.run_id = media, params_hash, run_id
+        self.metrics = StageMetrics(PLAN_STAGE)
+
+    def process(self, split: SplitVideo) -> Iterator[ClipTask | beam.pvalue.TaggedOutput]:
+        if not split.spans:
+            return
+        video = split.scened.video
+        try:
+            tasks = plan_clips(split, self.media, self.params_hash)
+        except Exception as e:
+            self.metrics.failed.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS, error_record(
+                e, stage=PLAN_STAGE, source_uri=video.source.uri, run_id=self.run_id,
+                video_id=video.video_id))
+            return
+        self.metrics.processed.inc()
+        yield from tasks
+
+
+class _CutFn(beam.DoFn):
+    def __init__(self, media: MediaConfig, params_hash: str, run_id: str) -> None:
+        self.media, self.params_hash, self.run_id = media, params_hash, run_id
+        self.metrics = StageMetrics(STAGE)
+
+    def process(self, task: ClipTask) -> Iterator[ClipRecord | beam.pvalue.TaggedOutput]:
+        with self.metrics.timed():
+            try:
+                record = cut_one(task, self.media, self.params_hash, self.run_id)
+            except Exception as e:
+                self.metrics.failed.inc()
+                yield beam.pvalue.TaggedOutput(ERRORS, error_record(
+                    e, stage=STAGE, source_uri=task.source_uri, run_id=self.run_id,
+                    video_id=task.video_id, clip_id=task.clip_id))
+                return
+        self.metrics.processed.inc()
+        yield record
+
+
+class CutClips(beam.PTransform):
+    """SplitVideo -> ClipRecord (main) and ErrorRecord ('errors')."""
+
+    def __init__(self, media: MediaConfig, params_hash: str, run_id: str) -> None:
+        super().__init__()
+        self.media, self.params_hash, self.run_id = media, params_hash, run_id
+
+    def expand(self, splits: beam.PCollection) -> dict[str, beam.PCollection]:
+        planned = splits | "Plan" >> beam.ParDo(
+            _PlanFn(self.media, self.params_hash, self.run_id)).with_outputs(ERRORS, main="tasks")
+        cut = (
+            planned.tasks
+            | "Spread" >> beam.Reshuffle()
+            | "Cut" >> beam.ParDo(_CutFn(self.media, self.params_hash, self.run_id)).with_outputs(
+                ERRORS, main="clips")
+        )
+        errors = (planned[ERRORS], cut[ERRORS]) | "MergeErrors" >> beam.Flatten()
+        return {"clips": cut.clips, ERRORS: errors}

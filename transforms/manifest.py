@@ -1,0 +1,251 @@
+"""ReadManifest: turn --input (a folder, one video, or a manifest file) into Sources.
+
+Listing and reading happen inside the pipeline (so a bucket with millions of objects
+is listed by a worker, not the launcher), then sources are grouped by video id: the
+same video listed twice is processed once, and the shuffle spreads the work.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import posixpath
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from schemas.records import ErrorRecord, Source
+from transforms.errors import ERRORS, StageMetrics, error_record
+
+STAGE = "manifest"
+MANIFEST_EXTENSIONS = ("csv", "tsv", "jsonl", "ndjson", "json", "parquet")
+URI_COLUMNS = ("uri", "url", "path", "video", "video_path", "file", "filename")
+KNOWN_COLUMNS = ("title", "description", "license")
+
+
+class ManifestRowError(ValueError):
+    """A manifest row that names no usable video."""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    origin: str  # manifest path and row number
+    reason: str
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def normalise_uri(uri: str, base_dir: str | None = None) -> str:
+    """One spelling per video: absolute local paths; lower-case scheme and host."""
+    uri = uri.strip()
+    if not uri:
+        raise ManifestRowError("empty uri")
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    if "://" not in uri:
+        path = os.path.expanduser(uri)
+        if not os.path.isabs(path) and base_dir and is_local(base_dir):
+            path = os.path.join(base_dir, path)
+        return os.path.normpath(os.path.abspath(path))
+    parts = urlsplit(uri)
+    if not parts.netloc:
+        raise ManifestRowError(f"uri has a scheme but no host or bucket: {uri!r}")
+    path = posixpath.normpath(parts.path) if parts.path else ""
+    if parts.path.endswith("/") and not path.endswith("/"):
+        path += "/"
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
+
+
+def video_id_for(normalised_uri: str) -> str:
+    return hashlib.sha256(normalised_uri.encode("utf-8")).hexdigest()[:16]
+
+
+def input_kind(input_uri: str, extensions: Iterable[str]) -> str:
+    """'manifest', 'video' or 'folder', from the name (and, locally, the file system)."""
+    ext = input_uri.rsplit(".", 1)[-1].lower() if "." in posixpath.basename(input_uri) else ""
+    if is_local(input_uri) and os.path.isdir(input_uri.removeprefix("file://")):
+        return "folder"
+    if ext in MANIFEST_EXTENSIONS:
+        return "manifest"
+    if ext in set(extensions):
+        return "video"
+    return "folder"
+
+
+def list_folder(folder: str, extensions: Iterable[str]) -> Iterator[str]:
+    """All files under folder (recursively) whose extension is a video extension."""
+    wanted = {e.lower() for e in extensions}
+    pattern = folder.rstrip("/") + "/**"
+    for result in FileSystems.match([pattern]):
+        for meta in sorted(result.metadata_list, key=lambda m: m.path):
+            name = posixpath.basename(meta.path)
+            if name.startswith("."):
+                continue
+            if "." in name and name.rsplit(".", 1)[-1].lower() in wanted:
+                yield meta.path
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def read_manifest_rows(path: str) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
+    """(row number, row) for each row; a row that cannot be parsed comes as an exception."""
+    ext = path.rsplit(".", 1)[-1].lower()
+    if ext == "parquet":
+        with FileSystems.open(path) as f:
+            pf = pq.ParquetFile(f)
+            n = 0
+            for batch in pf.iter_batches(batch_size=4096):
+                for row in batch.to_pylist():
+                    n += 1
+                    yield n, row
+        return
+    with FileSystems.open(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        if ext in ("csv", "tsv"):
+            reader = csv.DictReader(text, delimiter="\t" if ext == "tsv" else ",")
+            for n, row in enumerate(reader, start=1):
+                if None in row:  # more cells than header columns
+                    yield n, ManifestRowError(f"row has {len(row) - 1 + len(row[None])} cells "
+                                              f"but the header has {len(row) - 1}")
+                else:
+                    yield n, row
+        else:
+            for n, line in enumerate(text, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield n, ManifestRowError(f"invalid JSON: {e.msg} at column {e.colno}")
+                    continue
+                if not isinstance(row, dict):
+                    yield n, ManifestRowError(f"expected a JSON object, got {type(row).__name__}")
+                else:
+                    yield n, row
+
+
+def source_from_row(row: dict[str, Any], base_dir: str, origin: str) -> Source:
+    lowered = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+    uri_key = next((k for k in URI_COLUMNS if _text(lowered.get(k))), None)
+    if uri_key is None:
+        raise ManifestRowError(f"no video uri (looked for columns {', '.join(URI_COLUMNS)})")
+    uri = normalise_uri(str(lowered[uri_key]), base_dir)
+    metadata = {
+        str(k): v
+        for k, v in row.items()
+        if k is not None
+        and str(k).strip().lower() not in (uri_key, *KNOWN_COLUMNS)
+        and _text(v) is not None
+    }
+    return Source(
+        uri=uri,
+        video_id=video_id_for(uri),
+        title=_text(lowered.get("title")),
+        description=_text(lowered.get("description")),
+        license=_text(lowered.get("license")),
+        metadata=metadata,
+        origin=origin,
+    )
+
+
+def expand_input(input_uri: str, extensions: tuple[str, ...]) -> Iterator[Source | RowProblem]:
+    """Sources named by --input, and a RowProblem per unusable manifest row."""
+    kind = input_kind(input_uri, extensions)
+    if kind == "video":
+        uri = normalise_uri(input_uri)
+        yield Source(uri=uri, video_id=video_id_for(uri), origin=input_uri)
+    elif kind == "folder":
+        for path in list_folder(input_uri, extensions):
+            uri = normalise_uri(path)
+            yield Source(uri=uri, video_id=video_id_for(uri), origin=input_uri)
+    else:
+        manifest = normalise_uri(input_uri)
+        base_dir = posixpath.dirname(manifest) if not is_local(manifest) else os.path.dirname(
+            manifest)
+        for n, row in read_manifest_rows(manifest):
+            origin = f"{input_uri}#row={n}"
+            if isinstance(row, Exception):
+                yield RowProblem(origin, str(row))
+                continue
+            try:
+                yield source_from_row(row, base_dir, origin)
+            except ManifestRowError as e:
+                yield RowProblem(origin, str(e))
+
+
+class _ExpandInput(beam.DoFn):
+    def __init__(self, extensions: tuple[str, ...], run_id: str) -> None:
+        self.extensions = extensions
+        self.run_id = run_id
+        self.metrics = StageMetrics(STAGE)
+
+    def process(self, input_uri: str) -> Iterator[Source | beam.pvalue.TaggedOutput]:
+        try:
+            for item in expand_input(input_uri, self.extensions):
+                if isinstance(item, Source):
+                    self.metrics.processed.inc()
+                    yield item
+                else:
+                    self.metrics.failed.inc()
+                    yield beam.pvalue.TaggedOutput(
+                        ERRORS,
+                        ErrorRecord(stage=STAGE, source_uri=item.origin,
+                                    error_type="bad_manifest_row", message=item.reason,
+                                    run_id=self.run_id),
+                    )
+        except Exception as e:  # an unreadable manifest: one error row, not a crash
+            self.metrics.failed.inc()
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, error_record(e, stage=STAGE, source_uri=input_uri, run_id=self.run_id)
+            )
+
+
+def _first_of_duplicates(item: tuple[str, Iterable[Source]]) -> Source:
+    _, sources = item
+    ordered = sorted(sources, key=lambda s: s.origin)
+    if len(ordered) > 1:
+        Metrics.counter(STAGE, "duplicates").inc(len(ordered) - 1)
+    return ordered[0]
+
+
+class ReadManifest(beam.PTransform):
+    """--input -> Sources (one per distinct video) and errors for unusable rows."""
+
+    def __init__(self, input_uri: str, extensions: tuple[str, ...], run_id: str) -> None:
+        super().__init__()
+        self.input_uri = input_uri
+        self.extensions = extensions
+        self.run_id = run_id
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
+        listed = (
+            pbegin
+            | "Input" >> beam.Create([self.input_uri])
+            | "Expand" >> beam.ParDo(_ExpandInput(self.extensions, self.run_id)).with_outputs(
+                ERRORS, main="sources")
+        )
+        sources = (
+            listed.sources
+            | "ByVideoId" >> beam.Map(lambda s: (s.video_id, s))
+            | "Group" >> beam.GroupByKey()
+            | "Dedupe" >> beam.Map(_first_of_duplicates)
+        )
+        return {"sources": sources, ERRORS: listed[ERRORS]}

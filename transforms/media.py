@@ -1,0 +1,337 @@
+"""ffmpeg / ffprobe helpers: argument lists only (never a shell), errors as MediaError.
+
+Local files are passed to ffmpeg as ``file:<absolute path>`` so that names with
+colons, spaces, quotes or shell metacharacters are taken literally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+import ffmpeg
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.records import VideoInfo
+
+_CHUNK = 1 << 20
+# Containers mp4 can take by stream copy; anything else is copied into Matroska.
+_MP4_VIDEO = {"h264", "hevc", "mpeg4", "av1", "vp9", "mjpeg", "mpeg2video", "mpeg1video"}
+_MP4_AUDIO = {None, "aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
+
+
+class MediaError(Exception):
+    """A media file that cannot be processed; becomes an error row, never a crash."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class NoVideoStream(MediaError):
+    """A readable file without a video stream (audio-only, image sequence metadata...)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("no_video_stream", message)
+
+
+def ff_path(path: str) -> str:
+    """How ffmpeg must be given a local path so that it is read literally."""
+    return "file:" + os.path.abspath(path)
+
+
+def _stderr_tail(stderr: bytes | str | None, limit: int = 400) -> str:
+    if not stderr:
+        return ""
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-3:])[-limit:]
+
+
+def probe(path: str) -> dict[str, Any]:
+    try:
+        return ffmpeg.probe(ff_path(path), v="error")
+    except ffmpeg.Error as e:
+        detail = _stderr_tail(e.stderr) or "ffprobe exited with an error"
+        raise MediaError("probe_failed", f"ffprobe could not read the file: {detail}") from e
+
+
+def file_digest(path: str) -> tuple[int, str]:
+    """Size and sha256 of a file, streamed (never the whole file in memory)."""
+    digest = hashlib.sha256()
+    size = 0
+    with FileSystems.open(path) as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _rate(text: str | None) -> float | None:
+    if not text or text in ("0/0", "0"):
+        return None
+    try:
+        value = float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if value > 0 else None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f else None  # NaN -> None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    tag = stream.get("tags", {}).get("rotate")
+    if tag is not None and _int(tag) is not None:
+        return int(tag) % 360
+    for side in stream.get("side_data_list", []) or []:
+        if "rotation" in side and _float(side["rotation"]) is not None:
+            # The display matrix gives the counter-clockwise angle; report it clockwise
+            # like the legacy `rotate` tag.
+            return int(round(-float(side["rotation"]))) % 360
+    return 0
+
+
+def parse_probe(data: dict[str, Any], size: int, sha256: str) -> VideoInfo:
+    """Turn ffprobe's JSON into VideoInfo; raises NoVideoStream / MediaError."""
+    streams = data.get("streams", [])
+    fmt = data.get("format", {})
+    # Cover art and thumbnails are "video" streams too; skip them.
+    video = [
+        s
+        for s in streams
+        if s.get("codec_type") == "video"
+        and not (s.get("disposition", {}) or {}).get("attached_pic")
+    ]
+    audio = [s for s in streams if s.get("codec_type") == "audio"]
+    if not video:
+        kinds = sorted({s.get("codec_type", "?") for s in streams}) or ["none"]
+        raise NoVideoStream(f"no video stream (streams: {', '.join(kinds)})")
+    v = video[0]
+    avg = _rate(v.get("avg_frame_rate"))
+    real = _rate(v.get("r_frame_rate"))
+    nb_frames = _int(v.get("nb_frames"))
+    duration = _float(v.get("duration")) or _float(fmt.get("duration"))
+    fps = avg or (nb_frames / duration if nb_frames and duration else None) or real
+    if not fps or fps > 1000:
+        raise MediaError("probe_failed", f"no usable frame rate (avg {avg}, r {real})")
+    if duration is None or duration <= 0:
+        if nb_frames:
+            duration = nb_frames / fps
+        else:
+            raise MediaError("probe_failed", "the file reports no duration")
+    # r_frame_rate is the lowest rate that represents all timestamps; when it differs
+    # from the average the stream is variable-rate (phone footage, screen recordings).
+    is_vfr = bool(avg and real and abs(real - avg) / avg > 0.01)
+    width, height = _int(v.get("width")), _int(v.get("height"))
+    if not width or not height:
+        raise MediaError("probe_failed", "the video stream reports no frame size")
+    return VideoInfo(
+        duration_s=float(duration),
+        start_time_s=_float(v.get("start_time")) or 0.0,
+        fps=float(fps),
+        is_vfr=is_vfr,
+        width=width,
+        height=height,
+        rotation=_rotation(v),
+        video_codec=v.get("codec_name", "unknown"),
+        pix_fmt=v.get("pix_fmt"),
+        audio_codec=audio[0].get("codec_name") if audio else None,
+        has_audio=bool(audio),
+        container=fmt.get("format_name", "unknown"),
+        bit_rate=_int(fmt.get("bit_rate")),
+        nb_frames=nb_frames,
+        bytes=size,
+        content_sha256=sha256,
+    )
+
+
+def detect_size(info: VideoInfo, target_width: int) -> tuple[int, int]:
+    """Even-sized downscale keeping the display aspect ratio; never upscales."""
+    w, h = info.display_size
+    width = min(target_width, w)
+    height = max(2, int(round(h * width / w / 2)) * 2)
+    width = max(2, width // 2 * 2)
+    return width, height
+
+
+@contextlib.contextmanager
+def decode_frames_downscaled(
+    path: str, info: VideoInfo, target_width: int, threads: int = 0
+) -> Iterator[Iterator[np.ndarray]]:
+    """Decode the first video stream once, downscaled, as BGR frames at a constant rate.
+
+    Variable-rate input is resampled to its average rate, so frame i is at i / fps.
+    The context yields an iterator; on exit the decoder is stopped and checked: a
+    decoder that failed before the first frame raises MediaError.
+    """
+    width, height = detect_size(info, target_width)
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error"]
+    if threads:
+        args += ["-threads", str(threads)]
+    args += ["-i", ff_path(path), "-map", "0:v:0", "-an", "-sn", "-dn"]
+    args += ["-vf", f"scale={width}:{height}:flags=fast_bilinear"]
+    if info.is_vfr:
+        args += ["-fps_mode", "cfr", "-r", f"{info.fps:.6f}"]
+    else:
+        args += ["-fps_mode", "passthrough"]
+    args += ["-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
+    frame_bytes = width * height * 3
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, bufsize=frame_bytes * 4)
+        count = 0
+
+        def frames() -> Iterator[np.ndarray]:
+            nonlocal count
+            assert proc.stdout is not None
+            while True:
+                buf = proc.stdout.read(frame_bytes)
+                if len(buf) < frame_bytes:
+                    return
+                count += 1
+                yield np.frombuffer(buf, np.uint8).reshape(height, width, 3)
+
+        try:
+            yield frames()
+        finally:
+            if proc.stdout:
+                proc.stdout.close()
+            code = proc.wait()
+            err.seek(0)
+            tail = _stderr_tail(err.read())
+        if count == 0:
+            raise MediaError(
+                "decode_failed",
+                f"ffmpeg decoded no frame (exit {code}){': ' + tail if tail else ''}",
+            )
+
+
+def keyframe_times(path: str) -> list[float]:
+    """Presentation times of the video keyframes, from packet flags (no decoding)."""
+    args = [
+        "ffprobe", "-v", "error", "-select_streams", "v:0",
+        "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", ff_path(path),
+    ]
+    out = subprocess.run(args, capture_output=True, check=False)
+    if out.returncode != 0:
+        raise MediaError("probe_failed", f"cannot list keyframes: {_stderr_tail(out.stderr)}")
+    times = []
+    for line in out.stdout.decode("utf-8", "replace").splitlines():
+        pts, _, flags = line.partition(",")
+        if "K" in flags and (t := _float(pts)) is not None:
+            times.append(t)
+    return sorted(times)
+
+
+def clip_extension(mode: str, video_codec: str, audio_codec: str | None) -> str:
+    if mode == "copy" and (video_codec not in _MP4_VIDEO or audio_codec not in _MP4_AUDIO):
+        return "mkv"
+    return "mp4"
+
+
+def cut_clip(
+    src: str, dst: str, start_s: float, duration_s: float, mode: str, threads: int = 0
+) -> None:
+    """Write [start, start + duration) of src to dst.
+
+    copy: stream copy; the clip really starts at the keyframe at or before start.
+    exact: re-encode (H.264 / AAC), frame-accurate.
+    """
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
+    if threads:
+        args += ["-threads", str(threads)]
+    args += ["-ss", f"{start_s:.6f}", "-i", ff_path(src), "-t", f"{duration_s:.6f}"]
+    args += ["-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn", "-map_metadata", "-1"]
+    if mode == "copy":
+        args += ["-c", "copy", "-avoid_negative_ts", "make_zero"]
+    elif mode == "exact":
+        args += [
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", "128k",
+        ]
+    else:
+        raise ValueError(f"unknown clip media mode {mode!r}")
+    if dst.endswith(".mp4"):
+        args += ["-movflags", "+faststart"]
+    args.append(ff_path(dst))
+    out = subprocess.run(args, capture_output=True, check=False)
+    if out.returncode != 0 or not os.path.exists(dst) or os.path.getsize(dst) == 0:
+        raise MediaError("cut_failed", f"ffmpeg could not cut the clip: {_stderr_tail(out.stderr)}")
+
+
+def media_duration(path: str) -> float:
+    data = probe(path)
+    fmt = _float(data.get("format", {}).get("duration"))
+    if fmt is None:
+        raise MediaError("probe_failed", "cut clip reports no duration")
+    return fmt
+
+
+def extract_frames(src: str, times_s: list[float], dsts: list[str], max_width: int) -> None:
+    """Write one JPEG per time, each read by seeking (one ffmpeg process, one seek each)."""
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
+    for t in times_s:
+        args += ["-ss", f"{t:.6f}", "-i", ff_path(src)]
+    scale = f"scale='min({max_width},iw)':-2" if max_width else None
+    for i, dst in enumerate(dsts):
+        args += ["-map", f"{i}:v:0", "-frames:v", "1", "-q:v", "3", "-update", "1"]
+        if scale:
+            args += ["-vf", scale]
+        args.append(ff_path(dst))
+    out = subprocess.run(args, capture_output=True, check=False)
+    missing = [d for d in dsts if not os.path.exists(d) or os.path.getsize(d) == 0]
+    if out.returncode != 0 or missing:
+        raise MediaError(
+            "keyframe_failed",
+            f"ffmpeg could not read {len(missing) or len(dsts)} keyframe(s): "
+            f"{_stderr_tail(out.stderr)}",
+        )
+
+
+def publish(local_path: str, dest_uri: str) -> None:
+    """Move a finished local file to its final place; the local file is consumed.
+
+    Local targets get a rename (atomic within one file system; a copy to a temporary
+    name and a rename across file systems). Other file systems (gs://, s3://, ...) go
+    through Beam's FileSystems, whose object stores show a file only once complete.
+    """
+    if "://" not in dest_uri or dest_uri.startswith("file://"):
+        dest = dest_uri.removeprefix("file://")
+        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+        try:
+            os.replace(local_path, dest)
+        except OSError:
+            tmp = f"{dest}.tmp-{os.getpid()}"
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, dest)
+            os.remove(local_path)
+        return
+    with open(local_path, "rb") as src, FileSystems.create(dest_uri) as dst:
+        shutil.copyfileobj(src, dst, _CHUNK)
+    os.remove(local_path)
+
+
+def ffmpeg_version() -> str:
+    out = subprocess.run(["ffmpeg", "-version"], capture_output=True, check=False)
+    first = out.stdout.decode("utf-8", "replace").splitlines()
+    return first[0] if first else "unknown"

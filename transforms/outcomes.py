@@ -1,0 +1,100 @@
+"""BuildVideoRows: every input ends as exactly one `videos` row, whatever happened.
+
+All per-video results (probe, skip, split, clip counts, errors) are joined on the
+video id, so a video lost or failed in any stage still gets its row with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import apache_beam as beam
+
+from schemas.records import ErrorRecord, ProbedVideo, Source, SplitVideo, VideoRow
+from transforms.clips import STAGE as CUT_STAGE
+from transforms.probe import Skip
+
+
+def video_outcome(
+    source: Source,
+    run_id: str,
+    probed: ProbedVideo | None = None,
+    skip: Skip | None = None,
+    split: SplitVideo | None = None,
+    clip_count: int = 0,
+    errors: Iterable[ErrorRecord] = (),
+) -> VideoRow:
+    errors = sorted(errors, key=lambda e: (e.stage, e.clip_id or "", e.message))
+    clip_errors = [e for e in errors if e.stage == CUT_STAGE]
+    video_errors = [e for e in errors if e.stage != CUT_STAGE]
+    info = probed.info if probed else (split.scened.video.info if split else None)
+    common: dict[str, Any] = {"source": source, "run_id": run_id, "info": info}
+    if split is not None:
+        common.update(boundaries=split.scened.boundaries, shot_count=len(split.scened.shots))
+    if video_errors:
+        first = video_errors[0]
+        return VideoRow(status="failed", reason=f"{first.stage}: {first.message}", **common)
+    if skip is not None:
+        return VideoRow(status="skipped", reason=f"{skip.stage}: {skip.reason}", **common)
+    if split is None:
+        # Should not happen: each stage emits a result or an error for every element.
+        return VideoRow(status="failed", reason="no stage reported a result for this video",
+                        **common)
+    notes = [split.scened.detect_note] if split.scened.detect_note else []
+    if not split.spans:
+        return VideoRow(status="skipped", reason="; ".join([f"clip_rules: {split.reason}",
+                                                             *notes]), **common)
+    if clip_errors and clip_count == 0:
+        return VideoRow(status="failed", reason=f"{CUT_STAGE}: all {len(clip_errors)} clips "
+                        f"failed, first: {clip_errors[0].message}",
+                        failed_clip_count=len(clip_errors), **common)
+    if clip_errors:
+        notes.append(f"{len(clip_errors)} of {len(clip_errors) + clip_count} clips failed to "
+                     f"cut, first: {clip_errors[0].message}")
+    return VideoRow(status="ok", reason="; ".join(notes) or None, clip_count=clip_count,
+                    failed_clip_count=len(clip_errors), **common)
+
+
+def _row_from_join(item: tuple[str, dict[str, list]], run_id: str) -> list[VideoRow]:
+    _, parts = item
+    sources = list(parts["sources"])
+    if not sources:
+        return []  # every video id comes from a source; nothing else can reach here
+    return [video_outcome(
+        sources[0],
+        run_id,
+        probed=next(iter(parts["probed"]), None),
+        skip=next(iter(parts["skipped"]), None),
+        split=next(iter(parts["splits"]), None),
+        clip_count=sum(parts["clip_counts"]),
+        errors=parts["errors"],
+    )]
+
+
+class BuildVideoRows(beam.PTransform):
+    """{sources, probed, skipped, splits, clips, errors} -> VideoRow, one per source."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def expand(self, parts: dict[str, beam.PCollection]) -> beam.PCollection:
+        keyed = {
+            "sources": parts["sources"] | "KeySources" >> beam.Map(lambda s: (s.video_id, s)),
+            "probed": parts["probed"] | "KeyProbed" >> beam.Map(lambda v: (v.video_id, v)),
+            "skipped": parts["skipped"] | "KeySkipped" >> beam.Map(lambda s: (s.video_id, s)),
+            "splits": parts["splits"]
+            | "KeySplits" >> beam.Map(lambda s: (s.scened.video.video_id, s)),
+            "clip_counts": parts["clips"]
+            | "KeyClips" >> beam.Map(lambda c: (c.video_id, 1))
+            | "CountClips" >> beam.CombinePerKey(sum),
+            "errors": parts["errors"]
+            | "WithVideo" >> beam.Filter(lambda e: e.video_id is not None)
+            | "KeyErrors" >> beam.Map(lambda e: (e.video_id, e)),
+        }
+        return (
+            keyed
+            | "Join" >> beam.CoGroupByKey()
+            | "Outcome" >> beam.FlatMap(_row_from_join, self.run_id)
+        )

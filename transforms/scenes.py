@@ -1,0 +1,132 @@
+"""DetectScenes: shot boundaries with PySceneDetect, one downscaled decode per video.
+
+ffmpeg decodes and downscales (in its own threads, overlapping with detection), and
+the frames are fed straight to a PySceneDetect detector; nothing else decodes the
+video. Shots longer than ``force_cut_after`` get Panda-70M's forced cuts ("cut the
+first max_cut_len seconds as a new shot while the shot is longer than
+force_cut_after"), so fades and unedited footage still split. Every boundary is
+kept with its kind (detected / forced) for auditing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+import numpy as np
+from scenedetect import AdaptiveDetector, ContentDetector, SceneDetector
+from scenedetect.common import FrameTimecode
+
+from pipeline.options import SplitConfig
+from schemas.records import Boundary, ProbedVideo, ScenedVideo, Span
+from transforms.errors import ERRORS, StageMetrics, error_record
+from transforms.media import decode_frames_downscaled
+
+STAGE = "detect_scenes"
+# A decode that stops this much short of the probed duration is reported on the video.
+_SHORT_DECODE_S = 1.0
+
+
+def make_detector(cfg: SplitConfig) -> SceneDetector:
+    if cfg.detector == "content":
+        return ContentDetector(threshold=cfg.threshold, min_scene_len=cfg.min_scene_len)
+    if cfg.detector == "adaptive":
+        return AdaptiveDetector(adaptive_threshold=cfg.threshold, min_scene_len=cfg.min_scene_len)
+    raise ValueError(f"unknown detector {cfg.detector!r}")
+
+
+def detect_cut_frames(
+    frames: Iterable[np.ndarray], fps: float, detector: SceneDetector
+) -> tuple[list[int], int]:
+    """Frame numbers where a new shot starts, and the number of frames seen."""
+    cuts: list[int] = []
+    n = 0
+    for n, frame in enumerate(frames, start=1):  # noqa: B007 - n is the count afterwards
+        cuts.extend(tc.frame_num for tc in detector.process_frame(FrameTimecode(n - 1, fps), frame))
+    if n:
+        cuts.extend(tc.frame_num for tc in detector.post_process(FrameTimecode(n - 1, fps)))
+    return sorted({c for c in cuts if 0 < c < n}), n
+
+
+def forced_cut_frames(
+    start: int, end: int, fps: float, max_cut_len: float, force_cut_after: float
+) -> list[int]:
+    """Panda-70M: while the rest of a shot is longer than force_cut_after seconds, cut
+    max_cut_len seconds off its start."""
+    if max_cut_len <= 0:
+        return []
+    step = max(1, int(round(max_cut_len * fps)))
+    limit = force_cut_after * fps
+    cuts = []
+    at = start
+    while end - at > limit:
+        at += step
+        cuts.append(at)
+    return cuts
+
+
+def shots_from_cuts(
+    cut_frames: list[int], n_frames: int, fps: float, cfg: SplitConfig
+) -> tuple[tuple[Boundary, ...], tuple[Span, ...]]:
+    """Boundaries (detected and forced) and the shots between them, covering all frames."""
+    edges = [0, *cut_frames, n_frames]
+    boundaries = []
+    for a, b in zip(edges, edges[1:], strict=False):
+        if a > 0:
+            boundaries.append(Boundary(frame=a, time_s=a / fps, kind="detected"))
+        boundaries.extend(
+            Boundary(frame=f, time_s=f / fps, kind="forced")
+            for f in forced_cut_frames(a, b, fps, cfg.max_cut_len, cfg.force_cut_after)
+        )
+    starts = [0, *(b.frame for b in boundaries)]
+    ends = [*(b.frame for b in boundaries), n_frames]
+    shots = tuple(Span(s, e, s / fps, e / fps) for s, e in zip(starts, ends, strict=True) if e > s)
+    return tuple(boundaries), shots
+
+
+def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0) -> ScenedVideo:
+    """Decode once (downscaled), detect cuts, add forced cuts; raises MediaError."""
+    info = video.info
+    with decode_frames_downscaled(video.local_path, info, cfg.detect_width, threads) as frames:
+        cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg))
+    boundaries, shots = shots_from_cuts(cut_frames, n_frames, info.fps, cfg)
+    note = None
+    decoded_s = n_frames / info.fps
+    if info.duration_s - decoded_s > _SHORT_DECODE_S:
+        note = (f"decoder stopped at {decoded_s:.2f} s of {info.duration_s:.2f} s "
+                f"(damaged or truncated file); split the decodable part")
+    return ScenedVideo(video=video, boundaries=boundaries, shots=shots,
+                       decoded_frames=n_frames, detect_note=note)
+
+
+class _DetectFn(beam.DoFn):
+    def __init__(self, cfg: SplitConfig, threads: int, run_id: str) -> None:
+        self.cfg = cfg
+        self.threads = threads
+        self.run_id = run_id
+        self.metrics = StageMetrics(STAGE)
+
+    def process(self, video: ProbedVideo) -> Iterator[ScenedVideo | beam.pvalue.TaggedOutput]:
+        with self.metrics.timed():
+            try:
+                scened = detect_scenes(video, self.cfg, self.threads)
+            except Exception as e:
+                self.metrics.failed.inc()
+                yield beam.pvalue.TaggedOutput(ERRORS, error_record(
+                    e, stage=STAGE, source_uri=video.source.uri, run_id=self.run_id,
+                    video_id=video.video_id))
+                return
+        self.metrics.processed.inc()
+        yield scened
+
+
+class DetectScenes(beam.PTransform):
+    """ProbedVideo -> ScenedVideo (main) and ErrorRecord ('errors')."""
+
+    def __init__(self, cfg: SplitConfig, threads: int, run_id: str) -> None:
+        super().__init__()
+        self.cfg, self.threads, self.run_id = cfg, threads, run_id
+
+    def expand(self, videos: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return videos | "Detect" >> beam.ParDo(
+            _DetectFn(self.cfg, self.threads, self.run_id)).with_outputs(ERRORS, main="scened")
