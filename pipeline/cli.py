@@ -15,6 +15,7 @@ USAGE = """vidcurate <command> ...
   run    --input IN --output OUT [options] [Beam flags]   curate videos into tables
   query  OUTPUT "SQL" [--format table|csv|json|parquet]   SQL over the tables (DuckDB)
   stats  OUTPUT                                          summary of an output
+  demo   [--output DIR] [run options]                     run on bundled sample footage
 
 `vidcurate run --help` lists every option; any other Beam flag (--runner, ...) passes through.
 """
@@ -151,7 +152,21 @@ def _short(value: Any, limit: int = 90) -> Any:
     return value
 
 
-COMMANDS = {"run": _run, "query": _query, "stats": _stats}
+def _demo(argv: list[str]) -> int:
+    from pipeline.demo import demo
+    from pipeline.options import ConfigError
+
+    parser = argparse.ArgumentParser(prog="vidcurate demo")
+    parser.add_argument("--output", default="demo-output")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        return demo(args.output, rest)
+    except ConfigError as e:
+        print(f"vidcurate: {e}", file=sys.stderr)
+        return 2
+
+
+COMMANDS = {"run": _run, "query": _query, "stats": _stats, "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:

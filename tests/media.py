@@ -1,0 +1,74 @@
+"""Tiny test videos made with ffmpeg's lavfi sources, with known shot boundaries."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+FPS = 25
+GOP = 50  # a keyframe every 2 s, so stream-copy clips start visibly before their span
+
+# Visually unrelated sources, each moving within its shot.
+SOURCES = {
+    "testsrc2": "testsrc2=size={w}x{h}:rate={fps}",
+    "mandelbrot": "mandelbrot=size={w}x{h}:rate={fps}",
+    "gradients": "gradients=size={w}x{h}:rate={fps}:speed=0.02",
+    "cellauto": "cellauto=size={w}x{h}:rate={fps}:rule=30:random_fill_ratio=0.5:scroll=1:seed=7",
+    "zoom": "testsrc=size={w}x{h}:rate={fps},hue=H=2*PI*t/8:s=2",
+    "smpte": "smptehdbars=size={w}x{h}:rate={fps}",
+}
+
+
+@dataclass(frozen=True)
+class Clip:
+    source: str
+    seconds: float
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def make_cuts_video(path: Path, shots: list[Clip], *, size: tuple[int, int] = (320, 180),
+                    fps: int = FPS, audio: bool = True, gop: int = GOP) -> Path:
+    """Hard cuts between different sources; the cut times are the cumulative shot lengths."""
+    w, h = size
+    args: list[str] = []
+    for shot in shots:
+        args += ["-f", "lavfi", "-t", f"{shot.seconds}",
+                 "-i", SOURCES[shot.source].format(w=w, h=h, fps=fps)]
+    total = sum(s.seconds for s in shots)
+    n = len(shots)
+    graph = "".join(f"[{i}:v]setsar=1,format=yuv420p[v{i}];" for i in range(n))
+    graph += "".join(f"[v{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
+    out = ["-filter_complex", graph, "-map", "[v]"]
+    if audio:
+        args += ["-f", "lavfi", "-t", f"{total}", "-i", "sine=frequency=440:sample_rate=16000"]
+        out += ["-map", f"{n}:a", "-c:a", "aac", "-b:a", "48k"]
+    ffmpeg(*args, *out, "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop),
+           "-keyint_min", str(gop), "-sc_threshold", "0", "-r", str(fps), str(path))
+    return path
+
+
+def cut_times(shots: list[Clip]) -> list[float]:
+    times, t = [], 0.0
+    for shot in shots[:-1]:
+        t += shot.seconds
+        times.append(t)
+    return times
+
+
+def make_fade_video(path: Path, first: str, second: str, seconds: float, fade: float,
+                    size: tuple[int, int] = (320, 180), fps: int = FPS) -> Path:
+    """Two shots joined by a cross-fade of `fade` seconds ending at `seconds`."""
+    w, h = size
+    ffmpeg(
+        "-f", "lavfi", "-t", f"{seconds}", "-i", SOURCES[first].format(w=w, h=h, fps=fps),
+        "-f", "lavfi", "-t", f"{seconds}", "-i", SOURCES[second].format(w=w, h=h, fps=fps),
+        "-filter_complex",
+        f"[0:v]format=yuv420p,setsar=1[a];[1:v]format=yuv420p,setsar=1[b];"
+        f"[a][b]xfade=transition=fade:duration={fade}:offset={seconds - fade}[v]",
+        "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast", "-g", str(GOP), str(path),
+    )
+    return path

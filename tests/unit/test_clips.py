@@ -1,0 +1,111 @@
+import dataclasses
+
+import pytest
+
+from pipeline.options import MediaConfig
+from schemas.records import Source, Span
+from transforms.clips import (
+    clip_id_for,
+    cut_one,
+    keyframe_at_or_before,
+    keyframe_positions,
+    plan_clips,
+)
+from transforms.media import MediaError, media_duration
+from transforms.probe import probe_source
+from transforms.rules import apply_rules
+from transforms.scenes import detect_scenes
+
+
+def test_clip_id_is_deterministic_and_depends_on_span_and_params():
+    span = Span(10, 100, 0.4, 4.0)
+    a = clip_id_for("vid", span, "p1")
+    assert a == clip_id_for("vid", span, "p1")
+    assert len({a, clip_id_for("vid", span, "p2"), clip_id_for("vid2", span, "p1"),
+                clip_id_for("vid", Span(11, 100, 0.44, 4.0), "p1")}) == 4
+
+
+def test_keyframe_positions_spread_from_5_to_95_percent():
+    span = Span(0, 250, 0.0, 10.0)
+    assert keyframe_positions(span, 3) == [0.5, 5.0, 9.5]
+    assert keyframe_positions(span, 1) == [5.0]
+    assert keyframe_positions(span, 0) == []
+    assert keyframe_positions(span, 5) == pytest.approx([0.5, 2.75, 5.0, 7.25, 9.5])
+
+
+def test_keyframe_at_or_before():
+    kf = [0.0, 2.0, 4.0]
+    assert keyframe_at_or_before(kf, 3.0) == 2.0
+    assert keyframe_at_or_before(kf, 4.0) == 4.0
+    assert keyframe_at_or_before(kf, 3.9999) == 4.0  # within a millisecond: same frame
+    assert keyframe_at_or_before([], 3.0) == 0.0
+
+
+@pytest.fixture(scope="module")
+def cuts_split(videos):
+    from pipeline.options import SplitConfig
+
+    cfg = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
+    video = probe_source(Source(uri=str(videos.cuts), video_id="cutsvideo"))
+    return apply_rules(detect_scenes(video, cfg), cfg)
+
+
+def _media(tmp_path, mode, keyframes=3):
+    return MediaConfig(output=str(tmp_path / "out"), clip_media=mode, keyframes=keyframes,
+                       keyframe_width=160, ffmpeg_threads=1)
+
+
+def test_plan_knows_where_stream_copy_starts(cuts_split, tmp_path):
+    tasks = plan_clips(cuts_split, _media(tmp_path, "copy"), "h")
+    # Spans start at the cuts 0, 3, 7, 10, 13 s; keyframes are every 2 s.
+    assert [t.span.start_s for t in tasks] == [0.0, 3.0, 7.0, 10.0, 13.0]
+    assert [t.keyframe_before_start_s for t in tasks] == [0.0, 2.0, 6.0, 10.0, 12.0]
+    exact = plan_clips(cuts_split, _media(tmp_path, "exact"), "h")
+    assert [t.keyframe_before_start_s for t in exact] == [None] * 5
+    assert [t.clip_id for t in exact] == [t.clip_id for t in tasks]
+
+
+def test_exact_clip_matches_its_span_within_one_frame(cuts_split, tmp_path):
+    task = plan_clips(cuts_split, _media(tmp_path, "exact"), "h")[1]  # 3.0 - 7.0 s
+    rec = cut_one(task, _media(tmp_path, "exact"), "h", "run1")
+    path = rec.media_uri
+    assert path.startswith(str(tmp_path / "out" / "media" / task.video_id))
+    assert abs(media_duration(path) - task.span.duration_s) <= 1 / 25 + 1e-6
+    assert rec.media_start_s == 3.0 and abs(rec.media_end_s - 7.0) <= 1 / 25 + 1e-6
+    assert len(rec.keyframe_uris) == 3
+    for uri in rec.keyframe_uris:
+        with open(uri, "rb") as f:
+            assert f.read(2) == b"\xff\xd8"  # JPEG
+
+
+def test_copy_clip_starts_at_keyframe_within_the_gap(cuts_split, tmp_path):
+    task = plan_clips(cuts_split, _media(tmp_path, "copy"), "h")[1]  # 3.0 - 7.0 s
+    rec = cut_one(task, _media(tmp_path, "copy", keyframes=0), "h", "run1")
+    gap = 2.0
+    assert rec.media_start_s == 2.0
+    assert task.span.start_s - gap <= rec.media_start_s <= task.span.start_s
+    assert abs(rec.media_end_s - task.span.end_s) <= 2 / 25
+    assert rec.keyframe_uris == ()
+
+
+def test_keyframes_show_their_shot(cuts_split, tmp_path):
+    """Keyframes are read by seeking: each must come from its own shot, not a neighbour."""
+    import numpy as np
+    from PIL import Image
+
+    tasks = plan_clips(cuts_split, _media(tmp_path, "none"), "h")
+    recs = [cut_one(t, _media(tmp_path, "none", keyframes=2), "h", "r") for t in tasks[:3]]
+    assert all(r.media_uri is None for r in recs)
+    means = [np.asarray(Image.open(r.keyframe_uris[0])).mean(axis=(0, 1)) for r in recs]
+    # testsrc2, mandelbrot and gradients differ a lot in colour.
+    assert min(np.abs(means[i] - means[j]).sum() for i, j in [(0, 1), (1, 2), (0, 2)]) > 20
+    assert Image.open(recs[0].keyframe_uris[0]).size == (160, 90)
+
+
+def test_cut_of_missing_source_raises_media_error(cuts_split, tmp_path):
+    task = plan_clips(cuts_split, _media(tmp_path, "exact"), "h")[0]
+    gone = dataclasses.replace(task, local_path=str(tmp_path / "gone.mp4"))
+    with pytest.raises(MediaError) as e:
+        cut_one(gone, _media(tmp_path, "exact"), "h", "r")
+    assert e.value.error_type == "cut_failed"
+    assert not (tmp_path / "out" / ".tmp").exists() or not any((tmp_path / "out" / ".tmp").iterdir())

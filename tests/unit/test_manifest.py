@@ -1,0 +1,104 @@
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from schemas.records import Source
+from transforms.manifest import (
+    ManifestRowError,
+    RowProblem,
+    expand_input,
+    input_kind,
+    list_folder,
+    normalise_uri,
+    video_id_for,
+)
+
+EXTS = ("mp4", "mkv", "mov")
+
+
+def test_normalise_uri_gives_one_spelling_per_video(tmp_path):
+    f = tmp_path / "a b.mp4"
+    assert normalise_uri(str(f)) == str(f)
+    assert normalise_uri(f"file://{f}") == str(f)
+    assert normalise_uri("a b.mp4", base_dir=str(tmp_path)) == str(f)
+    assert normalise_uri(f"{tmp_path}/x/../a b.mp4") == str(f)
+    assert normalise_uri("HTTPS://Example.COM/v/1.mp4#t=3") == "https://example.com/v/1.mp4"
+    assert normalise_uri("gs://Bucket/dir//v.mp4") == "gs://bucket/dir/v.mp4"
+    assert normalise_uri("https://example.com/watch?v=abc") == "https://example.com/watch?v=abc"
+    with pytest.raises(ManifestRowError):
+        normalise_uri("   ")
+    with pytest.raises(ManifestRowError, match="no host"):
+        normalise_uri("s3:///key.mp4")
+
+
+def test_video_id_is_stable_and_distinct():
+    a = video_id_for("/data/a.mp4")
+    assert a == video_id_for("/data/a.mp4")
+    assert a != video_id_for("/data/b.mp4")
+    assert len(a) == 16 and int(a, 16) >= 0
+
+
+def test_list_folder_is_recursive_and_filters_extensions(tmp_path):
+    (tmp_path / "sub" / "deep").mkdir(parents=True)
+    for name in ["a.mp4", "sub/b.MKV", "sub/deep/c.mov", "notes.txt", "sub/.hidden.mp4",
+                 "noext"]:
+        (tmp_path / name).write_bytes(b"x")
+    found = sorted(os.path.relpath(p, tmp_path) for p in list_folder(str(tmp_path), EXTS))
+    assert found == ["a.mp4", "sub/b.MKV", "sub/deep/c.mov"]
+
+
+def test_input_kind(tmp_path):
+    assert input_kind(str(tmp_path), EXTS) == "folder"
+    assert input_kind(str(tmp_path / "m.csv"), EXTS) == "manifest"
+    assert input_kind(str(tmp_path / "m.parquet"), EXTS) == "manifest"
+    assert input_kind(str(tmp_path / "v.mp4"), EXTS) == "video"
+    assert input_kind("gs://bucket/videos/", EXTS) == "folder"
+
+
+def _expand(path):
+    items = list(expand_input(str(path), EXTS))
+    return ([i for i in items if isinstance(i, Source)],
+            [i for i in items if isinstance(i, RowProblem)])
+
+
+def test_csv_manifest_keeps_known_and_extra_columns(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text("url,Title,description,license,tags,empty\n"
+                 "videos/a.mp4,A title,,CC-BY,\"x,y\",\n"
+                 "https://example.com/b.mp4,B,desc,,,\n"
+                 ",no uri,,,,\n"
+                 "c.mp4,extra cell,,,,,surplus\n", encoding="utf-8")
+    sources, problems = _expand(m)
+    assert [s.uri for s in sources] == [str(tmp_path / "videos" / "a.mp4"),
+                                        "https://example.com/b.mp4"]
+    a = sources[0]
+    assert (a.title, a.description, a.license) == ("A title", None, "CC-BY")
+    assert a.metadata == {"tags": "x,y"}
+    assert a.origin.endswith("m.csv#row=1")
+    assert [p.origin.rsplit("=", 1)[-1] for p in problems] == ["3", "4"]
+    assert "no video uri" in problems[0].reason
+    assert "cells" in problems[1].reason
+
+
+def test_jsonl_manifest_reports_bad_lines(tmp_path):
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"uri": "/v/a.mp4", "title": "A", "views": 10}) + "\n"
+                 "{not json\n\n[1, 2]\n"
+                 + json.dumps({"path": "rel.mp4"}) + "\n", encoding="utf-8")
+    sources, problems = _expand(m)
+    assert [s.uri for s in sources] == ["/v/a.mp4", str(tmp_path / "rel.mp4")]
+    assert sources[0].metadata == {"views": 10}
+    assert ["invalid JSON" in p.reason for p in problems] == [True, False]
+    assert "expected a JSON object" in problems[1].reason
+
+
+def test_parquet_manifest(tmp_path):
+    m = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"uri": ["/v/a.mp4", None], "title": ["A", "B"],
+                             "score": [0.5, 0.7]}), m)
+    sources, problems = _expand(m)
+    assert [(s.uri, s.title, s.metadata) for s in sources] == [("/v/a.mp4", "A", {"score": 0.5})]
+    assert len(problems) == 1 and problems[0].origin.endswith("#row=2")

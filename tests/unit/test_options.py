@@ -1,0 +1,52 @@
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.options import ConfigError, RunConfig
+
+
+def _cfg(*args):
+    return RunConfig.from_options(PipelineOptions(["--input", "in", "--output", "out/", *args]))
+
+
+def test_defaults_are_panda_70m():
+    cfg = _cfg()
+    s = cfg.split
+    assert (s.detector, s.threshold, s.min_scene_len) == ("content", 25.0, 15)
+    assert (s.max_cut_len, s.force_cut_after, s.min_clip_s, s.max_clip_s) == (5, 7, 2.5, 60)
+    assert cfg.media.clip_media == "copy" and cfg.media.keyframes == 3
+    assert cfg.output == "out"
+    assert _cfg("--detector", "adaptive").split.threshold == 3.0
+
+
+def test_dash_and_underscore_spellings_and_beam_flags_pass_through():
+    cfg = _cfg("--clip-media", "exact", "--min_clip_s", "1.5", "--runner", "DirectRunner",
+               "--direct_num_workers", "2")
+    assert cfg.media.clip_media == "exact" and cfg.split.min_clip_s == 1.5
+
+
+def test_split_hash_changes_with_split_parameters_only():
+    base = _cfg().split.params_hash
+    assert _cfg("--clip-media", "none").split.params_hash == base
+    assert _cfg("--scene-threshold", "30").split.params_hash != base
+    assert _cfg("--trim-fraction", "0.1").split.params_hash != base
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--min-clip-s", "5", "--max-clip-s", "4"], "--max-clip-s"),
+    (["--trim-fraction", "0.5"], "--trim-fraction"),
+    (["--scene-threshold", "-1"], "--scene-threshold"),
+    (["--max-cut-len", "8", "--force-cut-after", "7"], "--force-cut-after"),
+    (["--keyframes", "100"], "--keyframes"),
+    (["--run-id", "../evil"], "--run-id"),
+    (["--video-extensions", " , "], "--video-extensions"),
+])
+def test_bad_values_fail_before_the_graph(args, message):
+    with pytest.raises(ConfigError, match=message):
+        _cfg(*args)
+
+
+def test_missing_input_or_output():
+    with pytest.raises(ConfigError, match="--input"):
+        RunConfig.from_options(PipelineOptions(["--output", "o"]))
+    with pytest.raises(ConfigError, match="--output"):
+        RunConfig.from_options(PipelineOptions(["--input", "i"]))

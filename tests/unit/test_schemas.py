@@ -1,0 +1,50 @@
+"""Records and schemas stay in step: every row converts to its table without loss."""
+
+import datetime as dt
+
+import pyarrow as pa
+
+from schemas.records import (
+    Boundary,
+    ClipRecord,
+    ErrorRecord,
+    Source,
+    Span,
+    VideoInfo,
+    VideoRow,
+)
+from schemas.tables import METADATA_KEY, SCHEMA_VERSION, TABLES
+
+INFO = VideoInfo(10.0, 0.0, 25.0, True, 320, 180, 90, "h264", "yuv420p", "aac", True, "mp4",
+                 1000, 250, 100, "sha")
+
+
+def _roundtrip(table, row):
+    schema = TABLES[table]
+    assert list(row) == schema.names, f"{table}: columns differ from the schema"
+    return pa.Table.from_pylist([row], schema=schema).to_pylist()[0]
+
+
+def test_video_rows_match_schema_with_and_without_probe():
+    src = Source(uri="/a.mp4", video_id="v", title="T", metadata={"k": [1, 2]})
+    ok = VideoRow(src, "ok", None, "r", info=INFO, boundaries=(Boundary(5, 0.2, "forced"),),
+                  shot_count=2, clip_count=1)
+    back = _roundtrip("videos", ok.to_row())
+    assert back["rotation"] == 90 and back["metadata_json"] == '{"k": [1, 2]}'
+    assert back["shot_boundaries"] == [{"frame": 5, "time_s": 0.2, "kind": "forced"}]
+    failed = _roundtrip("videos", VideoRow(src, "failed", "probe: bad", "r").to_row())
+    assert failed["duration_s"] is None and failed["status"] == "failed"
+
+
+def test_clip_and_error_rows_match_schema():
+    clip = ClipRecord("c", "v", "/a.mp4", 0, Span(0, 50, 0.0, 2.0), "h", "copy", "/m.mp4", 0.0,
+                      2.0, ("/k0.jpg",), (0.1,), "r")
+    assert _roundtrip("clips", clip.to_row())["duration_s"] == 2.0
+    err = ErrorRecord("probe", "/a.mp4", "probe_failed", "msg", "r",
+                      time=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert _roundtrip("errors", err.to_row())["time"].year == 2026
+
+
+def test_every_schema_carries_its_version():
+    for name, schema in TABLES.items():
+        assert schema.metadata[METADATA_KEY] == f"{name}:{SCHEMA_VERSION}".encode()
