@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -108,8 +109,9 @@ def _query(argv: list[str]) -> int:
         pq.write_table(rel.to_arrow_table(), args.out)
         print(f"wrote {args.out}")
         return 0
-    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
-    try:
+    with contextlib.ExitStack() as stack:
+        out = (stack.enter_context(open(args.out, "w", newline="", encoding="utf-8"))
+               if args.out else sys.stdout)
         if args.format == "table":
             rel.show(max_rows=args.max_rows, max_width=200)
         elif args.format == "csv":
@@ -122,9 +124,6 @@ def _query(argv: list[str]) -> int:
             for row in rel.fetchall():
                 out.write(json.dumps(_jsonable(dict(zip(rel.columns, row, strict=True))),
                                      ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
     return 0
 
 

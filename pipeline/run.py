@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib.metadata
@@ -85,16 +86,18 @@ def stage_stats(result: PipelineResult) -> dict[str, StageStats]:
     for m in metrics["counters"]:
         ns, name = m.key.metric.namespace, m.key.metric.name
         stats[ns].counters[name] = stats[ns].counters.get(name, 0) + int(value(m) or 0)
-    dists: dict[tuple[str, str], list] = defaultdict(lambda: [0, 0, 0])
+    dists: dict[str, list] = defaultdict(lambda: [0, 0, 0])  # latency_ms per stage
     for m in metrics["distributions"]:
         d = value(m)
         if d is None or not d.count:
             continue
-        acc = dists[(m.key.metric.namespace, m.key.metric.name)]
+        if m.key.metric.name != "latency_ms":
+            continue
+        acc = dists[m.key.metric.namespace]
         acc[0] += d.count
         acc[1] += d.sum
         acc[2] = max(acc[2], d.max)
-    for (ns, name), (count, total, biggest) in dists.items():
+    for ns, (count, total, biggest) in dists.items():
         stats[ns].latency_ms.update({"count": count, "mean": total / count, "max": biggest})
     return dict(stats)
 
@@ -171,7 +174,5 @@ def _clean_scratch(output: str) -> None:
     # Each clip removes its own scratch folder; drop the parent only when empty, since
     # another run may be writing to the same output.
     if is_local(output):
-        try:
+        with contextlib.suppress(OSError):
             os.rmdir(os.path.join(output.removeprefix("file://"), ".tmp"))
-        except OSError:
-            pass

@@ -280,7 +280,11 @@ def cut_clip(
 
 
 def media_duration(path: str) -> float:
+    """Duration of the video stream of a cut clip (audio packets may run a little longer)."""
     data = probe(path)
+    for stream in data.get("streams", []):
+        if stream.get("codec_type") == "video" and (d := _float(stream.get("duration"))):
+            return d
     fmt = _float(data.get("format", {}).get("duration"))
     if fmt is None:
         raise MediaError("probe_failed", "cut clip reports no duration")

@@ -108,4 +108,5 @@ def test_cut_of_missing_source_raises_media_error(cuts_split, tmp_path):
     with pytest.raises(MediaError) as e:
         cut_one(gone, _media(tmp_path, "exact"), "h", "r")
     assert e.value.error_type == "cut_failed"
-    assert not (tmp_path / "out" / ".tmp").exists() or not any((tmp_path / "out" / ".tmp").iterdir())
+    scratch = tmp_path / "out" / ".tmp"
+    assert not scratch.exists() or not any(scratch.iterdir())  # scratch is cleaned up

@@ -1,0 +1,244 @@
+"""`vidcurate run` on a folder of good and bad files, then DuckDB over the output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import run_cli
+from media import ffmpeg
+
+from pipeline.query import connect
+from pipeline.run import run
+from transforms.media import media_duration
+
+WEIRD = "clip with spaces ünïcødé $(touch PWNED) ; & `id` 'q\".mp4"
+
+
+@pytest.fixture(scope="module")
+def input_folder(videos, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("inputs")
+    shutil.copy(videos.cuts, d / "cuts.mp4")
+    (d / "nested" / "deeper").mkdir(parents=True)
+    shutil.copy(videos.cuts30, d / "nested" / "deeper" / WEIRD)
+    (d / "empty.mp4").write_bytes(b"")
+    (d / "notes.mp4").write_text("this is a text file, not a video\n")
+    data = videos.cuts.read_bytes()
+    # moov atom at the end (ffmpeg's default): cut off, nothing can be read.
+    (d / "truncated_head.mp4").write_bytes(data[: len(data) // 2])
+    # moov atom up front: the index survives, the second half of the media does not.
+    fast = d / "fast.tmp"
+    ffmpeg("-i", str(videos.cuts), "-c", "copy", "-movflags", "+faststart", "-f", "mp4",
+           str(fast))
+    fdata = fast.read_bytes()
+    (d / "truncated_tail.mp4").write_bytes(fdata[: len(fdata) // 2])
+    fast.unlink()
+    ffmpeg("-f", "lavfi", "-t", "3", "-i", "sine=frequency=300", "-c:a", "aac",
+           str(d / "audio_only.mp4"))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25", "-frames:v", "1",
+           "-pix_fmt", "yuv420p", str(d / "one_frame.mp4"))
+    (d / "readme.txt").write_text("not picked up: not a video extension")
+    return d
+
+
+EXPECTED_STATUS = {
+    "cuts.mp4": "ok",
+    WEIRD: "ok",
+    "empty.mp4": "failed",
+    "notes.mp4": "failed",
+    "truncated_head.mp4": "failed",
+    "truncated_tail.mp4": "ok",
+    "audio_only.mp4": "skipped",
+    "one_frame.mp4": "skipped",
+}
+
+
+@pytest.fixture(scope="module")
+def copy_run(input_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "copy run"
+    cwd = tmp_path_factory.mktemp("cwd")
+    proc = run_cli("run", "--input", str(input_folder), "--output", str(out),
+                   "--keyframes", "2", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc, cwd
+
+
+def _scalar(con, sql):
+    return con.sql(sql).fetchall()[0][0]
+
+
+def _rows(con, sql):
+    rel = con.sql(sql)
+    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+
+
+def test_every_input_has_exactly_one_video_row(copy_run):
+    out, proc, _ = copy_run
+    con = connect(str(out))
+    rows = _rows(con, "SELECT source_uri, status, reason FROM videos")
+    by_name = {os.path.basename(r["source_uri"]): r for r in rows}
+    assert len(rows) == len(by_name) == len(EXPECTED_STATUS)
+    assert {n: r["status"] for n, r in by_name.items()} == EXPECTED_STATUS
+    assert by_name["audio_only.mp4"]["reason"] == "probe: no video stream (streams: audio)"
+    assert by_name["one_frame.mp4"]["reason"].startswith("clip_rules: the video is 0.04 s long")
+    assert "empty" in by_name["empty.mp4"]["reason"]
+    assert "decoder stopped" in by_name["truncated_tail.mp4"]["reason"]
+    assert f"output: {out}" in proc.stdout and "cut_clips" in proc.stdout
+
+
+def test_errors_carry_clear_messages(copy_run):
+    out, _, _ = copy_run
+    con = connect(str(out))
+    errors = _rows(con, "SELECT * FROM errors ORDER BY source_uri")
+    failed = _rows(con, "SELECT video_id FROM videos WHERE status = 'failed'")
+    assert {e["video_id"] for e in errors} == {f["video_id"] for f in failed}
+    messages = {os.path.basename(e["source_uri"]): (e["stage"], e["error_type"], e["message"])
+                for e in errors}
+    assert messages["empty.mp4"] == ("probe", "empty_file", "the file is empty (0 bytes)")
+    assert messages["notes.mp4"][:2] == ("probe", "probe_failed")
+    assert "Invalid data found" in messages["notes.mp4"][2]
+    assert "moov atom not found" in messages["truncated_head.mp4"][2]
+    assert all(e["run_id"] and e["time"] for e in errors)
+
+
+def test_weird_names_are_taken_literally(copy_run, input_folder):
+    out, _, cwd = copy_run
+    con = connect(str(out))
+    row = _rows(con, "SELECT * FROM videos WHERE source_uri LIKE '%ünïcødé%'")[0]
+    assert row["source_uri"] == str(input_folder / "nested" / "deeper" / WEIRD)
+    assert row["clip_count"] == 3
+    assert not list(Path(cwd).glob("PWNED")) and not list(input_folder.rglob("PWNED"))
+
+
+def test_clip_ids_unique_and_stable_across_runs(copy_run, input_folder, tmp_path):
+    out, _, _ = copy_run
+    first = _rows(connect(str(out)), "SELECT clip_id, video_id, start_s FROM clips")
+    assert len(first) == len({r["clip_id"] for r in first}) == 5 + 3 + len(
+        _rows(connect(str(out)), "SELECT 1 FROM clips c JOIN videos v USING (video_id) "
+              "WHERE v.source_uri LIKE '%truncated_tail%'"))
+    second_out = tmp_path / "second"
+    outcome = run(["--input", str(input_folder), "--output", str(second_out), "--keyframes", "0",
+                   "--clip-media", "none"])
+    second = _rows(connect(str(second_out)), "SELECT clip_id, video_id, start_s FROM clips")
+    assert sorted(map(str, first)) == sorted(map(str, second))
+    assert outcome.counter("cut_clips", "processed") == len(second)
+
+
+def test_rerun_into_same_output_shows_each_clip_once(input_folder, tmp_path):
+    out = tmp_path / "out"
+    args = ["--input", str(input_folder), "--output", str(out), "--keyframes", "0"]
+    first = run(args)
+    second = run(args)
+    con = connect(str(out))
+    n_clips = _scalar(con, "SELECT count(*) FROM clips")
+    assert _scalar(con, "SELECT count(DISTINCT clip_id) FROM clips") == n_clips
+    assert _scalar(con, "SELECT count(*) FROM clips_all") == 2 * n_clips
+    assert _scalar(con, "SELECT count(*) FROM videos") == len(EXPECTED_STATUS)
+    assert {r[0] for r in con.sql("SELECT DISTINCT run_id FROM clips").fetchall()} == {
+        second.run_id}
+    assert _scalar(con, "SELECT count(*) FROM runs") == 2
+    assert first.run_id != second.run_id
+    # A run that died before committing (no runs row) stays invisible.
+    for table in ("videos", "clips"):
+        shard = pq.read_table(next((out / table).glob(f"{second.run_id}-*.parquet")))
+        dead = shard.set_column(shard.schema.get_field_index("run_id"), "run_id",
+                                pa.array(["deadrun"] * shard.num_rows))
+        pq.write_table(dead, out / table / "deadrun-00000-of-00001.parquet")
+    assert _scalar(connect(str(out)), "SELECT count(*) FROM clips") == n_clips
+
+
+def test_copy_clips_span_within_keyframe_gap(copy_run):
+    out, _, _ = copy_run
+    con = connect(str(out))
+    clips = _rows(con, "SELECT c.* FROM clips c JOIN videos v USING (video_id) "
+                  "WHERE v.source_uri LIKE '%cuts.mp4'")
+    assert [c["start_s"] for c in clips] == [0.0, 3.0, 7.0, 10.0, 13.0]
+    gap = 2.0  # the fixture has a keyframe every 2 s
+    for c in clips:
+        assert c["media_mode"] == "copy"
+        assert c["start_s"] - gap <= c["media_start_s"] <= c["start_s"]
+        assert abs(c["media_end_s"] - c["end_s"]) <= 2 / 25
+        actual = media_duration(c["media_uri"])
+        assert actual == pytest.approx(c["media_end_s"] - c["media_start_s"], abs=1e-3)
+        assert len(c["keyframe_uris"]) == 2 and all(os.path.exists(k) for k in c["keyframe_uris"])
+
+
+def test_exact_clips_match_spans_within_one_frame(input_folder, tmp_path):
+    out = tmp_path / "exact"
+    run(["--input", str(input_folder / "cuts.mp4"), "--output", str(out), "--clip-media",
+         "exact", "--keyframes", "0"])
+    clips = _rows(connect(str(out)), "SELECT * FROM clips ORDER BY start_s")
+    assert len(clips) == 5
+    for c in clips:
+        assert abs(media_duration(c["media_uri"]) - c["duration_s"]) <= 1 / 25 + 1e-6
+        assert c["media_start_s"] == c["start_s"]
+
+
+def test_tables_carry_schema_version_and_runs_row(copy_run):
+    out, _, _ = copy_run
+    for table in ("videos", "clips", "errors", "captions"):
+        files = list((out / table).glob("*.parquet"))
+        assert files, table
+        assert pq.read_schema(files[0]).metadata[b"vidcurate.schema"].startswith(table.encode())
+    run_row = _rows(connect(str(out)), "SELECT * FROM runs")[0]
+    options = json.loads(run_row["options_json"])
+    assert options["config"]["split"]["threshold"] == 25.0
+    assert options["config"]["media"]["keyframes"] == 2
+    versions = json.loads(run_row["versions_json"])
+    assert {"vidcurate", "apache-beam", "scenedetect", "ffmpeg"} <= set(versions)
+    counts = {(c["stage"], c["name"]): c["value"] for c in run_row["counts"]}
+    assert counts[("probe", "failed")] == 3 and counts[("probe", "skipped")] == 1
+    assert counts[("cut_clips", "processed")] == _rows(
+        connect(str(out)), "SELECT count(*) AS n FROM clips")[0]["n"]
+
+
+def test_query_formats_and_stats(copy_run, tmp_path):
+    out, _, _ = copy_run
+    sql = "SELECT clip_id, duration_s, keyframe_uris FROM clips ORDER BY clip_id"
+    table = run_cli("query", str(out), sql)
+    assert table.returncode == 0 and "clip_id" in table.stdout
+    csv_out = run_cli("query", str(out), sql, "--format", "csv")
+    lines = csv_out.stdout.strip().splitlines()
+    assert lines[0] == "clip_id,duration_s,keyframe_uris" and len(lines) > 5
+    js = run_cli("query", str(out), sql, "--format", "json")
+    first = json.loads(js.stdout.splitlines()[0])
+    assert set(first) == {"clip_id", "duration_s", "keyframe_uris"}
+    assert isinstance(first["keyframe_uris"], list)
+    pq_path = tmp_path / "q.parquet"
+    done = run_cli("query", str(out), sql, "--format", "parquet", "--out", str(pq_path))
+    assert done.returncode == 0 and pq.read_table(pq_path).num_rows == len(lines) - 1
+    bad = run_cli("query", str(out), "SELECT nope FROM clips")
+    assert bad.returncode == 1 and "query failed" in bad.stderr
+    stats = run_cli("stats", str(out))
+    assert stats.returncode == 0
+    assert "inputs" in stats.stdout and "top errors" in stats.stdout
+    assert "probe_failed" in stats.stdout and "p50_s" in stats.stdout
+
+
+def test_views_are_read_only(copy_run):
+    out, _, _ = copy_run
+    before = sorted(p.stat().st_mtime_ns for p in out.rglob("*.parquet"))
+    con = connect(str(out))
+    with pytest.raises(duckdb.Error):
+        con.sql("INSERT INTO videos SELECT * FROM videos")
+    assert sorted(p.stat().st_mtime_ns for p in out.rglob("*.parquet")) == before
+
+
+def test_configuration_errors_fail_fast(tmp_path):
+    out = tmp_path / "never"
+    bad = run_cli("run", "--input", str(tmp_path / "nothing"), "--output", str(out))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
+    bad = run_cli("run", "--input", str(tmp_path), "--output", str(out), "--min-clip-s", "9",
+                  "--max-clip-s", "3")
+    assert bad.returncode == 2 and "--max-clip-s" in bad.stderr
+    assert not out.exists()
+    help_text = run_cli("run", "--help")
+    assert help_text.returncode == 0 and "--clip-media" in help_text.stdout
+    missing = run_cli("query", str(tmp_path / "nope"), "SELECT 1")
+    assert missing.returncode == 2 and "no vidcurate output" in missing.stderr

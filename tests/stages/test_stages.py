@@ -1,0 +1,164 @@
+"""Each stage in a TestPipeline: its main output, its error output, and its counters."""
+
+from __future__ import annotations
+
+import shutil
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.options import MediaConfig
+from schemas.records import Source
+from transforms.clips import CutClips
+from transforms.errors import ERRORS, SKIPPED
+from transforms.manifest import ReadManifest, normalise_uri, video_id_for
+from transforms.outcomes import BuildVideoRows
+from transforms.probe import Probe, probe_source
+from transforms.rules import ApplyClipRules
+from transforms.scenes import DetectScenes
+
+EXTS = ("mp4",)
+
+
+def _src(path) -> Source:
+    uri = normalise_uri(str(path))
+    return Source(uri=uri, video_id=video_id_for(uri))
+
+
+def _counter(result, stage: str, name: str) -> int:
+    found = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(stage).with_name(
+        name))["counters"]
+    return sum(c.committed for c in found)
+
+
+def _distribution_count(result, stage: str) -> int:
+    found = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(stage))
+    return sum(d.committed.count for d in found["distributions"])
+
+
+def _audio_only(path):
+    from media import ffmpeg
+
+    ffmpeg("-f", "lavfi", "-t", "2", "-i", "sine=frequency=300", "-c:a", "aac", str(path))
+    return path
+
+
+def test_read_manifest_dedupes_and_reports_bad_rows(tmp_path, videos):
+    m = tmp_path / "m.csv"
+    m.write_text(f"uri,title\n{videos.cuts},first\n{videos.cuts},again\n,none\n"
+                 f"{videos.fade},fade\n")
+    p = TestPipeline()
+    out = p | ReadManifest(str(m), EXTS, "run1")
+    assert_that(out["sources"] | beam.Map(lambda s: (s.uri, s.title)),
+                equal_to([(str(videos.cuts), "first"), (str(videos.fade), "fade")]),
+                label="sources")
+    assert_that(out[ERRORS] | beam.Map(lambda e: (e.stage, e.error_type, e.source_uri[-6:])),
+                equal_to([("manifest", "bad_manifest_row", "#row=3")]), label="errors")
+    result = p.run()
+    result.wait_until_finish()
+    assert _counter(result, "manifest", "duplicates") == 1
+    assert _counter(result, "manifest", "processed") == 3
+
+
+def test_unreadable_manifest_is_an_error_row(tmp_path):
+    m = tmp_path / "m.parquet"
+    m.write_bytes(b"not parquet")
+    with TestPipeline() as p:
+        out = p | ReadManifest(str(m), EXTS, "run1")
+        assert_that(out["sources"], equal_to([]), label="sources")
+        assert_that(out[ERRORS] | beam.Map(lambda e: (e.stage, e.error_type.startswith(
+            "internal:"), "Parquet" in e.message)), equal_to([("manifest", True, True)]),
+            label="errors")
+
+
+def test_probe_outputs(tmp_path, videos):
+    text = tmp_path / "text.mp4"
+    text.write_text("hello")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    audio = _audio_only(tmp_path / "audio.mp4")
+    p = TestPipeline()
+    out = p | beam.Create([_src(videos.cuts), _src(text), _src(empty), _src(audio),
+                           _src(tmp_path / "missing.mp4")]) | Probe("run1")
+    assert_that(out.videos | beam.Map(lambda v: (v.info.width, v.info.fps, v.info.has_audio)),
+                equal_to([(320, 25.0, True)]), label="main")
+    assert_that(out[SKIPPED] | beam.Map(lambda s: s.reason),
+                equal_to(["no video stream (streams: audio)"]), label="skipped")
+    assert_that(out[ERRORS] | beam.Map(lambda e: (e.stage, e.error_type)),
+                equal_to([("probe", "probe_failed"), ("probe", "empty_file"),
+                          ("probe", "not_found")]), label="errors")
+    result = p.run()
+    result.wait_until_finish()
+    assert [_counter(result, "probe", n) for n in ("processed", "skipped", "failed")] == [1, 1, 3]
+    assert _distribution_count(result, "probe") == 5
+
+
+def test_detect_scenes_outputs(tmp_path, videos, split_cfg):
+    good = probe_source(_src(videos.cuts))
+    text = tmp_path / "t.mp4"
+    text.write_text("x")
+    not_video = type(good)(_src(text), str(text), good.info)
+    p = TestPipeline()
+    out = p | beam.Create([good, not_video]) | DetectScenes(split_cfg, 1, "run1")
+    assert_that(out.scened | beam.Map(lambda s: [b.time_s for b in s.boundaries]),
+                equal_to([[3.0, 7.0, 10.0, 13.0]]), label="main")
+    assert_that(out[ERRORS] | beam.Map(lambda e: (e.error_type, "decoded no frame" in e.message)),
+                equal_to([("decode_failed", True)]), label="errors")
+    result = p.run()
+    result.wait_until_finish()
+    assert _counter(result, "detect_scenes", "failed") == 1
+
+
+def test_clip_rules_and_cut_clips(tmp_path, videos, split_cfg):
+    from transforms.scenes import detect_scenes
+
+    scened = [detect_scenes(probe_source(_src(v)), split_cfg)
+              for v in (videos.cuts, videos.long_shot)]
+    # Cut clips of the second video fail: its file is gone by the time clips are cut.
+    gone = tmp_path / "gone.mp4"
+    shutil.copy(videos.long_shot, gone)
+    moved = probe_source(_src(gone))
+    scened[1] = type(scened[1])(moved, scened[1].boundaries, scened[1].shots,
+                                scened[1].decoded_frames)
+    media = MediaConfig(output=str(tmp_path / "out"), clip_media="exact", keyframes=1,
+                        keyframe_width=64, ffmpeg_threads=1)
+    p = TestPipeline()
+    splits = p | beam.Create(scened) | ApplyClipRules(split_cfg)
+    assert_that(splits | beam.Map(lambda s: len(s.spans)), equal_to([5, 4]), label="spans")
+    gone.unlink()
+    cut = splits | CutClips(media, "hash", "run1")
+    assert_that(cut["clips"] | beam.Map(lambda c: (c.clip_index, c.media_mode,
+                                                   len(c.keyframe_uris))),
+                equal_to([(i, "exact", 1) for i in range(5)]), label="clips")
+    assert_that(cut[ERRORS] | beam.Map(lambda e: (e.stage, e.error_type, e.clip_id is not None)),
+                equal_to([("cut_clips", "cut_failed", True)] * 4), label="errors")
+    result = p.run()
+    result.wait_until_finish()
+    assert _counter(result, "cut_clips", "processed") == 5
+    assert _counter(result, "cut_clips", "failed") == 4
+    assert _counter(result, "clip_rules", "processed") == 2
+
+
+def test_build_video_rows_one_per_source():
+    from schemas.records import ErrorRecord
+    from transforms.probe import Skip
+
+    a, b, c = (Source(uri=f"/v/{n}.mp4", video_id=n) for n in "abc")
+    err = ErrorRecord("probe", "/v/b.mp4", "probe_failed", "bad", "run1", video_id="b")
+    manifest_err = ErrorRecord("manifest", "m.csv#row=9", "bad_manifest_row", "x", "run1")
+    with TestPipeline() as p:
+        def create(label, items):
+            return p | label >> beam.Create(items)
+        rows = {
+            "sources": create("S", [a, b, c]),
+            "probed": create("P", []),
+            "skipped": create("K", [Skip("c", "probe", "no video stream")]),
+            "splits": create("L", []),
+            "clips": create("C", []),
+            "errors": create("E", [err, manifest_err]),
+        } | BuildVideoRows("run1")
+        assert_that(rows | beam.Map(lambda r: (r.source.video_id, r.status, r.reason)),
+                    equal_to([("a", "failed", "no stage reported a result for this video"),
+                              ("b", "failed", "probe: bad"),
+                              ("c", "skipped", "probe: no video stream")]))
