@@ -65,7 +65,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Videos:
         cuts_truth=cut_times(CUT_SHOTS),
         cuts30=make_cuts_video(d / "cuts30.mp4", CUT30_SHOTS, size=(480, 270), fps=30,
                                audio=False, gop=60),
-        cuts30_truth=cut_times(CUT30_SHOTS),
+        cuts30_truth=cut_times(CUT30_SHOTS, fps=30),
         long_shot=make_cuts_video(d / "long.mp4", [Clip("mandelbrot", 20)], audio=False),
         fade=make_fade_video(d / "fade.mp4", "testsrc2", "mandelbrot", 6, 1),
         vfr=_vfr(d / "vfr.mp4"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ def ffmpeg(*args: str) -> None:
 
 
 def make_cuts_video(path: Path, shots: list[Clip], *, size: tuple[int, int] = (320, 180),
-                    fps: int = FPS, audio: bool = True, gop: int = GOP) -> Path:
+                    fps: int = FPS, audio: bool = True, gop: int = GOP,
+                    preset: str = "ultrafast") -> Path:
     """Hard cuts between different sources; the cut times are the cumulative shot lengths."""
     w, h = size
     args: list[str] = []
@@ -46,16 +48,17 @@ def make_cuts_video(path: Path, shots: list[Clip], *, size: tuple[int, int] = (3
     if audio:
         args += ["-f", "lavfi", "-t", f"{total}", "-i", "sine=frequency=440:sample_rate=16000"]
         out += ["-map", f"{n}:a", "-c:a", "aac", "-b:a", "48k"]
-    ffmpeg(*args, *out, "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop),
+    ffmpeg(*args, *out, "-c:v", "libx264", "-preset", preset, "-g", str(gop),
            "-keyint_min", str(gop), "-sc_threshold", "0", "-r", str(fps), str(path))
     return path
 
 
-def cut_times(shots: list[Clip]) -> list[float]:
-    times, t = [], 0.0
+def cut_times(shots: list[Clip], fps: int = FPS) -> list[float]:
+    """Cut times as encoded: lavfi ends a shot after whole frames (4.5 s at 25 fps: 113)."""
+    times, frames = [], 0
     for shot in shots[:-1]:
-        t += shot.seconds
-        times.append(t)
+        frames += math.ceil(shot.seconds * fps - 1e-9)
+        times.append(frames / fps)
     return times
 
 
