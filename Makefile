@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine (Debian, 2 cores, no GPU):
 #   make demo   system + Python packages, then the pipeline on bundled sample footage
-#   make test   the same set-up, then the whole test suite
+#   make test   the same set-up, then ruff and the whole test suite
 # Both are idempotent: the set-up steps are skipped when nothing they depend on changed.
 
 SHELL := bash
@@ -56,6 +56,7 @@ demo: setup
 	$(BIN)/vidcurate demo --output $(DEMO_OUTPUT)
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 lint: setup

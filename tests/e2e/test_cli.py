@@ -242,3 +242,15 @@ def test_configuration_errors_fail_fast(tmp_path):
     assert help_text.returncode == 0 and "--clip-media" in help_text.stdout
     missing = run_cli("query", str(tmp_path / "nope"), "SELECT 1")
     assert missing.returncode == 2 and "no vidcurate output" in missing.stderr
+
+
+def test_multi_process_direct_runner_gives_the_same_clips(input_folder, copy_run, tmp_path):
+    out = tmp_path / "mp"
+    outcome = run(["--input", str(input_folder), "--output", str(out), "--keyframes", "0",
+                   "--clip-media", "none", "--direct_num_workers", "2",
+                   "--direct_running_mode", "multi_processing"])
+    copy_out, _, _ = copy_run
+    sql = "SELECT clip_id FROM clips ORDER BY clip_id"
+    assert _rows(connect(str(out)), sql) == _rows(connect(str(copy_out)), sql)
+    assert _scalar(connect(str(out)), "SELECT count(*) FROM videos") == len(EXPECTED_STATUS)
+    assert outcome.counter("probe", "processed") == 4
