@@ -66,4 +66,4 @@ bench: setup
 	$(BIN)/python benchmarks/split_bench.py
 
 clean:
-	rm -rf $(VENV) $(STAMPS) $(DEMO_OUTPUT) $(DEMO_OUTPUT)-manifest.csv build test-artifacts
+	rm -rf $(VENV) $(STAMPS) $(DEMO_OUTPUT) build test-artifacts

@@ -51,7 +51,9 @@ def _run(argv: list[str]) -> int:
     took = (outcome.finished_at - outcome.started_at).total_seconds()
     print(f"\nrun {cfg.run_id} finished in {took:.1f} s; output: {cfg.output}")
     _print_rows(["stage", "processed", "skipped", "failed", "mean ms", "max ms"], rows)
-    print(f"\nexplore: vidcurate stats {cfg.output}")
+    from pipeline.demo import command_name
+
+    print(f"\nexplore: {command_name()} stats {cfg.output}")
     return 0
 
 

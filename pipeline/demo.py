@@ -9,10 +9,24 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.options import ConfigError
+
+
+def command_name() -> str:
+    """How the user can call vidcurate from here: bare if on PATH, else its path."""
+    exe = Path(sys.executable).parent / "vidcurate"
+    found = shutil.which("vidcurate")
+    if found and Path(found).resolve() == exe.resolve():
+        return "vidcurate"
+    try:
+        return os.path.relpath(exe)
+    except ValueError:
+        return str(exe)
 
 
 @dataclass(frozen=True)
@@ -78,7 +92,7 @@ def demo(output: str, extra_args: list[str]) -> int:
     from pipeline.query import connect
     from pipeline.run import run
 
-    manifest = write_manifest(Path(output).parent / f"{Path(output).name}-manifest.csv")
+    manifest = write_manifest(Path(output) / "demo-manifest.csv")
     outcome = run(["--input", str(manifest), "--output", output, *DEMO_ARGS, *extra_args])
     out = os.path.abspath(output)
     con = connect(out)
@@ -87,5 +101,6 @@ def demo(output: str, extra_args: list[str]) -> int:
     print(f"  clips:     {out}/media/   keyframes: {out}/keyframes/")
     print("\nFirst query: the videos table (the demo keeps clips from 1 s; default 2.5 s)")
     con.sql(DEMO_QUERY).show(max_width=160)
-    print(f"Try: vidcurate query {output} \"SELECT clip_id, start_s, end_s, media_uri FROM clips\"")
+    print(f"Try: {command_name()} query {output} "
+          f"\"SELECT clip_id, start_s, end_s, media_uri FROM clips\"")
     return 0
