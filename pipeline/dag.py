@@ -10,6 +10,7 @@ from pipeline.options import RunConfig
 from transforms.clips import CutClips
 from transforms.errors import ERRORS, SKIPPED
 from transforms.manifest import ReadManifest
+from transforms.ocr import OCR
 from transforms.outcomes import BuildVideoRows
 from transforms.probe import Probe
 from transforms.rules import ApplyClipRules
@@ -35,22 +36,26 @@ def build(p: beam.Pipeline, cfg: RunConfig) -> Outputs:
         cfg.split, cfg.media.ffmpeg_threads, run_id)
     splits = scened.scened | "ClipRules" >> ApplyClipRules(cfg.split)
     cut = splits | "CutClips" >> CutClips(cfg.media, cfg.split.params_hash, run_id)
+    clips = cut["clips"]
+    stage_errors = [listed[ERRORS], probed[ERRORS], scened[ERRORS], cut[ERRORS]]
+    if cfg.ocr.enabled:
+        read = clips | "OCR" >> OCR(cfg.ocr, run_id)
+        clips = read.clips
+        stage_errors.append(read[ERRORS])
 
-    errors = (
-        listed[ERRORS], probed[ERRORS], scened[ERRORS], cut[ERRORS]
-    ) | "AllErrors" >> beam.Flatten()
+    errors = tuple(stage_errors) | "AllErrors" >> beam.Flatten()
     videos = {
         "sources": listed["sources"],
         "probed": probed.videos,
         "skipped": probed[SKIPPED],
         "splits": splits,
-        "clips": cut["clips"],
+        "clips": clips,
         "errors": errors,
     } | "VideoRows" >> BuildVideoRows(run_id)
 
     output = cfg.output
     _ = videos | "WriteVideos" >> WriteTable(output, "videos", run_id)
-    _ = cut["clips"] | "WriteClips" >> WriteTable(output, "clips", run_id)
+    _ = clips | "WriteClips" >> WriteTable(output, "clips", run_id)
     _ = errors | "WriteErrors" >> WriteTable(output, "errors", run_id)
     # No captioning stage yet: an empty, typed captions table keeps queries valid.
     _ = (
@@ -58,4 +63,4 @@ def build(p: beam.Pipeline, cfg: RunConfig) -> Outputs:
         | "NoCaptions" >> beam.Create([])
         | "WriteCaptions" >> WriteTable(output, "captions", run_id)
     )
-    return Outputs(sources=listed["sources"], videos=videos, clips=cut["clips"], errors=errors)
+    return Outputs(sources=listed["sources"], videos=videos, clips=clips, errors=errors)

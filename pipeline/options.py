@@ -69,10 +69,22 @@ class CurationOptions(PipelineOptions):
             "exact: frame-accurate re-encode; none: no clip files.")
         add("keyframes", type=int, default=3,
             help="JPEG keyframes per clip, spread from 5%% to 95%% of the clip (0 for none).")
-        add("keyframe-width", type=int, default=512,
-            help="Keyframes are downscaled to at most this width (0 keeps full size).")
+        add("keyframe-width", type=int, default=1280,
+            help="Keyframes are downscaled to at most this width (0 keeps full size); "
+            "OCR reads them, so small on-screen text needs ~1280.")
         add("ffmpeg-threads", type=int, default=0,
             help="Threads per ffmpeg process (0 lets ffmpeg choose).")
+        # OCR.
+        parser.add_argument("--no-ocr", "--no_ocr", dest="no_ocr", action="store_true",
+                            help="Skip OCR (the ocr_* columns stay null).")
+        add("ocr-min-confidence", type=float, default=0.5,
+            help="Recognised lines below this confidence are dropped.")
+        add("ocr-det-side", type=int, default=960,
+            help="OCR text detection works on frames resized so the long side is at most "
+            "this many pixels (RapidOCR default 736 on the short side is slower on video).")
+        parser.add_argument("--ocr-angle-cls", "--ocr_angle_cls", dest="ocr_angle_cls",
+                            action="store_true",
+                            help="Run the text-angle classifier (rotated text; ~30%% slower).")
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,14 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class OcrConfig:
+    enabled: bool
+    min_confidence: float
+    det_side: int
+    angle_cls: bool
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run_id: str
     input: str
@@ -112,6 +132,7 @@ class RunConfig:
     video_extensions: tuple[str, ...]
     split: SplitConfig
     media: MediaConfig
+    ocr: OcrConfig
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> RunConfig:
@@ -144,6 +165,11 @@ class RunConfig:
             (0 <= o.keyframes <= 32, f"--keyframes must be in [0, 32], got {o.keyframes}"),
             (o.keyframe_width >= 0, f"--keyframe-width must be >= 0, got {o.keyframe_width}"),
             (o.ffmpeg_threads >= 0, f"--ffmpeg-threads must be >= 0, got {o.ffmpeg_threads}"),
+            (0 <= o.ocr_min_confidence <= 1,
+             f"--ocr-min-confidence must be in [0, 1], got {o.ocr_min_confidence}"),
+            (o.ocr_det_side >= 32, f"--ocr-det-side must be >= 32, got {o.ocr_det_side}"),
+            (o.no_ocr or o.keyframes > 0,
+             "OCR reads the clip keyframes: use --keyframes >= 1, or --no-ocr"),
         ]
         for ok, message in checks:
             if not ok:
@@ -178,6 +204,12 @@ class RunConfig:
                 keyframes=o.keyframes,
                 keyframe_width=o.keyframe_width,
                 ffmpeg_threads=o.ffmpeg_threads,
+            ),
+            ocr=OcrConfig(
+                enabled=not o.no_ocr,
+                min_confidence=o.ocr_min_confidence,
+                det_side=o.ocr_det_side,
+                angle_cls=o.ocr_angle_cls,
             ),
         )
 

@@ -29,9 +29,9 @@ from transforms.media import ffmpeg_version
 log = logging.getLogger("vidcurate")
 
 # Stages in graph order, for reports.
-STAGES = ("manifest", "probe", "detect_scenes", "clip_rules", "plan_clips", "cut_clips")
+STAGES = ("manifest", "probe", "detect_scenes", "clip_rules", "plan_clips", "cut_clips", "ocr")
 _PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "ffmpeg-python", "numpy",
-             "opencv-python-headless")
+             "opencv-python-headless", "rapidocr", "onnxruntime")
 
 
 @dataclass
@@ -62,6 +62,13 @@ def check_environment(cfg: RunConfig) -> None:
         if shutil.which(tool) is None:
             raise ConfigError(f"{tool} is not on PATH: install ffmpeg (e.g. apt-get install "
                               f"ffmpeg) before running vidcurate")
+    if cfg.ocr.enabled:
+        from transforms.models import MissingExtra, import_rapidocr
+
+        try:
+            import_rapidocr()
+        except MissingExtra as e:
+            raise ConfigError(str(e)) from e
     path = cfg.input.removeprefix("file://")
     if is_local(cfg.input):
         if not os.path.exists(path):

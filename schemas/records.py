@@ -130,6 +130,16 @@ class ClipTask:
 
 
 @dataclass(frozen=True)
+class OcrLine:
+    """One line of on-screen text read in one keyframe."""
+
+    text: str
+    confidence: float
+    box: tuple[float, ...]  # x1, y1, ... x4, y4 as fractions of the frame width / height
+    frame_index: int  # index into the clip's keyframes
+
+
+@dataclass(frozen=True)
 class ClipRecord:
     clip_id: str
     video_id: str
@@ -144,6 +154,11 @@ class ClipRecord:
     keyframe_uris: tuple[str, ...]
     keyframe_times_s: tuple[float, ...]
     run_id: str
+    # OCR (null when OCR did not run on the clip).
+    ocr_text: str | None = None
+    ocr_lines: tuple[OcrLine, ...] | None = None
+    ocr_coverage_max: float | None = None
+    ocr_coverage_mean: float | None = None
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -163,6 +178,11 @@ class ClipRecord:
             "media_end_s": self.media_end_s,
             "keyframe_uris": list(self.keyframe_uris),
             "keyframe_times_s": list(self.keyframe_times_s),
+            "ocr_text": self.ocr_text,
+            "ocr_lines": None if self.ocr_lines is None else [
+                {**dataclasses.asdict(line), "box": list(line.box)} for line in self.ocr_lines],
+            "ocr_coverage_max": self.ocr_coverage_max,
+            "ocr_coverage_mean": self.ocr_coverage_mean,
             "run_id": self.run_id,
         }
 

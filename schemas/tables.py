@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 METADATA_KEY = b"vidcurate.schema"
 
 BOUNDARY = pa.struct(
@@ -17,6 +17,15 @@ BOUNDARY = pa.struct(
         pa.field("frame", pa.int64()),
         pa.field("time_s", pa.float64()),
         pa.field("kind", pa.string()),
+    ]
+)
+
+OCR_LINE = pa.struct(
+    [
+        pa.field("text", pa.string()),
+        pa.field("confidence", pa.float32()),
+        pa.field("box", pa.list_(pa.float32())),
+        pa.field("frame_index", pa.int32()),
     ]
 )
 
@@ -88,6 +97,10 @@ CLIPS = _schema(
         pa.field("media_end_s", pa.float64()),
         pa.field("keyframe_uris", pa.list_(pa.string())),
         pa.field("keyframe_times_s", pa.list_(pa.float64())),
+        pa.field("ocr_text", pa.string()),
+        pa.field("ocr_lines", pa.list_(OCR_LINE)),
+        pa.field("ocr_coverage_max", pa.float32()),
+        pa.field("ocr_coverage_mean", pa.float32()),
         pa.field("run_id", pa.string(), nullable=False),
     ],
 )

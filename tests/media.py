@@ -18,6 +18,7 @@ SOURCES = {
     "cellauto": "cellauto=size={w}x{h}:rate={fps}:rule=30:random_fill_ratio=0.5:scroll=1:seed=7",
     "zoom": "testsrc=size={w}x{h}:rate={fps},hue=H=2*PI*t/8:s=2",
     "smpte": "smptehdbars=size={w}x{h}:rate={fps}",
+    "slate": "color=c=0x1d3557:size={w}x{h}:rate={fps}",
 }
 
 
@@ -74,4 +75,53 @@ def make_fade_video(path: Path, first: str, second: str, seconds: float, fade: f
         f"[a][b]xfade=transition=fade:duration={fade}:offset={seconds - fade}[v]",
         "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast", "-g", str(GOP), str(path),
     )
+    return path
+
+
+FONTS = "/usr/share/fonts/truetype/dejavu"
+
+
+@dataclass(frozen=True)
+class Text:
+    """One drawtext overlay; x and y are ffmpeg expressions (t is time in the shot)."""
+
+    text: str
+    font: str = "DejaVuSans.ttf"
+    size: int = 48
+    x: str = "60"
+    y: str = "60"
+    box: bool = False
+
+
+@dataclass(frozen=True)
+class TextShot:
+    source: str  # a lavfi source without text of its own (not testsrc/testsrc2)
+    seconds: float
+    texts: tuple[Text, ...] = ()
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:").replace("'", "\\'").replace(",", "\\,")
+
+
+def make_text_video(path: Path, shots: list[TextShot], size: tuple[int, int] = (1280, 720),
+                    fps: int = FPS) -> Path:
+    """Hard cuts between shots, each with its own drawtext overlays (known strings)."""
+    w, h = size
+    args: list[str] = []
+    graph = []
+    for i, shot in enumerate(shots):
+        source = SOURCES.get(shot.source, shot.source).format(w=w, h=h, fps=fps)
+        args += ["-f", "lavfi", "-t", f"{shot.seconds}", "-i", source]
+        filters = ["setsar=1", "format=yuv420p"]
+        for t in shot.texts:
+            box = ":box=1:boxcolor=black@0.6:boxborderw=8" if t.box else ""
+            filters.append(
+                f"drawtext=fontfile={FONTS}/{t.font}:text='{_escape(t.text)}':fontsize={t.size}"
+                f":fontcolor=white:x={_escape(t.x)}:y={_escape(t.y)}{box}")
+        graph.append(f"[{i}:v]{','.join(filters)}[v{i}]")
+    graph.append("".join(f"[v{i}]" for i in range(len(shots)))
+                 + f"concat=n={len(shots)}:v=1:a=0[v]")
+    ffmpeg(*args, "-filter_complex", ";".join(graph), "-map", "[v]", "-c:v", "libx264",
+           "-preset", "ultrafast", "-r", str(fps), str(path))
     return path

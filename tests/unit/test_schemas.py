@@ -1,13 +1,16 @@
 """Records and schemas stay in step: every row converts to its table without loss."""
 
+import dataclasses
 import datetime as dt
 
 import pyarrow as pa
+import pytest
 
 from schemas.records import (
     Boundary,
     ClipRecord,
     ErrorRecord,
+    OcrLine,
     Source,
     Span,
     VideoInfo,
@@ -40,6 +43,11 @@ def test_clip_and_error_rows_match_schema():
     clip = ClipRecord("c", "v", "/a.mp4", 0, Span(0, 50, 0.0, 2.0), "h", "copy", "/m.mp4", 0.0,
                       2.0, ("/k0.jpg",), (0.1,), "r")
     assert _roundtrip("clips", clip.to_row())["duration_s"] == 2.0
+    read = dataclasses.replace(clip, ocr_text="Hi", ocr_coverage_max=0.1, ocr_coverage_mean=0.05,
+                               ocr_lines=(OcrLine("Hi", 0.9, (0.1,) * 8, 1),))
+    back = _roundtrip("clips", read.to_row())
+    assert back["ocr_lines"][0]["frame_index"] == 1 and back["ocr_text"] == "Hi"
+    assert back["ocr_lines"][0]["box"] == pytest.approx([0.1] * 8)
     err = ErrorRecord("probe", "/a.mp4", "probe_failed", "msg", "r",
                       time=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     assert _roundtrip("errors", err.to_row())["time"].year == 2026

@@ -50,3 +50,14 @@ def import_open_clip() -> ModuleType:
             f"CLIP needs open_clip_torch and torchvision ({e.name} is missing): "
             "pip install open_clip_torch -c constraints.txt"
         ) from e
+
+
+def import_rapidocr() -> ModuleType:
+    """RapidOCR (PP-OCR models bundled in the wheel, run by onnxruntime)."""
+    try:
+        return importlib.import_module("rapidocr")
+    except ModuleNotFoundError as e:
+        raise MissingExtra(
+            f"OCR needs rapidocr and onnxruntime ({e.name} is missing): "
+            "pip install 'vidcurate[ocr]', or run with --no-ocr"
+        ) from e
