@@ -19,7 +19,8 @@ MEDIA := build/media
 # installing it (it would pull MathJax and jQuery for its HTML docs).
 OPENCV_DOC_FILES := imageTextN.png imageTextR.png text_motion.jpg Megamind.avi
 # pip's own noise about unused local index folders on some machines.
-QUIET_PIP := grep -v "^WARNING: Location 'file:" || true
+# (in braces, so that with pipefail a failing pip still fails the recipe)
+QUIET_PIP := { grep -v "^WARNING: Location 'file:" || true; }
 
 .PHONY: help setup demo test lint bench clean
 

@@ -79,7 +79,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _query(argv: list[str]) -> int:
-    from pipeline.query import OutputNotFound, connect
+    from pipeline.query import NotReadOnly, OutputNotFound, query
 
     parser = argparse.ArgumentParser(prog="vidcurate query")
     parser.add_argument("output", help="the --output folder of a run")
@@ -88,16 +88,17 @@ def _query(argv: list[str]) -> int:
     parser.add_argument("--out", help="file to write (required for --format parquet)")
     parser.add_argument("--max-rows", type=int, default=40, help="rows shown as a table")
     args = parser.parse_args(argv)
-    try:
-        con = connect(args.output)
-    except OutputNotFound as e:
-        print(f"vidcurate: {e}", file=sys.stderr)
+    if args.format == "table" and args.out:
+        print("vidcurate: --out needs --format csv, json or parquet", file=sys.stderr)
         return 2
     import duckdb
 
     try:
-        rel = con.sql(args.sql.strip().rstrip(";"))
-    except duckdb.Error as e:
+        rel = query(args.output, args.sql.strip().rstrip(";"))
+    except OutputNotFound as e:
+        print(f"vidcurate: {e}", file=sys.stderr)
+        return 2
+    except (duckdb.Error, NotReadOnly) as e:
         print(f"vidcurate: query failed: {e}", file=sys.stderr)
         return 1
     if rel is None:

@@ -30,7 +30,8 @@ class Outputs:
 
 def build(p: beam.Pipeline, cfg: RunConfig) -> Outputs:
     run_id = cfg.run_id
-    listed = p | "ReadManifest" >> ReadManifest(cfg.input, cfg.video_extensions, run_id)
+    listed = p | "ReadManifest" >> ReadManifest(cfg.input, cfg.video_extensions, run_id,
+                                                exclude=cfg.output)
     probed = listed["sources"] | "Probe" >> Probe(run_id)
     scened = probed.videos | "DetectScenes" >> DetectScenes(
         cfg.split, cfg.media.ffmpeg_threads, run_id)

@@ -8,8 +8,10 @@ stages and raises ``ConfigError`` (with a message a user can act on) for bad val
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
+import os
 import secrets
 from dataclasses import asdict, dataclass
 
@@ -179,13 +181,20 @@ class RunConfig:
         )
         if not extensions:
             raise ConfigError("--video-extensions is empty")
+        output = o.output.rstrip("/")
+        if any(c in output for c in "[]*?"):
+            raise ConfigError(f"--output {o.output!r} holds a glob character ([, ], * or ?): "
+                              "Beam's file sinks read it as a pattern; choose another name")
+        if "://" not in output or output.startswith("file://"):
+            # Clip and keyframe uris are stored as given: make them absolute.
+            output = os.path.abspath(output.removeprefix("file://"))
         run_id = o.run_id or new_run_id()
         if not run_id.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"--run-id may hold letters, digits, '-' and '_' only: {run_id!r}")
         return cls(
             run_id=run_id,
             input=o.input,
-            output=o.output.rstrip("/"),
+            output=output,
             video_extensions=extensions,
             split=SplitConfig(
                 detector=o.detector,
@@ -199,7 +208,7 @@ class RunConfig:
                 trim_fraction=o.trim_fraction,
             ),
             media=MediaConfig(
-                output=o.output.rstrip("/"),
+                output=output,
                 clip_media=o.clip_media,
                 keyframes=o.keyframes,
                 keyframe_width=o.keyframe_width,
@@ -215,6 +224,27 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def check_flags(argv: list[str]) -> None:
+    """Reject a flag that is a near miss of one of ours (--min-clips-s): Beam would
+    drop it with a warning and the run would go on with the default. Other unknown
+    flags pass through to Beam and its runners."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    CurationOptions._add_argparse_args(parser)
+    ours = [f for action in parser._actions for f in action.option_strings]
+    known_elsewhere = set(PipelineOptions(argv).get_all_options(retain_unknown_options=False))
+    for arg in argv:
+        if not arg.startswith("--"):
+            continue
+        flag = arg.split("=", 1)[0]
+        if flag in ours or flag[2:].replace("-", "_") in known_elsewhere:
+            continue
+        close = difflib.get_close_matches(flag, ours, n=1, cutoff=0.85)
+        if close:
+            raise ConfigError(f"unknown option {flag}: did you mean {close[0]}?")
 
 
 def new_run_id() -> str:

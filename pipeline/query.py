@@ -24,8 +24,13 @@ class OutputNotFound(FileNotFoundError):
     pass
 
 
+class NotReadOnly(ValueError):
+    pass
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
 
 
 def _has_files(output: str, table: str) -> bool:
@@ -46,7 +51,7 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     for table, schema in TABLES.items():
         raw = f"raw_{table}"
         if _has_files(output, table):
-            pattern = _quote(f"{base}/{table}/*.parquet")
+            pattern = _quote(f"{base}/{table}/*.parquet")  # --output holds no glob chars
             con.sql(f"CREATE VIEW {raw} AS SELECT * FROM read_parquet({pattern}, "
                     f"union_by_name = true)")
         else:
@@ -80,8 +85,21 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
+_READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+
+
 def query(output: str, sql: str) -> duckdb.DuckDBPyRelation:
-    return connect(output).sql(sql)
+    """Run one read-only statement (SELECT, WITH, EXPLAIN, DESCRIBE, SUMMARIZE...).
+
+    COPY, CREATE, INSERT, ATTACH, SET and the like are refused: a query never writes
+    to the output or anywhere else."""
+    con = connect(output)
+    statements = con.extract_statements(sql)
+    if len(statements) != 1:
+        raise NotReadOnly(f"give exactly one SQL statement, got {len(statements)}")
+    if statements[0].type not in _READ_ONLY:
+        raise NotReadOnly(f"only read-only queries are allowed, not {statements[0].type.name}")
+    return con.sql(sql)
 
 
 STATS_QUERIES = {

@@ -21,7 +21,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from pipeline import __version__
 from pipeline.dag import build
-from pipeline.options import ConfigError, RunConfig
+from pipeline.options import ConfigError, RunConfig, check_flags
 from schemas.tables import SCHEMA_VERSION
 from transforms.manifest import input_kind, is_local
 from transforms.media import ffmpeg_version
@@ -30,7 +30,7 @@ log = logging.getLogger("vidcurate")
 
 # Stages in graph order, for reports.
 STAGES = ("manifest", "probe", "detect_scenes", "clip_rules", "plan_clips", "cut_clips", "ocr")
-_PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "ffmpeg-python", "numpy",
+_PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "numpy",
              "opencv-python-headless", "rapidocr", "onnxruntime")
 
 
@@ -73,13 +73,27 @@ def check_environment(cfg: RunConfig) -> None:
     if is_local(cfg.input):
         if not os.path.exists(path):
             raise ConfigError(f"--input {cfg.input!r} does not exist")
-    elif not FileSystems.match([cfg.input.rstrip("/") + ("/**" if input_kind(
-            cfg.input, cfg.video_extensions) == "folder" else "")])[0].metadata_list:
-        raise ConfigError(f"--input {cfg.input!r} matches nothing")
+    else:
+        pattern = cfg.input.rstrip("/") + (
+            "/**" if input_kind(cfg.input, cfg.video_extensions) == "folder" else "")
+        try:
+            found = FileSystems.match([pattern])[0].metadata_list
+        except Exception as e:  # unknown scheme (http manifests) or missing extra
+            raise ConfigError(f"--input {cfg.input!r} cannot be listed: {e}") from e
+        if not found:
+            raise ConfigError(f"--input {cfg.input!r} matches nothing")
     if is_local(cfg.output):
         out = cfg.output.removeprefix("file://")
         if os.path.exists(out) and not os.path.isdir(out):
             raise ConfigError(f"--output {cfg.output!r} exists and is not a folder")
+    # A run id names its shards: reusing one would mix two runs' files.
+    try:
+        taken = FileSystems.match([f"{cfg.output}/*/{cfg.run_id}*.parquet"])[0].metadata_list
+    except Exception:
+        taken = []
+    if taken:
+        raise ConfigError(f"--run-id {cfg.run_id!r} was already used in {cfg.output}; "
+                          "choose another (or leave it out)")
 
 
 def stage_stats(result: PipelineResult) -> dict[str, StageStats]:
@@ -158,6 +172,8 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     """Run the curation pipeline; raises ConfigError before any work on bad options."""
     from transforms.sinks import write_rows
 
+    if argv is not None:
+        check_flags(argv)
     options = (test_pipeline.options if test_pipeline is not None and argv is None
                else PipelineOptions(argv))
     cfg = RunConfig.from_options(options)

@@ -35,7 +35,8 @@ class VideoInfo:
     """What ffprobe tells about a file, plus its size and content hash."""
 
     duration_s: float
-    start_time_s: float  # first video timestamp; ffmpeg seeks relative to it
+    start_time_s: float  # first video timestamp: frame 0, where all our times start
+    container_start_s: float  # ffmpeg's -ss counts from here (earliest stream start)
     fps: float  # average frame rate (frames / duration); what times are computed from
     is_vfr: bool
     width: int
@@ -50,6 +51,11 @@ class VideoInfo:
     nb_frames: int | None
     bytes: int
     content_sha256: str
+
+    @property
+    def seek_offset_s(self) -> float:
+        """Add to a time measured from frame 0 to get ffmpeg's -ss position."""
+        return self.start_time_s - self.container_start_s
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -127,6 +133,7 @@ class ClipTask:
     video_codec: str
     audio_codec: str | None
     keyframe_before_start_s: float | None  # for copy mode: where stream copy really starts
+    seek_offset_s: float = 0.0  # VideoInfo.seek_offset_s of the source
 
 
 @dataclass(frozen=True)

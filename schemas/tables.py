@@ -56,6 +56,7 @@ VIDEOS = _schema(
         pa.field("reason", pa.string()),
         pa.field("duration_s", pa.float64()),
         pa.field("start_time_s", pa.float64()),
+        pa.field("container_start_s", pa.float64()),
         pa.field("fps", pa.float64()),
         pa.field("is_vfr", pa.bool_()),
         pa.field("width", pa.int32()),

@@ -125,3 +125,19 @@ def make_text_video(path: Path, shots: list[TextShot], size: tuple[int, int] = (
     ffmpeg(*args, "-filter_complex", ";".join(graph), "-map", "[v]", "-c:v", "libx264",
            "-preset", "ultrafast", "-r", str(fps), str(path))
     return path
+
+
+def frame_at(path: Path | str, t: float | None = None, size: tuple[int, int] = (160, 90)):
+    """One decoded frame (RGB array, small), at time t (exact seek) or the first one."""
+    import numpy as np
+
+    w, h = size
+    seek = ["-ss", f"{t:.4f}"] if t is not None else []
+    out = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", *seek, "-i", f"file:{path}",
+                          "-frames:v", "1", "-vf", f"scale={w}:{h}", "-pix_fmt", "rgb24",
+                          "-f", "rawvideo", "pipe:1"], capture_output=True, check=True)
+    return np.frombuffer(out.stdout, np.uint8).reshape(h, w, 3).astype(float)
+
+
+def same_frame(a, b, tolerance: float = 6.0) -> bool:
+    return float(abs(a - b).mean()) < tolerance

@@ -78,6 +78,7 @@ def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[
             keyframe_before_start_s=(
                 keyframe_at_or_before(keyframes, span.start_s) if keyframes is not None else None
             ),
+            seek_offset_s=info.seek_offset_s,
         )
         for i, span in enumerate(split.spans)
     ]
@@ -103,26 +104,31 @@ def _scratch_dir(output: str) -> str:
 def cut_one(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str) -> ClipRecord:
     """Cut the clip's media and keyframes and publish them; raises MediaError."""
     scratch = _scratch_dir(media.output)
+    offset = task.seek_offset_s
     try:
+        ready: list[tuple[str, str]] = []  # (scratch file, final uri), published together
         media_uri = media_start = media_end = None
         if media.clip_media != "none":
             ext = clip_extension(media.clip_media, task.video_codec, task.audio_codec)
             local = os.path.join(scratch, f"clip.{ext}")
-            cut_clip(task.local_path, local, task.span.start_s, task.span.duration_s,
+            cut_clip(task.local_path, local, task.span.start_s + offset, task.span.duration_s,
                      media.clip_media, media.ffmpeg_threads)
             duration = media_duration(local)
             media_start = (task.keyframe_before_start_s if media.clip_media == "copy"
                            and task.keyframe_before_start_s is not None else task.span.start_s)
             media_end = media_start + duration
             media_uri = media_uri_for(media.output, task, ext)
-            publish(local, media_uri)
+            ready.append((local, media_uri))
         times = keyframe_positions(task.span, media.keyframes)
-        locals_ = [os.path.join(scratch, f"kf{i}.jpg") for i in range(len(times))]
         uris = [keyframe_uri_for(media.output, task, i) for i in range(len(times))]
         if times:
-            extract_frames(task.local_path, times, locals_, media.keyframe_width)
-            for local, uri in zip(locals_, uris, strict=True):
-                publish(local, uri)
+            frames = [os.path.join(scratch, f"kf{i}.jpg") for i in range(len(times))]
+            extract_frames(task.local_path, [t + offset for t in times], frames,
+                           media.keyframe_width)
+            ready.extend(zip(frames, uris, strict=True))
+        # Only a clip whose media and keyframes all worked leaves files behind.
+        for local, uri in ready:
+            publish(local, uri)
         return ClipRecord(
             clip_id=task.clip_id,
             video_id=task.video_id,

@@ -8,6 +8,7 @@ same video listed twice is processed once, and the shuffle spreads the work.
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import io
 import json
@@ -83,15 +84,24 @@ def input_kind(input_uri: str, extensions: Iterable[str]) -> str:
     return "folder"
 
 
-def list_folder(folder: str, extensions: Iterable[str]) -> Iterator[str]:
-    """All files under folder (recursively) whose extension is a video extension."""
+def list_folder(folder: str, extensions: Iterable[str],
+                exclude: str | None = None) -> Iterator[str]:
+    """All files under folder (recursively) whose extension is a video extension,
+    except hidden files, files in hidden folders, and anything under `exclude` (the
+    run's own output, when it sits inside the input folder)."""
     wanted = {e.lower() for e in extensions}
-    pattern = folder.rstrip("/") + "/**"
+    root = folder.rstrip("/")
+    skip = exclude.rstrip("/") + "/" if exclude else None
+    # A local folder named like "Season [2019]" is a literal path, not a pattern.
+    pattern = (glob.escape(root) if is_local(root) else root) + "/**"
     for result in FileSystems.match([pattern]):
         for meta in sorted(result.metadata_list, key=lambda m: m.path):
-            name = posixpath.basename(meta.path)
-            if name.startswith("."):
+            if skip and meta.path.startswith(skip):
                 continue
+            relative = meta.path[len(root):].lstrip("/")
+            if any(part.startswith(".") for part in relative.split("/")):
+                continue
+            name = posixpath.basename(meta.path)
             if "." in name and name.rsplit(".", 1)[-1].lower() in wanted:
                 yield meta.path
 
@@ -166,14 +176,15 @@ def source_from_row(row: dict[str, Any], base_dir: str, origin: str) -> Source:
     )
 
 
-def expand_input(input_uri: str, extensions: tuple[str, ...]) -> Iterator[Source | RowProblem]:
+def expand_input(input_uri: str, extensions: tuple[str, ...],
+                 exclude: str | None = None) -> Iterator[Source | RowProblem]:
     """Sources named by --input, and a RowProblem per unusable manifest row."""
     kind = input_kind(input_uri, extensions)
     if kind == "video":
         uri = normalise_uri(input_uri)
         yield Source(uri=uri, video_id=video_id_for(uri), origin=input_uri)
     elif kind == "folder":
-        for path in list_folder(input_uri, extensions):
+        for path in list_folder(input_uri, extensions, exclude):
             uri = normalise_uri(path)
             yield Source(uri=uri, video_id=video_id_for(uri), origin=input_uri)
     else:
@@ -192,14 +203,15 @@ def expand_input(input_uri: str, extensions: tuple[str, ...]) -> Iterator[Source
 
 
 class _ExpandInput(beam.DoFn):
-    def __init__(self, extensions: tuple[str, ...], run_id: str) -> None:
+    def __init__(self, extensions: tuple[str, ...], run_id: str, exclude: str | None) -> None:
         self.extensions = extensions
         self.run_id = run_id
+        self.exclude = exclude
         self.metrics = StageMetrics(STAGE)
 
     def process(self, input_uri: str) -> Iterator[Source | beam.pvalue.TaggedOutput]:
         try:
-            for item in expand_input(input_uri, self.extensions):
+            for item in expand_input(input_uri, self.extensions, self.exclude):
                 if isinstance(item, Source):
                     self.metrics.processed.inc()
                     yield item
@@ -218,9 +230,15 @@ class _ExpandInput(beam.DoFn):
             )
 
 
+def _origin_order(source: Source) -> tuple[str, int]:
+    """Manifest order: 'm.csv#row=10' after 'm.csv#row=2'."""
+    base, _, row = source.origin.rpartition("#row=")
+    return (base, int(row)) if base and row.isdigit() else (source.origin, 0)
+
+
 def _first_of_duplicates(item: tuple[str, Iterable[Source]]) -> Source:
     _, sources = item
-    ordered = sorted(sources, key=lambda s: s.origin)
+    ordered = sorted(sources, key=_origin_order)
     if len(ordered) > 1:
         Metrics.counter(STAGE, "duplicates").inc(len(ordered) - 1)
     return ordered[0]
@@ -229,18 +247,20 @@ def _first_of_duplicates(item: tuple[str, Iterable[Source]]) -> Source:
 class ReadManifest(beam.PTransform):
     """--input -> Sources (one per distinct video) and errors for unusable rows."""
 
-    def __init__(self, input_uri: str, extensions: tuple[str, ...], run_id: str) -> None:
+    def __init__(self, input_uri: str, extensions: tuple[str, ...], run_id: str,
+                 exclude: str | None = None) -> None:
         super().__init__()
         self.input_uri = input_uri
         self.extensions = extensions
         self.run_id = run_id
+        self.exclude = exclude
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         listed = (
             pbegin
             | "Input" >> beam.Create([self.input_uri])
-            | "Expand" >> beam.ParDo(_ExpandInput(self.extensions, self.run_id)).with_outputs(
-                ERRORS, main="sources")
+            | "Expand" >> beam.ParDo(_ExpandInput(self.extensions, self.run_id, self.exclude)
+                                     ).with_outputs(ERRORS, main="sources")
         )
         sources = (
             listed.sources

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
-import ffmpeg
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
@@ -56,12 +57,40 @@ def _stderr_tail(stderr: bytes | str | None, limit: int = 400) -> str:
     return " | ".join(lines[-3:])[-limit:]
 
 
-def probe(path: str) -> dict[str, Any]:
+# Time limits for one ffmpeg / ffprobe process, so a pathological file ends as an
+# error row instead of pinning a worker forever. Generous: ~10x the usual cost.
+PROBE_TIMEOUT_S = 120.0
+FRAMES_TIMEOUT_S = 120.0
+
+
+def decode_timeout_s(duration_s: float) -> float:
+    return 600.0 + 4.0 * duration_s
+
+
+def cut_timeout_s(duration_s: float) -> float:
+    return 300.0 + 10.0 * duration_s
+
+
+def run_tool(args: list[str], timeout_s: float, what: str) -> subprocess.CompletedProcess:
+    """Run ffmpeg / ffprobe; raises MediaError('timeout') past its time limit."""
     try:
-        return ffmpeg.probe(ff_path(path), v="error")
-    except ffmpeg.Error as e:
-        detail = _stderr_tail(e.stderr) or "ffprobe exited with an error"
-        raise MediaError("probe_failed", f"ffprobe could not read the file: {detail}") from e
+        return subprocess.run(args, capture_output=True, check=False, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        raise MediaError("timeout", f"{what} took longer than {timeout_s:.0f} s") from e
+
+
+def probe(path: str) -> dict[str, Any]:
+    """ffprobe's JSON (format and streams), as ffmpeg-python's probe() but time-limited."""
+    args = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json",
+            ff_path(path)]
+    out = run_tool(args, PROBE_TIMEOUT_S, "ffprobe")
+    if out.returncode != 0:
+        detail = _stderr_tail(out.stderr) or "ffprobe exited with an error"
+        raise MediaError("probe_failed", f"ffprobe could not read the file: {detail}")
+    try:
+        return json.loads(out.stdout.decode("utf-8", "replace"))
+    except json.JSONDecodeError as e:
+        raise MediaError("probe_failed", f"ffprobe gave unreadable output: {e}") from e
 
 
 def file_digest(path: str) -> tuple[int, str]:
@@ -149,6 +178,7 @@ def parse_probe(data: dict[str, Any], size: int, sha256: str) -> VideoInfo:
     return VideoInfo(
         duration_s=float(duration),
         start_time_s=_float(v.get("start_time")) or 0.0,
+        container_start_s=_float(fmt.get("start_time")) or 0.0,
         fps=float(fps),
         is_vfr=is_vfr,
         width=width,
@@ -194,15 +224,19 @@ def decode_frames_downscaled(
     # move a shot boundary (golden cut tests hold).
     args += ["-skip_loop_filter", "all"]
     args += ["-i", ff_path(path), "-map", "0:v:0", "-an", "-sn", "-dn"]
-    args += ["-vf", f"scale={width}:{height}:flags=fast_bilinear"]
-    if info.is_vfr:
-        args += ["-fps_mode", "cfr", "-r", f"{info.fps:.6f}"]
-    else:
-        args += ["-fps_mode", "passthrough"]
+    # Frame 0 is the first video frame (timestamps reset, no padding from an earlier
+    # audio start), and the fps filter resamples to the average rate, so frame i is at
+    # i / fps even when a "constant" stream drops or repeats a frame.
+    args += ["-vf", f"setpts=PTS-STARTPTS,fps={info.fps:.9f},"
+                    f"scale={width}:{height}:flags=fast_bilinear",
+             "-fps_mode", "passthrough"]
     args += ["-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
     frame_bytes = width * height * 3
+    timeout = decode_timeout_s(info.duration_s)
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, bufsize=frame_bytes * 4)
+        watchdog = threading.Timer(timeout, proc.kill)
+        watchdog.start()
         count = 0
 
         def frames() -> Iterator[np.ndarray]:
@@ -221,8 +255,13 @@ def decode_frames_downscaled(
             if proc.stdout:
                 proc.stdout.close()
             code = proc.wait()
+            timed_out = not watchdog.is_alive()
+            watchdog.cancel()
             err.seek(0)
             tail = _stderr_tail(err.read())
+        if timed_out:
+            raise MediaError("timeout", f"decoding for cut detection took longer than "
+                                        f"{timeout:.0f} s")
         if count == 0:
             raise MediaError(
                 "decode_failed",
@@ -236,7 +275,7 @@ def keyframe_times(path: str) -> list[float]:
         "ffprobe", "-v", "error", "-select_streams", "v:0",
         "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", ff_path(path),
     ]
-    out = subprocess.run(args, capture_output=True, check=False)
+    out = run_tool(args, PROBE_TIMEOUT_S, "listing keyframes")
     if out.returncode != 0:
         raise MediaError("probe_failed", f"cannot list keyframes: {_stderr_tail(out.stderr)}")
     times = []
@@ -278,7 +317,7 @@ def cut_clip(
     if dst.endswith(".mp4"):
         args += ["-movflags", "+faststart"]
     args.append(ff_path(dst))
-    out = subprocess.run(args, capture_output=True, check=False)
+    out = run_tool(args, cut_timeout_s(duration_s), "cutting the clip")
     if out.returncode != 0 or not os.path.exists(dst) or os.path.getsize(dst) == 0:
         raise MediaError("cut_failed", f"ffmpeg could not cut the clip: {_stderr_tail(out.stderr)}")
 
@@ -306,7 +345,7 @@ def extract_frames(src: str, times_s: list[float], dsts: list[str], max_width: i
         if scale:
             args += ["-vf", scale]
         args.append(ff_path(dst))
-    out = subprocess.run(args, capture_output=True, check=False)
+    out = run_tool(args, FRAMES_TIMEOUT_S, "reading keyframes")
     missing = [d for d in dsts if not os.path.exists(d) or os.path.getsize(d) == 0]
     if out.returncode != 0 or missing:
         raise MediaError(

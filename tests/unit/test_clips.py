@@ -1,6 +1,7 @@
 import dataclasses
 
 import pytest
+from media import frame_at, same_frame
 
 from pipeline.options import MediaConfig
 from schemas.records import Source, Span
@@ -82,8 +83,11 @@ def test_copy_clip_starts_at_keyframe_within_the_gap(cuts_split, tmp_path):
     task = plan_clips(cuts_split, _media(tmp_path, "copy"), "h")[1]  # 3.0 - 7.0 s
     rec = cut_one(task, _media(tmp_path, "copy", keyframes=0), "h", "run1")
     gap = 2.0
-    assert rec.media_start_s == 2.0
     assert task.span.start_s - gap <= rec.media_start_s <= task.span.start_s
+    # The file opens on the keyframe at 2.0 s (previous shot), not on the span start.
+    first = frame_at(rec.media_uri)
+    assert same_frame(first, frame_at(task.local_path, rec.media_start_s))
+    assert not same_frame(first, frame_at(task.local_path, task.span.start_s))
     assert abs(rec.media_end_s - task.span.end_s) <= 2 / 25
     assert rec.keyframe_uris == ()
 
@@ -110,3 +114,35 @@ def test_cut_of_missing_source_raises_media_error(cuts_split, tmp_path):
     assert e.value.error_type == "cut_failed"
     scratch = tmp_path / "out" / ".tmp"
     assert not scratch.exists() or not any(scratch.iterdir())  # scratch is cleaned up
+
+
+def test_seeks_account_for_a_video_stream_that_starts_late(videos, tmp_path):
+    """Audio at 0 s, video from 0.5 s: -ss counts from the container start, our spans
+    from the first video frame; clips and keyframes must still show the same frames."""
+    import numpy as np
+    from media import ffmpeg
+    from PIL import Image
+
+    from pipeline.options import SplitConfig
+
+    delayed = tmp_path / "delayed.mp4"
+    ffmpeg("-itsoffset", "0.5", "-i", str(videos.cuts), "-i", str(videos.cuts), "-map", "0:v",
+           "-map", "1:a", "-c", "copy", str(delayed))
+    cfg = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
+
+    def keyframes(path, name):
+        video = probe_source(Source(uri=str(path), video_id=name))
+        split = apply_rules(detect_scenes(video, cfg), cfg)
+        media = MediaConfig(str(tmp_path / name), "exact", 3, 160, 1)
+        recs = [cut_one(t, media, "h", "r") for t in plan_clips(split, media, "h")]
+        return video, recs
+
+    plain_video, plain = keyframes(videos.cuts, "plain")
+    late_video, late = keyframes(delayed, "late")
+    assert late_video.info.seek_offset_s == pytest.approx(0.5, abs=0.01)
+    assert [r.span for r in late] == [r.span for r in plain]
+    for a, b in zip(plain, late, strict=True):
+        for ka, kb in zip(a.keyframe_uris, b.keyframe_uris, strict=True):
+            diff = np.abs(np.asarray(Image.open(ka), float) - np.asarray(Image.open(kb), float))
+            assert diff.mean() < 8, (ka, kb)  # same frame up to JPEG noise
+        assert abs(media_duration(b.media_uri) - b.span.duration_s) <= 1 / 25 + 1e-6

@@ -102,3 +102,21 @@ def test_parquet_manifest(tmp_path):
     sources, problems = _expand(m)
     assert [(s.uri, s.title, s.metadata) for s in sources] == [("/v/a.mp4", "A", {"score": 0.5})]
     assert len(problems) == 1 and problems[0].origin.endswith("#row=2")
+
+
+def test_hidden_folders_and_the_runs_own_output_are_not_inputs(tmp_path):
+    for name in ["a.mp4", ".cache/b.mp4", "out/media/v/c.mp4", "out/.tmp/x/clip.mp4",
+                 "keep/d.mp4"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = sorted(os.path.relpath(p, tmp_path)
+                   for p in list_folder(str(tmp_path), EXTS, exclude=str(tmp_path / "out")))
+    assert found == ["a.mp4", "keep/d.mp4"]
+
+
+def test_duplicates_keep_the_first_manifest_row():
+    from transforms.manifest import _first_of_duplicates
+
+    rows = [Source(uri="/a.mp4", video_id="v", title=f"row {n}", origin=f"m.csv#row={n}")
+            for n in (10, 2, 33)]
+    assert _first_of_duplicates(("v", rows)).title == "row 2"

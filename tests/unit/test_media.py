@@ -92,3 +92,20 @@ def test_probe_failure_has_ffprobe_reason(tmp_path):
 def test_keyframe_times_follow_the_gop(videos):
     # The fixture is encoded with a keyframe every 50 frames (2 s at 25 fps).
     assert keyframe_times(str(videos.cuts)) == pytest.approx([0, 2, 4, 6, 8, 10, 12, 14])
+
+
+def test_tools_are_time_limited(videos, monkeypatch):
+    from schemas.records import Source
+    from transforms import media
+    from transforms.probe import probe_source
+
+    with pytest.raises(MediaError) as e:
+        media.run_tool(["sleep", "5"], 0.2, "sleeping")
+    assert e.value.error_type == "timeout" and "sleeping took longer than 0 s" in str(e.value)
+    video = probe_source(Source(uri=str(videos.long_shot), video_id="x"))
+    monkeypatch.setattr(media, "decode_timeout_s", lambda duration: 0.05)
+    with pytest.raises(MediaError) as e, media.decode_frames_downscaled(
+            video.local_path, video.info, 64) as frames:
+        for _ in frames:
+            pass
+    assert e.value.error_type == "timeout"

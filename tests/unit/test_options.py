@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -14,7 +16,7 @@ def test_defaults_are_panda_70m():
     assert (s.detector, s.threshold, s.min_scene_len) == ("content", 25.0, 15)
     assert (s.max_cut_len, s.force_cut_after, s.min_clip_s, s.max_clip_s) == (5, 7, 2.5, 60)
     assert cfg.media.clip_media == "copy" and cfg.media.keyframes == 3
-    assert cfg.output == "out"
+    assert os.path.isabs(cfg.output) and cfg.output.endswith("/out")
     assert _cfg("--detector", "adaptive").split.threshold == 3.0
 
 
@@ -50,3 +52,24 @@ def test_missing_input_or_output():
         RunConfig.from_options(PipelineOptions(["--output", "o"]))
     with pytest.raises(ConfigError, match="--output"):
         RunConfig.from_options(PipelineOptions(["--input", "i"]))
+
+
+def test_local_output_is_made_absolute_and_glob_names_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = RunConfig.from_options(PipelineOptions(["--input", "in", "--output", "rel/out"]))
+    assert cfg.output == str(tmp_path / "rel" / "out") == cfg.media.output
+    remote = RunConfig.from_options(PipelineOptions(["--input", "i", "--output", "gs://b/o/"]))
+    assert remote.output == "gs://b/o"
+    with pytest.raises(ConfigError, match="glob character"):
+        RunConfig.from_options(PipelineOptions(["--input", "i", "--output", "out[1]"]))
+
+
+def test_near_miss_flags_are_errors_other_flags_pass_through():
+    from pipeline.options import check_flags
+
+    check_flags(["--input", "x", "--runner", "DirectRunner", "--direct_num_workers", "2",
+                 "--clip-media=exact", "--project", "p", "--some_runner_flag", "1"])
+    with pytest.raises(ConfigError, match="did you mean --min-clip-s"):
+        check_flags(["--min-clips-s", "9"])
+    with pytest.raises(ConfigError, match="did you mean --clip_media"):
+        check_flags(["--clip_medai=copy"])
