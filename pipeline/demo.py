@@ -126,8 +126,9 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     from pipeline.query import connect
     from pipeline.run import run
 
+    output = os.path.abspath(output)  # the manifest must name absolute paths
     manifest = write_manifest(Path(output) / "demo-manifest.csv",
-                              Path(media) if media else None)
+                              Path(media).resolve() if media else None)
     outcome = run(["--input", str(manifest), "--output", output, *DEMO_ARGS, *extra_args])
     out = os.path.abspath(output)
     con = connect(out)
