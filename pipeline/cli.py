@@ -180,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
                         force=True)
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
-        # Beam warns about optional GCP client libraries on import; not our users' concern.
-        handler.addFilter(lambda r: "apitools not found" not in r.getMessage())
+        # Beam warns about optional GCP client libraries on import, and RunInference about
+        # memory metrics it cannot read here: not our users' concern.
+        handler.addFilter(lambda r: "apitools not found" not in r.getMessage()
+                          and "Resource module is not available" not in r.getMessage())
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2

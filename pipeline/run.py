@@ -29,9 +29,11 @@ from transforms.media import ffmpeg_version
 log = logging.getLogger("vidcurate")
 
 # Stages in graph order, for reports.
-STAGES = ("manifest", "probe", "detect_scenes", "clip_rules", "plan_clips", "cut_clips", "ocr")
+STAGES = ("manifest", "probe", "detect_scenes", "clip_rules", "plan_clips", "cut_clips", "ocr",
+          "asr")
 _PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "numpy",
-             "opencv-python-headless", "rapidocr", "onnxruntime")
+             "opencv-python-headless", "rapidocr", "onnxruntime", "faster-whisper",
+             "ctranslate2", "openai-whisper")
 
 
 @dataclass
@@ -56,8 +58,9 @@ class RunOutcome:
         return self.stages.get(stage, StageStats()).counters.get(name, 0)
 
 
-def check_environment(cfg: RunConfig) -> None:
-    """Fail before building the graph when the run cannot work at all."""
+def check_environment(cfg: RunConfig) -> RunConfig:
+    """Fail before building the graph when the run cannot work at all; returns the
+    config with the ASR model's local files resolved."""
     for tool in ("ffmpeg", "ffprobe"):
         if shutil.which(tool) is None:
             raise ConfigError(f"{tool} is not on PATH: install ffmpeg (e.g. apt-get install "
@@ -94,6 +97,16 @@ def check_environment(cfg: RunConfig) -> None:
     if taken:
         raise ConfigError(f"--run-id {cfg.run_id!r} was already used in {cfg.output}; "
                           "choose another (or leave it out)")
+    if cfg.asr.enabled:
+        from transforms.models import MissingExtra
+        from transforms.models.whisper import resolve_model
+
+        try:
+            cfg = dataclasses.replace(cfg, asr=resolve_model(cfg.asr))
+        except MissingExtra as e:
+            raise ConfigError(str(e)) from e
+        log.info("ASR: %s (%s)", cfg.asr.model_id, cfg.asr.model_path or "by name")
+    return cfg
 
 
 def stage_stats(result: PipelineResult) -> dict[str, StageStats]:
@@ -176,8 +189,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
         check_flags(argv)
     options = (test_pipeline.options if test_pipeline is not None and argv is None
                else PipelineOptions(argv))
-    cfg = RunConfig.from_options(options)
-    check_environment(cfg)
+    cfg = check_environment(RunConfig.from_options(options))
     started = dt.datetime.now(dt.UTC)
     log.info("run %s: %s -> %s", cfg.run_id, cfg.input, cfg.output)
     p = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)

@@ -46,6 +46,7 @@ class VideoInfo:
     pix_fmt: str | None
     audio_codec: str | None
     has_audio: bool
+    audio_start_s: float | None  # first audio timestamp
     container: str
     bit_rate: int | None
     nb_frames: int | None
@@ -147,6 +148,58 @@ class OcrLine:
 
 
 @dataclass(frozen=True)
+class Word:
+    start: float  # seconds from the video's first frame
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class DroppedSegment:
+    """A segment a hallucination guard removed, and which guard."""
+
+    start: float
+    end: float
+    text: str
+    guard: str
+
+
+@dataclass(frozen=True)
+class AsrTask:
+    video_id: str
+    source_uri: str
+    local_path: str
+    info: VideoInfo
+
+
+@dataclass(frozen=True)
+class AsrResult:
+    """Whisper over a whole video (times from its first frame), after the guards."""
+
+    video_id: str
+    source_uri: str
+    model_id: str
+    segments: tuple[Segment, ...] = ()
+    dropped: tuple[DroppedSegment, ...] = ()
+    language: str | None = None
+    language_probability: float | None = None
+    audio_s: float = 0.0
+    note: str | None = None  # why there is no transcript (no audio stream)
+
+
+@dataclass(frozen=True)
 class ClipRecord:
     clip_id: str
     video_id: str
@@ -166,6 +219,11 @@ class ClipRecord:
     ocr_lines: tuple[OcrLine, ...] | None = None
     ocr_coverage_max: float | None = None
     ocr_coverage_mean: float | None = None
+    # ASR (null when ASR did not run for the clip's video).
+    transcript: str | None = None
+    transcript_segments: tuple[Segment, ...] | None = None
+    transcript_words: tuple[Word, ...] | None = None
+    transcript_dropped: tuple[DroppedSegment, ...] | None = None
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -190,6 +248,14 @@ class ClipRecord:
                 {**dataclasses.asdict(line), "box": list(line.box)} for line in self.ocr_lines],
             "ocr_coverage_max": self.ocr_coverage_max,
             "ocr_coverage_mean": self.ocr_coverage_mean,
+            "transcript": self.transcript,
+            "transcript_segments": None if self.transcript_segments is None else [
+                {k: v for k, v in dataclasses.asdict(seg).items() if k != "words"}
+                for seg in self.transcript_segments],
+            "transcript_words": None if self.transcript_words is None else [
+                dataclasses.asdict(w) for w in self.transcript_words],
+            "transcript_dropped": None if self.transcript_dropped is None else [
+                dataclasses.asdict(d) for d in self.transcript_dropped],
             "run_id": self.run_id,
         }
 
@@ -231,6 +297,7 @@ class VideoRow:
     shot_count: int | None = None
     clip_count: int = 0
     failed_clip_count: int = 0
+    asr: AsrResult | None = None
 
     def __post_init__(self) -> None:
         if self.status not in VIDEO_STATUSES:
@@ -254,6 +321,10 @@ class VideoRow:
             "shot_count": self.shot_count,
             "clip_count": self.clip_count,
             "failed_clip_count": self.failed_clip_count,
+            "language": self.asr.language if self.asr else None,
+            "language_probability": self.asr.language_probability if self.asr else None,
+            "asr_model": self.asr.model_id if self.asr else None,
+            "asr_note": self.asr.note if self.asr else None,
             "run_id": self.run_id,
         }
 

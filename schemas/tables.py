@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 METADATA_KEY = b"vidcurate.schema"
 
 BOUNDARY = pa.struct(
@@ -26,6 +26,33 @@ OCR_LINE = pa.struct(
         pa.field("confidence", pa.float32()),
         pa.field("box", pa.list_(pa.float32())),
         pa.field("frame_index", pa.int32()),
+    ]
+)
+
+SEGMENT = pa.struct(
+    [
+        pa.field("start", pa.float64()),
+        pa.field("end", pa.float64()),
+        pa.field("text", pa.string()),
+        pa.field("avg_logprob", pa.float32()),
+        pa.field("no_speech_prob", pa.float32()),
+        pa.field("compression_ratio", pa.float32()),
+    ]
+)
+WORD = pa.struct(
+    [
+        pa.field("start", pa.float64()),
+        pa.field("end", pa.float64()),
+        pa.field("word", pa.string()),
+        pa.field("probability", pa.float32()),
+    ]
+)
+DROPPED = pa.struct(
+    [
+        pa.field("start", pa.float64()),
+        pa.field("end", pa.float64()),
+        pa.field("text", pa.string()),
+        pa.field("guard", pa.string()),
     ]
 )
 
@@ -66,6 +93,7 @@ VIDEOS = _schema(
         pa.field("pix_fmt", pa.string()),
         pa.field("audio_codec", pa.string()),
         pa.field("has_audio", pa.bool_()),
+        pa.field("audio_start_s", pa.float64()),
         pa.field("container", pa.string()),
         pa.field("bit_rate", pa.int64()),
         pa.field("nb_frames", pa.int64()),
@@ -75,6 +103,10 @@ VIDEOS = _schema(
         pa.field("shot_count", pa.int32()),
         pa.field("clip_count", pa.int32()),
         pa.field("failed_clip_count", pa.int32()),
+        pa.field("language", pa.string()),
+        pa.field("language_probability", pa.float32()),
+        pa.field("asr_model", pa.string()),
+        pa.field("asr_note", pa.string()),
         pa.field("run_id", pa.string(), nullable=False),
     ],
 )
@@ -102,6 +134,10 @@ CLIPS = _schema(
         pa.field("ocr_lines", pa.list_(OCR_LINE)),
         pa.field("ocr_coverage_max", pa.float32()),
         pa.field("ocr_coverage_mean", pa.float32()),
+        pa.field("transcript", pa.string()),
+        pa.field("transcript_segments", pa.list_(SEGMENT)),
+        pa.field("transcript_words", pa.list_(WORD)),
+        pa.field("transcript_dropped", pa.list_(DROPPED)),
         pa.field("run_id", pa.string(), nullable=False),
     ],
 )

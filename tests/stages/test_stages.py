@@ -157,6 +157,7 @@ def test_build_video_rows_one_per_source():
             "splits": create("L", []),
             "clips": create("C", []),
             "errors": create("E", [err, manifest_err]),
+            "asr": create("A", []),
         } | BuildVideoRows("run1")
         assert_that(rows | beam.Map(lambda r: (r.source.video_id, r.status, r.reason)),
                     equal_to([("a", "failed", "no stage reported a result for this video"),

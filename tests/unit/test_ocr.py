@@ -83,7 +83,7 @@ def test_merge_drops_repeats_across_keyframes():
 @pytest.fixture(scope="module")
 def ocr_output(text_video, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ocr-run") / "out"
-    run(["--input", str(text_video), "--output", str(out), "--clip-media", "none"])
+    run(["--input", str(text_video), "--output", str(out), "--clip-media", "none", "--no-asr"])
     return out
 
 
@@ -132,7 +132,7 @@ def test_real_text_image_words_are_found(opencv_media, tmp_path):
     video = still_video(opencv_media / "imageTextN.png", tmp_path / "page.mp4")
     out = tmp_path / "out"
     run(["--input", str(video), "--output", str(out), "--clip-media", "none",
-         "--keyframes", "1"])
+         "--keyframes", "1", "--no-asr"])
     text = _clips(out)[0]["ocr_text"].casefold()
     for word in ("technical details", "implementation", "projects", "conference",
                  "real-world", "computer vision", "inspiration", "approaches"):
@@ -142,7 +142,7 @@ def test_real_text_image_words_are_found(opencv_media, tmp_path):
 def test_min_confidence_option_filters_lines(text_video, tmp_path):
     out = tmp_path / "strict"
     run(["--input", str(text_video), "--output", str(out), "--clip-media", "none",
-         "--keyframes", "1", "--ocr-min-confidence", "0.995"])
+         "--keyframes", "1", "--ocr-min-confidence", "0.995", "--no-asr"])
     lines = [ln for clip in _clips(out) for ln in clip["ocr_lines"]]
     assert lines  # the clean drawtext lines are read with confidence above 0.995
     assert all(ln["confidence"] >= 0.995 - 1e-6 for ln in lines)  # stored as float32

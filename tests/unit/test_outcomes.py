@@ -12,7 +12,8 @@ from transforms.outcomes import video_outcome
 from transforms.probe import Skip
 
 SRC = Source(uri="/v/a.mp4", video_id="vid")
-INFO = VideoInfo(10.0, 0.0, 0.0, 25.0, False, 320, 180, 0, "h264", "yuv420p", None, False, "mp4",
+INFO = VideoInfo(10.0, 0.0, 0.0, 25.0, False, 320, 180, 0, "h264", "yuv420p", None, False,
+                 None, "mp4",
                  None, 250, 100, "sha")
 PROBED = ProbedVideo(SRC, "/v/a.mp4", INFO)
 

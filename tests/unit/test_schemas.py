@@ -18,7 +18,8 @@ from schemas.records import (
 )
 from schemas.tables import METADATA_KEY, SCHEMA_VERSION, TABLES
 
-INFO = VideoInfo(10.0, 0.0, 0.0, 25.0, True, 320, 180, 90, "h264", "yuv420p", "aac", True, "mp4",
+INFO = VideoInfo(10.0, 0.0, 0.0, 25.0, True, 320, 180, 90, "h264", "yuv420p", "aac", True,
+                 0.0, "mp4",
                  1000, 250, 100, "sha")
 
 

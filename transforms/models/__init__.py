@@ -61,3 +61,23 @@ def import_rapidocr() -> ModuleType:
             f"OCR needs rapidocr and onnxruntime ({e.name} is missing): "
             "pip install 'vidcurate[ocr]', or run with --no-ocr"
         ) from e
+
+
+def import_faster_whisper() -> ModuleType:
+    try:
+        return importlib.import_module("faster_whisper")
+    except ModuleNotFoundError as e:
+        raise MissingExtra(
+            f"ASR with faster-whisper needs the 'asr' extra ({e.name} is missing): "
+            "pip install 'vidcurate[asr]', or run with --no-asr"
+        ) from e
+
+
+def import_openai_whisper() -> ModuleType:
+    try:
+        return importlib.import_module("whisper")
+    except ModuleNotFoundError as e:
+        raise MissingExtra(
+            f"--asr-backend openai-whisper needs the openai-whisper package ({e.name} is "
+            "missing): pip install openai-whisper -c constraints.txt"
+        ) from e

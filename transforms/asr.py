@@ -1,0 +1,262 @@
+"""Transcribe: Whisper once per video, guarded against hallucination, sliced to clips.
+
+Audio is extracted once per video (16 kHz mono, aligned to the first video frame) and
+transcribed whole, so context crosses clip boundaries. Guards then drop segments
+Whisper is known to invent on silence and music; each dropped segment keeps the name of
+its guard. AttachTranscripts gives every clip the words whose midpoint lies in its
+span, and the segments those words came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import RunInference
+
+from pipeline.options import AsrConfig
+from schemas.records import (
+    AsrResult,
+    AsrTask,
+    ClipRecord,
+    DroppedSegment,
+    ErrorRecord,
+    ProbedVideo,
+    Segment,
+    Word,
+)
+from transforms.errors import ERRORS, StageMetrics, error_record
+from transforms.media import MediaError, extract_audio
+from transforms.models.whisper import SAMPLE_RATE, Transcript, transcribe_array
+
+STAGE = "asr"
+GUARDS = ("unvoiced", "no_speech", "low_logprob", "repetition")
+
+
+def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
+    """Voiced spans in seconds, by the Silero VAD that ships with faster-whisper."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    return [(r["start"] / SAMPLE_RATE, r["end"] / SAMPLE_RATE)
+            for r in get_speech_timestamps(audio, VadOptions())]
+
+
+def voiced_fraction(start: float, end: float, regions: Sequence[tuple[float, float]]) -> float:
+    if end <= start:
+        return 0.0
+    overlap = sum(max(0.0, min(end, b) - max(start, a)) for a, b in regions)
+    return overlap / (end - start)
+
+
+def compression_ratio(text: str) -> float:
+    raw = text.encode("utf-8")
+    return len(raw) / len(gzip.compress(raw)) if raw else 0.0
+
+
+def max_ngram_count(text: str, n: int = 3) -> int:
+    words = text.casefold().split()
+    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    return max(grams.values(), default=0)
+
+
+def guard_for(seg: Segment, regions: Sequence[tuple[float, float]] | None,
+              cfg: AsrConfig) -> str | None:
+    """The first guard that rejects this segment, or None to keep it."""
+    if regions is not None and voiced_fraction(seg.start, seg.end, regions) < cfg.min_voiced:
+        return "unvoiced"
+    if seg.no_speech_prob > cfg.no_speech_threshold:
+        return "no_speech"
+    if seg.avg_logprob < cfg.logprob_threshold:
+        return "low_logprob"
+    if (max(seg.compression_ratio, compression_ratio(seg.text))
+            > cfg.compression_ratio_threshold
+            or max_ngram_count(seg.text) > cfg.max_ngram_repeats):
+        return "repetition"
+    return None
+
+
+def apply_guards(segments: Iterable[Segment], regions: Sequence[tuple[float, float]] | None,
+                 cfg: AsrConfig) -> tuple[tuple[Segment, ...], tuple[DroppedSegment, ...]]:
+    kept, dropped = [], []
+    for seg in segments:
+        if not seg.text.strip():
+            continue
+        guard = guard_for(seg, regions, cfg)
+        if guard is None:
+            kept.append(seg)
+        else:
+            dropped.append(DroppedSegment(seg.start, seg.end, seg.text, guard))
+    return tuple(kept), tuple(dropped)
+
+
+def _shift(seg: Segment, by: float) -> Segment:
+    if not by:
+        return seg
+    return dataclasses.replace(
+        seg, start=seg.start + by, end=seg.end + by,
+        words=tuple(dataclasses.replace(w, start=w.start + by, end=w.end + by)
+                    for w in seg.words))
+
+
+def transcribe_task(task: AsrTask, model: Any, cfg: AsrConfig) -> AsrResult | MediaError:
+    """Whisper over the video's audio, guards applied; a MediaError for bad audio."""
+    try:
+        audio, offset = extract_audio(task.local_path, task.info, SAMPLE_RATE)
+    except MediaError as e:
+        return e
+    base = AsrResult(video_id=task.video_id, source_uri=task.source_uri,
+                     model_id=cfg.model_id, audio_s=audio.size / SAMPLE_RATE)
+    if audio.size < SAMPLE_RATE // 10:
+        return dataclasses.replace(base, note="the audio stream holds less than 0.1 s")
+    transcript: Transcript = transcribe_array(model, audio, cfg)
+    regions = speech_regions(audio) if cfg.vad else None
+    kept, dropped = apply_guards(transcript.segments, regions, cfg)
+    return dataclasses.replace(
+        base,
+        segments=tuple(_shift(s, offset) for s in kept),
+        dropped=tuple(dataclasses.replace(d, start=d.start + offset, end=d.end + offset)
+                      for d in dropped),
+        language=transcript.language,
+        language_probability=transcript.language_probability,
+    )
+
+
+def _mid(start: float, end: float) -> float:
+    return (start + end) / 2
+
+
+def slice_transcript(result: AsrResult, start: float, end: float
+                     ) -> tuple[str, tuple[Segment, ...], tuple[Word, ...],
+                                tuple[DroppedSegment, ...]]:
+    """The clip's share of a video transcript: words whose midpoint is in [start, end),
+    each segment cut down to those words (segments without word times go whole, by their
+    own midpoint), and the dropped segments by midpoint."""
+    segments, words = [], []
+    for seg in result.segments:
+        if seg.words:
+            mine = tuple(w for w in seg.words if start <= _mid(w.start, w.end) < end)
+            if not mine:
+                continue
+            text = "".join(w.word for w in mine).strip()
+            segments.append(dataclasses.replace(seg, start=mine[0].start, end=mine[-1].end,
+                                                text=text, words=mine))
+            words.extend(mine)
+        elif start <= _mid(seg.start, seg.end) < end:
+            segments.append(seg)
+    text = " ".join(s.text for s in segments)
+    dropped = tuple(d for d in result.dropped if start <= _mid(d.start, d.end) < end)
+    return text, tuple(segments), tuple(words), dropped
+
+
+def attach(clip: ClipRecord, result: AsrResult) -> ClipRecord:
+    if result.note:  # no usable audio: null transcript, the reason is on the video
+        return clip
+    text, segments, words, dropped = slice_transcript(result, clip.span.start_s,
+                                                      clip.span.end_s)
+    return dataclasses.replace(clip, transcript=text, transcript_segments=segments,
+                               transcript_words=words, transcript_dropped=dropped)
+
+
+def _task(video: ProbedVideo) -> AsrTask:
+    return AsrTask(video.video_id, video.source.uri, video.local_path, video.info)
+
+
+class _Collect(beam.DoFn):
+    """RunInference output -> AsrResult, or an error row for this video."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.metrics = StageMetrics(STAGE)
+        self.audio_s = Metrics.counter(STAGE, "audio_seconds")
+        self.dropped = {g: Metrics.counter(STAGE, f"dropped_{g}") for g in GUARDS}
+
+    def process(self, item: tuple[AsrTask, AsrResult | MediaError]) -> Iterator[Any]:
+        task, outcome = item
+        if isinstance(outcome, MediaError):
+            self.metrics.failed.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS, error_record(
+                outcome, stage=STAGE, source_uri=task.source_uri, run_id=self.run_id,
+                video_id=task.video_id))
+            return
+        self.metrics.processed.inc()
+        self.audio_s.inc(int(round(outcome.audio_s)))
+        for d in outcome.dropped:
+            self.dropped[d.guard].inc()
+        yield outcome
+
+
+def _no_audio(video: ProbedVideo, model_id: str) -> AsrResult:
+    Metrics.counter(STAGE, "skipped").inc()
+    return AsrResult(video_id=video.video_id, source_uri=video.source.uri, model_id=model_id,
+                     note="no audio stream")
+
+
+def _failed_inference(item: Any, run_id: str) -> Iterator[ErrorRecord]:
+    """RunInference's dead letter, (batch, (exception type, its repr, ...)) for a batch
+    whose inference raised -> an error row for every video of the batch."""
+    batch, info = item if isinstance(item, tuple) and len(item) == 2 else ([item], None)
+    if isinstance(info, tuple) and info and isinstance(info[0], type):
+        message = str(info[1]) if len(info) > 1 else info[0].__name__
+        error_type = f"internal:{info[0].__name__}"
+    else:
+        message, error_type = str(info), "internal:inference"
+    for task in batch if isinstance(batch, list | tuple) else [batch]:
+        Metrics.counter(STAGE, "failed").inc()
+        yield ErrorRecord(stage=STAGE, source_uri=getattr(task, "source_uri", "?"),
+                          error_type=error_type, message=f"Whisper failed: {message}",
+                          run_id=run_id, video_id=getattr(task, "video_id", None))
+
+
+class Transcribe(beam.PTransform):
+    """ProbedVideo -> AsrResult (main, one per video) and ErrorRecord ('errors')."""
+
+    def __init__(self, cfg: AsrConfig, run_id: str, max_batch_size: int = 4) -> None:
+        super().__init__()
+        self.cfg, self.run_id, self.max_batch_size = cfg, run_id, max_batch_size
+
+    def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
+        from transforms.models.whisper import WhisperModelHandler
+
+        with_audio = videos | "HasAudio" >> beam.Filter(lambda v: v.info.has_audio)
+        silent = (videos
+                  | "NoAudio" >> beam.Filter(lambda v: not v.info.has_audio)
+                  | "NoTranscript" >> beam.Map(_no_audio, self.cfg.model_id))
+        main, other = (
+            with_audio
+            | "Tasks" >> beam.Map(_task)
+            | "Spread" >> beam.Reshuffle()
+            | "Whisper" >> RunInference(WhisperModelHandler(
+                self.cfg, self.max_batch_size)).with_exception_handling()
+        )
+        collected = main | "Guarded" >> beam.ParDo(_Collect(self.run_id)).with_outputs(
+            ERRORS, main="results")
+        dead = other.failed_inferences | "DeadLetters" >> beam.FlatMap(_failed_inference,
+                                                                        self.run_id)
+        results = (collected.results, silent) | "AllResults" >> beam.Flatten()
+        errors = (collected[ERRORS], dead) | "AsrErrors" >> beam.Flatten()
+        return {"results": results, ERRORS: errors}
+
+
+def _attach_all(item: tuple[str, dict[str, Iterable[Any]]]) -> Iterator[ClipRecord]:
+    _, parts = item
+    result = next(iter(parts["asr"]), None)
+    for clip in parts["clips"]:
+        yield attach(clip, result) if result is not None else clip
+
+
+class AttachTranscripts(beam.PTransform):
+    """(clips, ASR results) -> clips with their slice of their video's transcript."""
+
+    def expand(self, parts: dict[str, beam.PCollection]) -> beam.PCollection:
+        return (
+            {"clips": parts["clips"] | "KeyClips" >> beam.Map(lambda c: (c.video_id, c)),
+             "asr": parts["asr"] | "KeyAsr" >> beam.Map(lambda r: (r.video_id, r))}
+            | "ByVideo" >> beam.CoGroupByKey()
+            | "Slice" >> beam.FlatMap(_attach_all)
+        )
