@@ -86,6 +86,7 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/split_bench.py
 	$(BIN)/python benchmarks/ocr_bench.py
+	$(BIN)/python benchmarks/asr_bench.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS) $(DEMO_OUTPUT) build test-artifacts

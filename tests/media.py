@@ -141,3 +141,39 @@ def frame_at(path: Path | str, t: float | None = None, size: tuple[int, int] = (
 
 def same_frame(a, b, tolerance: float = 6.0) -> bool:
     return float(abs(a - b).mean()) < tolerance
+
+
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+@dataclass(frozen=True)
+class Speech:
+    video: Path  # LibriVox utterances under looped real footage
+    reference: str  # what is said, from pocketsphinx-testdata's transcription file
+    utterances: list[tuple[float, float, str]]  # where each utterance sits in the video
+
+
+def make_speech_video(path: Path, footage: Path, gap: float = 0.6) -> Speech:
+    """The five LibriVox utterances of Debian's pocketsphinx-testdata, `gap` seconds
+    apart, under `footage` looped to the length of the speech."""
+    refs = {}
+    for line in (LIBRIVOX / "transcription").read_text().splitlines():
+        text, _, key = line.rpartition("(")
+        refs[key.strip(" )")] = text.replace("<s>", "").replace("</s>", "").strip()
+    keys = sorted(refs)
+    inputs, graph, t, placed = [], [], gap, []
+    for i, key in enumerate(keys):
+        wav = LIBRIVOX / f"{key}.wav"
+        inputs += ["-i", str(wav)]
+        seconds = float(subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+             str(wav)], capture_output=True, text=True, check=True).stdout)
+        placed.append((t, t + seconds, refs[key]))
+        graph.append(f"[{i + 1}:a]aresample=16000,adelay={int(t * 1000)}:all=1[a{i}]")
+        t += seconds + gap
+    mix = "".join(f"[a{i}]" for i in range(len(keys)))
+    graph.append(f"{mix}amix=inputs={len(keys)}:normalize=0[a]")
+    ffmpeg("-stream_loop", "-1", "-i", str(footage), *inputs,
+           "-filter_complex", ";".join(graph), "-map", "0:v", "-map", "[a]", "-t", f"{t:.2f}",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "96k", str(path))
+    return Speech(video=path, reference=" ".join(refs[k] for k in keys), utterances=placed)

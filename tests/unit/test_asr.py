@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
+from metrics import wer
 
 from pipeline.options import AsrConfig, ConfigError
 from pipeline.query import connect
@@ -89,15 +90,6 @@ def _videos(out: Path) -> dict[str, dict]:
     rel = connect(str(out)).sql("SELECT * FROM videos")
     rows = [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
     return {Path(r["source_uri"]).stem: r for r in rows}
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    from test_ocr import levenshtein
-    from whisper.normalizers import EnglishTextNormalizer
-
-    norm = EnglishTextNormalizer()
-    ref, hyp = norm(reference).split(), norm(hypothesis).split()
-    return levenshtein(ref, hyp) / len(ref)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import TEXT_EXPECTED
+from metrics import cer
 
 from pipeline.demo import still_video
 from pipeline.options import OcrConfig
@@ -21,21 +22,6 @@ CFG = OcrConfig(enabled=True, min_confidence=0.5, det_side=960, angle_cls=False)
 
 def _line(text, x0, y0, x1, y1, frame=0, conf=0.9):
     return OcrLine(text, conf, (x0, y0, x1, y0, x1, y1, x0, y1), frame)
-
-
-def levenshtein(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def cer(reference: str, hypothesis: str) -> float:
-    ref, hyp = " ".join(reference.split()), " ".join(hypothesis.split())
-    return levenshtein(ref, hyp) / max(1, len(ref))
 
 
 def test_lines_are_normalised_and_filtered():
