@@ -10,6 +10,7 @@ from pipeline.options import RunConfig
 from transforms.asr import AttachTranscripts, Transcribe
 from transforms.clips import CutClips
 from transforms.errors import ERRORS, SKIPPED
+from transforms.fetch import Fetch
 from transforms.manifest import ReadManifest
 from transforms.ocr import OCR
 from transforms.outcomes import BuildVideoRows
@@ -33,13 +34,15 @@ def build(p: beam.Pipeline, cfg: RunConfig) -> Outputs:
     run_id = cfg.run_id
     listed = p | "ReadManifest" >> ReadManifest(cfg.input, cfg.video_extensions, run_id,
                                                 exclude=cfg.output)
-    probed = listed["sources"] | "Probe" >> Probe(run_id)
+    fetched = listed["sources"] | "Fetch" >> Fetch(cfg.fetch, run_id)
+    probed = fetched["fetched"] | "Probe" >> Probe(run_id)
     scened = probed.videos | "DetectScenes" >> DetectScenes(
         cfg.split, cfg.media.ffmpeg_threads, run_id)
     splits = scened.scened | "ClipRules" >> ApplyClipRules(cfg.split)
     cut = splits | "CutClips" >> CutClips(cfg.media, cfg.split.params_hash, run_id)
     clips = cut["clips"]
-    stage_errors = [listed[ERRORS], probed[ERRORS], scened[ERRORS], cut[ERRORS]]
+    stage_errors = [listed[ERRORS], fetched[ERRORS], probed[ERRORS], scened[ERRORS],
+                    cut[ERRORS]]
     if cfg.ocr.enabled:
         read = clips | "OCR" >> OCR(cfg.ocr, run_id)
         clips = read.clips
@@ -54,13 +57,14 @@ def build(p: beam.Pipeline, cfg: RunConfig) -> Outputs:
     errors = tuple(stage_errors) | "AllErrors" >> beam.Flatten()
     videos = {
         "sources": listed["sources"],
+        "fetched": fetched["fetched"],
         "probed": probed.videos,
-        "skipped": probed[SKIPPED],
+        "skipped": (fetched[SKIPPED], probed[SKIPPED]) | "AllSkips" >> beam.Flatten(),
         "splits": splits,
         "clips": clips,
         "asr": asr_results,
         "errors": errors,
-    } | "VideoRows" >> BuildVideoRows(run_id)
+    } | "VideoRows" >> BuildVideoRows(run_id, keep_downloads=cfg.fetch.keep_downloads)
 
     output = cfg.output
     _ = videos | "WriteVideos" >> WriteTable(output, "videos", run_id)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import asdict, dataclass
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -46,6 +47,38 @@ class CurationOptions(PipelineOptions):
         add("run-id", default=None, help="Name of this run (default: UTC time + random).")
         add("video-extensions", default=VIDEO_EXTENSIONS,
             help="Comma-separated extensions picked up when --input is a folder.")
+        # Fetch.
+        add("allow-schemes", default="file,http,https,gs,s3",
+            help="URI schemes a manifest may name; anything else is refused.")
+        add("max-bytes", type=int, default=8 * 1024**3,
+            help="Largest download in bytes, enforced while streaming (0: no limit).")
+        add("connect-timeout", type=float, default=10.0, help="HTTP connect timeout, s.")
+        add("read-timeout", type=float, default=30.0,
+            help="HTTP read timeout, s: the longest wait for the next bytes.")
+        add("fetch-retries", type=int, default=4,
+            help="Retries of a transient failure (connection, timeout, 5xx, 429).")
+        add("backoff", type=float, default=1.0,
+            help="First retry waits up to this many seconds (exponential, full jitter).")
+        add("backoff-max", type=float, default=60.0,
+            help="Longest wait between retries, s (also caps Retry-After).")
+        add("rate-per-host", type=float, default=2.0,
+            help="Requests per second per host, per worker process (0: no limit).")
+        add("concurrency-per-host", type=int, default=4,
+            help="Simultaneous downloads per host, per worker process.")
+        add("work-dir", default=None,
+            help="Local folder for downloads (default: a per-run folder in the temp dir).")
+        parser.add_argument("--keep-downloads", "--keep_downloads", dest="keep_downloads",
+                            action="store_true",
+                            help="Keep downloaded files in --work-dir after the run.")
+        parser.add_argument("--refuse-private-addresses", "--refuse_private_addresses",
+                            dest="refuse_private", action="store_true",
+                            help="Refuse URLs whose host resolves to a private, loopback or "
+                            "link-local address (use for manifests from others).")
+        add("ytdlp-hosts", default="youtube.com,youtu.be,vimeo.com,dailymotion.com,"
+            "twitch.tv,tiktok.com,bilibili.com",
+            help="Hosts fetched through yt-dlp (the 'sites' extra) instead of plain HTTP.")
+        add("max-height", type=int, default=720,
+            help="yt-dlp picks the best format up to this height.")
         # Cut detection.
         add("detector", default="content", choices=DETECTORS,
             help="PySceneDetect detector: content (Panda-70M) or adaptive.")
@@ -150,6 +183,25 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class FetchConfig:
+    allow_schemes: tuple[str, ...]
+    max_bytes: int
+    connect_timeout_s: float
+    read_timeout_s: float
+    retries: int
+    backoff_s: float
+    backoff_max_s: float
+    rate_per_host: float
+    concurrency_per_host: int
+    work_dir: str
+    keep_downloads: bool
+    refuse_private: bool
+    ytdlp_hosts: tuple[str, ...]
+    max_height: int
+    user_agent: str = "vidcurate/0.1 (+video dataset curation)"
+
+
+@dataclass(frozen=True)
 class OcrConfig:
     enabled: bool
     min_confidence: float
@@ -189,6 +241,7 @@ class RunConfig:
     input: str
     output: str
     video_extensions: tuple[str, ...]
+    fetch: FetchConfig
     split: SplitConfig
     media: MediaConfig
     ocr: OcrConfig
@@ -225,6 +278,14 @@ class RunConfig:
             (0 <= o.keyframes <= 32, f"--keyframes must be in [0, 32], got {o.keyframes}"),
             (o.keyframe_width >= 0, f"--keyframe-width must be >= 0, got {o.keyframe_width}"),
             (o.ffmpeg_threads >= 0, f"--ffmpeg-threads must be >= 0, got {o.ffmpeg_threads}"),
+            (o.max_bytes >= 0, f"--max-bytes must be >= 0, got {o.max_bytes}"),
+            (o.connect_timeout > 0 and o.read_timeout > 0, "timeouts must be > 0"),
+            (o.fetch_retries >= 0, f"--fetch-retries must be >= 0, got {o.fetch_retries}"),
+            (o.backoff >= 0 and o.backoff_max >= o.backoff,
+             "--backoff must be >= 0 and <= --backoff-max"),
+            (o.rate_per_host >= 0, f"--rate-per-host must be >= 0, got {o.rate_per_host}"),
+            (o.concurrency_per_host >= 1, "--concurrency-per-host must be >= 1"),
+            (o.max_height >= 144, f"--max-height must be >= 144, got {o.max_height}"),
             (0 <= o.ocr_min_confidence <= 1,
              f"--ocr-min-confidence must be in [0, 1], got {o.ocr_min_confidence}"),
             (o.ocr_det_side >= 32, f"--ocr-det-side must be >= 32, got {o.ocr_det_side}"),
@@ -260,11 +321,35 @@ class RunConfig:
         run_id = o.run_id or new_run_id()
         if not run_id.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"--run-id may hold letters, digits, '-' and '_' only: {run_id!r}")
+        schemes = tuple(x.strip().lower() for x in o.allow_schemes.split(",") if x.strip())
+        if not schemes:
+            raise ConfigError("--allow-schemes is empty")
+        work_dir = o.work_dir or os.path.join(tempfile.gettempdir(), "vidcurate-work", run_id)
+        if "://" in work_dir:
+            raise ConfigError("--work-dir must be a local folder: ffmpeg reads the fetched "
+                              "files from local disk")
         return cls(
             run_id=run_id,
             input=o.input,
             output=output,
             video_extensions=extensions,
+            fetch=FetchConfig(
+                allow_schemes=schemes,
+                max_bytes=o.max_bytes,
+                connect_timeout_s=o.connect_timeout,
+                read_timeout_s=o.read_timeout,
+                retries=o.fetch_retries,
+                backoff_s=o.backoff,
+                backoff_max_s=o.backoff_max,
+                rate_per_host=o.rate_per_host,
+                concurrency_per_host=o.concurrency_per_host,
+                work_dir=os.path.abspath(work_dir),
+                keep_downloads=o.keep_downloads,
+                refuse_private=o.refuse_private,
+                ytdlp_hosts=tuple(h.strip().lower() for h in o.ytdlp_hosts.split(",")
+                                  if h.strip()),
+                max_height=o.max_height,
+            ),
             split=SplitConfig(
                 detector=o.detector,
                 threshold=float(threshold),

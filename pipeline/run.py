@@ -29,8 +29,8 @@ from transforms.media import ffmpeg_version
 log = logging.getLogger("vidcurate")
 
 # Stages in graph order, for reports.
-STAGES = ("manifest", "probe", "detect_scenes", "clip_rules", "plan_clips", "cut_clips", "ocr",
-          "asr")
+STAGES = ("manifest", "fetch", "probe", "detect_scenes", "clip_rules", "plan_clips",
+          "cut_clips", "ocr", "asr")
 _PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "numpy",
              "opencv-python-headless", "rapidocr", "onnxruntime", "faster-whisper",
              "ctranslate2", "openai-whisper")
@@ -202,6 +202,8 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     # shards visible to the query views.
     write_rows(cfg.output, "runs", cfg.run_id, [runs_row(outcome, options, "complete")])
     _clean_scratch(cfg.output)
+    if not cfg.fetch.keep_downloads:
+        shutil.rmtree(cfg.fetch.work_dir, ignore_errors=True)
     return outcome
 
 

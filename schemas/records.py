@@ -67,6 +67,24 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """A source materialised as a local file, with its size and content hash."""
+
+    source: Source
+    local_path: str
+    bytes: int
+    sha256: str
+    downloaded: bool  # we made the file (removed when the video is done)
+    attempts: int = 1
+    final_url: str | None = None  # after redirects
+    content_type: str | None = None
+
+    @property
+    def video_id(self) -> str:
+        return self.source.video_id
+
+
+@dataclass(frozen=True)
 class ProbedVideo:
     source: Source
     local_path: str
@@ -298,6 +316,7 @@ class VideoRow:
     clip_count: int = 0
     failed_clip_count: int = 0
     asr: AsrResult | None = None
+    fetched: Fetched | None = None
 
     def __post_init__(self) -> None:
         if self.status not in VIDEO_STATUSES:
@@ -325,6 +344,8 @@ class VideoRow:
             "language_probability": self.asr.language_probability if self.asr else None,
             "asr_model": self.asr.model_id if self.asr else None,
             "asr_note": self.asr.note if self.asr else None,
+            "final_url": self.fetched.final_url if self.fetched else None,
+            "fetch_attempts": self.fetched.attempts if self.fetched else None,
             "run_id": self.run_id,
         }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 METADATA_KEY = b"vidcurate.schema"
 
 BOUNDARY = pa.struct(
@@ -107,6 +107,8 @@ VIDEOS = _schema(
         pa.field("language_probability", pa.float32()),
         pa.field("asr_model", pa.string()),
         pa.field("asr_note", pa.string()),
+        pa.field("final_url", pa.string()),
+        pa.field("fetch_attempts", pa.int32()),
         pa.field("run_id", pa.string(), nullable=False),
     ],
 )

@@ -189,6 +189,19 @@ def openai_whisper_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def fetch_config(work_dir: Path, **overrides):
+    """FetchConfig as the CLI builds it by default, with test overrides."""
+    import dataclasses
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.options import RunConfig
+
+    cfg = RunConfig.from_options(PipelineOptions(
+        ["--input", "x", "--output", str(work_dir / "out"), "--work-dir", str(work_dir)]))
+    return dataclasses.replace(cfg.fetch, **overrides)
+
+
 @pytest.fixture
 def split_cfg() -> SplitConfig:
     return SplitConfig(detector="content", threshold=25.0, min_scene_len=15, detect_width=256,

@@ -11,7 +11,15 @@ from typing import Any
 
 import apache_beam as beam
 
-from schemas.records import AsrResult, ErrorRecord, ProbedVideo, Source, SplitVideo, VideoRow
+from schemas.records import (
+    AsrResult,
+    ErrorRecord,
+    Fetched,
+    ProbedVideo,
+    Source,
+    SplitVideo,
+    VideoRow,
+)
 from transforms.clips import STAGE as CUT_STAGE
 from transforms.probe import Skip
 
@@ -28,6 +36,7 @@ def video_outcome(
     clip_count: int = 0,
     errors: Iterable[ErrorRecord] = (),
     asr: AsrResult | None = None,
+    fetched: Fetched | None = None,
 ) -> VideoRow:
     errors = sorted(errors, key=lambda e: (e.stage, e.clip_id or "", e.message))
     # Errors about one clip never fail the whole video: a clip that could not be cut is
@@ -38,7 +47,10 @@ def video_outcome(
                          or (e.clip_id is not None and e.stage != CUT_STAGE)]
     video_errors = [e for e in errors if e.clip_id is None and e.stage not in ENRICHING_STAGES]
     info = probed.info if probed else (split.scened.video.info if split else None)
-    common: dict[str, Any] = {"source": source, "run_id": run_id, "info": info, "asr": asr}
+    if fetched is not None:
+        source = fetched.source  # with what a video site said about itself
+    common: dict[str, Any] = {"source": source, "run_id": run_id, "info": info, "asr": asr,
+                              "fetched": fetched}
     if split is not None:
         common.update(boundaries=split.scened.boundaries, shot_count=len(split.scened.shots))
     if video_errors:
@@ -70,11 +82,18 @@ def video_outcome(
                     failed_clip_count=len(clip_errors), **common)
 
 
-def _row_from_join(item: tuple[str, dict[str, list]], run_id: str) -> list[VideoRow]:
+def _row_from_join(item: tuple[str, dict[str, list]], run_id: str,
+                   keep_downloads: bool) -> list[VideoRow]:
     _, parts = item
     sources = list(parts["sources"])
     if not sources:
         return []  # every video id comes from a source; nothing else can reach here
+    fetched = next(iter(parts["fetched"]), None)
+    if not keep_downloads:
+        # Every stage that reads the file has reported for this video: free the disk.
+        from transforms.fetch import remove_download
+
+        remove_download(fetched)
     return [video_outcome(
         sources[0],
         run_id,
@@ -84,15 +103,17 @@ def _row_from_join(item: tuple[str, dict[str, list]], run_id: str) -> list[Video
         clip_count=sum(parts["clip_counts"]),
         errors=parts["errors"],
         asr=next(iter(parts["asr"]), None),
+        fetched=fetched,
     )]
 
 
 class BuildVideoRows(beam.PTransform):
     """{sources, probed, skipped, splits, clips, errors} -> VideoRow, one per source."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, keep_downloads: bool = False) -> None:
         super().__init__()
         self.run_id = run_id
+        self.keep_downloads = keep_downloads
 
     def expand(self, parts: dict[str, beam.PCollection]) -> beam.PCollection:
         keyed = {
@@ -108,9 +129,10 @@ class BuildVideoRows(beam.PTransform):
             | "WithVideo" >> beam.Filter(lambda e: e.video_id is not None)
             | "KeyErrors" >> beam.Map(lambda e: (e.video_id, e)),
             "asr": parts["asr"] | "KeyAsr" >> beam.Map(lambda r: (r.video_id, r)),
+            "fetched": parts["fetched"] | "KeyFetched" >> beam.Map(lambda f: (f.video_id, f)),
         }
         return (
             keyed
             | "Join" >> beam.CoGroupByKey()
-            | "Outcome" >> beam.FlatMap(_row_from_join, self.run_id)
+            | "Outcome" >> beam.FlatMap(_row_from_join, self.run_id, self.keep_downloads)
         )

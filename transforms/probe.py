@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from schemas.records import ProbedVideo, Source
+from schemas.records import Fetched, ProbedVideo, Source
 from transforms.errors import ERRORS, SKIPPED, StageMetrics, error_record
-from transforms.manifest import is_local
 from transforms.media import MediaError, NoVideoStream, file_digest, parse_probe, probe
 
 STAGE = "probe"
@@ -25,29 +24,20 @@ class Skip:
     reason: str
 
 
-def local_path_of(source: Source) -> str:
-    if not is_local(source.uri):
-        scheme = source.uri.split("://", 1)[0]
-        raise MediaError(
-            "unsupported_scheme",
-            f"{scheme}:// sources cannot be read yet: this version processes local files only",
-        )
-    path = source.uri.removeprefix("file://")
-    if not os.path.exists(path):
-        raise MediaError("not_found", f"no such file: {path}")
-    if not os.path.isfile(path):
-        raise MediaError("not_a_file", f"not a regular file: {path}")
-    if os.path.getsize(path) == 0:
-        raise MediaError("empty_file", "the file is empty (0 bytes)")
-    return path
+def probe_fetched(fetched: Fetched) -> ProbedVideo:
+    """ffprobe the fetched file; raises NoVideoStream or MediaError."""
+    data = probe(fetched.local_path)
+    return ProbedVideo(source=fetched.source, local_path=fetched.local_path,
+                       info=parse_probe(data, fetched.bytes, fetched.sha256))
 
 
 def probe_source(source: Source) -> ProbedVideo:
-    """ffprobe + size + sha256; raises NoVideoStream or MediaError."""
-    path = local_path_of(source)
-    data = probe(path)
+    """A local source straight to its probe (tests and tools; the DAG goes through Fetch)."""
+    path = source.uri.removeprefix("file://")
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise MediaError("not_found", f"no such non-empty file: {path}")
     size, sha256 = file_digest(path)
-    return ProbedVideo(source=source, local_path=path, info=parse_probe(data, size, sha256))
+    return probe_fetched(Fetched(source, path, size, sha256, downloaded=False))
 
 
 class _ProbeFn(beam.DoFn):
@@ -55,10 +45,11 @@ class _ProbeFn(beam.DoFn):
         self.run_id = run_id
         self.metrics = StageMetrics(STAGE)
 
-    def process(self, source: Source) -> Iterator[ProbedVideo | beam.pvalue.TaggedOutput]:
+    def process(self, fetched: Fetched) -> Iterator[ProbedVideo | beam.pvalue.TaggedOutput]:
+        source = fetched.source
         with self.metrics.timed():
             try:
-                probed = probe_source(source)
+                probed = probe_fetched(fetched)
             except NoVideoStream as e:
                 self.metrics.skipped.inc()
                 yield beam.pvalue.TaggedOutput(SKIPPED, Skip(source.video_id, STAGE, str(e)))
@@ -76,7 +67,7 @@ class _ProbeFn(beam.DoFn):
 
 
 class Probe(beam.PTransform):
-    """Sources -> ProbedVideo (main), Skip ('skipped'), ErrorRecord ('errors')."""
+    """Fetched -> ProbedVideo (main), Skip ('skipped'), ErrorRecord ('errors')."""
 
     def __init__(self, run_id: str) -> None:
         super().__init__()

@@ -122,7 +122,7 @@ def test_errors_carry_clear_messages(copy_run):
         os.path.basename(e["source_uri"]): (e["stage"], e["error_type"], e["message"])
         for e in errors
     }
-    assert messages["empty.mp4"] == ("probe", "empty_file", "the file is empty (0 bytes)")
+    assert messages["empty.mp4"] == ("fetch", "empty_file", "the file is empty (0 bytes)")
     assert messages["notes.mp4"][:2] == ("probe", "probe_failed")
     assert "Invalid data found" in messages["notes.mp4"][2]
     assert "moov atom not found" in messages["truncated_head.mp4"][2]
@@ -250,7 +250,8 @@ def test_tables_carry_schema_version_and_runs_row(copy_run):
     versions = json.loads(run_row["versions_json"])
     assert {"vidcurate", "apache-beam", "scenedetect", "ffmpeg"} <= set(versions)
     counts = {(c["stage"], c["name"]): c["value"] for c in run_row["counts"]}
-    assert counts[("probe", "failed")] == 3 and counts[("probe", "skipped")] == 1
+    assert counts[("probe", "failed")] == 2 and counts[("probe", "skipped")] == 1
+    assert counts[("fetch", "failed")] == 1 and counts[("fetch", "processed")] == 7
     assert (
         counts[("cut_clips", "processed")]
         == _rows(connect(str(out)), "SELECT count(*) AS n FROM clips")[0]["n"]

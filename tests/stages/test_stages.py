@@ -7,11 +7,13 @@ import shutil
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from conftest import fetch_config
 
 from pipeline.options import MediaConfig
 from schemas.records import Source
 from transforms.clips import CutClips
 from transforms.errors import ERRORS, SKIPPED
+from transforms.fetch import Fetch
 from transforms.manifest import ReadManifest, normalise_uri, video_id_for
 from transforms.outcomes import BuildVideoRows
 from transforms.probe import Probe, probe_source
@@ -79,19 +81,24 @@ def test_probe_outputs(tmp_path, videos):
     empty.write_bytes(b"")
     audio = _audio_only(tmp_path / "audio.mp4")
     p = TestPipeline()
-    out = p | beam.Create([_src(videos.cuts), _src(text), _src(empty), _src(audio),
-                           _src(tmp_path / "missing.mp4")]) | Probe("run1")
+    fetched = p | beam.Create([_src(videos.cuts), _src(text), _src(empty), _src(audio),
+                               _src(tmp_path / "missing.mp4")]) | Fetch(
+        fetch_config(tmp_path), "run1")
+    out = fetched["fetched"] | Probe("run1")
     assert_that(out.videos | beam.Map(lambda v: (v.info.width, v.info.fps, v.info.has_audio)),
                 equal_to([(320, 25.0, True)]), label="main")
     assert_that(out[SKIPPED] | beam.Map(lambda s: s.reason),
                 equal_to(["no video stream (streams: audio)"]), label="skipped")
     assert_that(out[ERRORS] | beam.Map(lambda e: (e.stage, e.error_type)),
-                equal_to([("probe", "probe_failed"), ("probe", "empty_file"),
-                          ("probe", "not_found")]), label="errors")
+                equal_to([("probe", "probe_failed")]), label="errors")
+    assert_that(fetched[ERRORS] | beam.Map(lambda e: (e.stage, e.error_type)),
+                equal_to([("fetch", "empty_file"), ("fetch", "not_found")]),
+                label="fetch_errors")
     result = p.run()
     result.wait_until_finish()
-    assert [_counter(result, "probe", n) for n in ("processed", "skipped", "failed")] == [1, 1, 3]
-    assert _distribution_count(result, "probe") == 5
+    assert [_counter(result, "probe", n) for n in ("processed", "skipped", "failed")] == [1, 1, 1]
+    assert _distribution_count(result, "probe") == 3
+    assert _counter(result, "fetch", "failed") == 2
 
 
 def test_detect_scenes_outputs(tmp_path, videos, split_cfg):
@@ -158,6 +165,7 @@ def test_build_video_rows_one_per_source():
             "clips": create("C", []),
             "errors": create("E", [err, manifest_err]),
             "asr": create("A", []),
+            "fetched": create("F", []),
         } | BuildVideoRows("run1")
         assert_that(rows | beam.Map(lambda r: (r.source.video_id, r.status, r.reason)),
                     equal_to([("a", "failed", "no stage reported a result for this video"),

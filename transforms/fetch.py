@@ -1,0 +1,442 @@
+"""Fetch: materialise every source as a local file, safely, with retries and limits.
+
+- Local paths and file:// are used in place (never copied); gs://, s3:// and other
+  Beam FileSystems schemes are streamed to the work folder; http(s) is streamed with
+  `requests`; video sites (hosts in --ytdlp-hosts) go through yt-dlp, an optional extra.
+- Every byte is counted and hashed while it streams; --max-bytes stops a download at
+  once; a body shorter than its Content-Length is retried, then reported.
+- Transient failures (connection errors, timeouts, 5xx, 429 with its Retry-After) are
+  retried with exponential backoff and jitter; permanent ones (404, 403, unsupported
+  scheme, redirect loop, too large) are reported at once.
+- Per-host politeness: a token bucket (requests per second) and a cap on concurrent
+  downloads per host, shared by all threads of a worker process.
+- Downloaded files are named after the video id (never after the URL) and removed once
+  the video's row is written, unless --keep-downloads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from pipeline.options import FetchConfig
+from schemas.records import Fetched, Source
+from transforms.errors import ERRORS, SKIPPED, StageMetrics, error_record
+from transforms.media import MediaError, file_digest
+from transforms.probe import Skip
+
+STAGE = "fetch"
+_CHUNK = 1 << 20
+_MAX_REDIRECTS = 10
+
+
+class FetchError(MediaError):
+    """A source that could not be fetched; `retryable` failures were retried first."""
+
+    def __init__(self, error_type: str, message: str, retryable: bool = False,
+                 retry_after: float | None = None) -> None:
+        super().__init__(error_type, message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+# ---------------------------------------------------------------- politeness per host
+class HostLimiter:
+    """Token bucket (rate per second, burst 1) plus a concurrency cap, per host."""
+
+    def __init__(self, rate: float, concurrency: int) -> None:
+        self.rate, self.concurrency = rate, concurrency
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+
+    def slot(self, host: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            return self._slots.setdefault(host, threading.BoundedSemaphore(self.concurrency))
+
+    def wait_turn(self, host: str) -> None:
+        """Block until this host may get its next request."""
+        if self.rate <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next.get(host, now))
+            self._next[host] = at + 1.0 / self.rate
+        if at > now:
+            time.sleep(at - now)
+
+
+_LIMITERS: dict[tuple[float, int], HostLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def limiter_for(cfg: FetchConfig) -> HostLimiter:
+    """One limiter per worker process and settings, shared by every thread there."""
+    key = (cfg.rate_per_host, cfg.concurrency_per_host)
+    with _LIMITERS_LOCK:
+        return _LIMITERS.setdefault(key, HostLimiter(*key))
+
+
+# ---------------------------------------------------------------- checks
+def check_scheme(uri: str, cfg: FetchConfig) -> str:
+    scheme = urlsplit(uri).scheme.lower() if "://" in uri else "file"
+    if scheme not in cfg.allow_schemes:
+        raise FetchError("scheme_not_allowed", f"scheme {scheme!r} is not allowed "
+                         f"(--allow-schemes {','.join(cfg.allow_schemes)})")
+    return scheme
+
+
+def check_address(url: str) -> None:
+    """Refuse hosts that resolve to private, loopback, link-local or reserved addresses
+    (a remote manifest must not make workers reach internal services)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror as e:
+        raise FetchError("dns_failed", f"cannot resolve {host!r}: {e}", retryable=True) from e
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved \
+                or ip.is_multicast or ip.is_unspecified:
+            raise FetchError("refused_address", f"{host} resolves to {ip}, a private or "
+                             "local address (--refuse-private-addresses)")
+
+
+def is_video_site(url: str, cfg: FetchConfig) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == h or host.endswith("." + h) for h in cfg.ytdlp_hosts)
+
+
+def work_path(cfg: FetchConfig, video_id: str, suffix: str = "") -> str:
+    os.makedirs(cfg.work_dir, exist_ok=True)
+    return os.path.join(cfg.work_dir, f"{video_id}{suffix}")
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def backoff_s(attempt: int, cfg: FetchConfig) -> float:
+    """Exponential backoff with full jitter: uniform in [0, base * 2**(attempt-1)]."""
+    return random.uniform(0, min(cfg.backoff_max_s, cfg.backoff_s * 2 ** (attempt - 1)))
+
+
+# ---------------------------------------------------------------- http
+@dataclasses.dataclass
+class Download:
+    path: str
+    bytes: int
+    sha256: str
+    attempts: int
+    final_url: str
+    content_type: str | None
+
+
+def _http_once(session: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
+    """One attempt: follow redirects by hand (each hop checked), stream to dest."""
+    import requests
+
+    seen = []
+    for _ in range(_MAX_REDIRECTS + 1):
+        if cfg.refuse_private:
+            check_address(url)
+        if url in seen:
+            raise FetchError("redirect_loop", f"redirect loop: {' -> '.join(seen + [url])}")
+        seen.append(url)
+        try:
+            response = session.get(url, stream=True, allow_redirects=False,
+                                   timeout=(cfg.connect_timeout_s, cfg.read_timeout_s))
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise FetchError("connection_failed", f"{type(e).__name__}: {e}",
+                             retryable=True) from e
+        except requests.RequestException as e:
+            raise FetchError("bad_request", f"{type(e).__name__}: {e}") from e
+        with response:
+            if response.is_redirect:
+                location = response.headers.get("Location")
+                if not location:
+                    raise FetchError("http_error", f"HTTP {response.status_code} without "
+                                     "a Location")
+                url = urljoin(url, location)
+                check_scheme(url, cfg)
+                continue
+            status = response.status_code
+            if status == 429 or status >= 500:
+                raise FetchError(f"http_{status}", f"HTTP {status} from {url}",
+                                 retryable=True,
+                                 retry_after=_retry_after(response.headers.get("Retry-After")))
+            if status >= 400:
+                raise FetchError(f"http_{status}", f"HTTP {status} from {url}")
+            return _stream_body(response, url, dest, cfg)
+    raise FetchError("redirect_loop", f"more than {_MAX_REDIRECTS} redirects from {seen[0]}")
+
+
+def _stream_body(response: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
+    import requests
+
+    declared = response.headers.get("Content-Length")
+    expected = int(declared) if declared and declared.isdigit() else None
+    if cfg.max_bytes and expected is not None and expected > cfg.max_bytes:
+        raise FetchError("too_large", f"{expected} bytes declared, over --max-bytes "
+                         f"{cfg.max_bytes}")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(dest, "wb") as f:
+            # decode_content=False: count and hash the bytes as sent.
+            for chunk in response.raw.stream(_CHUNK, decode_content=False):
+                size += len(chunk)
+                if cfg.max_bytes and size > cfg.max_bytes:
+                    raise FetchError("too_large", f"body exceeded --max-bytes {cfg.max_bytes}")
+                digest.update(chunk)
+                f.write(chunk)
+    except FetchError:
+        raise
+    except (requests.RequestException, OSError, Exception) as e:
+        kind = type(e).__name__
+        if "Timeout" in kind or "timed out" in str(e):
+            raise FetchError("read_timeout", f"read timed out after {size} bytes "
+                             f"({cfg.read_timeout_s:g} s without data)", retryable=True) from e
+        if "IncompleteRead" in str(e) or "ProtocolError" in kind or "Incomplete" in kind:
+            raise FetchError("truncated", f"body ended after {size} of {expected} bytes",
+                             retryable=True) from e
+        raise FetchError("connection_failed", f"{kind}: {e}", retryable=True) from e
+    if expected is not None and size != expected:
+        raise FetchError("truncated", f"body ended after {size} of {expected} bytes",
+                         retryable=True)
+    return Download(dest, size, digest.hexdigest(), 1, url,
+                    response.headers.get("Content-Type"))
+
+
+def download_http(url: str, dest: str, cfg: FetchConfig, limiter: HostLimiter,
+                  on_retry: Any = None) -> Download:
+    """Download with retries; raises FetchError (retryable ones after the last try)."""
+    import requests
+
+    host = (urlsplit(url).hostname or "").lower()
+    session = requests.Session()
+    session.headers["User-Agent"] = cfg.user_agent
+    attempts = cfg.retries + 1
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                with limiter.slot(host):
+                    limiter.wait_turn(host)
+                    result = _http_once(session, url, dest, cfg)
+                result.attempts = attempt
+                return result
+            except FetchError as e:
+                if not e.retryable or attempt == attempts:
+                    if e.retryable:
+                        e.args = (f"{e.args[0]} (gave up after {attempt} attempts)",)
+                    raise
+                if on_retry:
+                    on_retry(e)
+                wait = e.retry_after if e.retry_after is not None else backoff_s(attempt, cfg)
+                time.sleep(min(wait, cfg.backoff_max_s))
+    finally:
+        session.close()
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- other sources
+def fetch_filesystem(uri: str, dest: str, cfg: FetchConfig) -> Download:
+    """gs://, s3://, ... through Beam FileSystems, streamed."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with FileSystems.open(uri) as src, open(dest, "wb") as f:
+            while chunk := src.read(_CHUNK):
+                size += len(chunk)
+                if cfg.max_bytes and size > cfg.max_bytes:
+                    raise FetchError("too_large", f"over --max-bytes {cfg.max_bytes}")
+                digest.update(chunk)
+                f.write(chunk)
+    except FetchError:
+        raise
+    except Exception as e:
+        raise FetchError("fetch_failed", f"{type(e).__name__}: {e}") from e
+    return Download(dest, size, digest.hexdigest(), 1, uri, None)
+
+
+def fetch_ytdlp(url: str, video_id: str, cfg: FetchConfig) -> tuple[Download, dict[str, Any]]:
+    """A video site through yt-dlp (its Python API: no shell); returns the file and the
+    site's metadata."""
+    try:
+        import yt_dlp
+    except ModuleNotFoundError as e:
+        raise FetchError("ytdlp_missing", "video sites need yt-dlp: pip install "
+                         "'vidcurate[sites]' (or yt-dlp)") from e
+    h = cfg.max_height
+    opts = {
+        "format": f"bv*[height<={h}]+ba/b[height<={h}]/bv*+ba/b",
+        "outtmpl": work_path(cfg, video_id, ".ytdlp.%(ext)s"),
+        "merge_output_format": "mp4",
+        "quiet": True, "no_warnings": True, "noprogress": True, "noplaylist": True,
+        "writesubtitles": True, "subtitleslangs": ["en", "en.*"],
+        "socket_timeout": cfg.read_timeout_s, "retries": cfg.retries,
+        "max_filesize": cfg.max_bytes or None,
+        "http_headers": {"User-Agent": cfg.user_agent},
+    }
+    try:
+        with yt_dlp.YoutubeDL(opts) as ydl:
+            info = ydl.extract_info(url, download=True)
+            path = info.get("filepath") or (info.get("requested_downloads") or [{}])[0].get(
+                "filepath") or ydl.prepare_filename(info)
+    except Exception as e:  # yt-dlp raises DownloadError for refusals, geo-blocks, 404s
+        message = str(e).replace("\x1b[0;31m", "").replace("\x1b[0m", "")
+        raise FetchError("site_refused", f"yt-dlp: {message}") from e
+    if not path or not os.path.isfile(path):
+        raise FetchError("site_refused", "yt-dlp reported no downloaded file")
+    size, sha = file_digest(path)
+    meta = {k: info.get(k) for k in ("title", "description", "tags", "uploader", "license",
+                                     "chapters", "webpage_url", "duration", "extractor")
+            if info.get(k) not in (None, [], "")}
+    subs = info.get("requested_subtitles") or {}
+    if subs:
+        meta["subtitle_languages"] = sorted(subs)
+    return Download(path, size, sha, 1, info.get("webpage_url") or url, None), meta
+
+
+# ---------------------------------------------------------------- one source
+def fetch_source(source: Source, cfg: FetchConfig, limiter: HostLimiter,
+                 on_retry: Any = None) -> Fetched:
+    """Materialise one source; raises FetchError / MediaError."""
+    scheme = check_scheme(source.uri, cfg)
+    if scheme == "file":
+        path = source.uri.removeprefix("file://")
+        if not os.path.exists(path):
+            raise FetchError("not_found", f"no such file: {path}")
+        if not os.path.isfile(path):
+            raise FetchError("not_a_file", f"not a regular file: {path}")
+        size, sha = file_digest(path)
+        if size == 0:
+            raise FetchError("empty_file", "the file is empty (0 bytes)")
+        return Fetched(source, path, size, sha, downloaded=False)
+    dest = work_path(cfg, source.video_id, ".download")
+    meta: dict[str, Any] = {}
+    try:
+        if scheme in ("http", "https") and is_video_site(source.uri, cfg):
+            if cfg.refuse_private:
+                check_address(source.uri)
+            got, meta = fetch_ytdlp(source.uri, source.video_id, cfg)
+        elif scheme in ("http", "https"):
+            got = download_http(source.uri, dest, cfg, limiter, on_retry)
+        else:
+            got = fetch_filesystem(source.uri, dest, cfg)
+    except BaseException:
+        for leftover in (dest,):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        raise
+    if got.bytes == 0:
+        os.remove(got.path)
+        raise FetchError("empty_body", "the download is empty (0 bytes)")
+    enriched = source
+    if meta:
+        enriched = dataclasses.replace(
+            source,
+            title=source.title or meta.get("title"),
+            description=source.description or meta.get("description"),
+            license=source.license or meta.get("license"),
+            metadata={**{f"site_{k}": v for k, v in meta.items()}, **source.metadata})
+    return Fetched(enriched, got.path, got.bytes, got.sha256, downloaded=True,
+                   attempts=got.attempts, final_url=got.final_url,
+                   content_type=got.content_type)
+
+
+def remove_download(fetched: Fetched | None) -> None:
+    if fetched is not None and fetched.downloaded and os.path.exists(fetched.local_path):
+        os.remove(fetched.local_path)
+
+
+# ---------------------------------------------------------------- Beam
+class _FetchFn(beam.DoFn):
+    def __init__(self, cfg: FetchConfig, run_id: str) -> None:
+        self.cfg, self.run_id = cfg, run_id
+        self.metrics = StageMetrics(STAGE)
+        self.retries = Metrics.counter(STAGE, "retries")
+        self.bytes = Metrics.counter(STAGE, "bytes")
+        self.downloads = Metrics.counter(STAGE, "downloads")
+
+    def process(self, source: Source) -> Iterator[Fetched | beam.pvalue.TaggedOutput]:
+        with self.metrics.timed():
+            try:
+                fetched = fetch_source(source, self.cfg, limiter_for(self.cfg),
+                                       on_retry=lambda e: self.retries.inc())
+            except Exception as e:
+                self.metrics.failed.inc()
+                yield beam.pvalue.TaggedOutput(ERRORS, error_record(
+                    e, stage=STAGE, source_uri=source.uri, run_id=self.run_id,
+                    video_id=source.video_id))
+                return
+        self.metrics.processed.inc()
+        self.bytes.inc(fetched.bytes)
+        if fetched.downloaded:
+            self.downloads.inc()
+        yield fetched
+
+
+def _order(fetched: Fetched) -> tuple[str, str]:
+    from transforms.manifest import _origin_order
+
+    base, row = _origin_order(fetched.source)
+    return base, f"{row:012d}{fetched.source.uri}"
+
+
+def _first_by_content(item: tuple[str, Iterable[Fetched]], keep: bool
+                      ) -> Iterator[Fetched | beam.pvalue.TaggedOutput]:
+    """Same bytes under several uris: the first (manifest order) goes on, the others
+    are recorded as skipped duplicates of it."""
+    _, group = item
+    first, *others = sorted(group, key=_order)
+    yield first
+    for dup in others:
+        Metrics.counter(STAGE, "duplicate_content").inc()
+        if not keep:
+            remove_download(dup)
+        yield beam.pvalue.TaggedOutput(SKIPPED, Skip(
+            dup.source.video_id, STAGE,
+            f"same content (sha256 {first.sha256[:12]}…) as {first.source.uri} "
+            f"(video {first.source.video_id})"))
+
+
+class Fetch(beam.PTransform):
+    """Source -> Fetched (main), Skip for duplicate content ('skipped'), errors."""
+
+    def __init__(self, cfg: FetchConfig, run_id: str) -> None:
+        super().__init__()
+        self.cfg, self.run_id = cfg, run_id
+
+    def expand(self, sources: beam.PCollection) -> dict[str, beam.PCollection]:
+        got = sources | "Get" >> beam.ParDo(_FetchFn(self.cfg, self.run_id)).with_outputs(
+            ERRORS, main="fetched")
+        unique = (
+            got.fetched
+            | "BySha" >> beam.Map(lambda f: (f.sha256, f))
+            | "SameContent" >> beam.GroupByKey()
+            | "FirstCopy" >> beam.FlatMap(_first_by_content, self.cfg.keep_downloads
+                                          ).with_outputs(SKIPPED, main="unique")
+        )
+        return {"fetched": unique.unique, SKIPPED: unique[SKIPPED], ERRORS: got[ERRORS]}
