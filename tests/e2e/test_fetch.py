@@ -1,0 +1,185 @@
+"""Fetching from a real HTTP server on 127.0.0.1 that misbehaves in every common way."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from conftest import fetch_config, run_cli
+from httpserver import LoopbackServer
+
+from pipeline.options import ConfigError
+from pipeline.query import connect
+from pipeline.run import run
+from transforms.fetch import (
+    FetchError,
+    HostLimiter,
+    _retry_after,
+    backoff_s,
+    check_address,
+    check_scheme,
+    is_video_site,
+)
+
+QUICK = ["--read-timeout", "1", "--fetch-retries", "2", "--backoff", "0.05",
+         "--backoff-max", "2", "--rate-per-host", "0", "--no-asr", "--no-ocr",
+         "--clip-media", "none", "--keyframes", "0"]
+
+
+@pytest.fixture(scope="module")
+def server(videos):
+    with LoopbackServer(videos.cuts, videos.cuts30) as s:
+        yield s
+
+
+def _rows(out, sql):
+    rel = connect(str(out)).sql(sql)
+    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+
+
+@pytest.fixture(scope="module")
+def url_run(server, videos, tmp_path_factory):
+    d = tmp_path_factory.mktemp("urls")
+    paths = ["ok.mp4", "ok.mp4", "same-bytes.mp4", "missing.mp4", "forbidden.mp4",
+             "flaky.mp4", "busy.mp4", "slow.mp4", "short.mp4", "loop-a", "moved.mp4",
+             "big.mp4", "big-undeclared.mp4", "page.html"]
+    lines = ["url,title"] + [f"{server.base}/{p},{p}" for p in paths]
+    lines.append("ftp://example.invalid/x.mp4,ftp")
+    (d / "urls.csv").write_text("\n".join(lines) + "\n")
+    out, work = d / "out", d / "work"
+    max_bytes = int(videos.cuts.stat().st_size * 1.5)
+    proc = run_cli("run", "--input", str(d / "urls.csv"), "--output", str(out),
+                   "--work-dir", str(work), "--max-bytes", str(max_bytes), *QUICK)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, work, server
+
+
+def _by_title(out):
+    return {r["title"]: r for r in _rows(out, "SELECT * FROM videos")}
+
+
+def _errors(out):
+    return {r["source_uri"].rsplit("/", 1)[-1]: r for r in _rows(out, "SELECT * FROM errors")}
+
+
+def test_every_url_has_one_outcome(url_run):
+    out, _, _ = url_run
+    videos = _by_title(out)
+    assert {t: v["status"] for t, v in videos.items()} == {
+        "ok.mp4": "ok", "same-bytes.mp4": "skipped", "missing.mp4": "failed",
+        "forbidden.mp4": "failed", "flaky.mp4": "ok", "busy.mp4": "ok", "slow.mp4": "failed",
+        "short.mp4": "failed", "loop-a": "failed", "moved.mp4": "ok", "big.mp4": "failed",
+        "big-undeclared.mp4": "failed", "page.html": "failed", "ftp": "failed"}
+    assert "same content" in videos["same-bytes.mp4"]["reason"]
+    assert videos["same-bytes.mp4"]["reason"].endswith(
+        f"(video {videos['ok.mp4']['video_id']})")
+    assert videos["moved.mp4"]["final_url"].endswith("/other.mp4")
+
+
+def test_errors_name_the_failure(url_run):
+    out, _, _ = url_run
+    errors = _errors(out)
+    kinds = {name: (e["stage"], e["error_type"]) for name, e in errors.items()}
+    assert kinds == {
+        "missing.mp4": ("fetch", "http_404"), "forbidden.mp4": ("fetch", "http_403"),
+        "slow.mp4": ("fetch", "read_timeout"), "short.mp4": ("fetch", "truncated"),
+        "loop-a": ("fetch", "redirect_loop"), "big.mp4": ("fetch", "too_large"),
+        "big-undeclared.mp4": ("fetch", "too_large"), "page.html": ("probe", "probe_failed"),
+        "x.mp4": ("fetch", "scheme_not_allowed")}
+    assert "gave up after 3 attempts" in errors["slow.mp4"]["message"]
+    assert "gave up after 3 attempts" in errors["short.mp4"]["message"]
+    assert "loop-b -> " in errors["loop-a"]["message"]
+
+
+def test_retries_backoff_and_retry_after(url_run):
+    out, _, server = url_run
+    videos = _by_title(out)
+    assert videos["flaky.mp4"]["fetch_attempts"] == 3
+    assert videos["busy.mp4"]["fetch_attempts"] == 2
+    hits = server.behaviour.hits
+    # Permanent failures are not retried; transient ones are, up to --fetch-retries.
+    assert hits["/missing.mp4"] == hits["/forbidden.mp4"] == hits["/big.mp4"] == 1
+    assert hits["/slow.mp4"] == hits["/short.mp4"] == 3
+    busy = [t for p, t in server.behaviour.times if p == "/busy.mp4"]
+    assert busy[1] - busy[0] >= 0.95  # Retry-After: 1 was honoured
+    run_row = _rows(out, "SELECT counts FROM runs")[0]
+    counts = {(c["stage"], c["name"]): c["value"] for c in run_row["counts"]}
+    assert counts[("fetch", "retries")] == 2 + 1 + 2 + 2  # flaky, busy, slow, short
+    assert counts[("fetch", "duplicate_content")] == 1
+    assert counts[("manifest", "duplicates")] == 1
+
+
+def test_same_url_twice_is_one_video_and_downloads_are_cleaned(url_run):
+    out, work, _ = url_run
+    assert len(_rows(out, "SELECT * FROM videos WHERE title = 'ok.mp4'")) == 1
+    assert not work.exists() or not any(work.iterdir())
+
+
+def test_rate_limit_per_host(server, tmp_path):
+    (tmp_path / "rated.csv").write_text(
+        "uri\n" + "".join(f"{server.base}/rated.mp4?n={i}\n" for i in range(6)))
+    run(["--input", str(tmp_path / "rated.csv"), "--output", str(tmp_path / "out"),
+         "--work-dir", str(tmp_path / "work"), *QUICK[:-8], "--rate-per-host", "4",
+         "--no-asr", "--no-ocr", "--clip-media", "none", "--keyframes", "0",
+         "--direct_num_workers", "3", "--direct_running_mode", "multi_threading"])
+    times = sorted(t for p, t in server.behaviour.times if p.startswith("/rated.mp4"))
+    assert len(times) == 6
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 1 / 4 - 0.02, gaps  # never more than 4 requests per second
+
+
+def test_video_sites_go_through_ytdlp(server, tmp_path, monkeypatch):
+    (tmp_path / "site.csv").write_text(f"uri\n{server.base}/ok.mp4\n{server.base}/missing.mp4\n")
+    out = tmp_path / "out"
+    run(["--input", str(tmp_path / "site.csv"), "--output", str(out), "--work-dir",
+         str(tmp_path / "work"), "--ytdlp-hosts", "127.0.0.1", *QUICK])
+    videos = {r["source_uri"].rsplit("/", 1)[-1]: r for r in _rows(out, "SELECT * FROM videos")}
+    assert videos["ok.mp4"]["status"] == "ok"
+    meta = json.loads(videos["ok.mp4"]["metadata_json"])
+    assert meta["site_extractor"] == "generic" and videos["ok.mp4"]["title"] == "ok"
+    assert _errors(out)["missing.mp4"]["error_type"] == "site_refused"
+    # Without yt-dlp installed: a clear error row, not a crash.
+    monkeypatch.setitem(sys.modules, "yt_dlp", None)
+    out2 = tmp_path / "out2"
+    run(["--input", str(tmp_path / "site.csv"), "--output", str(out2), "--work-dir",
+         str(tmp_path / "work2"), "--ytdlp-hosts", "127.0.0.1", *QUICK])
+    assert {e["error_type"] for e in _errors(out2).values()} == {"ytdlp_missing"}
+
+
+def test_private_addresses_refused_when_asked(server, tmp_path):
+    (tmp_path / "m.csv").write_text(f"uri\n{server.base}/ok.mp4?private\n")
+    out = tmp_path / "out"
+    run(["--input", str(tmp_path / "m.csv"), "--output", str(out), "--work-dir",
+         str(tmp_path / "w"), "--refuse-private-addresses", *QUICK])
+    (error,) = _errors(out).values()
+    assert error["error_type"] == "refused_address" and "127.0.0.1" in error["message"]
+    # The refused request never reached the server.
+    assert not any(p == "/ok.mp4?private" for p, _ in server.behaviour.times)
+
+
+def test_pure_helpers(tmp_path):
+    cfg = fetch_config(tmp_path)
+    assert check_scheme("https://x/y.mp4", cfg) == "https"
+    assert check_scheme("/local/file.mp4", cfg) == "file"
+    with pytest.raises(FetchError, match="scheme 'ftp' is not allowed"):
+        check_scheme("ftp://x/y", cfg)
+    assert is_video_site("https://www.youtube.com/watch?v=x", cfg)
+    assert is_video_site("https://youtu.be/x", cfg)
+    assert not is_video_site("https://notyoutube.com/x", cfg)
+    assert _retry_after("3") == 3.0 and _retry_after("soon") is None
+    assert 0 <= _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 1  # in the past: now
+    for attempt in range(1, 8):
+        assert 0 <= backoff_s(attempt, cfg) <= min(cfg.backoff_max_s, 2 ** (attempt - 1))
+    with pytest.raises(FetchError) as e:
+        check_address("http://127.0.0.1:9/x")
+    assert e.value.error_type == "refused_address"
+    limiter = HostLimiter(rate=0, concurrency=2)
+    limiter.wait_turn("h")  # no limit: returns at once
+    with pytest.raises(ConfigError, match="local folder"):
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        from pipeline.options import RunConfig
+
+        RunConfig.from_options(PipelineOptions(["--input", "i", "--output", "o",
+                                                "--work-dir", "gs://b/w"]))

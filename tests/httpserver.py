@@ -1,0 +1,121 @@
+"""A real HTTP server on 127.0.0.1 for fetch tests: each path misbehaves in one way.
+
+Loopback only; request loops in the tests are bounded, and the server stops with the
+fixture.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class Behaviour:
+    def __init__(self, video: bytes, other_video: bytes) -> None:
+        self.video, self.other_video = video, other_video
+        self.hits: dict[str, int] = defaultdict(int)
+        self.times: list[tuple[str, float]] = []
+        self.lock = threading.Lock()
+
+
+def make_handler(b: Behaviour):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # keep test output quiet
+            pass
+
+        def _send(self, status: int, body: bytes = b"", headers: dict | None = None,
+                  length: int | None = None) -> None:
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: C901 - one branch per behaviour
+            path = self.path.split("?")[0]
+            with b.lock:
+                b.hits[path] += 1
+                n = b.hits[path]
+                b.times.append((self.path, time.monotonic()))
+            mp4 = {"Content-Type": "video/mp4"}
+            if path in ("/ok.mp4", "/same-bytes.mp4", "/rated.mp4"):
+                self._send(200, b.video, mp4)
+            elif path == "/other.mp4":
+                self._send(200, b.other_video, mp4)
+            elif path == "/missing.mp4":
+                self._send(404, b"not here")
+            elif path == "/forbidden.mp4":
+                self._send(403, b"no")
+            elif path == "/flaky.mp4":  # 500 twice, then a video (its own bytes)
+                if n <= 2:
+                    self._send(500, b"oops")
+                else:
+                    self._send(200, b.video + b"\0" * 8, mp4)
+            elif path == "/busy.mp4":  # 429 with Retry-After once, then a video
+                if n == 1:
+                    self._send(429, b"slow down", {"Retry-After": "1"})
+                else:
+                    self._send(200, b.other_video + b"\0" * 16, mp4)
+            elif path == "/slow.mp4":  # headers and a little, then silence
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(b.video)))
+                self.end_headers()
+                self.wfile.write(b.video[:1000])
+                self.wfile.flush()
+                time.sleep(3)
+            elif path == "/short.mp4":  # promises more than it sends
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(b.video)))
+                self.end_headers()
+                self.wfile.write(b.video[: len(b.video) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+            elif path == "/loop-a":
+                self._send(302, headers={"Location": "/loop-b"})
+            elif path == "/loop-b":
+                self._send(302, headers={"Location": "/loop-a"})
+            elif path == "/moved.mp4":
+                self._send(301, headers={"Location": "/other.mp4"})
+            elif path == "/big.mp4":
+                self._send(200, b.video + b.video, mp4)
+            elif path == "/big-undeclared.mp4":  # no Content-Length: counted while streaming
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for chunk in (b.video, b.video):
+                    self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+            elif path == "/page.html":
+                self._send(200, b"<html><body>not a video</body></html>",
+                           {"Content-Type": "text/html"})
+            else:
+                self._send(404, b"unknown")
+
+    return Handler
+
+
+class LoopbackServer:
+    def __init__(self, video: Path, other_video: Path) -> None:
+        self.behaviour = Behaviour(video.read_bytes(), other_video.read_bytes())
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.behaviour))
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> LoopbackServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
