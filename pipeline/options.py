@@ -66,7 +66,8 @@ class CurationOptions(PipelineOptions):
         add("concurrency-per-host", type=int, default=4,
             help="Simultaneous downloads per host, per worker process.")
         add("work-dir", default=None,
-            help="Local folder for downloads (default: a per-run folder in the temp dir).")
+            help="Where downloads go: a local folder (default: a per-run folder in the temp "
+            "dir), or a shared store such as gs://bucket/work for distributed runners.")
         parser.add_argument("--keep-downloads", "--keep_downloads", dest="keep_downloads",
                             action="store_true",
                             help="Keep downloaded files in --work-dir after the run.")
@@ -325,9 +326,8 @@ class RunConfig:
         if not schemes:
             raise ConfigError("--allow-schemes is empty")
         work_dir = o.work_dir or os.path.join(tempfile.gettempdir(), "vidcurate-work", run_id)
-        if "://" in work_dir:
-            raise ConfigError("--work-dir must be a local folder: ffmpeg reads the fetched "
-                              "files from local disk")
+        if "://" not in work_dir or work_dir.startswith("file://"):
+            work_dir = os.path.abspath(work_dir.removeprefix("file://"))
         return cls(
             run_id=run_id,
             input=o.input,
@@ -343,7 +343,7 @@ class RunConfig:
                 backoff_max_s=o.backoff_max,
                 rate_per_host=o.rate_per_host,
                 concurrency_per_host=o.concurrency_per_host,
-                work_dir=os.path.abspath(work_dir),
+                work_dir=work_dir.rstrip("/"),
                 keep_downloads=o.keep_downloads,
                 refuse_private=o.refuse_private,
                 ytdlp_hosts=tuple(h.strip().lower() for h in o.ytdlp_hosts.split(",")

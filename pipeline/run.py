@@ -202,7 +202,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     # shards visible to the query views.
     write_rows(cfg.output, "runs", cfg.run_id, [runs_row(outcome, options, "complete")])
     _clean_scratch(cfg.output)
-    if not cfg.fetch.keep_downloads:
+    if not cfg.fetch.keep_downloads and "://" not in cfg.fetch.work_dir:
         shutil.rmtree(cfg.fetch.work_dir, ignore_errors=True)
     return outcome
 

@@ -1,8 +1,11 @@
 """Fetch: materialise every source as a local file, safely, with retries and limits.
 
-- Local paths and file:// are used in place (never copied); gs://, s3:// and other
-  Beam FileSystems schemes are streamed to the work folder; http(s) is streamed with
-  `requests`; video sites (hosts in --ytdlp-hosts) go through yt-dlp, an optional extra.
+- Local paths and file:// are used in place (never copied); so are gs://, s3:// and
+  other Beam FileSystems objects (hashed by one streamed read; stages copy them to a
+  per-worker cache when they need a local file); http(s) is streamed with `requests`;
+  video sites (hosts in --ytdlp-hosts) go through yt-dlp, an optional extra.
+- Downloads go to --work-dir. When that is a shared store (gs://bucket/work), each
+  download is staged there, so that any worker can read it after a shuffle.
 - Every byte is counted and hashed while it streams; --max-bytes stops a download at
   once; a body shorter than its Content-Length is retried, then reported.
 - Transient failures (connection errors, timeouts, 5xx, 429 with its Retry-After) are
@@ -16,12 +19,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import ipaddress
 import os
 import random
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -36,7 +41,7 @@ from apache_beam.metrics import Metrics
 from pipeline.options import FetchConfig
 from schemas.records import Fetched, Source
 from transforms.errors import ERRORS, SKIPPED, StageMetrics, error_record
-from transforms.media import MediaError, file_digest
+from transforms.media import MediaError, file_digest, forget, is_remote, publish
 from transforms.probe import Skip
 
 STAGE = "fetch"
@@ -121,9 +126,32 @@ def is_video_site(url: str, cfg: FetchConfig) -> bool:
     return any(host == h or host.endswith("." + h) for h in cfg.ytdlp_hosts)
 
 
+def local_work_dir(cfg: FetchConfig) -> str:
+    """Where downloads land first: the work dir, or a local folder when it is remote."""
+    if is_remote(cfg.work_dir):
+        return os.path.join(tempfile.gettempdir(), "vidcurate-work",
+                            hashlib.sha256(cfg.work_dir.encode()).hexdigest()[:12])
+    return cfg.work_dir
+
+
 def work_path(cfg: FetchConfig, video_id: str, suffix: str = "") -> str:
-    os.makedirs(cfg.work_dir, exist_ok=True)
-    return os.path.join(cfg.work_dir, f"{video_id}{suffix}")
+    folder = local_work_dir(cfg)
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f"{video_id}{suffix}")
+
+
+def stage(local: str, cfg: FetchConfig, video_id: str) -> str:
+    """Put a download where every worker can read it (a remote --work-dir)."""
+    if not is_remote(cfg.work_dir):
+        return local
+    ext = os.path.splitext(local)[1] if not local.endswith(".download") else ""
+    uri = f"{cfg.work_dir.rstrip('/')}/{video_id}{ext}"
+    try:
+        publish(local, uri)
+    except Exception as e:
+        raise FetchError("stage_failed", f"cannot stage to {uri}: {type(e).__name__}: "
+                         f"{e}", retryable=False) from e
+    return uri
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -262,22 +290,24 @@ def download_http(url: str, dest: str, cfg: FetchConfig, limiter: HostLimiter,
 
 
 # ---------------------------------------------------------------- other sources
-def fetch_filesystem(uri: str, dest: str, cfg: FetchConfig) -> Download:
-    """gs://, s3://, ... through Beam FileSystems, streamed."""
+def hash_filesystem(uri: str, cfg: FetchConfig) -> tuple[int, str]:
+    """gs://, s3://, ... through Beam FileSystems: read once, streamed, to size and hash
+    it. The object is not copied: workers read it where it is (media.localise)."""
     digest, size = hashlib.sha256(), 0
     try:
-        with FileSystems.open(uri) as src, open(dest, "wb") as f:
+        with FileSystems.open(uri, compression_type="uncompressed") as src:
             while chunk := src.read(_CHUNK):
                 size += len(chunk)
                 if cfg.max_bytes and size > cfg.max_bytes:
                     raise FetchError("too_large", f"over --max-bytes {cfg.max_bytes}")
                 digest.update(chunk)
-                f.write(chunk)
     except FetchError:
         raise
     except Exception as e:
-        raise FetchError("fetch_failed", f"{type(e).__name__}: {e}") from e
-    return Download(dest, size, digest.hexdigest(), 1, uri, None)
+        kind = "not_found" if "not found" in str(e).lower() or isinstance(
+            e, FileNotFoundError) else "fetch_failed"
+        raise FetchError(kind, f"{type(e).__name__}: {e}") from e
+    return size, digest.hexdigest()
 
 
 def fetch_ytdlp(url: str, video_id: str, cfg: FetchConfig) -> tuple[Download, dict[str, Any]]:
@@ -334,25 +364,27 @@ def fetch_source(source: Source, cfg: FetchConfig, limiter: HostLimiter,
         if size == 0:
             raise FetchError("empty_file", "the file is empty (0 bytes)")
         return Fetched(source, path, size, sha, downloaded=False)
+    if scheme not in ("http", "https"):
+        size, sha = hash_filesystem(source.uri, cfg)
+        if size == 0:
+            raise FetchError("empty_file", "the object is empty (0 bytes)")
+        return Fetched(source, source.uri, size, sha, downloaded=False)
     dest = work_path(cfg, source.video_id, ".download")
     meta: dict[str, Any] = {}
     try:
-        if scheme in ("http", "https") and is_video_site(source.uri, cfg):
+        if is_video_site(source.uri, cfg):
             if cfg.refuse_private:
                 check_address(source.uri)
             got, meta = fetch_ytdlp(source.uri, source.video_id, cfg)
-        elif scheme in ("http", "https"):
-            got = download_http(source.uri, dest, cfg, limiter, on_retry)
         else:
-            got = fetch_filesystem(source.uri, dest, cfg)
+            got = download_http(source.uri, dest, cfg, limiter, on_retry)
+        if got.bytes == 0:
+            raise FetchError("empty_body", "the download is empty (0 bytes)")
+        got.path = stage(got.path, cfg, source.video_id)
     except BaseException:
-        for leftover in (dest,):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        if os.path.exists(dest):
+            os.remove(dest)
         raise
-    if got.bytes == 0:
-        os.remove(got.path)
-        raise FetchError("empty_body", "the download is empty (0 bytes)")
     enriched = source
     if meta:
         enriched = dataclasses.replace(
@@ -367,7 +399,17 @@ def fetch_source(source: Source, cfg: FetchConfig, limiter: HostLimiter,
 
 
 def remove_download(fetched: Fetched | None) -> None:
-    if fetched is not None and fetched.downloaded and os.path.exists(fetched.local_path):
+    """Delete what Fetch made for this video (a local file or a staged object), and this
+    worker's cached copy of a remote one."""
+    if fetched is None:
+        return
+    forget(fetched.local_path)
+    if not fetched.downloaded:
+        return
+    if is_remote(fetched.local_path):
+        with contextlib.suppress(Exception):
+            FileSystems.delete([fetched.local_path])
+    elif os.path.exists(fetched.local_path):
         os.remove(fetched.local_path)
 
 

@@ -82,7 +82,7 @@ def run_tool(args: list[str], timeout_s: float, what: str) -> subprocess.Complet
 def probe(path: str) -> dict[str, Any]:
     """ffprobe's JSON (format and streams), as ffmpeg-python's probe() but time-limited."""
     args = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json",
-            ff_path(path)]
+            ff_path(localise(path))]
     out = run_tool(args, PROBE_TIMEOUT_S, "ffprobe")
     if out.returncode != 0:
         detail = _stderr_tail(out.stderr) or "ffprobe exited with an error"
@@ -224,7 +224,7 @@ def decode_frames_downscaled(
     # as much decode time as the downscale costs, and smoothing block edges does not
     # move a shot boundary (golden cut tests hold).
     args += ["-skip_loop_filter", "all"]
-    args += ["-i", ff_path(path), "-map", "0:v:0", "-an", "-sn", "-dn"]
+    args += ["-i", ff_path(localise(path)), "-map", "0:v:0", "-an", "-sn", "-dn"]
     # Frame 0 is the first video frame (timestamps reset, no padding from an earlier
     # audio start), and the fps filter resamples to the average rate, so frame i is at
     # i / fps even when a "constant" stream drops or repeats a frame.
@@ -277,7 +277,7 @@ def extract_audio(path: str, info: VideoInfo, sample_rate: int = 16000
     begins after the picture)."""
     start = max(info.start_time_s, info.audio_start_s or 0.0)
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
-            "-ss", f"{start - info.container_start_s:.6f}", "-i", ff_path(path),
+            "-ss", f"{start - info.container_start_s:.6f}", "-i", ff_path(localise(path)),
             "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(sample_rate),
             "-f", "f32le", "pipe:1"]
     out = run_tool(args, decode_timeout_s(info.duration_s), "extracting audio")
@@ -292,7 +292,7 @@ def keyframe_times(path: str) -> list[float]:
     """Presentation times of the video keyframes, from packet flags (no decoding)."""
     args = [
         "ffprobe", "-v", "error", "-select_streams", "v:0",
-        "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", ff_path(path),
+        "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", ff_path(localise(path)),
     ]
     out = run_tool(args, PROBE_TIMEOUT_S, "listing keyframes")
     if out.returncode != 0:
@@ -322,7 +322,7 @@ def cut_clip(
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
     if threads:
         args += ["-threads", str(threads)]
-    args += ["-ss", f"{start_s:.6f}", "-i", ff_path(src), "-t", f"{duration_s:.6f}"]
+    args += ["-ss", f"{start_s:.6f}", "-i", ff_path(localise(src)), "-t", f"{duration_s:.6f}"]
     args += ["-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn", "-map_metadata", "-1"]
     if mode == "copy":
         args += ["-c", "copy", "-avoid_negative_ts", "make_zero"]
@@ -356,8 +356,9 @@ def media_duration(path: str) -> float:
 def extract_frames(src: str, times_s: list[float], dsts: list[str], max_width: int) -> None:
     """Write one JPEG per time, each read by seeking (one ffmpeg process, one seek each)."""
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
+    local = localise(src)
     for t in times_s:
-        args += ["-ss", f"{t:.6f}", "-i", ff_path(src)]
+        args += ["-ss", f"{t:.6f}", "-i", ff_path(local)]
     scale = f"scale='min({max_width},iw)':-2" if max_width else None
     for i, dst in enumerate(dsts):
         args += ["-map", f"{i}:v:0", "-frames:v", "1", "-q:v", "3", "-update", "1"]
@@ -395,6 +396,69 @@ def publish(local_path: str, dest_uri: str) -> None:
     with open(local_path, "rb") as src, FileSystems.create(dest_uri) as dst:
         shutil.copyfileobj(src, dst, _CHUNK)
     os.remove(local_path)
+
+
+# ------------------------------------------------------------------ local copies
+# Stages after Fetch may run on another worker than the download: files staged in a
+# shared store (gs://, s3://, ...) are copied to a per-worker cache when first read.
+CACHE_DIR = os.path.join(tempfile.gettempdir(), "vidcurate-cache")
+CACHE_BYTES = 20 * 1024**3
+_cache_lock = threading.Lock()
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def localise(uri: str) -> str:
+    """A local path for uri: itself when local, else a cached copy (LRU, bounded)."""
+    if not is_remote(uri):
+        return uri.removeprefix("file://")
+    name = hashlib.sha256(uri.encode()).hexdigest()[:24] + os.path.splitext(
+        uri.rsplit("/", 1)[-1])[1][:8]
+    path = os.path.join(CACHE_DIR, name)
+    with _cache_lock:
+        if os.path.exists(path):
+            os.utime(path)  # most recently used
+            return path
+        os.makedirs(CACHE_DIR, exist_ok=True)
+        tmp = f"{path}.part-{os.getpid()}-{threading.get_ident()}"
+        try:
+            with FileSystems.open(uri) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+        except Exception as e:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise MediaError("stage_read_failed", f"cannot copy {uri} to this worker: "
+                             f"{type(e).__name__}: {e}") from e
+        os.replace(tmp, path)
+        _evict(keep=path)
+    return path
+
+
+def _evict(keep: str) -> None:
+    entries = []
+    for name in os.listdir(CACHE_DIR):
+        full = os.path.join(CACHE_DIR, name)
+        if full != keep and ".part-" not in name:
+            st = os.stat(full)
+            entries.append((st.st_mtime, st.st_size, full))
+    total = sum(size for _, size, _ in entries) + os.path.getsize(keep)
+    for _, size, full in sorted(entries):
+        if total <= CACHE_BYTES:
+            break
+        os.remove(full)
+        total -= size
+
+
+def forget(uri: str) -> None:
+    """Drop this worker's cached copy of uri (its video is done)."""
+    if is_remote(uri):
+        name = hashlib.sha256(uri.encode()).hexdigest()[:24]
+        with _cache_lock:
+            for entry in os.listdir(CACHE_DIR) if os.path.isdir(CACHE_DIR) else []:
+                if entry.startswith(name):
+                    os.remove(os.path.join(CACHE_DIR, entry))
 
 
 def ffmpeg_version() -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import fetch_config, run_cli
 from httpserver import LoopbackServer
 
-from pipeline.options import ConfigError
 from pipeline.query import connect
 from pipeline.run import run
 from transforms.fetch import (
@@ -176,10 +176,33 @@ def test_pure_helpers(tmp_path):
     assert e.value.error_type == "refused_address"
     limiter = HostLimiter(rate=0, concurrency=2)
     limiter.wait_turn("h")  # no limit: returns at once
-    with pytest.raises(ConfigError, match="local folder"):
-        from apache_beam.options.pipeline_options import PipelineOptions
 
-        from pipeline.options import RunConfig
 
-        RunConfig.from_options(PipelineOptions(["--input", "i", "--output", "o",
-                                                "--work-dir", "gs://b/w"]))
+
+def test_shared_work_dir_stages_downloads_and_reads_bucket_objects(server, videos, tmp_path):
+    """--work-dir on a shared store: downloads are staged there and read back through the
+    per-worker cache, bucket objects are read in place, and staged files are removed."""
+    import shutil
+
+    import stagefs  # noqa: F401 - registers the stagefs:// scheme
+
+    bucket = tmp_path / "bucket"
+    (bucket / "in").mkdir(parents=True)
+    shutil.copy(videos.cuts30, bucket / "in" / "clip.mp4")
+    # stagefs:/ + an absolute path: the first folder plays the bucket name.
+    (tmp_path / "m.csv").write_text(
+        f"uri\n{server.base}/flaky.mp4?staged\nstagefs:/{bucket}/in/clip.mp4\n")
+    out = tmp_path / "out"
+    run(["--input", str(tmp_path / "m.csv"), "--output", str(out),
+         "--work-dir", f"stagefs:/{bucket}/work", "--allow-schemes", "http,stagefs",
+         *QUICK[:-4], "--clip-media", "exact", "--keyframes", "1", "--no-ocr"])
+    videos_ = {r["source_uri"].rsplit("/", 1)[-1]: r for r in _rows(out, "SELECT * FROM videos")}
+    assert {k: v["status"] for k, v in videos_.items()} == {"flaky.mp4?staged": "ok",
+                                                             "clip.mp4": "ok"}
+    assert videos_["clip.mp4"]["clip_count"] == 3 and videos_["clip.mp4"]["bytes"] == \
+        videos.cuts30.stat().st_size
+    clips = _rows(out, "SELECT media_uri, keyframe_uris FROM clips")
+    assert len(clips) == 5 + 3 and all(Path(c["media_uri"]).is_file() for c in clips)
+    # The staged download is gone; the bucket's own object is untouched.
+    assert (bucket / "in" / "clip.mp4").is_file()
+    assert not (bucket / "work").exists() or not list((bucket / "work").iterdir())
