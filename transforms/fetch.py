@@ -343,10 +343,25 @@ def fetch_ytdlp(url: str, video_id: str, cfg: FetchConfig) -> tuple[Download, di
     meta = {k: info.get(k) for k in ("title", "description", "tags", "uploader", "license",
                                      "chapters", "webpage_url", "duration", "extractor")
             if info.get(k) not in (None, [], "")}
-    subs = info.get("requested_subtitles") or {}
-    if subs:
-        meta["subtitle_languages"] = sorted(subs)
+    subtitles = collect_subtitles(info.get("requested_subtitles"))
+    if subtitles:
+        meta["subtitles"] = subtitles
     return Download(path, size, sha, 1, info.get("webpage_url") or url, None), meta
+
+
+def collect_subtitles(requested: dict[str, Any] | None) -> dict[str, str]:
+    """Subtitle text by language from yt-dlp's requested_subtitles; the files it wrote
+    next to the download are read and removed."""
+    found: dict[str, str] = {}
+    for lang, sub in (requested or {}).items():
+        path = (sub or {}).get("filepath")
+        if path and os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                found[lang] = f.read()
+            os.remove(path)
+        elif (sub or {}).get("data"):
+            found[lang] = str(sub["data"])
+    return found
 
 
 # ---------------------------------------------------------------- one source

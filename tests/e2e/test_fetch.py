@@ -206,3 +206,15 @@ def test_shared_work_dir_stages_downloads_and_reads_bucket_objects(server, video
     # The staged download is gone; the bucket's own object is untouched.
     assert (bucket / "in" / "clip.mp4").is_file()
     assert not (bucket / "work").exists() or not list((bucket / "work").iterdir())
+
+
+def test_site_subtitles_are_kept_and_their_files_removed(tmp_path):
+    from transforms.fetch import collect_subtitles
+
+    vtt = tmp_path / "v.en.vtt"
+    vtt.write_text("WEBVTT\n\n00:00.000 --> 00:01.000\nHello there\n")
+    found = collect_subtitles({"en": {"filepath": str(vtt), "ext": "vtt"},
+                               "de": {"data": "WEBVTT\n\nHallo"}, "fr": None})
+    assert found == {"en": "WEBVTT\n\n00:00.000 --> 00:01.000\nHello there\n",
+                     "de": "WEBVTT\n\nHallo"}
+    assert not vtt.exists()
