@@ -140,3 +140,14 @@ def test_ocr_config_engine_params():
     params = engine_params(dataclasses.replace(CFG, angle_cls=True, det_side=640))
     assert params["Global.use_cls"] is True and params["Det.limit_side_len"] == 640
     assert params["Det.limit_type"] == "max"
+
+
+def test_missing_ocr_extra_stops_before_the_graph(videos, tmp_path, monkeypatch):
+    import sys
+
+    from pipeline.options import ConfigError
+
+    monkeypatch.setitem(sys.modules, "rapidocr", None)
+    with pytest.raises(ConfigError, match=r"pip install 'vidcurate\[ocr\]', or run with --no-ocr"):
+        run(["--input", str(videos.cuts), "--output", str(tmp_path / "o"), "--no-asr"])
+    assert not (tmp_path / "o").exists()

@@ -52,32 +52,24 @@ def import_open_clip() -> ModuleType:
         ) from e
 
 
+def _import_extra(module: str, what: str, install: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise MissingExtra(f"{what} ({e.name} is missing): {install}") from e
+
+
 def import_rapidocr() -> ModuleType:
     """RapidOCR (PP-OCR models bundled in the wheel, run by onnxruntime)."""
-    try:
-        return importlib.import_module("rapidocr")
-    except ModuleNotFoundError as e:
-        raise MissingExtra(
-            f"OCR needs rapidocr and onnxruntime ({e.name} is missing): "
-            "pip install 'vidcurate[ocr]', or run with --no-ocr"
-        ) from e
+    return _import_extra("rapidocr", "OCR needs rapidocr and onnxruntime",
+                         "pip install 'vidcurate[ocr]', or run with --no-ocr")
 
 
 def import_faster_whisper() -> ModuleType:
-    try:
-        return importlib.import_module("faster_whisper")
-    except ModuleNotFoundError as e:
-        raise MissingExtra(
-            f"ASR with faster-whisper needs the 'asr' extra ({e.name} is missing): "
-            "pip install 'vidcurate[asr]', or run with --no-asr"
-        ) from e
+    return _import_extra("faster_whisper", "ASR with faster-whisper needs the 'asr' extra",
+                         "pip install 'vidcurate[asr]', or run with --no-asr")
 
 
 def import_openai_whisper() -> ModuleType:
-    try:
-        return importlib.import_module("whisper")
-    except ModuleNotFoundError as e:
-        raise MissingExtra(
-            f"--asr-backend openai-whisper needs the openai-whisper package ({e.name} is "
-            "missing): pip install openai-whisper -c constraints.txt"
-        ) from e
+    return _import_extra("whisper", "--asr-backend openai-whisper needs openai-whisper",
+                         "pip install openai-whisper -c constraints.txt")
