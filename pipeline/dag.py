@@ -15,6 +15,7 @@ from transforms.manifest import ReadManifest
 from transforms.ocr import OCR
 from transforms.outcomes import BuildVideoRows
 from transforms.probe import Probe
+from transforms.resume import SkipDone
 from transforms.rules import ApplyClipRules
 from transforms.scenes import DetectScenes
 from transforms.sinks import WriteTable
@@ -30,11 +31,14 @@ class Outputs:
     errors: beam.PCollection  # ErrorRecord, from every stage
 
 
-def build(p: beam.Pipeline, cfg: RunConfig) -> Outputs:
+def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = None) -> Outputs:
     run_id = cfg.run_id
     listed = p | "ReadManifest" >> ReadManifest(cfg.input, cfg.video_extensions, run_id,
                                                 exclude=cfg.output)
-    fetched = listed["sources"] | "Fetch" >> Fetch(cfg.fetch, run_id)
+    todo = listed["sources"]
+    if previous_runs:
+        todo = todo | "SkipDone" >> SkipDone(cfg.output, previous_runs, cfg.retry_failed)
+    fetched = todo | "Fetch" >> Fetch(cfg.fetch, run_id)
     probed = fetched["fetched"] | "Probe" >> Probe(run_id)
     scened = probed.videos | "DetectScenes" >> DetectScenes(
         cfg.split, cfg.media.ffmpeg_threads, run_id)
@@ -56,7 +60,7 @@ def build(p: beam.Pipeline, cfg: RunConfig) -> Outputs:
 
     errors = tuple(stage_errors) | "AllErrors" >> beam.Flatten()
     videos = {
-        "sources": listed["sources"],
+        "sources": todo,
         "fetched": fetched["fetched"],
         "probed": probed.videos,
         "skipped": (fetched[SKIPPED], probed[SKIPPED]) | "AllSkips" >> beam.Flatten(),

@@ -45,6 +45,12 @@ class CurationOptions(PipelineOptions):
             "CSV / JSONL / Parquet manifest with a `uri` column.")
         add("output", help="Output folder or bucket path; tables go to <output>/<table>/.")
         add("run-id", default=None, help="Name of this run (default: UTC time + random).")
+        parser.add_argument("--force", dest="force", action="store_true",
+                            help="Redo every video, even those an earlier run over the same "
+                            "output completed with the same settings.")
+        parser.add_argument("--no-retry-failed", "--no_retry_failed", dest="no_retry_failed",
+                            action="store_true",
+                            help="On a rerun, also leave videos that failed before alone.")
         add("video-extensions", default=VIDEO_EXTENSIONS,
             help="Comma-separated extensions picked up when --input is a folder.")
         # Fetch.
@@ -247,6 +253,20 @@ class RunConfig:
     media: MediaConfig
     ocr: OcrConfig
     asr: AsrConfig
+    force: bool = False
+    retry_failed: bool = True
+
+    @property
+    def outputs_hash(self) -> str:
+        """Every setting that changes what a video's rows hold. A rerun skips a video
+        only if an earlier complete run had the same hash."""
+        asr = asdict(self.asr)
+        asr.pop("model_path")  # where the files sit differs per machine, not the model
+        blob = json.dumps({"split": asdict(self.split), "clip_media": self.media.clip_media,
+                           "keyframes": self.media.keyframes,
+                           "keyframe_width": self.media.keyframe_width,
+                           "ocr": asdict(self.ocr), "asr": asr}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> RunConfig:
@@ -389,6 +409,8 @@ class RunConfig:
                 compression_ratio_threshold=o.asr_compression_ratio_threshold,
                 max_ngram_repeats=o.asr_max_ngram_repeats,
             ),
+            force=o.force,
+            retry_failed=not o.no_retry_failed,
         )
 
     def to_json(self) -> str:

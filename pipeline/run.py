@@ -29,7 +29,7 @@ from transforms.media import ffmpeg_version
 log = logging.getLogger("vidcurate")
 
 # Stages in graph order, for reports.
-STAGES = ("manifest", "fetch", "probe", "detect_scenes", "clip_rules", "plan_clips",
+STAGES = ("manifest", "resume", "fetch", "probe", "detect_scenes", "clip_rules", "plan_clips",
           "cut_clips", "ocr", "asr")
 _PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "numpy",
              "opencv-python-headless", "rapidocr", "onnxruntime", "faster-whisper",
@@ -164,6 +164,7 @@ def runs_row(outcome: RunOutcome, options: PipelineOptions, status: str) -> dict
         "output": cfg.output,
         "runner": options.view_as(StandardOptions).runner or "DirectRunner",
         "split_params_hash": cfg.split.params_hash,
+        "outputs_hash": cfg.outputs_hash,
         "options_json": json.dumps(
             {"config": dataclasses.asdict(cfg), "pipeline_options": all_options},
             sort_keys=True, default=str),
@@ -193,7 +194,8 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     started = dt.datetime.now(dt.UTC)
     log.info("run %s: %s -> %s", cfg.run_id, cfg.input, cfg.output)
     p = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
-    build(p, cfg)
+    previous = [] if cfg.force else completed_runs(cfg.output, cfg.outputs_hash)
+    build(p, cfg, previous)
     result = p.run()
     result.wait_until_finish()
     outcome = RunOutcome(config=cfg, result=result, stages=stage_stats(result),
@@ -205,6 +207,26 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     if not cfg.fetch.keep_downloads and "://" not in cfg.fetch.work_dir:
         shutil.rmtree(cfg.fetch.work_dir, ignore_errors=True)
     return outcome
+
+
+def completed_runs(output: str, outputs_hash: str) -> list[str]:
+    """Earlier complete runs over this output with the same outputs hash, oldest first."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        found = FileSystems.match([f"{output}/runs/*.parquet"])[0].metadata_list
+    except Exception:
+        return []
+    rows = []
+    for meta in found:
+        with FileSystems.open(meta.path) as f:
+            table = pq.read_table(pa.BufferReader(f.read()))
+        if "outputs_hash" not in table.column_names:
+            continue  # written by an older version: its rows are redone
+        rows.extend(r for r in table.to_pylist()
+                    if r["status"] == "complete" and r["outputs_hash"] == outputs_hash)
+    return [r["run_id"] for r in sorted(rows, key=lambda r: (r["finished_at"], r["run_id"]))]
 
 
 def _clean_scratch(output: str) -> None:

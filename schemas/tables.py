@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 METADATA_KEY = b"vidcurate.schema"
 
 BOUNDARY = pa.struct(
@@ -187,6 +187,7 @@ RUNS = _schema(
         pa.field("output", pa.string()),
         pa.field("runner", pa.string()),
         pa.field("split_params_hash", pa.string()),
+        pa.field("outputs_hash", pa.string()),
         pa.field("options_json", pa.string()),
         pa.field("versions_json", pa.string()),
         pa.field("counts", pa.list_(COUNT)),

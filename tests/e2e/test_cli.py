@@ -178,7 +178,7 @@ def test_rerun_into_same_output_shows_each_clip_once(input_folder, tmp_path):
     args = ["--input", str(input_folder), "--output", str(out), "--keyframes", "0", "--no-ocr",
             "--no-asr"]
     first = run(args)
-    second = run(args)
+    second = run([*args, "--force"])  # redo everything: the latest complete run wins
     con = connect(str(out))
     n_clips = _scalar(con, "SELECT count(*) FROM clips")
     assert _scalar(con, "SELECT count(DISTINCT clip_id) FROM clips") == n_clips
@@ -345,3 +345,32 @@ def test_multi_process_direct_runner_gives_the_same_clips(input_folder, copy_run
     assert _rows(connect(str(out)), sql) == _rows(connect(str(copy_out)), sql)
     assert _scalar(connect(str(out)), "SELECT count(*) FROM videos") == len(EXPECTED_STATUS)
     assert outcome.counter("probe", "processed") == 4
+
+
+def test_rerun_resumes_skips_done_videos_and_retries_failed(input_folder, tmp_path):
+    out = tmp_path / "out"
+    args = ["--input", str(input_folder), "--output", str(out), "--keyframes", "1",
+            "--clip-media", "none", "--no-ocr", "--no-asr"]
+    first = run(args)
+    con = connect(str(out))
+    before = con.sql("SELECT clip_id, run_id FROM clips ORDER BY clip_id").fetchall()
+    statuses = dict(con.sql("SELECT status, count(*) FROM videos GROUP BY ALL").fetchall())
+    done = statuses["ok"] + statuses["skipped"]
+    assert first.counter("resume", "skipped") == 0
+
+    # Same settings: done videos are left alone, failed ones are tried again.
+    second = run(args)
+    assert second.counter("resume", "skipped") == done
+    assert second.counter("resume", "processed") == statuses["failed"]
+    con = connect(str(out))
+    assert con.sql("SELECT clip_id, run_id FROM clips ORDER BY clip_id").fetchall() == before
+    assert dict(con.sql("SELECT status, count(*) FROM videos GROUP BY ALL").fetchall()) == \
+        statuses
+    assert {r for (r,) in con.sql("SELECT DISTINCT run_id FROM videos WHERE status = 'failed'"
+                                  ).fetchall()} == {second.run_id}
+
+    assert run([*args, "--no-retry-failed"]).counter("resume", "skipped") == len(
+        EXPECTED_STATUS)
+    assert run([*args, "--force"]).counter("resume", "skipped") == 0
+    # Other settings, other outputs: nothing counts as done.
+    assert run([*args, "--min-clip-s", "1.0"]).counter("resume", "skipped") == 0
