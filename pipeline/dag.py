@@ -40,20 +40,20 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
         todo = todo | "SkipDone" >> SkipDone(cfg.output, previous_runs, cfg.retry_failed)
     fetched = todo | "Fetch" >> Fetch(cfg.fetch, run_id)
     probed = fetched["fetched"] | "Probe" >> Probe(run_id)
-    scened = probed.videos | "DetectScenes" >> DetectScenes(
+    scened = probed["videos"] | "DetectScenes" >> DetectScenes(
         cfg.split, cfg.media.ffmpeg_threads, run_id)
-    splits = scened.scened | "ClipRules" >> ApplyClipRules(cfg.split)
+    splits = scened["scened"] | "ClipRules" >> ApplyClipRules(cfg.split)
     cut = splits | "CutClips" >> CutClips(cfg.media, cfg.split.params_hash, run_id)
     clips = cut["clips"]
     stage_errors = [listed[ERRORS], fetched[ERRORS], probed[ERRORS], scened[ERRORS],
                     cut[ERRORS]]
     if cfg.ocr.enabled:
         read = clips | "OCR" >> OCR(cfg.ocr, run_id)
-        clips = read.clips
+        clips = read["clips"]
         stage_errors.append(read[ERRORS])
     asr_results = p | "NoAsr" >> beam.Create([])
     if cfg.asr.enabled:
-        heard = probed.videos | "Transcribe" >> Transcribe(cfg.asr, run_id)
+        heard = probed["videos"] | "Transcribe" >> Transcribe(cfg.asr, run_id)
         asr_results = heard["results"]
         stage_errors.append(heard[ERRORS])
         clips = {"clips": clips, "asr": asr_results} | "Transcripts" >> AttachTranscripts()
@@ -62,7 +62,7 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     videos = {
         "sources": todo,
         "fetched": fetched["fetched"],
-        "probed": probed.videos,
+        "probed": probed["videos"],
         "skipped": (fetched[SKIPPED], probed[SKIPPED]) | "AllSkips" >> beam.Flatten(),
         "splits": splits,
         "clips": clips,
@@ -71,13 +71,16 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     } | "VideoRows" >> BuildVideoRows(run_id, keep_downloads=cfg.fetch.keep_downloads)
 
     output = cfg.output
-    _ = videos | "WriteVideos" >> WriteTable(output, "videos", run_id)
-    _ = clips | "WriteClips" >> WriteTable(output, "clips", run_id)
-    _ = errors | "WriteErrors" >> WriteTable(output, "errors", run_id)
-    # No captioning stage yet: an empty, typed captions table keeps queries valid.
-    _ = (
-        p
-        | "NoCaptions" >> beam.Create([])
-        | "WriteCaptions" >> WriteTable(output, "captions", run_id)
-    )
+    written = [
+        videos | "WriteVideos" >> WriteTable(output, "videos", run_id),
+        clips | "WriteClips" >> WriteTable(output, "clips", run_id),
+        errors | "WriteErrors" >> WriteTable(output, "errors", run_id),
+        # No captioning stage yet: an empty, typed captions table keeps queries valid.
+        p | "NoCaptions" >> beam.Create([])
+        | "WriteCaptions" >> WriteTable(output, "captions", run_id),
+    ]
+    # One last step that depends on every table write. Beam's DaskRunner computes only
+    # the graph's last transform and what feeds it; elsewhere this is a no-op join.
+    _ = (tuple(written) | "AllTablesWritten" >> beam.Flatten()
+         | "CountShards" >> beam.combiners.Count.Globally())
     return Outputs(sources=listed["sources"], videos=videos, clips=clips, errors=errors)

@@ -26,12 +26,11 @@ from schemas.records import (
     AsrTask,
     ClipRecord,
     DroppedSegment,
-    ErrorRecord,
     ProbedVideo,
     Segment,
     Word,
 )
-from transforms.errors import ERRORS, StageMetrics, error_record
+from transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
 from transforms.media import MediaError, extract_audio
 from transforms.models.whisper import SAMPLE_RATE, Transcript, transcribe_array
 
@@ -176,9 +175,9 @@ class _Collect(beam.DoFn):
         self.audio_s = Metrics.counter(STAGE, "audio_seconds")
         self.dropped = {g: Metrics.counter(STAGE, f"dropped_{g}") for g in GUARDS}
 
-    def process(self, item: tuple[AsrTask, AsrResult | MediaError]) -> Iterator[Any]:
+    def process(self, item: tuple[AsrTask, AsrResult | Exception]) -> Iterator[Any]:
         task, outcome = item
-        if isinstance(outcome, MediaError):
+        if isinstance(outcome, Exception):
             self.metrics.failed.inc()
             yield beam.pvalue.TaggedOutput(ERRORS, error_record(
                 outcome, stage=STAGE, source_uri=task.source_uri, run_id=self.run_id,
@@ -197,22 +196,6 @@ def _no_audio(video: ProbedVideo, model_id: str) -> AsrResult:
                      note="no audio stream")
 
 
-def _failed_inference(item: Any, run_id: str) -> Iterator[ErrorRecord]:
-    """RunInference's dead letter, (batch, (exception type, its repr, ...)) for a batch
-    whose inference raised -> an error row for every video of the batch."""
-    batch, info = item if isinstance(item, tuple) and len(item) == 2 else ([item], None)
-    if isinstance(info, tuple) and info and isinstance(info[0], type):
-        message = str(info[1]) if len(info) > 1 else info[0].__name__
-        error_type = f"internal:{info[0].__name__}"
-    else:
-        message, error_type = str(info), "internal:inference"
-    for task in batch if isinstance(batch, list | tuple) else [batch]:
-        Metrics.counter(STAGE, "failed").inc()
-        yield ErrorRecord(stage=STAGE, source_uri=getattr(task, "source_uri", "?"),
-                          error_type=error_type, message=f"Whisper failed: {message}",
-                          run_id=run_id, video_id=getattr(task, "video_id", None))
-
-
 class Transcribe(beam.PTransform):
     """ProbedVideo -> AsrResult (main, one per video) and ErrorRecord ('errors')."""
 
@@ -227,20 +210,16 @@ class Transcribe(beam.PTransform):
         silent = (videos
                   | "NoAudio" >> beam.Filter(lambda v: not v.info.has_audio)
                   | "NoTranscript" >> beam.Map(_no_audio, self.cfg.model_id))
-        main, other = (
+        transcribed = (
             with_audio
             | "Tasks" >> beam.Map(_task)
             | "Spread" >> beam.Reshuffle()
-            | "Whisper" >> RunInference(WhisperModelHandler(
-                self.cfg, self.max_batch_size)).with_exception_handling()
+            | "Whisper" >> RunInference(WhisperModelHandler(self.cfg, self.max_batch_size))
         )
-        collected = main | "Guarded" >> beam.ParDo(_Collect(self.run_id)).with_outputs(
-            ERRORS, main="results")
-        dead = other.failed_inferences | "DeadLetters" >> beam.FlatMap(_failed_inference,
-                                                                        self.run_id)
-        results = (collected.results, silent) | "AllResults" >> beam.Flatten()
-        errors = (collected[ERRORS], dead) | "AsrErrors" >> beam.Flatten()
-        return {"results": results, ERRORS: errors}
+        collected = split_outputs(transcribed, "Guarded", _Collect(self.run_id), ERRORS,
+                                  main="results")
+        results = (collected["results"], silent) | "AllResults" >> beam.Flatten()
+        return {"results": results, ERRORS: collected[ERRORS]}
 
 
 def _attach_all(item: tuple[str, dict[str, Iterable[Any]]]) -> Iterator[ClipRecord]:

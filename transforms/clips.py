@@ -18,7 +18,7 @@ import apache_beam as beam
 
 from pipeline.options import MediaConfig
 from schemas.records import ClipRecord, ClipTask, Span, SplitVideo
-from transforms.errors import ERRORS, StageMetrics, error_record
+from transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
 from transforms.manifest import is_local
 from transforms.media import (
     clip_extension,
@@ -196,13 +196,11 @@ class CutClips(beam.PTransform):
         self.media, self.params_hash, self.run_id = media, params_hash, run_id
 
     def expand(self, splits: beam.PCollection) -> dict[str, beam.PCollection]:
-        planned = splits | "Plan" >> beam.ParDo(
-            _PlanFn(self.media, self.params_hash, self.run_id)).with_outputs(ERRORS, main="tasks")
-        cut = (
-            planned.tasks
-            | "Spread" >> beam.Reshuffle()
-            | "Cut" >> beam.ParDo(_CutFn(self.media, self.params_hash, self.run_id)).with_outputs(
-                ERRORS, main="clips")
-        )
+        planned = split_outputs(splits, "Plan",
+                                _PlanFn(self.media, self.params_hash, self.run_id), ERRORS,
+                                main="tasks")
+        spread = planned["tasks"] | "Spread" >> beam.Reshuffle()
+        cut = split_outputs(spread, "Cut", _CutFn(self.media, self.params_hash, self.run_id),
+                            ERRORS, main="clips")
         errors = (planned[ERRORS], cut[ERRORS]) | "MergeErrors" >> beam.Flatten()
-        return {"clips": cut.clips, ERRORS: errors}
+        return {"clips": cut["clips"], ERRORS: errors}

@@ -40,7 +40,7 @@ from apache_beam.metrics import Metrics
 
 from pipeline.options import FetchConfig
 from schemas.records import Fetched, Source
-from transforms.errors import ERRORS, SKIPPED, StageMetrics, error_record
+from transforms.errors import ERRORS, SKIPPED, StageMetrics, error_record, split_outputs
 from transforms.media import MediaError, file_digest, forget, is_remote, publish
 from transforms.probe import Skip
 
@@ -462,21 +462,27 @@ def _order(fetched: Fetched) -> tuple[str, str]:
     return base, f"{row:012d}{fetched.source.uri}"
 
 
-def _first_by_content(item: tuple[str, Iterable[Fetched]], keep: bool
-                      ) -> Iterator[Fetched | beam.pvalue.TaggedOutput]:
+class _FirstByContent(beam.DoFn):
     """Same bytes under several uris: the first (manifest order) goes on, the others
     are recorded as skipped duplicates of it."""
-    _, group = item
-    first, *others = sorted(group, key=_order)
-    yield first
-    for dup in others:
-        Metrics.counter(STAGE, "duplicate_content").inc()
-        if not keep:
-            remove_download(dup)
-        yield beam.pvalue.TaggedOutput(SKIPPED, Skip(
-            dup.source.video_id, STAGE,
-            f"same content (sha256 {first.sha256[:12]}…) as {first.source.uri} "
-            f"(video {first.source.video_id})"))
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self.duplicates = Metrics.counter(STAGE, "duplicate_content")
+
+    def process(self, item: tuple[str, Iterable[Fetched]]
+                ) -> Iterator[Fetched | beam.pvalue.TaggedOutput]:
+        _, group = item
+        first, *others = sorted(group, key=_order)
+        yield first
+        for dup in others:
+            self.duplicates.inc()
+            if not self.keep:
+                remove_download(dup)
+            yield beam.pvalue.TaggedOutput(SKIPPED, Skip(
+                dup.source.video_id, STAGE,
+                f"same content (sha256 {first.sha256[:12]}…) as {first.source.uri} "
+                f"(video {first.source.video_id})"))
 
 
 class Fetch(beam.PTransform):
@@ -487,13 +493,13 @@ class Fetch(beam.PTransform):
         self.cfg, self.run_id = cfg, run_id
 
     def expand(self, sources: beam.PCollection) -> dict[str, beam.PCollection]:
-        got = sources | "Get" >> beam.ParDo(_FetchFn(self.cfg, self.run_id)).with_outputs(
-            ERRORS, main="fetched")
-        unique = (
-            got.fetched
+        got = split_outputs(sources, "Get", _FetchFn(self.cfg, self.run_id), ERRORS,
+                            main="fetched")
+        grouped = (
+            got["fetched"]
             | "BySha" >> beam.Map(lambda f: (f.sha256, f))
             | "SameContent" >> beam.GroupByKey()
-            | "FirstCopy" >> beam.FlatMap(_first_by_content, self.cfg.keep_downloads
-                                          ).with_outputs(SKIPPED, main="unique")
         )
-        return {"fetched": unique.unique, SKIPPED: unique[SKIPPED], ERRORS: got[ERRORS]}
+        unique = split_outputs(grouped, "FirstCopy", _FirstByContent(self.cfg.keep_downloads),
+                               SKIPPED, main="unique")
+        return {"fetched": unique["unique"], SKIPPED: unique[SKIPPED], ERRORS: got[ERRORS]}

@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from schemas.records import ErrorRecord, Source
-from transforms.errors import ERRORS, StageMetrics, error_record
+from transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
 
 STAGE = "manifest"
 MANIFEST_EXTENSIONS = ("csv", "tsv", "jsonl", "ndjson", "json", "parquet")
@@ -255,15 +255,12 @@ class ReadManifest(beam.PTransform):
         self.run_id = run_id
         self.exclude = exclude
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
-        listed = (
-            pbegin
-            | "Input" >> beam.Create([self.input_uri])
-            | "Expand" >> beam.ParDo(_ExpandInput(self.extensions, self.run_id, self.exclude)
-                                     ).with_outputs(ERRORS, main="sources")
-        )
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        listed = split_outputs(pbegin | "Input" >> beam.Create([self.input_uri]), "Expand",
+                               _ExpandInput(self.extensions, self.run_id, self.exclude),
+                               ERRORS, main="sources")
         sources = (
-            listed.sources
+            listed["sources"]
             | "ByVideoId" >> beam.Map(lambda s: (s.video_id, s))
             | "Group" >> beam.GroupByKey()
             | "Dedupe" >> beam.Map(_first_of_duplicates)

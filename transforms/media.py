@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -53,6 +54,9 @@ def _stderr_tail(stderr: bytes | str | None, limit: int = 400) -> str:
     if not stderr:
         return ""
     text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    # "[mov,mp4 @ 0x55d1c2]" -> "[mov,mp4]": the address differs on every run, which
+    # would keep equal errors from grouping together.
+    text = re.sub(r" @ 0x[0-9a-fA-F]+\]", "]", text)
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return " | ".join(lines[-3:])[-limit:]
 

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pipeline.options import OcrConfig
 from schemas.records import ClipRecord, OcrLine
-from transforms.errors import ERRORS, StageMetrics, error_record
+from transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
 from transforms.media import MediaError
 
 STAGE = "ocr"
@@ -220,6 +220,6 @@ class OCR(beam.PTransform):
         super().__init__()
         self.cfg, self.run_id = cfg, run_id
 
-    def expand(self, clips: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return clips | "RapidOCR" >> beam.ParDo(_OcrFn(self.cfg, self.run_id)).with_outputs(
-            ERRORS, main="clips")
+    def expand(self, clips: beam.PCollection) -> dict[str, beam.PCollection]:
+        return split_outputs(clips, "RapidOCR", _OcrFn(self.cfg, self.run_id), ERRORS,
+                             main="clips")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from schemas.records import Fetched, ProbedVideo, Source
-from transforms.errors import ERRORS, SKIPPED, StageMetrics, error_record
+from transforms.errors import ERRORS, SKIPPED, StageMetrics, error_record, split_outputs
 from transforms.media import MediaError, NoVideoStream, file_digest, parse_probe, probe
 
 STAGE = "probe"
@@ -73,6 +73,6 @@ class Probe(beam.PTransform):
         super().__init__()
         self.run_id = run_id
 
-    def expand(self, sources: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return sources | "Ffprobe" >> beam.ParDo(_ProbeFn(self.run_id)).with_outputs(
-            ERRORS, SKIPPED, main="videos")
+    def expand(self, fetched: beam.PCollection) -> dict[str, beam.PCollection]:
+        return split_outputs(fetched, "Ffprobe", _ProbeFn(self.run_id), ERRORS, SKIPPED,
+                             main="videos")

@@ -19,7 +19,7 @@ from scenedetect.common import FrameTimecode
 
 from pipeline.options import SplitConfig
 from schemas.records import Boundary, ProbedVideo, ScenedVideo, Span
-from transforms.errors import ERRORS, StageMetrics, error_record
+from transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
 from transforms.media import decode_frames_downscaled
 
 STAGE = "detect_scenes"
@@ -127,6 +127,6 @@ class DetectScenes(beam.PTransform):
         super().__init__()
         self.cfg, self.threads, self.run_id = cfg, threads, run_id
 
-    def expand(self, videos: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return videos | "Detect" >> beam.ParDo(
-            _DetectFn(self.cfg, self.threads, self.run_id)).with_outputs(ERRORS, main="scened")
+    def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
+        return split_outputs(videos, "Detect", _DetectFn(self.cfg, self.threads, self.run_id),
+                             ERRORS, main="scened")

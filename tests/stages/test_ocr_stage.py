@@ -50,7 +50,7 @@ def test_ocr_stage_outputs_and_unreadable_frames(text_video, tmp_path, monkeypat
     first = clips | "OCR1" >> OCR(CFG, "run1")
     # A second OCR transform in the same process shares the loaded engine.
     _ = clips | "OCR2" >> OCR(CFG, "run1")
-    assert_that(first.clips | beam.Map(lambda c: (c.clip_id == headline.clip_id, c.clip_id,
+    assert_that(first["clips"] | beam.Map(lambda c: (c.clip_id == headline.clip_id, c.clip_id,
                                                   c.ocr_text)),
                 equal_to([(True, headline.clip_id, "Breaking News at Nine"),
                           (False, text_free.clip_id, ""),

@@ -85,7 +85,7 @@ def test_probe_outputs(tmp_path, videos):
                                _src(tmp_path / "missing.mp4")]) | Fetch(
         fetch_config(tmp_path), "run1")
     out = fetched["fetched"] | Probe("run1")
-    assert_that(out.videos | beam.Map(lambda v: (v.info.width, v.info.fps, v.info.has_audio)),
+    assert_that(out["videos"] | beam.Map(lambda v: (v.info.width, v.info.fps, v.info.has_audio)),
                 equal_to([(320, 25.0, True)]), label="main")
     assert_that(out[SKIPPED] | beam.Map(lambda s: s.reason),
                 equal_to(["no video stream (streams: audio)"]), label="skipped")
@@ -108,7 +108,7 @@ def test_detect_scenes_outputs(tmp_path, videos, split_cfg):
     not_video = type(good)(_src(text), str(text), good.info)
     p = TestPipeline()
     out = p | beam.Create([good, not_video]) | DetectScenes(split_cfg, 1, "run1")
-    assert_that(out.scened | beam.Map(lambda s: [b.time_s for b in s.boundaries]),
+    assert_that(out["scened"] | beam.Map(lambda s: [b.time_s for b in s.boundaries]),
                 equal_to([[3.0, 7.0, 10.0, 13.0]]), label="main")
     assert_that(out[ERRORS] | beam.Map(lambda e: (e.error_type, "decoded no frame" in e.message)),
                 equal_to([("decode_failed", True)]), label="errors")
@@ -171,3 +171,33 @@ def test_build_video_rows_one_per_source():
                     equal_to([("a", "failed", "no stage reported a result for this video"),
                               ("b", "failed", "probe: bad"),
                               ("c", "skipped", "probe: no video stream")]))
+
+
+def test_split_outputs_routes_tagged_values_like_with_outputs():
+    from transforms.errors import split_outputs
+
+    class Parity(beam.DoFn):
+        def setup(self):
+            self.ready = True
+
+        def process(self, x):
+            assert self.ready  # setup() of the wrapped DoFn ran
+            yield x if x % 2 == 0 else beam.pvalue.TaggedOutput("odd", x)
+            if x == 3:
+                yield beam.pvalue.TaggedOutput("three", "three")
+
+    with TestPipeline() as p:
+        out = split_outputs(p | beam.Create(range(6)), "Split", Parity(), "odd", "three",
+                            main="even")
+        assert_that(out["even"], equal_to([0, 2, 4]), label="even")
+        assert_that(out["odd"], equal_to([1, 3, 5]), label="odd")
+        assert_that(out["three"], equal_to(["three"]), label="three")
+
+
+def test_dask_runner_by_name():
+    from pipeline.run import _runner_aliases
+
+    full = "apache_beam.runners.dask.dask_runner.DaskRunner"
+    assert _runner_aliases(["--runner", "DaskRunner", "--x"]) == ["--runner", full, "--x"]
+    assert _runner_aliases(["--runner=DaskRunner"]) == [f"--runner={full}"]
+    assert _runner_aliases(["--runner", "DirectRunner"]) == ["--runner", "DirectRunner"]

@@ -109,3 +109,11 @@ def test_tools_are_time_limited(videos, monkeypatch):
         for _ in frames:
             pass
     assert e.value.error_type == "timeout"
+
+
+def test_ffmpeg_messages_hold_no_memory_addresses(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    with pytest.raises(MediaError) as e:
+        probe(str(bad))
+    assert "@ 0x" not in str(e.value) and "[mov,mp4" in str(e.value)

@@ -129,9 +129,10 @@ def transcribe_array(model: Any, audio: np.ndarray, cfg: AsrConfig) -> Transcrip
 class WhisperModelHandler(ModelHandler[AsrTask, Any, Any]):
     """RunInference handler: one Whisper per worker process, a video per element.
 
-    run_inference yields (task, outcome) pairs, where outcome is a Transcript plus the
-    voiced regions, or the MediaError that stopped this video (bad audio): one broken
-    video never fails its batch.
+    run_inference yields (task, outcome) pairs, where outcome is the AsrResult, or the
+    exception that stopped this video (bad audio, a backend failure): one broken video
+    never fails its batch. Failures are caught here rather than through RunInference's
+    with_exception_handling, whose extra outputs Beam's DaskRunner mishandles.
     """
 
     def __init__(self, cfg: AsrConfig, max_batch_size: int = 4) -> None:
@@ -154,4 +155,7 @@ class WhisperModelHandler(ModelHandler[AsrTask, Any, Any]):
         from transforms.asr import transcribe_task
 
         for task in batch:
-            yield task, transcribe_task(task, model, self.cfg)
+            try:
+                yield task, transcribe_task(task, model, self.cfg)
+            except Exception as e:  # one video's failure never fails its batch
+                yield task, e
