@@ -192,6 +192,12 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
     if argv is not None:
         argv = _runner_aliases(argv)
+        if "apache_beam.runners.dask.dask_runner.DaskRunner" in " ".join(argv):
+            try:  # registers DaskOptions (--dask_client_address, ...) before parsing
+                import apache_beam.runners.dask.dask_runner  # noqa: F401
+            except ImportError as e:
+                raise ConfigError(f"DaskRunner needs dask: pip install 'dask[distributed]' "
+                                  f"({e})") from e
         check_flags(argv)
     options = (test_pipeline.options if test_pipeline is not None and argv is None
                else PipelineOptions(argv))
@@ -222,8 +228,6 @@ def _runner_aliases(argv: list[str]) -> list[str]:
         name = arg.split("=", 1)[1] if arg.startswith("--runner=") else (
             out[i + 1] if arg == "--runner" and i + 1 < len(out) else None)
         if name in ("DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner"):
-            import apache_beam.runners.dask.dask_runner  # noqa: F401 - registers DaskOptions
-
             full = "apache_beam.runners.dask.dask_runner.DaskRunner"
             if arg.startswith("--runner="):
                 out[i] = f"--runner={full}"

@@ -91,3 +91,20 @@ def test_killed_run_then_rerun_equals_uninterrupted(corpus, reference, tmp_path,
         (inputs, inputs)]
     n, distinct = con.sql("SELECT count(*), count(DISTINCT clip_id) FROM clips").fetchall()[0]
     assert n == distinct
+
+
+def test_rerun_with_nothing_new_does_no_model_work(videos, whisper_tiny_en, tmp_path):
+    from pipeline.run import run
+
+    shutil.copy(videos.cuts, tmp_path / "cuts.mp4")
+    args = ["--input", str(tmp_path / "cuts.mp4"), "--output", str(tmp_path / "out"),
+            "--asr-model", str(whisper_tiny_en), "--clip-media", "none", "--keyframes", "1"]
+    first = run(args)
+    assert first.counter("asr", "processed") == 1 and first.counter("ocr", "processed") == 5
+    again = run(args)
+    assert again.counter("resume", "skipped") == 1
+    for stage in ("fetch", "probe", "detect_scenes", "cut_clips", "ocr", "asr"):
+        assert again.counter(stage, "processed") == 0, stage
+    # RunInference's own count of model calls.
+    assert again.counter("asr_model", "num_inferences") == 0
+    assert first.counter("asr_model", "num_inferences") == 1
