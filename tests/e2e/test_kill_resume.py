@@ -108,3 +108,13 @@ def test_rerun_with_nothing_new_does_no_model_work(videos, whisper_tiny_en, tmp_
     # RunInference's own count of model calls.
     assert again.counter("asr_model", "num_inferences") == 0
     assert first.counter("asr_model", "num_inferences") == 1
+
+
+def test_multi_processing_gives_identical_tables(corpus, reference, tmp_path):
+    """DirectRunner in-memory (the reference) and multi_processing with 2 workers."""
+    from pipeline.run import run
+
+    out = tmp_path / "mp"
+    run(["--input", str(corpus), "--output", str(out), *ARGS, "--direct_num_workers", "2",
+         "--direct_running_mode", "multi_processing"])
+    assert _tables(out) == reference
