@@ -223,7 +223,7 @@ def _http_once(session: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
 
 
 def _stream_body(response: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
-    import requests
+    from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
     declared = response.headers.get("Content-Length")
     expected = int(declared) if declared and declared.isdigit() else None
@@ -240,17 +240,15 @@ def _stream_body(response: Any, url: str, dest: str, cfg: FetchConfig) -> Downlo
                     raise FetchError("too_large", f"body exceeded --max-bytes {cfg.max_bytes}")
                 digest.update(chunk)
                 f.write(chunk)
-    except FetchError:
-        raise
-    except (requests.RequestException, OSError, Exception) as e:
-        kind = type(e).__name__
-        if "Timeout" in kind or "timed out" in str(e):
-            raise FetchError("read_timeout", f"read timed out after {size} bytes "
-                             f"({cfg.read_timeout_s:g} s without data)", retryable=True) from e
-        if "IncompleteRead" in str(e) or "ProtocolError" in kind or "Incomplete" in kind:
-            raise FetchError("truncated", f"body ended after {size} of {expected} bytes",
-                             retryable=True) from e
-        raise FetchError("connection_failed", f"{kind}: {e}", retryable=True) from e
+    except (ReadTimeoutError, TimeoutError) as e:
+        raise FetchError("read_timeout", f"read timed out after {size} bytes "
+                         f"({cfg.read_timeout_s:g} s without data)", retryable=True) from e
+    except ProtocolError as e:  # urllib3 wraps IncompleteRead / a connection closed early
+        raise FetchError("truncated", f"body ended after {size} of {expected} bytes",
+                         retryable=True) from e
+    except OSError as e:
+        raise FetchError("connection_failed", f"{type(e).__name__}: {e}",
+                         retryable=True) from e
     if expected is not None and size != expected:
         raise FetchError("truncated", f"body ended after {size} of {expected} bytes",
                          retryable=True)
