@@ -30,7 +30,7 @@ from schemas.records import (
     Segment,
     Word,
 )
-from transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
+from transforms.errors import ERRORS, StageMetrics, split_outputs
 from transforms.media import MediaError, extract_audio
 from transforms.models.whisper import SAMPLE_RATE, Transcript, transcribe_array
 
@@ -178,10 +178,8 @@ class _Collect(beam.DoFn):
     def process(self, item: tuple[AsrTask, AsrResult | Exception]) -> Iterator[Any]:
         task, outcome = item
         if isinstance(outcome, Exception):
-            self.metrics.failed.inc()
-            yield beam.pvalue.TaggedOutput(ERRORS, error_record(
-                outcome, stage=STAGE, source_uri=task.source_uri, run_id=self.run_id,
-                video_id=task.video_id))
+            yield self.metrics.failure(outcome, source_uri=task.source_uri,
+                run_id=self.run_id, video_id=task.video_id)
             return
         self.metrics.processed.inc()
         self.audio_s.inc(int(round(outcome.audio_s)))

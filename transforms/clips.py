@@ -18,7 +18,7 @@ import apache_beam as beam
 
 from pipeline.options import MediaConfig
 from schemas.records import ClipRecord, ClipTask, Span, SplitVideo
-from transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
+from transforms.errors import ERRORS, StageMetrics, split_outputs
 from transforms.manifest import is_local
 from transforms.media import (
     clip_extension,
@@ -160,10 +160,8 @@ class _PlanFn(beam.DoFn):
         try:
             tasks = plan_clips(split, self.media, self.params_hash)
         except Exception as e:
-            self.metrics.failed.inc()
-            yield beam.pvalue.TaggedOutput(ERRORS, error_record(
-                e, stage=PLAN_STAGE, source_uri=video.source.uri, run_id=self.run_id,
-                video_id=video.video_id))
+            yield self.metrics.failure(e, source_uri=video.source.uri,
+                run_id=self.run_id, video_id=video.video_id)
             return
         self.metrics.processed.inc()
         yield from tasks
@@ -179,10 +177,8 @@ class _CutFn(beam.DoFn):
             try:
                 record = cut_one(task, self.media, self.params_hash, self.run_id)
             except Exception as e:
-                self.metrics.failed.inc()
-                yield beam.pvalue.TaggedOutput(ERRORS, error_record(
-                    e, stage=STAGE, source_uri=task.source_uri, run_id=self.run_id,
-                    video_id=task.video_id, clip_id=task.clip_id))
+                yield self.metrics.failure(e, source_uri=task.source_uri,
+                    run_id=self.run_id, video_id=task.video_id, clip_id=task.clip_id)
                 return
         self.metrics.processed.inc()
         yield record

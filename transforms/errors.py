@@ -33,6 +33,15 @@ class StageMetrics:
         self.failed = Metrics.counter(stage, "failed")
         self.latency_ms = Metrics.distribution(stage, "latency_ms")
 
+    def failure(self, exc: BaseException, *, source_uri: str, run_id: str,
+                video_id: str | None = None, clip_id: str | None = None
+                ) -> beam.pvalue.TaggedOutput:
+        """Count a failed element and make its error row for the 'errors' output."""
+        self.failed.inc()
+        return beam.pvalue.TaggedOutput(ERRORS, error_record(
+            exc, stage=self.stage, source_uri=source_uri, run_id=run_id, video_id=video_id,
+            clip_id=clip_id))
+
     @contextmanager
     def timed(self) -> Iterator[None]:
         start = time.perf_counter()

@@ -40,7 +40,7 @@ from apache_beam.metrics import Metrics
 
 from pipeline.options import FetchConfig
 from schemas.records import Fetched, Source
-from transforms.errors import ERRORS, SKIPPED, StageMetrics, error_record, split_outputs
+from transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
 from transforms.media import MediaError, file_digest, forget, is_remote, publish
 from transforms.probe import Skip
 
@@ -441,10 +441,8 @@ class _FetchFn(beam.DoFn):
                 fetched = fetch_source(source, self.cfg, limiter_for(self.cfg),
                                        on_retry=lambda e: self.retries.inc())
             except Exception as e:
-                self.metrics.failed.inc()
-                yield beam.pvalue.TaggedOutput(ERRORS, error_record(
-                    e, stage=STAGE, source_uri=source.uri, run_id=self.run_id,
-                    video_id=source.video_id))
+                yield self.metrics.failure(e, source_uri=source.uri,
+                    run_id=self.run_id, video_id=source.video_id)
                 return
         self.metrics.processed.inc()
         self.bytes.inc(fetched.bytes)

@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from schemas.records import ErrorRecord, Source
-from transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
+from transforms.errors import ERRORS, StageMetrics, split_outputs
 
 STAGE = "manifest"
 MANIFEST_EXTENSIONS = ("csv", "tsv", "jsonl", "ndjson", "json", "parquet")
@@ -224,10 +224,7 @@ class _ExpandInput(beam.DoFn):
                                     run_id=self.run_id),
                     )
         except Exception as e:  # an unreadable manifest: one error row, not a crash
-            self.metrics.failed.inc()
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, error_record(e, stage=STAGE, source_uri=input_uri, run_id=self.run_id)
-            )
+            yield self.metrics.failure(e, source_uri=input_uri, run_id=self.run_id)
 
 
 def _origin_order(source: Source) -> tuple[str, int]:

@@ -196,10 +196,8 @@ class _OcrFn(beam.DoFn):
             try:
                 result, failures = ocr_clip(clip, self.engine, self.cfg)
             except Exception as e:  # a bug or an engine failure: keep the clip, record it
-                self.metrics.failed.inc()
-                yield beam.pvalue.TaggedOutput(ERRORS, error_record(
-                    e, stage=STAGE, source_uri=clip.source_uri, run_id=self.run_id,
-                    video_id=clip.video_id, clip_id=clip.clip_id))
+                yield self.metrics.failure(e, source_uri=clip.source_uri,
+                    run_id=self.run_id, video_id=clip.video_id, clip_id=clip.clip_id)
                 yield clip
                 return
         for failure in failures:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from schemas.records import Fetched, ProbedVideo, Source
-from transforms.errors import ERRORS, SKIPPED, StageMetrics, error_record, split_outputs
+from transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
 from transforms.media import MediaError, NoVideoStream, file_digest, parse_probe, probe
 
 STAGE = "probe"
@@ -55,12 +55,8 @@ class _ProbeFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(SKIPPED, Skip(source.video_id, STAGE, str(e)))
                 return
             except Exception as e:
-                self.metrics.failed.inc()
-                yield beam.pvalue.TaggedOutput(
-                    ERRORS,
-                    error_record(e, stage=STAGE, source_uri=source.uri, run_id=self.run_id,
-                                 video_id=source.video_id),
-                )
+                yield self.metrics.failure(e, source_uri=source.uri, run_id=self.run_id,
+                                           video_id=source.video_id)
                 return
         self.metrics.processed.inc()
         yield probed

@@ -19,7 +19,7 @@ from scenedetect.common import FrameTimecode
 
 from pipeline.options import SplitConfig
 from schemas.records import Boundary, ProbedVideo, ScenedVideo, Span
-from transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
+from transforms.errors import ERRORS, StageMetrics, split_outputs
 from transforms.media import decode_frames_downscaled
 
 STAGE = "detect_scenes"
@@ -111,10 +111,8 @@ class _DetectFn(beam.DoFn):
             try:
                 scened = detect_scenes(video, self.cfg, self.threads)
             except Exception as e:
-                self.metrics.failed.inc()
-                yield beam.pvalue.TaggedOutput(ERRORS, error_record(
-                    e, stage=STAGE, source_uri=video.source.uri, run_id=self.run_id,
-                    video_id=video.video_id))
+                yield self.metrics.failure(e, source_uri=video.source.uri,
+                    run_id=self.run_id, video_id=video.video_id)
                 return
         self.metrics.processed.inc()
         yield scened
