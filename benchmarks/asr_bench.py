@@ -86,7 +86,7 @@ def main() -> None:
             rows.append((backend, label, t_load, elapsed / result.audio_s,
                          f"{wer(speech.reference, text):.1%}" if real else "n/a"))
         base = ["--input", str(speech.video), "--min-clip-s", "0", "--clip-media", "copy",
-                "--no-ocr"]
+                "--no-clip", "--no-ocr"]
         start = time.perf_counter()
         run([*base, "--output", str(tmp / "no-asr"), "--no-asr"])
         t_without = time.perf_counter() - start

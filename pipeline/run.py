@@ -29,11 +29,11 @@ from transforms.media import ffmpeg_version
 log = logging.getLogger("vidcurate")
 
 # Stages in graph order, for reports.
-STAGES = ("manifest", "resume", "fetch", "probe", "detect_scenes", "clip_rules", "plan_clips",
-          "cut_clips", "ocr", "asr")
+STAGES = ("manifest", "resume", "fetch", "probe", "detect_scenes", "stitch", "clip_rules",
+          "plan_clips", "cut_clips", "ocr", "asr", "clip_embed", "teachers", "score_captions")
 _PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "numpy",
              "opencv-python-headless", "rapidocr", "onnxruntime", "faster-whisper",
-             "ctranslate2", "openai-whisper")
+             "ctranslate2", "openai-whisper", "torch", "open_clip_torch")
 
 
 @dataclass
@@ -106,6 +106,15 @@ def check_environment(cfg: RunConfig) -> RunConfig:
         except MissingExtra as e:
             raise ConfigError(str(e)) from e
         log.info("ASR: %s (%s)", cfg.asr.model_id, cfg.asr.model_path or "by name")
+    if cfg.clip.enabled:
+        from transforms.models import MissingExtra
+        from transforms.models.clip import resolve_clip
+
+        try:
+            cfg = cfg.with_clip(resolve_clip(cfg.clip))
+        except MissingExtra as e:
+            raise ConfigError(str(e)) from e
+        log.info("CLIP: %s (%s)", cfg.clip.model_id, cfg.clip.checkpoint_path or "by name")
     return cfg
 
 
@@ -175,7 +184,24 @@ def runs_row(outcome: RunOutcome, options: PipelineOptions, status: str) -> dict
         "versions_json": json.dumps(versions(), sort_keys=True),
         "counts": counts,
         "schema_version": SCHEMA_VERSION,
+        "clip_model": cfg.clip.model_id if cfg.clip.enabled else None,
+        "notes": run_notes(cfg),
     }
+
+
+def run_notes(cfg: RunConfig) -> list[str]:
+    """What someone reading this run's rows must know about how they were made."""
+    notes = []
+    if not cfg.clip.enabled:
+        notes.append("CLIP was off (--no-clip or no weights): no semantic stitching, no clip "
+                     "embeddings, no CLIP scores; captions were selected by teacher priority")
+    elif cfg.split.stitch is None:
+        notes.append("semantic stitching was off (--no-stitch): every cut-scene is an event")
+    if not cfg.asr.enabled:
+        notes.append("ASR was off (--no-asr): no transcripts")
+    if not cfg.ocr.enabled:
+        notes.append("OCR was off (--no-ocr): no on-screen text")
+    return notes
 
 
 def _jsonable(value: Any) -> bool:

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 VIDEO_STATUSES = ("ok", "failed", "skipped")
 BOUNDARY_KINDS = ("detected", "forced")
 
@@ -102,6 +104,10 @@ class Boundary:
     frame: int
     time_s: float
     kind: str  # "detected" by the cut detector or "forced" in a long shot
+    # Set by semantic stitching: the CLIP distance across the boundary (end frame of the
+    # event before, start frame of the shot after) and whether the two were merged.
+    distance: float | None = None
+    merged: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,27 @@ class ScenedVideo:
     shots: tuple[Span, ...]
     decoded_frames: int
     detect_note: str | None = None  # e.g. the decoder stopped early on a damaged file
+    # Semantic stitching: events (merged cut-scenes) replace shots for the clip rules;
+    # None when stitching is off.
+    events: tuple[Span, ...] | None = None
+    stitch_dropped: tuple[DroppedShot, ...] = ()
+
+    @property
+    def units(self) -> tuple[Span, ...]:
+        """What the clip rules split: events when stitched, else the shots."""
+        return self.shots if self.events is None else self.events
+
+
+@dataclass(frozen=True)
+class DroppedShot:
+    """A cut-scene or event that stitching dropped, with the rule and the distance."""
+
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    reason: str  # transition | frames_unreadable | still | redundant
+    distance: float | None
 
 
 @dataclass(frozen=True)
@@ -242,6 +269,15 @@ class ClipRecord:
     transcript_segments: tuple[Segment, ...] | None = None
     transcript_words: tuple[Word, ...] | None = None
     transcript_dropped: tuple[DroppedSegment, ...] | None = None
+    # CLIP: the mean of the keyframes' L2-normalised embeddings (written), and the
+    # keyframe embeddings themselves (kept for caption scoring, not written).
+    clip_embedding: np.ndarray | None = field(default=None, compare=False)
+    keyframe_embeddings: np.ndarray | None = field(default=None, compare=False, repr=False)
+    clip_model: str | None = None
+    best_caption: str | None = None
+    best_teacher: str | None = None
+    clip_score: float | None = None  # the selected caption's cosine with the clip embedding
+    selection_method: str | None = None  # clip | priority (no CLIP scores to compare)
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -274,6 +310,56 @@ class ClipRecord:
                 dataclasses.asdict(w) for w in self.transcript_words],
             "transcript_dropped": None if self.transcript_dropped is None else [
                 dataclasses.asdict(d) for d in self.transcript_dropped],
+            "clip_embedding": None if self.clip_embedding is None else
+            self.clip_embedding.astype(np.float32).tolist(),
+            "clip_model": self.clip_model,
+            "best_caption": self.best_caption,
+            "best_teacher": self.best_teacher,
+            "clip_score": self.clip_score,
+            "selection_method": self.selection_method,
+            "run_id": self.run_id,
+        }
+
+
+@dataclass(frozen=True)
+class CaptionCandidate:
+    """One caption a teacher proposes for a clip."""
+
+    clip_id: str
+    video_id: str
+    teacher: str
+    model: str | None
+    prompt: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class CaptionRow:
+    """A candidate after scoring: its CLIP scores, rank among the clip's candidates and
+    whether it was selected."""
+
+    candidate: CaptionCandidate
+    clip_score: float | None  # cosine of text and clip embedding; None without CLIP
+    clip_score_max_frame: float | None  # best cosine with any single keyframe
+    rank: int
+    selected: bool
+    selection_method: str  # clip | priority
+    run_id: str
+
+    def to_row(self) -> dict[str, Any]:
+        c = self.candidate
+        return {
+            "clip_id": c.clip_id,
+            "video_id": c.video_id,
+            "teacher": c.teacher,
+            "model": c.model,
+            "prompt": c.prompt,
+            "text": c.text,
+            "clip_score": self.clip_score,
+            "clip_score_max_frame": self.clip_score_max_frame,
+            "rank": self.rank,
+            "selected": self.selected,
+            "selection_method": self.selection_method,
             "run_id": self.run_id,
         }
 
@@ -317,6 +403,8 @@ class VideoRow:
     failed_clip_count: int = 0
     asr: AsrResult | None = None
     fetched: Fetched | None = None
+    event_count: int | None = None  # after stitching; None when stitching is off
+    stitch_dropped: tuple[DroppedShot, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in VIDEO_STATUSES:
@@ -338,6 +426,8 @@ class VideoRow:
             **info,
             "shot_boundaries": [dataclasses.asdict(b) for b in self.boundaries],
             "shot_count": self.shot_count,
+            "event_count": self.event_count,
+            "stitch_dropped": [dataclasses.asdict(d) for d in self.stitch_dropped],
             "clip_count": self.clip_count,
             "failed_clip_count": self.failed_clip_count,
             "language": self.asr.language if self.asr else None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 METADATA_KEY = b"vidcurate.schema"
 
 BOUNDARY = pa.struct(
@@ -17,6 +17,19 @@ BOUNDARY = pa.struct(
         pa.field("frame", pa.int64()),
         pa.field("time_s", pa.float64()),
         pa.field("kind", pa.string()),
+        pa.field("distance", pa.float32()),
+        pa.field("merged", pa.bool_()),
+    ]
+)
+
+DROPPED_SHOT = pa.struct(
+    [
+        pa.field("start_frame", pa.int64()),
+        pa.field("end_frame", pa.int64()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("reason", pa.string()),
+        pa.field("distance", pa.float32()),
     ]
 )
 
@@ -101,6 +114,8 @@ VIDEOS = _schema(
         pa.field("content_sha256", pa.string()),
         pa.field("shot_boundaries", pa.list_(BOUNDARY)),
         pa.field("shot_count", pa.int32()),
+        pa.field("event_count", pa.int32()),
+        pa.field("stitch_dropped", pa.list_(DROPPED_SHOT)),
         pa.field("clip_count", pa.int32()),
         pa.field("failed_clip_count", pa.int32()),
         pa.field("language", pa.string()),
@@ -140,6 +155,14 @@ CLIPS = _schema(
         pa.field("transcript_segments", pa.list_(SEGMENT)),
         pa.field("transcript_words", pa.list_(WORD)),
         pa.field("transcript_dropped", pa.list_(DROPPED)),
+        # Fixed-size per run (the model's dimension, see clips_schema); DuckDB reads it
+        # as FLOAT[n], ready for array_cosine_similarity.
+        pa.field("clip_embedding", pa.list_(pa.float32())),
+        pa.field("clip_model", pa.string()),
+        pa.field("best_caption", pa.string()),
+        pa.field("best_teacher", pa.string()),
+        pa.field("clip_score", pa.float32()),
+        pa.field("selection_method", pa.string()),
         pa.field("run_id", pa.string(), nullable=False),
     ],
 )
@@ -156,8 +179,10 @@ CAPTIONS = _schema(
         pa.field("prompt", pa.string()),
         pa.field("text", pa.string()),
         pa.field("clip_score", pa.float32()),
+        pa.field("clip_score_max_frame", pa.float32()),
         pa.field("rank", pa.int32()),
         pa.field("selected", pa.bool_()),
+        pa.field("selection_method", pa.string()),
         pa.field("run_id", pa.string(), nullable=False),
     ],
 )
@@ -192,8 +217,22 @@ RUNS = _schema(
         pa.field("versions_json", pa.string()),
         pa.field("counts", pa.list_(COUNT)),
         pa.field("schema_version", pa.string()),
+        pa.field("clip_model", pa.string()),  # null: the run had no CLIP
+        pa.field("notes", pa.list_(pa.string())),  # what a reader of the data must know
     ],
 )
+
+
+
+def table_schema(table: str, embedding_dim: int | None = None) -> pa.Schema:
+    """A table's schema; with embedding_dim, clips.clip_embedding is a fixed-size list."""
+    schema = TABLES[table]
+    if table == "clips" and embedding_dim:
+        i = schema.get_field_index("clip_embedding")
+        schema = schema.set(i, pa.field("clip_embedding", pa.list_(pa.float32(),
+                                                                   embedding_dim)))
+    return schema
+
 
 TABLES: dict[str, pa.Schema] = {
     "videos": VIDEOS,

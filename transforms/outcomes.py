@@ -52,7 +52,10 @@ def video_outcome(
     common: dict[str, Any] = {"source": source, "run_id": run_id, "info": info, "asr": asr,
                               "fetched": fetched}
     if split is not None:
-        common.update(boundaries=split.scened.boundaries, shot_count=len(split.scened.shots))
+        scened = split.scened
+        common.update(boundaries=scened.boundaries, shot_count=len(scened.shots),
+                      event_count=None if scened.events is None else len(scened.events),
+                      stitch_dropped=scened.stitch_dropped)
     if video_errors:
         first = video_errors[0]
         return VideoRow(status="failed", reason=f"{first.stage}: {first.message}", **common)

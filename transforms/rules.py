@@ -1,12 +1,13 @@
 """ApplyClipRules: shots -> clip spans (trim, min / max length), with a reason when none.
 
-Runs after cut detection (and, once it exists, semantic stitching). An empty result
+Runs after cut detection and semantic stitching, on events (or shots, unstitched). An empty result
 is a valid outcome: the video gets status 'skipped' and the reason, never an error.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import apache_beam as beam
 
@@ -55,8 +56,16 @@ def make_spans(
 
 
 def apply_rules(scened: ScenedVideo, cfg: SplitConfig) -> SplitVideo:
-    spans, reason = make_spans(scened.shots, scened.video.info.fps, cfg)
+    if scened.events == () and scened.shots:
+        return SplitVideo(scened=scened, spans=(), reason=stitch_reason(scened))
+    spans, reason = make_spans(scened.units, scened.video.info.fps, cfg)
     return SplitVideo(scened=scened, spans=spans, reason=reason)
+
+
+def stitch_reason(scened: ScenedVideo) -> str:
+    counts = Counter(d.reason for d in scened.stitch_dropped)
+    detail = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(counts.items()))
+    return f"stitching dropped all {len(scened.shots)} cut-scenes ({detail})"
 
 
 class _RulesFn(beam.DoFn):

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.tables import TABLES
+from schemas.tables import TABLES, table_schema
 from transforms.manifest import is_local
 
 
@@ -28,9 +28,11 @@ def table_dir(output: str, table: str) -> str:
 class WriteTable(beam.PTransform):
     """Records with ``to_row()`` -> Parquet shards of one table."""
 
-    def __init__(self, output: str, table: str, run_id: str) -> None:
+    def __init__(self, output: str, table: str, run_id: str,
+                 embedding_dim: int | None = None) -> None:
         super().__init__()
         self.output, self.table, self.run_id = output, table, run_id
+        self.embedding_dim = embedding_dim
 
     def expand(self, records: beam.PCollection) -> beam.pvalue.PDone:
         return (
@@ -38,7 +40,7 @@ class WriteTable(beam.PTransform):
             | "ToRow" >> beam.Map(lambda r: r.to_row())
             | "Parquet" >> beam.io.WriteToParquet(
                 file_path_prefix=f"{table_dir(self.output, self.table)}/{self.run_id}",
-                schema=TABLES[self.table],
+                schema=table_schema(self.table, self.embedding_dim),
                 file_name_suffix=".parquet",
                 codec="zstd",
             )

@@ -84,7 +84,7 @@ def copy_run(input_folder, tmp_path_factory, whisper_tiny_en):
     cwd = tmp_path_factory.mktemp("cwd")
     # Every stage on, ASR with the offline tiny.en: bad files meet all of them.
     proc = run_cli("run", "--input", str(input_folder), "--output", str(out), "--keyframes", "2",
-                   "--asr-model", str(whisper_tiny_en), cwd=cwd)
+                   "--no-clip", "--asr-model", str(whisper_tiny_en), cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return out, proc, cwd
 
@@ -157,7 +157,7 @@ def test_clip_ids_unique_and_stable_across_runs(copy_run, input_folder, tmp_path
     second_out = tmp_path / "second"
     outcome = run(
         [
-            "--input",
+            "--no-clip", "--input",
             str(input_folder),
             "--output",
             str(second_out),
@@ -176,7 +176,7 @@ def test_clip_ids_unique_and_stable_across_runs(copy_run, input_folder, tmp_path
 def test_rerun_into_same_output_shows_each_clip_once(input_folder, tmp_path):
     out = tmp_path / "out"
     args = ["--input", str(input_folder), "--output", str(out), "--keyframes", "0", "--no-ocr",
-            "--no-asr"]
+            "--no-clip", "--no-asr"]
     first = run(args)
     second = run([*args, "--force"])  # redo everything: the latest complete run wins
     con = connect(str(out))
@@ -228,7 +228,7 @@ def test_exact_clips_match_spans_within_one_frame(input_folder, tmp_path):
     out = tmp_path / "exact"
     src = input_folder / "cuts.mp4"
     run(["--input", str(src), "--output", str(out), "--clip-media", "exact", "--keyframes", "0",
-         "--no-ocr", "--no-asr"])
+         "--no-clip", "--no-ocr", "--no-asr"])
     clips = _rows(connect(str(out)), "SELECT * FROM clips ORDER BY start_s")
     assert len(clips) == 5
     for c in clips:
@@ -297,11 +297,11 @@ def test_query_is_read_only(copy_run):
 
 def test_configuration_errors_fail_fast(tmp_path):
     out = tmp_path / "never"
-    bad = run_cli("run", "--input", str(tmp_path / "nothing"), "--output", str(out))
+    bad = run_cli("run", "--no-clip", "--input", str(tmp_path / "nothing"), "--output", str(out))
     assert bad.returncode == 2 and "does not exist" in bad.stderr
     bad = run_cli(
         "run",
-        "--input",
+        "--no-clip", "--input",
         str(tmp_path),
         "--output",
         str(out),
@@ -312,7 +312,8 @@ def test_configuration_errors_fail_fast(tmp_path):
     )
     assert bad.returncode == 2 and "--max-clip-s" in bad.stderr
     assert not out.exists()
-    typo = run_cli("run", "--input", str(tmp_path), "--output", str(out), "--min-clips-s", "9")
+    typo = run_cli("run", "--no-clip", "--input", str(tmp_path), "--output", str(out),
+                   "--min-clips-s", "9")
     assert typo.returncode == 2 and "did you mean --min-clip-s" in typo.stderr
     assert not out.exists()
     help_text = run_cli("run", "--help")
@@ -325,7 +326,7 @@ def test_multi_process_direct_runner_gives_the_same_clips(input_folder, copy_run
     out = tmp_path / "mp"
     outcome = run(
         [
-            "--input",
+            "--no-clip", "--input",
             str(input_folder),
             "--output",
             str(out),
@@ -349,7 +350,7 @@ def test_multi_process_direct_runner_gives_the_same_clips(input_folder, copy_run
 
 def test_rerun_resumes_skips_done_videos_and_retries_failed(input_folder, tmp_path):
     out = tmp_path / "out"
-    args = ["--input", str(input_folder), "--output", str(out), "--keyframes", "1",
+    args = ["--no-clip", "--input", str(input_folder), "--output", str(out), "--keyframes", "1",
             "--clip-media", "none", "--no-ocr", "--no-asr"]
     first = run(args)
     con = connect(str(out))

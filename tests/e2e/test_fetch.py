@@ -49,7 +49,7 @@ def url_run(server, videos, tmp_path_factory):
     (d / "urls.csv").write_text("\n".join(lines) + "\n")
     out, work = d / "out", d / "work"
     max_bytes = int(videos.cuts.stat().st_size * 1.5)
-    proc = run_cli("run", "--input", str(d / "urls.csv"), "--output", str(out),
+    proc = run_cli("run", "--no-clip", "--input", str(d / "urls.csv"), "--output", str(out),
                    "--work-dir", str(work), "--max-bytes", str(max_bytes), *QUICK)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, work, server
@@ -119,7 +119,7 @@ def test_same_url_twice_is_one_video_and_downloads_are_cleaned(url_run):
 def test_rate_limit_per_host(server, tmp_path):
     (tmp_path / "rated.csv").write_text(
         "uri\n" + "".join(f"{server.base}/rated.mp4?n={i}\n" for i in range(6)))
-    run(["--input", str(tmp_path / "rated.csv"), "--output", str(tmp_path / "out"),
+    run(["--no-clip", "--input", str(tmp_path / "rated.csv"), "--output", str(tmp_path / "out"),
          "--work-dir", str(tmp_path / "work"), *QUICK[:-8], "--rate-per-host", "4",
          "--no-asr", "--no-ocr", "--clip-media", "none", "--keyframes", "0",
          "--direct_num_workers", "3", "--direct_running_mode", "multi_threading"])
@@ -132,7 +132,7 @@ def test_rate_limit_per_host(server, tmp_path):
 def test_video_sites_go_through_ytdlp(server, tmp_path, monkeypatch):
     (tmp_path / "site.csv").write_text(f"uri\n{server.base}/ok.mp4\n{server.base}/missing.mp4\n")
     out = tmp_path / "out"
-    run(["--input", str(tmp_path / "site.csv"), "--output", str(out), "--work-dir",
+    run(["--no-clip", "--input", str(tmp_path / "site.csv"), "--output", str(out), "--work-dir",
          str(tmp_path / "work"), "--ytdlp-hosts", "127.0.0.1", *QUICK])
     videos = {r["source_uri"].rsplit("/", 1)[-1]: r for r in _rows(out, "SELECT * FROM videos")}
     assert videos["ok.mp4"]["status"] == "ok"
@@ -142,7 +142,7 @@ def test_video_sites_go_through_ytdlp(server, tmp_path, monkeypatch):
     # Without yt-dlp installed: a clear error row, not a crash.
     monkeypatch.setitem(sys.modules, "yt_dlp", None)
     out2 = tmp_path / "out2"
-    run(["--input", str(tmp_path / "site.csv"), "--output", str(out2), "--work-dir",
+    run(["--no-clip", "--input", str(tmp_path / "site.csv"), "--output", str(out2), "--work-dir",
          str(tmp_path / "work2"), "--ytdlp-hosts", "127.0.0.1", *QUICK])
     assert {e["error_type"] for e in _errors(out2).values()} == {"ytdlp_missing"}
 
@@ -150,7 +150,7 @@ def test_video_sites_go_through_ytdlp(server, tmp_path, monkeypatch):
 def test_private_addresses_refused_when_asked(server, tmp_path):
     (tmp_path / "m.csv").write_text(f"uri\n{server.base}/ok.mp4?private\n")
     out = tmp_path / "out"
-    run(["--input", str(tmp_path / "m.csv"), "--output", str(out), "--work-dir",
+    run(["--no-clip", "--input", str(tmp_path / "m.csv"), "--output", str(out), "--work-dir",
          str(tmp_path / "w"), "--refuse-private-addresses", *QUICK])
     (error,) = _errors(out).values()
     assert error["error_type"] == "refused_address" and "127.0.0.1" in error["message"]
@@ -193,7 +193,7 @@ def test_shared_work_dir_stages_downloads_and_reads_bucket_objects(server, video
     (tmp_path / "m.csv").write_text(
         f"uri\n{server.base}/flaky.mp4?staged\nstagefs:/{bucket}/in/clip.mp4\n")
     out = tmp_path / "out"
-    run(["--input", str(tmp_path / "m.csv"), "--output", str(out),
+    run(["--no-clip", "--input", str(tmp_path / "m.csv"), "--output", str(out),
          "--work-dir", f"stagefs:/{bucket}/work", "--allow-schemes", "http,stagefs",
          *QUICK[:-4], "--clip-media", "exact", "--keyframes", "1", "--no-ocr"])
     videos_ = {r["source_uri"].rsplit("/", 1)[-1]: r for r in _rows(out, "SELECT * FROM videos")}

@@ -31,9 +31,9 @@ def corpus(videos, tmp_path_factory) -> Path:
 
 def _cli(corpus: Path, out: Path) -> subprocess.Popen:
     exe = Path(sys.executable).parent / "vidcurate"
-    return subprocess.Popen([str(exe), "run", "--input", str(corpus), "--output", str(out),
-                             *ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen([str(exe), "run", "--no-clip", "--input", str(corpus),
+                             "--output", str(out), *ARGS], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _relative(value, out: str):
@@ -97,7 +97,7 @@ def test_rerun_with_nothing_new_does_no_model_work(videos, whisper_tiny_en, tmp_
     from pipeline.run import run
 
     shutil.copy(videos.cuts, tmp_path / "cuts.mp4")
-    args = ["--input", str(tmp_path / "cuts.mp4"), "--output", str(tmp_path / "out"),
+    args = ["--no-clip", "--input", str(tmp_path / "cuts.mp4"), "--output", str(tmp_path / "out"),
             "--asr-model", str(whisper_tiny_en), "--clip-media", "none", "--keyframes", "1"]
     first = run(args)
     assert first.counter("asr", "processed") == 1 and first.counter("ocr", "processed") == 5
@@ -116,5 +116,5 @@ def test_multi_processing_gives_identical_tables(corpus, reference, tmp_path):
 
     out = tmp_path / "mp"
     run(["--input", str(corpus), "--output", str(out), *ARGS, "--direct_num_workers", "2",
-         "--direct_running_mode", "multi_processing"])
+         "--no-clip", "--direct_running_mode", "multi_processing"])
     assert _tables(out) == reference

@@ -96,7 +96,7 @@ def _videos(out: Path) -> dict[str, dict]:
 def speech_run(speech, whisper_tiny_en, tmp_path_factory):
     out = tmp_path_factory.mktemp("asr") / "out"
     # Every shot becomes a clip (bikes' shots are short), so the clips cover the video.
-    run(["--input", str(speech.video), "--output", str(out), "--asr-model",
+    run(["--no-clip", "--input", str(speech.video), "--output", str(out), "--asr-model",
          str(whisper_tiny_en), "--min-clip-s", "0", "--clip-media", "none", "--no-ocr",
          "--keyframes", "1"])
     return out
@@ -138,7 +138,7 @@ def test_speech_across_cuts_is_neither_lost_nor_duplicated(speech, speech_run,
 def sounds_run(sounds, whisper_tiny_en, tmp_path_factory):
     out = tmp_path_factory.mktemp("sounds") / "out"
     run(["--input", str(sounds), "--output", str(out), "--asr-model", str(whisper_tiny_en),
-         "--clip-media", "none", "--no-ocr", "--keyframes", "1"])
+         "--no-clip", "--clip-media", "none", "--no-ocr", "--keyframes", "1"])
     return out
 
 
@@ -166,7 +166,8 @@ def test_missing_and_corrupt_audio_have_clear_outcomes(sounds_run):
 
 def test_openai_whisper_backend_runs_end_to_end(speech, openai_whisper_checkpoint, tmp_path):
     out = tmp_path / "ow"
-    run(["--input", str(speech.video), "--output", str(out), "--asr-backend", "openai-whisper",
+    run(["--no-clip", "--input", str(speech.video), "--output", str(out),
+         "--asr-backend", "openai-whisper",
          "--asr-model", str(openai_whisper_checkpoint), "--no-asr-vad", "--asr-beam-size", "1",
          "--asr-temperature", "0",
          "--min-clip-s", "0", "--clip-media", "none", "--no-ocr", "--keyframes", "1"])
@@ -186,7 +187,7 @@ def test_openai_whisper_backend_runs_end_to_end(speech, openai_whisper_checkpoin
 
 
 def test_models_that_cannot_be_had_fail_before_the_graph(tmp_path, videos):
-    base = ["--input", str(videos.cuts), "--output", str(tmp_path / "out")]
+    base = ["--no-clip", "--input", str(videos.cuts), "--output", str(tmp_path / "out")]
     with pytest.raises(ConfigError, match="--asr-model PATH"):
         run([*base, "--asr-model", str(tmp_path / "no-such-model")])
     (tmp_path / "empty").mkdir()

@@ -69,7 +69,8 @@ def test_merge_drops_repeats_across_keyframes():
 @pytest.fixture(scope="module")
 def ocr_output(text_video, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ocr-run") / "out"
-    run(["--input", str(text_video), "--output", str(out), "--clip-media", "none", "--no-asr"])
+    run(["--no-clip", "--input", str(text_video), "--output", str(out), "--clip-media", "none",
+         "--no-asr"])
     return out
 
 
@@ -117,7 +118,7 @@ def test_lines_carry_boxes_and_frames(ocr_output):
 def test_real_text_image_words_are_found(opencv_media, tmp_path):
     video = still_video(opencv_media / "imageTextN.png", tmp_path / "page.mp4")
     out = tmp_path / "out"
-    run(["--input", str(video), "--output", str(out), "--clip-media", "none",
+    run(["--no-clip", "--input", str(video), "--output", str(out), "--clip-media", "none",
          "--keyframes", "1", "--no-asr"])
     text = _clips(out)[0]["ocr_text"].casefold()
     for word in ("technical details", "implementation", "projects", "conference",
@@ -127,7 +128,7 @@ def test_real_text_image_words_are_found(opencv_media, tmp_path):
 
 def test_min_confidence_option_filters_lines(text_video, tmp_path):
     out = tmp_path / "strict"
-    run(["--input", str(text_video), "--output", str(out), "--clip-media", "none",
+    run(["--no-clip", "--input", str(text_video), "--output", str(out), "--clip-media", "none",
          "--keyframes", "1", "--ocr-min-confidence", "0.995", "--no-asr"])
     lines = [ln for clip in _clips(out) for ln in clip["ocr_lines"]]
     assert lines  # the clean drawtext lines are read with confidence above 0.995
@@ -149,5 +150,5 @@ def test_missing_ocr_extra_stops_before_the_graph(videos, tmp_path, monkeypatch)
 
     monkeypatch.setitem(sys.modules, "rapidocr", None)
     with pytest.raises(ConfigError, match=r"pip install 'vidcurate\[ocr\]', or run with --no-ocr"):
-        run(["--input", str(videos.cuts), "--output", str(tmp_path / "o"), "--no-asr"])
+        run(["--no-clip", "--input", str(videos.cuts), "--output", str(tmp_path / "o"), "--no-asr"])
     assert not (tmp_path / "o").exists()

@@ -1,0 +1,213 @@
+"""open_clip behind one Beam RunInference ModelHandler: image and text towers.
+
+Users name a model and a pretrained tag (downloaded on their machine, e.g. ViT-B-32 /
+laion2b_s34b_b79k) or pass a local checkpoint, plus a JSON model config for an
+architecture open_clip does not ship. The launcher resolves the weights before the
+graph is built (`resolve_clip`), so weights that cannot be had stop the run with a
+message saying how to pass a local path; workers then load the model once per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler
+
+from pipeline.options import ClipConfig, ConfigError
+from transforms.models import import_open_clip
+
+OFFLINE_HINT = (
+    "On a machine without internet pass local weights with --clip-pretrained PATH (an "
+    "open_clip checkpoint file, e.g. open_clip_model.safetensors from the model's Hugging "
+    "Face repository, copied from a machine that has it) and, for an architecture "
+    "open_clip does not know, --clip-model-config JSON; or run with --no-clip."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedRequest:
+    """One thing to embed: an RGB image (H x W x 3 uint8) or a text; key says whose."""
+
+    key: Any
+    image: np.ndarray | None = None
+    text: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedClip:
+    model: Any
+    preprocess: Any
+    tokenizer: Any
+    dim: int
+
+
+def _register_config(cfg: ClipConfig) -> None:
+    open_clip = import_open_clip()
+    if cfg.model_config:
+        name = os.path.splitext(os.path.basename(cfg.model_config))[0]
+        if name != cfg.model:
+            raise ConfigError(f"--clip-model-config {cfg.model_config!r} defines model "
+                              f"{name!r} (its file name) but --clip-model is {cfg.model!r}")
+        open_clip.add_model_config(cfg.model_config)
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cached_or_downloaded(pretrained_cfg: dict[str, Any]) -> str:
+    """The weights file: from the local cache when present, else downloaded once."""
+    open_clip = import_open_clip()
+    hub = pretrained_cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(hub)
+        names = [filename] if filename else ["open_clip_model.safetensors",
+                                             "open_clip_pytorch_model.bin"]
+        for name in names:
+            hit = try_to_load_from_cache(repo, name)
+            if isinstance(hit, str):
+                return hit
+        # huggingface_hub retries an unreachable host for ~45 s: ask once, briefly.
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+        from huggingface_hub.errors import EntryNotFoundError
+
+        with contextlib.suppress(EntryNotFoundError):  # reachable: open_clip tries others
+            get_hf_file_metadata(hf_hub_url(repo, names[0]), timeout=10)
+    path = open_clip.download_pretrained(pretrained_cfg)
+    if not path or not os.path.isfile(path):
+        raise FileNotFoundError("open_clip returned no weights file")
+    return path
+
+
+def resolve_clip(cfg: ClipConfig) -> ClipConfig:
+    """Check the model and find its weights before the graph is built (download named
+    weights once); raises ConfigError saying how to pass a local path when that fails."""
+    if not cfg.enabled:
+        return cfg
+    if cfg.model_config and not os.path.isfile(cfg.model_config):
+        raise ConfigError(f"--clip-model-config {cfg.model_config!r} is not a file")
+    if cfg.model_config:
+        try:
+            with open(cfg.model_config) as f:
+                config = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--clip-model-config {cfg.model_config!r} is not JSON: {e}") \
+                from e
+        if not {"embed_dim", "vision_cfg", "text_cfg"} <= set(config):
+            raise ConfigError(f"--clip-model-config {cfg.model_config!r} lacks embed_dim, "
+                              "vision_cfg or text_cfg (open_clip's model config format)")
+    _register_config(cfg)
+    open_clip = import_open_clip()
+    if cfg.model not in open_clip.list_models():
+        raise ConfigError(f"unknown open_clip model {cfg.model!r}: pass --clip-model-config "
+                          "JSON for your own architecture, or one of open_clip.list_models()")
+    cfg = dataclasses.replace(cfg, embed_dim=int(open_clip.get_model_config(cfg.model)[
+        "embed_dim"]))
+    if cfg.local:
+        if not os.path.isfile(cfg.pretrained):
+            raise ConfigError(f"--clip-pretrained {cfg.pretrained!r} is not a file. "
+                              + OFFLINE_HINT)
+        path = os.path.abspath(cfg.pretrained)
+        return dataclasses.replace(cfg, pretrained=path, checkpoint_path=path,
+                                   checkpoint_sha256=_sha256(path))
+    pretrained_cfg = open_clip.get_pretrained_cfg(cfg.model, cfg.pretrained)
+    if not pretrained_cfg:
+        tags = open_clip.list_pretrained_tags_by_model(cfg.model)
+        raise ConfigError(f"open_clip has no pretrained {cfg.pretrained!r} for "
+                          f"{cfg.model}; known: {', '.join(tags) or 'none'}")
+    try:
+        path = _cached_or_downloaded(pretrained_cfg)
+    except Exception as e:  # no network, hub errors, disk
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ConfigError(f"cannot get CLIP weights {cfg.model}/{cfg.pretrained} "
+                          f"({type(e).__name__}: {first[:200]}). " + OFFLINE_HINT) from e
+    return dataclasses.replace(cfg, checkpoint_path=path)
+
+
+def load_clip(cfg: ClipConfig) -> LoadedClip:
+    """The model in eval mode with its preprocessing and tokenizer (local weights when
+    the launcher found them here, else by name)."""
+    import torch
+
+    _register_config(cfg)
+    open_clip = import_open_clip()
+    weights = cfg.checkpoint_path if cfg.checkpoint_path and os.path.exists(
+        cfg.checkpoint_path) else cfg.pretrained
+    model, _, preprocess = open_clip.create_model_and_transforms(cfg.model, pretrained=weights)
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(cfg.model)
+    with torch.no_grad():
+        dim = int(model.encode_text(tokenizer(["a"])).shape[-1])
+    return LoadedClip(model=model, preprocess=preprocess, tokenizer=tokenizer, dim=dim)
+
+
+def embed_images(clip: LoadedClip, images: Sequence[np.ndarray]) -> np.ndarray:
+    """L2-normalised image embeddings, float32, one row per image."""
+    import torch
+    from PIL import Image
+
+    if not images:
+        return np.zeros((0, clip.dim), np.float32)
+    batch = torch.stack([clip.preprocess(Image.fromarray(im).convert("RGB")) for im in images])
+    with torch.no_grad():
+        feats = clip.model.encode_image(batch)
+    return _normalised(feats.float().numpy())
+
+
+def embed_texts(clip: LoadedClip, texts: Sequence[str]) -> np.ndarray:
+    """L2-normalised text embeddings, float32 (texts longer than the model's context are
+    cut by its tokenizer)."""
+    import torch
+
+    if not texts:
+        return np.zeros((0, clip.dim), np.float32)
+    with torch.no_grad():
+        feats = clip.model.encode_text(clip.tokenizer(list(texts)))
+    return _normalised(feats.float().numpy())
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class ClipModelHandler(ModelHandler[EmbedRequest, tuple[Any, np.ndarray], LoadedClip]):
+    """RunInference handler: one open_clip model per worker process. A batch may mix
+    images and texts; each tower runs once per batch. Yields (key, embedding)."""
+
+    def __init__(self, cfg: ClipConfig, namespace: str = "clip_model") -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.namespace = namespace
+
+    def load_model(self) -> LoadedClip:
+        return load_clip(self.cfg)
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"min_batch_size": 1, "max_batch_size": self.cfg.batch_size}
+
+    def get_metrics_namespace(self) -> str:
+        return self.namespace
+
+    def run_inference(self, batch: Sequence[EmbedRequest], model: LoadedClip,
+                      inference_args: dict[str, Any] | None = None
+                      ) -> Iterable[tuple[Any, np.ndarray]]:
+        images = [r for r in batch if r.image is not None]
+        texts = [r for r in batch if r.image is None]
+        image_feats = embed_images(model, [r.image for r in images])
+        text_feats = embed_texts(model, [r.text or "" for r in texts])
+        yield from ((r.key, f) for r, f in zip(images, image_feats, strict=True))
+        yield from ((r.key, f) for r, f in zip(texts, text_feats, strict=True))

@@ -1,0 +1,278 @@
+"""Stitch: Panda-70M semantic stitching of cut-scenes into events, with CLIP.
+
+For every cut-scene two frames are embedded, at 5% and 95% of its length (Panda's
+positions). Then, as in Panda-70M's event_stitching.py:
+1. a cut-scene whose own start and end frames are far apart holds a transition
+   effect (fade, wipe) and is dropped; so is one whose frames cannot be read;
+2. a cut-scene that directly follows the previous event is merged into it when the
+   event's last frame and the cut-scene's first frame are close (a cut between two
+   views of the same scene);
+3. event rules: an event whose first and last frames are nearly identical is still
+   and dropped; an event whose mean embedding is close to one already kept in the same
+   video is redundant and dropped. Length rules (min / max / trim) stay in ApplyClipRules,
+   and an event too short to become a clip is never the reference of a redundancy.
+
+Distances are L2 between L2-normalised embeddings (Panda used ImageBind's vision tower,
+which is OpenCLIP ViT-H-14). Dropping everything is a valid outcome: the video gets
+zero clips and a reason (Panda's own code crashes there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import RunInference
+
+from pipeline.options import ClipConfig, SplitConfig, StitchConfig
+from schemas.records import Boundary, DroppedShot, ScenedVideo, Span
+from transforms.errors import ERRORS, StageMetrics, split_outputs
+from transforms.media import MediaError, extract_frames
+from transforms.models.clip import ClipModelHandler, EmbedRequest
+
+STAGE = "stitch"
+# Boundary frames are read at most this wide: CLIP looks at 224 px.
+FRAME_WIDTH = 448
+# Frames read per ffmpeg process (one input, one seek each).
+FRAMES_PER_CALL = 16
+
+# Factors that move Panda-70M's distances (ImageBind = OpenCLIP ViT-H-14 image features)
+# onto another model's scale. Only entries that were measured belong here; see README
+# "Calibrating the stitching distances" and benchmarks/clip_bench.py --calibrate.
+CALIBRATED_SCALES: dict[str, float] = {
+    "ViT-H-14": 1.0,  # ImageBind's vision tower is OpenCLIP ViT-H-14: Panda's own scale
+}
+
+
+def default_scale(model: str) -> float:
+    return CALIBRATED_SCALES.get(model, 1.0)
+
+
+def boundary_frames(span: Span, start_position: float, end_position: float) -> tuple[int, int]:
+    """The frames embedded for a cut-scene (Panda: int(0.95*s + 0.05*(e-1)) and the
+    mirror at 95%)."""
+    last = span.end_frame - 1
+    length = last - span.start_frame
+    return (int(span.start_frame + start_position * length),
+            int(span.start_frame + end_position * length))
+
+
+def _dist(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))
+
+
+@dataclasses.dataclass
+class _Event:
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    features: list[np.ndarray]  # start and end features of every member, in order
+
+    def span(self) -> Span:
+        return Span(self.start_frame, self.end_frame, self.start_s, self.end_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stitched:
+    events: tuple[Span, ...]
+    dropped: tuple[DroppedShot, ...]
+    boundaries: tuple[Boundary, ...]  # the input boundaries, with distance / merged set
+
+
+def _dropped(span: Span, reason: str, distance: float | None) -> DroppedShot:
+    return DroppedShot(span.start_frame, span.end_frame, span.start_s, span.end_s,
+                       reason, distance)
+
+
+def stitch(shots: Sequence[Span], starts: Sequence[np.ndarray | None],
+           ends: Sequence[np.ndarray | None], boundaries: Sequence[Boundary], fps: float,
+           cfg: StitchConfig, split: SplitConfig) -> Stitched:
+    """Events from cut-scenes and their start / end embeddings (None: unreadable)."""
+    dropped: list[DroppedShot] = []
+    events: list[_Event] = []
+    at_boundary: dict[int, tuple[float, bool]] = {}
+    for shot, start, end in zip(shots, starts, ends, strict=True):
+        if start is None or end is None:
+            dropped.append(_dropped(shot, "frames_unreadable", None))
+            continue
+        inner = _dist(start, end)
+        if inner > cfg.transition_distance:
+            dropped.append(_dropped(shot, "transition", inner))
+            continue
+        if events and events[-1].end_frame == shot.start_frame:
+            across = _dist(events[-1].features[-1], start)
+            merge = across <= cfg.merge_distance
+            at_boundary[shot.start_frame] = (across, merge)
+            if merge:
+                events[-1].end_frame, events[-1].end_s = shot.end_frame, shot.end_s
+                events[-1].features += [start, end]
+                continue
+        events.append(_Event(shot.start_frame, shot.end_frame, shot.start_s, shot.end_s,
+                             [start, end]))
+
+    kept: list[Span] = []
+    kept_means: list[np.ndarray] = []
+    min_frames = split.min_clip_s * fps
+    for event in events:
+        span = event.span()
+        length = event.end_frame - event.start_frame
+        trimmed = length - 2 * math.floor(length * split.trim_fraction)
+        if trimmed < min_frames:
+            kept.append(span)  # ApplyClipRules drops it, with its length rule's reason
+            continue
+        inner = _dist(event.features[0], event.features[-1])
+        if inner < cfg.still_distance:
+            dropped.append(_dropped(span, "still", inner))
+            continue
+        mean = np.mean(np.stack(event.features), axis=0)
+        nearest = min((_dist(mean, m) for m in kept_means), default=math.inf)
+        if nearest < cfg.redundant_distance:
+            dropped.append(_dropped(span, "redundant", nearest))
+            continue
+        kept.append(span)
+        kept_means.append(mean)
+    marked = tuple(
+        dataclasses.replace(b, distance=at_boundary[b.frame][0], merged=at_boundary[b.frame][1])
+        if b.frame in at_boundary else b for b in boundaries)
+    dropped.sort(key=lambda d: d.start_frame)
+    return Stitched(events=tuple(kept), dropped=tuple(dropped), boundaries=marked)
+
+
+def read_frames(path: str, times_s: Sequence[float], width: int = FRAME_WIDTH
+                ) -> list[np.ndarray | None]:
+    """RGB frames at the given times, read by seeking; None where a frame cannot be read
+    (a chunk that fails is retried frame by frame, so one bad frame costs only itself)."""
+    from PIL import Image
+
+    out: list[np.ndarray | None] = [None] * len(times_s)
+    scratch = tempfile.mkdtemp(prefix="vidcurate-stitch-")
+    try:
+        def read(indices: list[int]) -> bool:
+            dsts = [os.path.join(scratch, f"{i}.jpg") for i in indices]
+            try:
+                extract_frames(path, [times_s[i] for i in indices], dsts, width)
+            except MediaError:
+                return False
+            for i, dst in zip(indices, dsts, strict=True):
+                with Image.open(dst) as im:
+                    out[i] = np.asarray(im.convert("RGB"))
+                os.remove(dst)
+            return True
+
+        for lo in range(0, len(times_s), FRAMES_PER_CALL):
+            chunk = list(range(lo, min(lo + FRAMES_PER_CALL, len(times_s))))
+            if not read(chunk) and len(chunk) > 1:
+                for i in chunk:
+                    read([i])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
+def frame_requests(scened: ScenedVideo, cfg: StitchConfig) -> list[EmbedRequest]:
+    """The boundary frames of every cut-scene as embedding requests keyed
+    (video_id, shot index, 0 for start / 1 for end); unreadable frames are left out."""
+    info = scened.video.info
+    wanted: list[tuple[int, int, float]] = []
+    for i, shot in enumerate(scened.shots):
+        for pos, frame in enumerate(boundary_frames(shot, cfg.start_position,
+                                                    cfg.end_position)):
+            # Frame n is shown from n / fps; seek a little past it to land inside it.
+            wanted.append((i, pos, info.seek_offset_s + (frame + 0.5) / info.fps))
+    frames = read_frames(scened.video.local_path, [t for _, _, t in wanted])
+    if wanted and all(f is None for f in frames):
+        raise MediaError("frames_unreadable",
+                         f"none of the {len(wanted)} stitching frames could be read")
+    return [EmbedRequest(key=(scened.video.video_id, i, pos), image=frame)
+            for (i, pos, _), frame in zip(wanted, frames, strict=True) if frame is not None]
+
+
+def stitch_video(scened: ScenedVideo, features: dict[tuple[int, int], np.ndarray],
+                 cfg: StitchConfig, split: SplitConfig) -> ScenedVideo:
+    n = len(scened.shots)
+    result = stitch(scened.shots, [features.get((i, 0)) for i in range(n)],
+                    [features.get((i, 1)) for i in range(n)], scened.boundaries,
+                    scened.video.info.fps, cfg, split)
+    return dataclasses.replace(scened, events=result.events, stitch_dropped=result.dropped,
+                               boundaries=result.boundaries)
+
+
+class _FramesFn(beam.DoFn):
+    def __init__(self, cfg: StitchConfig, run_id: str) -> None:
+        self.cfg = cfg
+        self.run_id = run_id
+        self.metrics = StageMetrics(STAGE)
+
+    def process(self, scened: ScenedVideo) -> Iterator[EmbedRequest | beam.pvalue.TaggedOutput]:
+        try:
+            requests = frame_requests(scened, self.cfg)
+        except Exception as e:
+            yield self.metrics.failure(e, source_uri=scened.video.source.uri,
+                                       run_id=self.run_id, video_id=scened.video.video_id)
+            return
+        yield from requests
+        yield beam.pvalue.TaggedOutput("videos", (scened.video.video_id, scened))
+
+
+class _StitchFn(beam.DoFn):
+    def __init__(self, cfg: StitchConfig, split: SplitConfig, run_id: str) -> None:
+        self.cfg, self.split, self.run_id = cfg, split, run_id
+        self.metrics = StageMetrics(STAGE)
+
+    def process(self, joined: tuple[str, dict[str, list]]
+                ) -> Iterator[ScenedVideo | beam.pvalue.TaggedOutput]:
+        _, parts = joined
+        for scened in parts["videos"]:
+            if parts["failed"]:
+                yield self.metrics.failure(
+                    RuntimeError(f"CLIP could not embed the stitching frames: "
+                                 f"{parts['failed'][0]}"),
+                    source_uri=scened.video.source.uri, run_id=self.run_id,
+                    video_id=scened.video.video_id)
+                continue
+            with self.metrics.timed():
+                features = {(i, pos): f for i, pos, f in parts["features"]}
+                stitched = stitch_video(scened, features, self.cfg, self.split)
+            (self.metrics.processed if stitched.events else self.metrics.skipped).inc()
+            yield stitched
+
+
+def _failed_batch(failure: tuple[list[EmbedRequest], Exception]) -> Iterator[tuple[str, str]]:
+    batch, exc = failure
+    for video_id in sorted({r.key[0] for r in batch}):
+        yield video_id, f"{type(exc).__name__}: {exc}"
+
+
+class Stitch(beam.PTransform):
+    """ScenedVideo -> ScenedVideo with events (main) and ErrorRecord ('errors')."""
+
+    def __init__(self, clip: ClipConfig, split: SplitConfig, run_id: str) -> None:
+        super().__init__()
+        if split.stitch is None:
+            raise ValueError("Stitch needs a split config with stitching on")
+        self.clip, self.split, self.run_id = clip, split, run_id
+
+    def expand(self, scened: beam.PCollection) -> dict[str, beam.PCollection]:
+        cfg = self.split.stitch
+        assert cfg is not None
+        frames = split_outputs(scened, "BoundaryFrames", _FramesFn(cfg, self.run_id),
+                               ERRORS, "videos", main="requests")
+        embedded, dead = frames["requests"] | "Embed" >> RunInference(
+            ClipModelHandler(self.clip, namespace="clip_model"),
+            model_identifier=f"clip:{self.clip.model_id}").with_exception_handling()
+        features = embedded | "ByVideo" >> beam.Map(
+            lambda kv: (kv[0][0], (kv[0][1], kv[0][2], kv[1])))
+        failed = dead.failed_inferences | "FailedByVideo" >> beam.FlatMap(_failed_batch)
+        stitched = split_outputs(
+            {"videos": frames["videos"], "features": features, "failed": failed}
+            | "Join" >> beam.CoGroupByKey(),
+            "Stitch", _StitchFn(cfg, self.split, self.run_id), ERRORS, main="scened")
+        errors = (frames[ERRORS], stitched[ERRORS]) | "Errors" >> beam.Flatten()
+        return {"scened": stitched["scened"], ERRORS: errors}
