@@ -8,6 +8,7 @@ import apache_beam as beam
 
 from pipeline.options import RunConfig
 from transforms.asr import AttachTranscripts, Transcribe
+from transforms.captioning import Teachers
 from transforms.clips import CutClips
 from transforms.embeddings import EmbedClips
 from transforms.errors import ERRORS, SKIPPED
@@ -69,10 +70,11 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
         embedded = clips | "EmbedClips" >> EmbedClips(cfg.clip, run_id)
         clips = embedded["clips"]
         stage_errors.append(embedded[ERRORS])
-    # Teachers arrive with the captioning stage; until then no clip has candidates.
-    candidates = p | "NoCandidates" >> beam.Create([])
-    scored = {"clips": clips, "candidates": candidates} | "ScoreCaptions" >> ScoreCaptions(
-        cfg.clip, (), run_id)
+    taught = {"clips": clips, "fetched": fetched["fetched"]} | "Teachers" >> Teachers(
+        cfg.teachers, cfg.clip, run_id)
+    stage_errors.append(taught[ERRORS])
+    scored = {"clips": clips, "candidates": taught["candidates"]} | "ScoreCaptions" >> \
+        ScoreCaptions(cfg.clip, cfg.teachers.priority, run_id)
     clips = scored["clips"]
     stage_errors.append(scored[ERRORS])
 

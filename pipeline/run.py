@@ -115,6 +115,16 @@ def check_environment(cfg: RunConfig) -> RunConfig:
         except MissingExtra as e:
             raise ConfigError(str(e)) from e
         log.info("CLIP: %s (%s)", cfg.clip.model_id, cfg.clip.checkpoint_path or "by name")
+    if "captioner" in cfg.teachers.names:
+        from transforms.models import MissingExtra, import_transformers
+        from transforms.teachers.captioner import resolve_captioner
+
+        try:
+            import_transformers()
+        except MissingExtra as e:
+            raise ConfigError(str(e)) from e
+        cfg = dataclasses.replace(cfg, teachers=dataclasses.replace(
+            cfg.teachers, captioner_path=resolve_captioner(cfg.teachers.captioner_model)))
     return cfg
 
 
@@ -201,6 +211,9 @@ def run_notes(cfg: RunConfig) -> list[str]:
         notes.append("ASR was off (--no-asr): no transcripts")
     if not cfg.ocr.enabled:
         notes.append("OCR was off (--no-ocr): no on-screen text")
+    notes.append(f"caption teachers: {', '.join(cfg.teachers.names) or 'none'}; selection "
+                 + ("by CLIP score, ties by teacher priority" if cfg.clip.enabled else
+                    "by teacher priority") + f" ({', '.join(cfg.teachers.priority)})")
     return notes
 
 

@@ -24,13 +24,11 @@ import dataclasses
 import hashlib
 import ipaddress
 import os
-import random
 import socket
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -43,6 +41,7 @@ from schemas.records import Fetched, Source
 from transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
 from transforms.media import MediaError, file_digest, forget, is_remote, publish
 from transforms.probe import Skip
+from transforms.retry import backoff_s, retry_after_s
 
 STAGE = "fetch"
 _CHUNK = 1 << 20
@@ -154,24 +153,6 @@ def stage(local: str, cfg: FetchConfig, video_id: str) -> str:
     return uri
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def backoff_s(attempt: int, cfg: FetchConfig) -> float:
-    """Exponential backoff with full jitter: uniform in [0, base * 2**(attempt-1)]."""
-    return random.uniform(0, min(cfg.backoff_max_s, cfg.backoff_s * 2 ** (attempt - 1)))
-
-
 # ---------------------------------------------------------------- http
 @dataclasses.dataclass
 class Download:
@@ -215,7 +196,7 @@ def _http_once(session: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
             if status == 429 or status >= 500:
                 raise FetchError(f"http_{status}", f"HTTP {status} from {url}",
                                  retryable=True,
-                                 retry_after=_retry_after(response.headers.get("Retry-After")))
+                                 retry_after=retry_after_s(response.headers.get("Retry-After")))
             if status >= 400:
                 raise FetchError(f"http_{status}", f"HTTP {status} from {url}")
             return _stream_body(response, url, dest, cfg)

@@ -15,12 +15,12 @@ from pipeline.run import run
 from transforms.fetch import (
     FetchError,
     HostLimiter,
-    _retry_after,
     backoff_s,
     check_address,
     check_scheme,
     is_video_site,
 )
+from transforms.retry import retry_after_s
 
 QUICK = ["--read-timeout", "1", "--fetch-retries", "2", "--backoff", "0.05",
          "--backoff-max", "2", "--rate-per-host", "0", "--no-asr", "--no-ocr",
@@ -92,7 +92,7 @@ def test_errors_name_the_failure(url_run):
     assert "loop-b -> " in errors["loop-a"]["message"]
 
 
-def test_retries_backoff_and_retry_after(url_run):
+def test_retries_backoff_andretry_after_s(url_run):
     out, _, server = url_run
     videos = _by_title(out)
     assert videos["flaky.mp4"]["fetch_attempts"] == 3
@@ -167,8 +167,8 @@ def test_pure_helpers(tmp_path):
     assert is_video_site("https://www.youtube.com/watch?v=x", cfg)
     assert is_video_site("https://youtu.be/x", cfg)
     assert not is_video_site("https://notyoutube.com/x", cfg)
-    assert _retry_after("3") == 3.0 and _retry_after("soon") is None
-    assert 0 <= _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 1  # in the past: now
+    assert retry_after_s("3") == 3.0 and retry_after_s("soon") is None
+    assert 0 <= retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") <= 1  # in the past: now
     for attempt in range(1, 8):
         assert 0 <= backoff_s(attempt, cfg) <= min(cfg.backoff_max_s, 2 ** (attempt - 1))
     with pytest.raises(FetchError) as e:

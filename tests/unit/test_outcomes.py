@@ -33,7 +33,8 @@ def _err(stage, clip=None, message="boom"):
 def test_ok_video_counts_clips():
     row = video_outcome(SRC, "r", probed=PROBED, split=_split(2), clip_count=2)
     assert (row.status, row.reason, row.clip_count, row.shot_count) == ("ok", None, 2, 2)
-    assert row.to_row()["shot_boundaries"] == [{"frame": 75, "time_s": 3.0, "kind": "detected"}]
+    assert row.to_row()["shot_boundaries"] == [
+        {"frame": 75, "time_s": 3.0, "kind": "detected", "distance": None, "merged": None}]
 
 
 def test_failed_stage_wins_and_names_the_stage():

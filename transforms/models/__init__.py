@@ -10,6 +10,7 @@ its C++ detection ops do not. Where torchvision is healthy nothing is changed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import types
@@ -73,3 +74,13 @@ def import_faster_whisper() -> ModuleType:
 def import_openai_whisper() -> ModuleType:
     return _import_extra("whisper", "--asr-backend openai-whisper needs openai-whisper",
                          "pip install openai-whisper -c constraints.txt")
+
+
+def import_transformers() -> ModuleType:
+    """Hugging Face transformers (image captioners), with torchvision made importable."""
+    # transformers works without torchvision too (slower image processors).
+    with contextlib.suppress(ModuleNotFoundError):
+        import_torchvision()
+    return _import_extra("transformers", "the captioner teacher needs transformers",
+                         "pip install 'vidcurate[captioner]', or drop captioner from "
+                         "--teachers")

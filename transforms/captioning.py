@@ -1,0 +1,117 @@
+"""Teachers: every selected teacher proposes candidate captions for every clip.
+
+Clips are joined with their video's source (title, description, video-site metadata),
+then each teacher runs as its own step, so a slow one (a VLM server) never holds up a
+fast one, and its models load once per worker. Teachers that fuse (vlm_fuse) run
+after the others and see their candidates. A teacher's failure on a clip is an error
+row naming the teacher; the clip keeps the other teachers' candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipeline.options import ClipConfig, TeachersConfig
+from schemas.records import CaptionCandidate, ClipRecord, Fetched
+from transforms.errors import ERRORS, StageMetrics, split_outputs
+from transforms.teachers import TEACHERS, ClipContext, Teacher, TeacherError
+
+STAGE = "teachers"
+
+
+def contexts_for(clips: list[ClipRecord], fetched: list[Fetched]) -> list[ClipContext]:
+    """Every clip of one video with that video's source."""
+    if not fetched:
+        return []  # cannot happen: clips come from fetched videos
+    source = fetched[0].source
+    return [ClipContext(clip=c, source=source) for c in clips]
+
+
+class _TeacherFn(beam.DoFn):
+    def __init__(self, name: str, cfg: TeachersConfig, clip: ClipConfig, run_id: str) -> None:
+        self.name, self.cfg, self.clip, self.run_id = name, cfg, clip, run_id
+        self.metrics = StageMetrics(STAGE)
+        self.proposed = Metrics.counter(STAGE, f"{name}_candidates")
+        self.empty = Metrics.counter(STAGE, f"{name}_no_candidate")
+
+    def setup(self) -> None:
+        self.teacher: Teacher = TEACHERS[self.name](cfg=self.cfg, clip=self.clip)
+        self.teacher.setup()
+        self.teacher._ready = True
+
+    def process(self, ctx: ClipContext) -> Iterator[CaptionCandidate | beam.pvalue.TaggedOutput]:
+        clip = ctx.clip
+        with self.metrics.timed():
+            try:
+                found = self.teacher.candidates(ctx)
+            except Exception as e:
+                if isinstance(e, TeacherError):
+                    e = TeacherError(f"{self.name}:{e.error_type}", f"{self.name}: {e}")
+                yield self.metrics.failure(e, source_uri=clip.source_uri, run_id=self.run_id,
+                                           video_id=clip.video_id, clip_id=clip.clip_id)
+                return
+        self.metrics.processed.inc()
+        (self.proposed.inc(len(found)) if found else self.empty.inc())
+        yield from found
+
+
+def _with_candidates(joined: tuple[str, dict[str, list]]) -> Iterator[ClipContext]:
+    _, parts = joined
+    for ctx in parts["contexts"]:
+        ordered = sorted(parts["candidates"], key=lambda c: (c.teacher, c.text))
+        yield ClipContext(clip=ctx.clip, source=ctx.source, candidates=tuple(ordered))
+
+
+class Teachers(beam.PTransform):
+    """{'clips': ClipRecord, 'fetched': Fetched} -> CaptionCandidate ('candidates') and
+    ErrorRecord ('errors')."""
+
+    def __init__(self, cfg: TeachersConfig, clip: ClipConfig, run_id: str) -> None:
+        super().__init__()
+        unknown = [n for n in cfg.names if n not in TEACHERS]
+        if unknown:
+            raise ValueError(f"unknown teachers {unknown}")
+        self.cfg, self.clip, self.run_id = cfg, clip, run_id
+
+    def _run(self, contexts: beam.PCollection, names: list[str]
+             ) -> tuple[list[beam.PCollection], list[beam.PCollection]]:
+        candidates, errors = [], []
+        for name in names:
+            out = split_outputs(contexts, f"Teacher:{name}",
+                                _TeacherFn(name, self.cfg, self.clip, self.run_id),
+                                ERRORS, main="candidates")
+            candidates.append(out["candidates"])
+            errors.append(out[ERRORS])
+        return candidates, errors
+
+    def expand(self, inputs: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
+        p = inputs["clips"].pipeline
+        contexts = ({
+            "clips": inputs["clips"] | "ClipsByVideo" >> beam.Map(lambda c: (c.video_id, c)),
+            "fetched": inputs["fetched"] | "SourcesByVideo" >> beam.Map(
+                lambda f: (f.source.video_id, f)),
+        } | "JoinSources" >> beam.CoGroupByKey()
+            | "Contexts" >> beam.FlatMap(lambda kv: contexts_for(kv[1]["clips"],
+                                                                 kv[1]["fetched"])))
+        direct = [n for n in self.cfg.names if not TEACHERS[n].fuses]
+        fusing = [n for n in self.cfg.names if TEACHERS[n].fuses]
+        candidates, errors = self._run(contexts, direct)
+        first = (tuple(candidates) or (p | "NoTeachers" >> beam.Create([]),)) \
+            | "Candidates" >> beam.Flatten()
+        if fusing:
+            with_candidates = ({
+                "contexts": contexts | "ContextsByClip" >> beam.Map(
+                    lambda c: (c.clip.clip_id, c)),
+                "candidates": first | "CandidatesByClip" >> beam.Map(
+                    lambda c: (c.clip_id, c)),
+            } | "JoinCandidates" >> beam.CoGroupByKey()
+                | "WithCandidates" >> beam.FlatMap(_with_candidates))
+            fused, fuse_errors = self._run(with_candidates, fusing)
+            first = (first, *fused) | "AllCandidates" >> beam.Flatten()
+            errors += fuse_errors
+        all_errors = (tuple(errors) or (p | "NoErrors" >> beam.Create([]),)) \
+            | "Errors" >> beam.Flatten()
+        return {"candidates": first, ERRORS: all_errors}

@@ -1,0 +1,109 @@
+"""captioner: a Hugging Face image-to-text model (BLIP, GIT style) on the keyframes.
+
+Each keyframe is captioned (one batch per clip) and every distinct caption is a
+candidate; CLIP then judges them against the whole clip. The model is named for users
+(default Salesforce/blip-image-captioning-base, downloaded on their machine) or a local
+folder saved with save_pretrained (model and processor); it is resolved before the
+graph is built and loaded once per worker process.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from typing import Any, ClassVar
+
+from pipeline.options import ConfigError
+from transforms.models import import_transformers
+from transforms.teachers.base import ClipContext, Proposal, Teacher, TeacherError, register
+from transforms.teachers.frames import keyframe_bytes
+from transforms.teachers.text import as_sentence
+
+OFFLINE_HINT = ("On a machine without internet pass a local folder with --captioner-model "
+                "PATH (saved with save_pretrained: the model and its processor), or drop "
+                "captioner from --teachers.")
+MAX_FRAMES = 3
+
+
+def resolve_captioner(name: str) -> str:
+    """The model folder: a local path as given, or a named model from the local cache or
+    downloaded once; ConfigError with the offline how-to when it cannot be had."""
+    if os.path.isdir(name):
+        if not os.path.isfile(os.path.join(name, "config.json")):
+            raise ConfigError(f"--captioner-model {name!r} has no config.json. " + OFFLINE_HINT)
+        return os.path.abspath(name)
+    if os.sep in name.strip("/").split("/", 1)[-1] or os.path.exists(name):
+        raise ConfigError(f"--captioner-model {name!r} is not a folder. " + OFFLINE_HINT)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except Exception:
+        pass
+    try:
+        from huggingface_hub import model_info
+
+        model_info(name, timeout=10)  # fails fast without a network
+        return snapshot_download(name)
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ConfigError(f"cannot get captioner model {name!r} ({type(e).__name__}: "
+                          f"{first[:200]}). " + OFFLINE_HINT) from e
+
+
+def load_captioner(path: str) -> tuple[Any, Any]:
+    """(processor, model) in eval mode; image-text-to-text models first, GIT-style
+    causal models second."""
+    tf = import_transformers()
+    processor = tf.AutoProcessor.from_pretrained(path)
+    try:
+        model = tf.AutoModelForImageTextToText.from_pretrained(path)
+    except ValueError:
+        model = tf.AutoModelForCausalLM.from_pretrained(path)
+    model.eval()
+    return processor, model
+
+
+def caption_images(processor: Any, model: Any, images: list[Any], max_tokens: int) -> list[str]:
+    import torch
+
+    inputs = processor(images=images, return_tensors="pt")
+    with torch.no_grad():
+        ids = model.generate(**inputs, max_new_tokens=max_tokens)
+    return [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+
+
+@register
+class CaptionerTeacher(Teacher):
+    name = "captioner"
+    _models: ClassVar[dict[str, tuple[Any, Any]]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        model = self.cfg.captioner_model
+        name = os.path.basename(model.rstrip("/")) if os.path.isdir(model) else model
+        return f"transformers:{name}"
+
+    def setup(self) -> None:
+        path = self.cfg.captioner_path or self.cfg.captioner_model
+        with self._lock:
+            if path not in self._models:
+                self._models[path] = load_captioner(path)
+        self.processor, self.model = self._models[path]
+
+    def propose(self, ctx: ClipContext) -> list[Proposal]:
+        from PIL import Image, UnidentifiedImageError
+
+        frames = keyframe_bytes(ctx.clip, MAX_FRAMES)
+        if not frames:
+            return []
+        try:
+            images = [Image.open(io.BytesIO(b)).convert("RGB") for b in frames]
+        except (OSError, UnidentifiedImageError) as e:
+            raise TeacherError("keyframe_unreadable", f"cannot decode a keyframe: {e}") from e
+        texts = caption_images(self.processor, self.model, images,
+                               self.cfg.captioner_max_tokens)
+        return [Proposal(as_sentence(t), prompt=f"keyframe {i + 1} of {len(texts)}")
+                for i, t in enumerate(texts) if t]
