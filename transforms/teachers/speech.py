@@ -1,8 +1,8 @@
 """speech: the clip's transcript condensed into one caption-length sentence.
 
-Extractive by default: fillers and stutters removed, then the window of at most
---speech-max-words words (whole sentences where they fit) whose content words recur
-most across the clip's speech: the central statement, not the first words said.
+Extractive by default: fillers and stutters removed, then the run of whole sentences
+(at most --speech-max-words words) whose content words recur most across the clip's
+speech: the central statement, not the greeting at its start.
 With --vlm-url and --vlm-model set, the same server condenses the transcript instead
 (text only); when the server fails, the extractive caption is proposed instead and its
 prompt column says why.
@@ -23,6 +23,7 @@ your his our their what which who whom whose when where why how all any both eac
 other some such no nor not only own same than too very can will just do does did have has had
 there here up down out over under again further once about into through during before after
 above below off s t don now yeah okay ok oh well really going gonna get got like know think
+hi hello hey everyone guys welcome back thanks thank watching subscribe bye today
 """
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 EXTRACTIVE = "extractive:v1"
@@ -39,11 +40,16 @@ def condense(transcript: str, max_words: int) -> str | None:
         return None
     if len(all_words) <= max_words:
         return as_sentence(text)
-    weights = Counter(w.casefold() for w in words(text) if w.casefold() not in STOPWORDS
-                      and len(w) > 2)
+    counts = Counter(w.casefold() for w in words(text) if w.casefold() not in STOPWORDS
+                     and len(w) > 2)
+    # What the speaker comes back to is what the clip is about: a word said once adds
+    # nothing, each repeat adds one.
+    weights = {w: n - 1 for w, n in counts.items() if n > 1}
 
     def score(chunk: list[str]) -> float:
         content = [w for w in words(" ".join(chunk)) if w.casefold() in weights]
+        if not content:
+            return 0.0
         return sum(weights[w.casefold()] for w in content) / math.sqrt(len(chunk) or 1)
 
     # Candidates: runs of whole sentences that fit, else windows at sentence starts.

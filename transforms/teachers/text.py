@@ -116,6 +116,7 @@ def remove_fillers(text: str) -> str:
     text = FILLERS.sub("", text)
     # "the the", "I I I": a stutter in the transcript, not in the meaning.
     text = re.sub(r"(?i)\b(\w+)(\s+\1\b)+", r"\1", text)
+    text = re.sub(r"([.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
     return squash(text)
 
 

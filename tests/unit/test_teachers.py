@@ -1,0 +1,150 @@
+"""Text teachers on fixtures: metadata cleaning, speech condensation, on-screen text."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.options import RunConfig
+from schemas.records import ClipRecord, OcrLine, Source, Span
+from transforms.teachers import TEACHERS, ClipContext
+from transforms.teachers.ocr import is_descriptive
+from transforms.teachers.speech import condense
+from transforms.teachers.text import clean_description, clean_title, strip_emoji
+
+
+def config(*args: str) -> RunConfig:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return RunConfig.from_options(PipelineOptions(["--input", "i", "--output", "o",
+                                                   "--no-clip", *args]))
+
+
+def teacher(name: str, *args: str):
+    cfg = config(*args)
+    return TEACHERS[name](cfg=cfg.teachers, clip=cfg.clip)
+
+
+def clip(**fields) -> ClipRecord:
+    return ClipRecord(clip_id="c", video_id="v", source_uri="/v.mp4", clip_index=0,
+                      span=Span(0, 100, 0, 4), split_params_hash="h", media_mode="none",
+                      media_uri=None, media_start_s=None, media_end_s=None, keyframe_uris=(),
+                      keyframe_times_s=(), run_id="r", **fields)
+
+
+def ctx(title=None, description=None, **clip_fields) -> ClipContext:
+    return ClipContext(clip=clip(**clip_fields),
+                       source=Source(uri="/v.mp4", video_id="v", title=title,
+                                     description=description))
+
+
+@pytest.mark.parametrize("raw, cleaned", [
+    ("How to bake sourdough bread at home 🍞🔥 #baking #bread",
+     "How to bake sourdough bread at home"),
+    ("Big Buck Bunny [HD] (Official Video)", "Big Buck Bunny"),
+    ("Sunset timelapse over the harbour | Joe's Travel Channel",
+     "Sunset timelapse over the harbour"),
+    ("Watch this https://example.com/x now @someone", "Watch this now"),
+    ("AMAZING DOG TRICKS COMPILATION", "Amazing dog tricks compilation"),
+    ("Trailer (2008) for the short film", "Trailer (2008) for the short film"),
+])
+def test_titles_are_cleaned(raw, cleaned):
+    assert clean_title(raw) == cleaned
+
+
+@pytest.mark.parametrize("raw", ["IMG_4032.MOV", "VID_20230101_120000", "untitled", "video",
+                                 "Test", "My video", "Cats!", "🔥🔥🔥", "#shorts #viral", "",
+                                 None, "GOPR0042.MP4", "12345"])
+def test_generic_or_too_short_titles_are_rejected(raw):
+    assert clean_title(raw) is None
+
+
+def test_description_keeps_descriptive_sentences_only():
+    text = ("A rabbit wakes up in a sunny meadow and meets three bullies. 🐰\n"
+            "Subscribe for more videos! https://example.com\n"
+            "0:00 Intro\n1:30 The chase\n"
+            "Follow us on Instagram @studio\n"
+            "The film was made with Blender by the Blender Institute in 2008.")
+    assert clean_description(text) == ("A rabbit wakes up in a sunny meadow and meets three "
+                                       "bullies. The film was made with Blender by the Blender "
+                                       "Institute in 2008.")
+    assert clean_description("Like and subscribe!!! #fun") is None
+    assert strip_emoji("Café 🎉 naïve 東京 ✨") == "Café  naïve 東京 "
+
+
+def test_metadata_teacher_proposes_title_and_description():
+    found = teacher("metadata").candidates(ctx(
+        title="big buck bunny [4K]",
+        description="A giant rabbit takes revenge on three rodents in a forest."))
+    assert [(c.teacher, c.prompt, c.text) for c in found] == [
+        ("metadata", "title", "Big buck bunny."),
+        ("metadata", "description",
+         "A giant rabbit takes revenge on three rodents in a forest.")]
+    assert all(c.model == "metadata-rules:1" for c in found)
+    assert teacher("metadata").candidates(ctx(title="IMG_0001.mp4")) == []
+
+
+def test_speech_condenses_to_the_central_statement():
+    transcript = ("Um, hi everyone, welcome back. Uh so today we are going to bake sourdough "
+                  "bread. The sourdough starter needs flour and water. You feed the starter "
+                  "every day with flour and water until the starter bubbles. Thanks for "
+                  "watching, see you next time.")
+    # Not the greeting at the start: the sentences about what keeps coming back.
+    assert condense(transcript, max_words=20) == "The sourdough starter needs flour and water."
+    assert condense(transcript, max_words=30) == (
+        "So today we are going to bake sourdough bread. The sourdough starter needs flour and "
+        "water. You feed the starter every day with flour and water until the starter bubbles.")
+    short = condense("um so the the bridge is closed today", max_words=20)
+    assert short == "So the bridge is closed today."
+    assert condense("uh, hmm", max_words=20) is None
+    assert condense("", max_words=20) is None
+
+
+def test_speech_teacher_records_its_method():
+    found = teacher("speech", "--speech-max-words", "12").candidates(
+        ctx(transcript="The river floods the valley every spring when the snow melts."))
+    assert [(c.teacher, c.model, c.text) for c in found] == [
+        ("speech", "extractive:v1",
+         "The river floods the valley every spring when the snow melts.")]
+    assert teacher("speech").candidates(ctx(transcript=None)) == []
+
+
+def line(text: str, height: float, frame: int = 0, conf: float = 0.95) -> OcrLine:
+    return OcrLine(text, conf, (0.1, 0.1, 0.9, 0.1, 0.9, 0.1 + height, 0.1, 0.1 + height), frame)
+
+
+@pytest.mark.parametrize("text, ok", [("Introduction to Neural Networks", True),
+                                      ("12:45", False), ("3 - 1", False),
+                                      ("@channel_name", False), ("www.example.com", False),
+                                      ("GOAL", False), ("Breaking news tonight", True)])
+def test_descriptive_text(text, ok):
+    assert is_descriptive(text) is ok
+
+
+def test_ocr_teacher_slide_and_overlay():
+    slide = ctx(ocr_lines=(line("Introduction to Neural Networks", 0.12),
+                           line("Lecture 3: backpropagation", 0.05),
+                           line("Introduction to Neural Networks", 0.12, frame=1),
+                           line("12:45", 0.03)),
+                ocr_coverage_max=0.3)
+    found = teacher("ocr").candidates(slide)
+    assert [c.text for c in found] == ['A slide titled "Introduction to Neural Networks" with '
+                                       'the text "Lecture 3: backpropagation".']
+    overlay = ctx(ocr_lines=(line("Breaking news tonight", 0.04), line("12:45", 0.03)),
+                  ocr_coverage_max=0.02)
+    assert [c.text for c in teacher("ocr").candidates(overlay)] == [
+        'On-screen text: "Breaking news tonight".']
+    assert teacher("ocr").candidates(ctx(ocr_lines=(line("12:45", 0.2),),
+                                         ocr_coverage_max=0.5)) == []
+    assert teacher("ocr").candidates(ctx(ocr_lines=None)) == []
+
+
+def test_default_teachers_without_clip_leave_zero_shot_out():
+    assert config().teachers.names == ("metadata", "speech", "ocr")
+    from pipeline.options import ConfigError
+
+    with pytest.raises(ConfigError, match="zero_shot teacher needs CLIP"):
+        config("--teachers", "zero_shot")
+    with pytest.raises(ConfigError, match="unknown teacher"):
+        config("--teachers", "metadata,poet")
+    with pytest.raises(ConfigError, match="--vlm-url"):
+        config("--teachers", "vlm")
