@@ -1,0 +1,130 @@
+"""A real OpenAI-compatible chat-completions server on 127.0.0.1 that misbehaves on demand.
+
+The requested model name picks the behaviour:
+  ok       answers with a caption that says how many images and context lines it got
+  flaky    500 on the first request of each distinct body, then answers
+  busy     429 with Retry-After: 1 on the first request of each body, then answers
+  slow     waits longer than any test timeout (2 s) before answering
+  garbage  200 with a body that is not JSON
+  empty    200 with no choices
+  denied   401
+  mixed    by a hash of the body: answers, 500 forever, or not JSON
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class ChatLog:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.times: dict[str, list[float]] = defaultdict(list)
+        self.headers: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+
+
+def _answer(body: dict[str, Any]) -> str:
+    content = body["messages"][-1]["content"]
+    parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    images = sum(p.get("type") == "image_url" for p in parts)
+    text = " ".join(p.get("text", "") for p in parts if p.get("type") == "text")
+    context = [ln.split(":")[0] for ln in text.splitlines()
+               if ln.split(":")[0] in ("Title", "Description", "Speech", "On-screen text",
+                                       "Tags")]
+    if "proposed these captions" in text:
+        n = text.count("\n- (")
+        return f"a fused caption from {n} candidates"
+    return f"a clip seen in {images} images with {', '.join(context) or 'no context'}"
+
+
+def make_handler(log: ChatLog):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _ok(self, body: dict[str, Any]) -> None:
+            payload = {"id": "x", "object": "chat.completion", "model": body["model"],
+                       "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                           "role": "assistant", "content": _answer(body)}}]}
+            self._send(200, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+        def do_POST(self) -> None:  # noqa: C901 - one branch per behaviour
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path != "/v1/chat/completions":
+                self._send(404, b"unknown path")
+                return
+            body = json.loads(raw)
+            key = hashlib.sha256(raw).hexdigest()
+            with log.lock:
+                log.requests.append(body)
+                log.headers.append(dict(self.headers))
+                log.times[key].append(time.monotonic())
+                n = len(log.times[key])
+            model = body["model"]
+            if model == "ok":
+                self._ok(body)
+            elif model == "flaky":
+                self._send(500, b"oops") if n == 1 else self._ok(body)
+            elif model == "busy":
+                if n == 1:
+                    self._send(429, b"slow down", {"Retry-After": "1"})
+                else:
+                    self._ok(body)
+            elif model == "slow":
+                time.sleep(2.0)
+                self._ok(body)
+            elif model == "garbage":
+                self._send(200, b"{not json", {"Content-Type": "application/json"})
+            elif model == "empty":
+                self._send(200, b'{"choices": []}', {"Content-Type": "application/json"})
+            elif model == "denied":
+                self._send(401, b'{"error": "bad key"}')
+            elif model == "mixed":
+                kind = int(key, 16) % 3
+                if kind == 0:
+                    self._ok(body)
+                elif kind == 1:
+                    self._send(500, b"always broken")
+                else:
+                    self._send(200, b"<html>", {"Content-Type": "text/html"})
+            else:
+                self._send(404, b"no such model")
+
+    return Handler
+
+
+class ChatServer:
+    def __init__(self) -> None:
+        self.log = ChatLog()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.log))
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> ChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
