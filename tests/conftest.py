@@ -217,3 +217,54 @@ def run_cli(*args: str, cwd: Path | None = None,
     exe = Path(sys.executable).parent / "vidcurate"
     return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd,
                           timeout=600, check=False, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory):
+    """A small CLIP trained here on synthetic shapes (see tiny_clip.py), written as a real
+    open_clip checkpoint and model config."""
+    from tiny_clip import train_tiny_clip
+
+    return train_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def clip_args(tiny_clip) -> list[str]:
+    """Run options that load the trained tiny CLIP through the production path."""
+    return ["--clip-model", tiny_clip.model_name, "--clip-pretrained",
+            str(tiny_clip.checkpoint_path), "--clip-model-config", str(tiny_clip.config_path)]
+
+
+@pytest.fixture(scope="session")
+def tiny_captioner(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised BLIP captioner saved with save_pretrained (model and
+    processor), its output bias set so that it always says "circle"."""
+    import torch
+
+    from transforms.models import import_transformers
+
+    tf = import_transformers()
+    d = tmp_path_factory.mktemp("blip")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "red", "circle",
+             "on", "white", "background"]
+    tokenizer = tf.BertTokenizer(vocab={v: i for i, v in enumerate(vocab)}, bos_token="[DEC]")
+    processor = tf.BlipProcessor(
+        image_processor=tf.BlipImageProcessor(size={"height": 32, "width": 32}),
+        tokenizer=tokenizer)
+    torch.manual_seed(0)
+    config = tf.BlipConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64,
+                     "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "max_position_embeddings": 64, "bos_token_id": 5, "pad_token_id": 0,
+                     "sep_token_id": 3},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=32)
+    model = tf.BlipForConditionalGeneration(config)
+    with torch.no_grad():
+        bias = model.text_decoder.cls.predictions.bias
+        bias[vocab.index("circle")] = 50.0
+    out = d / "tiny-blip"
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pipeline.options import RunConfig
 from schemas.records import ClipRecord, OcrLine, Source, Span
-from transforms.teachers import TEACHERS, ClipContext
+from transforms.teachers import TEACHERS, ClipContext, TeacherError
 from transforms.teachers.ocr import is_descriptive
 from transforms.teachers.speech import condense
 from transforms.teachers.text import clean_description, clean_title, strip_emoji
@@ -148,3 +150,41 @@ def test_default_teachers_without_clip_leave_zero_shot_out():
         config("--teachers", "metadata,poet")
     with pytest.raises(ConfigError, match="--vlm-url"):
         config("--teachers", "vlm")
+
+
+def test_captioner_runs_a_transformers_model_from_a_local_folder(tiny_captioner, tmp_path):
+    from PIL import Image
+
+    from transforms.teachers.captioner import resolve_captioner
+
+    frames = []
+    for i in range(3):
+        Image.new("RGB", (64, 48), (200, 30 * i, 0)).save(tmp_path / f"k{i}.jpg")
+        frames.append(str(tmp_path / f"k{i}.jpg"))
+    cfg = config("--teachers", "captioner", "--captioner-model", str(tiny_captioner),
+                 "--captioner-max-tokens", "3")
+    teachers = dataclasses.replace(cfg.teachers,
+                                   captioner_path=resolve_captioner(str(tiny_captioner)))
+    captioner = TEACHERS["captioner"](cfg=teachers, clip=cfg.clip)
+    context = ClipContext(clip=dataclasses.replace(clip(), keyframe_uris=tuple(frames)),
+                          source=Source(uri="/v.mp4", video_id="v"))
+    found = captioner.candidates(context)
+    # The random model always says "circle": three keyframes, one distinct caption.
+    assert [(c.teacher, c.model, c.text, c.prompt) for c in found] == [
+        ("captioner", "transformers:tiny-blip", "Circle circle circle.", "keyframe 1 of 3")]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(TeacherError, match="cannot decode"):
+        captioner.candidates(ClipContext(
+            clip=dataclasses.replace(clip(), keyframe_uris=(str(broken),)),
+            source=Source(uri="/v.mp4", video_id="v")))
+
+
+def test_captioner_model_that_cannot_be_had_fails_before_the_graph(tmp_path):
+    from pipeline.options import ConfigError
+    from transforms.teachers.captioner import resolve_captioner
+
+    with pytest.raises(ConfigError, match="--captioner-model PATH"):
+        resolve_captioner(str(tmp_path))  # a folder without config.json
+    with pytest.raises(ConfigError, match="--captioner-model PATH"):
+        resolve_captioner("Salesforce/blip-image-captioning-base")  # no network here
