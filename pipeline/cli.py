@@ -15,6 +15,7 @@ USAGE = """vidcurate <command> ...
 
   run    --input IN --output OUT [options] [Beam flags]   curate videos into tables
   query  OUTPUT "SQL" [--format table|csv|json|parquet]   SQL over the tables (DuckDB)
+  reselect OUTPUT --teachers a,b [--format ...]         best caption among some teachers
   stats  OUTPUT                                          summary of an output
   demo   [--output DIR] [run options]                     run on bundled sample footage
 
@@ -130,6 +131,27 @@ def _query(argv: list[str]) -> int:
     return 0
 
 
+def _reselect(argv: list[str]) -> int:
+    from pipeline.options import DEFAULT_TEACHER_PRIORITY
+    from pipeline.query import reselect_sql
+
+    parser = argparse.ArgumentParser(
+        prog="vidcurate reselect",
+        description="Pick the best caption per clip among some teachers' candidates, from "
+        "the stored CLIP scores: no model runs. Prints (or writes) one row per clip.")
+    parser.add_argument("output")
+    parser.add_argument("--teachers", required=True, help="comma-separated teacher names")
+    parser.add_argument("--teacher-priority", default=DEFAULT_TEACHER_PRIORITY,
+                        help="tie-breaks, and the order when candidates have no CLIP score")
+    args, rest = parser.parse_known_args(argv)
+    teachers = [t.strip() for t in args.teachers.split(",") if t.strip()]
+    priority = [t.strip() for t in args.teacher_priority.split(",") if t.strip()]
+    if not teachers:
+        print("vidcurate: --teachers is empty", file=sys.stderr)
+        return 2
+    return _query([args.output, reselect_sql(teachers, priority), *rest])
+
+
 def _stats(argv: list[str]) -> int:
     from pipeline.query import STATS_QUERIES, OutputNotFound, connect
 
@@ -170,7 +192,8 @@ def _demo(argv: list[str]) -> int:
         return 2
 
 
-COMMANDS = {"run": _run, "query": _query, "stats": _stats, "demo": _demo}
+COMMANDS = {"run": _run, "query": _query, "reselect": _reselect, "stats": _stats,
+            "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Sequence
 
 import duckdb
 import pyarrow as pa
@@ -85,6 +86,29 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def reselect_sql(teachers: Sequence[str], priority: Sequence[str]) -> str:
+    """The best caption per clip among the candidates of some teachers only, from the
+    stored scores (no model runs): the same rule as the pipeline's selection: highest
+    CLIP score when every remaining candidate of the clip has one, else teacher priority;
+    ties by priority, teacher name, then text."""
+    if not teachers:
+        raise ValueError("reselect needs at least one teacher")
+    names = ", ".join(_quote(t) for t in teachers)
+    order = " ".join(f"WHEN {_quote(t)} THEN {i}" for i, t in enumerate(priority))
+    return f"""
+        WITH pool AS (
+            SELECT c.*, CASE c.teacher {order} ELSE {len(priority)} END AS priority,
+                   bool_and(c.clip_score IS NOT NULL) OVER (PARTITION BY c.clip_id) AS scored
+            FROM captions c WHERE c.teacher IN ({names}))
+        SELECT clip_id, video_id, teacher, model, text, clip_score,
+               CASE WHEN scored THEN 'clip' ELSE 'priority' END AS selection_method
+        FROM pool
+        QUALIFY row_number() OVER (
+            PARTITION BY clip_id
+            ORDER BY CASE WHEN scored THEN -clip_score END, priority, teacher, text) = 1
+        ORDER BY clip_id"""
+
+
 _READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 
 
@@ -118,6 +142,10 @@ STATS_QUERIES = {
                round(quantile_cont(duration_s, 0.9), 2) AS p90_s,
                round(max(duration_s), 2) AS max_s
         FROM clips""",
+    "teachers": """
+        SELECT teacher, count(*) AS candidates, count(*) FILTER (selected) AS selected,
+               round(avg(clip_score), 4) AS mean_clip_score
+        FROM captions GROUP BY ALL ORDER BY selected DESC, teacher""",
     "top errors": """
         SELECT stage, error_type, count(*) AS n, any_value(message) AS example
         FROM errors GROUP BY ALL ORDER BY n DESC, stage LIMIT 10""",
