@@ -133,6 +133,7 @@ def jpeg(img: Image.Image, quality: int = 75) -> Image.Image:
 def _render_batch(contents: Sequence[tuple[str, str, str]], rng: random.Random,
                   preprocess: Callable[[Image.Image], torch.Tensor],
                   jpeg_fraction: float = 0.5) -> torch.Tensor:
+    """Preprocessed renders, part of them JPEG round-tripped at a random quality."""
     out = []
     for shape, colour, background in contents:
         img = render(shape, colour, background, rng)
@@ -149,10 +150,14 @@ def _write_config(out_dir: Path) -> Path:
     return path
 
 
-def train_tiny_clip(out_dir: Path, seed: int = 0, steps: int = 400, per_content: int = 1,
-                    pool_per_content: int = 60, lr: float = 2e-3,
-                    logit_scale: float = 1 / 0.07, image_loss: float = 0.0) -> TinyClip:
-    """Train the tiny CLIP from scratch and write its config and checkpoint into out_dir."""
+def train_tiny_clip(out_dir: Path, seed: int = 0, steps: int = 300, per_content: int = 2,
+                    pool_per_content: int = 100, lr: float = 2e-3,
+                    image_loss: float = 1.0) -> TinyClip:
+    """Train the tiny CLIP from scratch and write its config and checkpoint into out_dir.
+
+    Every step sees each of the 40 contents ``per_content`` times, drawn from a pool of
+    pre-rendered frames; deterministic given the seed.
+    """
     torch.set_num_threads(2)
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -170,8 +175,6 @@ def train_tiny_clip(out_dir: Path, seed: int = 0, steps: int = 400, per_content:
     pool_labels = torch.arange(n_contents).repeat(pool_per_content)
     by_content = pool_labels.argsort(stable=True).view(n_contents, pool_per_content)
 
-    with torch.no_grad():
-        model.logit_scale.fill_(math.log(logit_scale))
     # channels_last roughly halves the CPU time of the convolutions.
     model = model.to(memory_format=torch.channels_last)
     pool = pool.contiguous(memory_format=torch.channels_last)
@@ -187,6 +190,8 @@ def train_tiny_clip(out_dir: Path, seed: int = 0, steps: int = 400, per_content:
     gen = torch.Generator().manual_seed(seed)
     labels = torch.arange(n_contents).repeat_interleave(per_content)
     positives = F.one_hot(labels, n_contents).T.bool()  # caption x image
+    eye = torch.eye(len(labels), dtype=torch.bool)
+    other_content = (labels[:, None] != labels[None, :]) | eye
     model.train()
     for _ in range(steps):
         pick = torch.randint(pool_per_content, (n_contents, per_content), generator=gen)
@@ -200,11 +205,11 @@ def train_tiny_clip(out_dir: Path, seed: int = 0, steps: int = 400, per_content:
         lt = logits.T
         loss_t = (lt.logsumexp(1) - lt.masked_fill(~positives, -1e4).logsumexp(1)).mean()
         loss = (loss_i + loss_t) / 2
-        if image_loss:
-            same = labels[:, None] == labels[None, :]
-            eye = torch.eye(len(labels), dtype=torch.bool)
+        if image_loss and per_content > 1:
+            # Image <-> image term: pulls renders of one content together, as downstream
+            # compares frame embeddings with each other, not only with captions.
             li = (scale * img_f @ img_f.T).masked_fill(eye, -1e4)
-            loss_ii = (li.logsumexp(1) - li.masked_fill(~same | eye, -1e4).logsumexp(1)).mean()
+            loss_ii = (li.logsumexp(1) - li.masked_fill(other_content, -1e4).logsumexp(1)).mean()
             loss = loss + image_loss * loss_ii
         opt.zero_grad(set_to_none=True)
         loss.backward()
