@@ -89,6 +89,15 @@ SELECT v.title, c.clip_index, round(c.ocr_coverage_max, 3) AS ocr_coverage_max,
 FROM clips c JOIN videos v USING (video_id)
 WHERE c.ocr_text <> '' ORDER BY v.title, c.clip_index
 """
+CAPTION_QUERY = """
+SELECT v.title, c.clip_index, c.best_teacher, c.selection_method,
+       round(c.clip_score, 3) AS clip_score, left(c.best_caption, 90) AS best_caption
+FROM clips c JOIN videos v USING (video_id) ORDER BY v.title, c.clip_index
+"""
+WIN_RATES_QUERY = """
+SELECT teacher, count(*) AS candidates, count(*) FILTER (WHERE selected) AS selected
+FROM captions GROUP BY 1 ORDER BY selected DESC, teacher
+"""
 # bikes.mp4's shots last 1.2-2.4 s, under Panda-70M's 2.5 s minimum (which would skip
 # the whole video, with that reason); the demo keeps shots from 1 s so both videos
 # give clips. Pass --min-clip-s 2.5 to see the default.
@@ -205,6 +214,10 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     con.sql(TRANSCRIPT_QUERY).show(max_width=160)
     print("On-screen text (OCR) of the clips that have some:")
     con.sql(OCR_QUERY).show(max_width=160)
+    print("Captions: the selected candidate per clip (every candidate is in `captions`)")
+    con.sql(CAPTION_QUERY).show(max_width=200)
+    print("Teacher win rates:")
+    con.sql(WIN_RATES_QUERY).show(max_width=160)
     print(f"Try: {command_name()} query {output} "
           f"\"SELECT clip_id, start_s, end_s, media_uri FROM clips\"")
     return 0

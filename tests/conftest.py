@@ -268,3 +268,13 @@ def tiny_captioner(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def run_config(*args: str):
+    """RunConfig as the CLI builds it (without CLIP unless asked), with extra options."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.options import RunConfig
+
+    return RunConfig.from_options(PipelineOptions(["--input", "i", "--output", "o",
+                                                   "--no-clip", *args]))

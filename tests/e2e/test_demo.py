@@ -48,3 +48,15 @@ def test_make_demo(tmp_path):
     assert "judge a book by its cover" in speech and "petty" in speech
     assert con.sql("SELECT DISTINCT language FROM videos WHERE title LIKE 'Megamind%'"
                    ).fetchall() == [("en",)]
+    # Offline there are no CLIP weights: the demo says so, runs without CLIP, and captions
+    # are chosen by teacher priority, never shown with a CLIP score.
+    assert "runs WITHOUT CLIP" in proc.stdout and "Teacher win rates" in proc.stdout
+    (notes, clip_model), = con.sql("SELECT notes, clip_model FROM runs").fetchall()
+    assert clip_model is None and any(n.startswith("CLIP was off") for n in notes)
+    captions = con.sql("""
+        SELECT c.clip_id, count(k.text), count(*) FILTER (WHERE k.selected),
+               bool_and(k.clip_score IS NULL AND k.selection_method = 'priority')
+        FROM clips c LEFT JOIN captions k USING (clip_id) GROUP BY 1""").fetchall()
+    assert len(captions) == 11
+    assert all(n >= 1 and chosen == 1 and unscored for _, n, chosen, unscored in captions)
+    assert con.sql("SELECT DISTINCT best_teacher FROM clips").fetchall() == [("metadata",)]

@@ -14,6 +14,7 @@ import pytest
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from conftest import run_config
 from tiny_clip import BACKGROUNDS, COLOURS, SHAPES, caption, jpeg, render
 
 from pipeline.options import ClipConfig, ConfigError
@@ -119,36 +120,34 @@ def _synthetic_clips(folder: Path, n: int, seed: int):
 
 def test_pipeline_selects_the_right_caption_among_distractors(clip_cfg, tmp_path):
     clips, candidates, truth = _synthetic_clips(tmp_path, n=60, seed=2024)
-    found: dict[str, list] = {}
 
     def check(rows):
         by_clip: dict[str, list] = {}
         for r in rows:
             by_clip.setdefault(r.candidate.clip_id, []).append(r)
-        found.update(by_clip)
+        assert len(by_clip) == len(truth)
         for clip_id, rs in by_clip.items():
             assert sum(r.selected for r in rs) == 1, clip_id
             best = max(rs, key=lambda r: r.clip_score)
             assert best.selected and best.rank == 1
             assert sorted(r.rank for r in rs) == list(range(1, len(rs) + 1))
             assert all(r.selection_method == "clip" for r in rs)
+        right = sum(next(r for r in rs if r.selected).candidate.text == truth[c]
+                    for c, rs in by_clip.items())
+        assert right / len(by_clip) >= 0.95, f"{right} of {len(by_clip)} right"
 
     with TestPipeline() as p:
         embedded = p | "Clips" >> beam.Create(clips) | EmbedClips(clip_cfg, "r")
         scored = {"clips": embedded["clips"],
                   "candidates": p | "Candidates" >> beam.Create(candidates)} | ScoreCaptions(
             clip_cfg, ("vlm", "captioner", "metadata"), "r")
-        assert_that(scored["captions"] | beam.combiners.ToList(), check, label="Captions")
+        assert_that(scored["captions"], check, label="Captions")
         assert_that(scored["clips"] | beam.Map(
             lambda c: (c.clip_id, c.best_caption is not None, c.clip_embedding.shape,
                        c.keyframe_embeddings is None, c.clip_model)),
             equal_to([(c.clip_id, True, (clip_cfg.embed_dim,), True, clip_cfg.model_id)
                       for c in clips]), label="Clips")
         assert_that(embedded["errors"], equal_to([]), label="NoErrors")
-    right = sum(next(r for r in rows if r.selected).candidate.text == truth[c]
-                for c, rows in found.items())
-    assert len(found) == len(clips)
-    assert right / len(found) >= 0.95, f"{right} of {len(found)} right"
 
 
 def test_unreadable_keyframes_are_an_error_row_and_the_clip_stays(clip_cfg, tmp_path):
@@ -165,13 +164,11 @@ def test_unreadable_keyframes_are_an_error_row_and_the_clip_stays(clip_cfg, tmp_
 
 
 def test_zero_shot_teacher_picks_the_right_concept(clip_cfg, tmp_path):
-    from test_teachers import config
-
     vocabulary = tmp_path / "concepts.txt"
     concepts = [f"{c} {s}" for s in SHAPES for c in COLOURS]
     vocabulary.write_text("# shapes\n" + "\n".join(concepts) + "\n\n")
     teachers = dataclasses.replace(
-        config().teachers, names=("zero_shot",), vocabulary=str(vocabulary),
+        run_config().teachers, names=("zero_shot",), vocabulary=str(vocabulary),
         zero_shot_templates=("a {} on a white background", "a {} on a black background"),
         zero_shot_top_k=1)
     teacher = TEACHERS["zero_shot"](cfg=teachers, clip=clip_cfg)

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from chatserver import ChatServer
+from conftest import run_config
 
 from pipeline.options import VlmConfig
 from schemas.records import CaptionCandidate, ClipRecord, Source, Span
@@ -89,10 +90,8 @@ def _context(tmp_path, candidates=()) -> ClipContext:
 
 
 def _teacher(name: str, cfg: VlmConfig):
-    from test_teachers import config
-
-    teachers = config().teachers
-    return TEACHERS[name](cfg=dataclasses.replace(teachers, vlm=cfg), clip=config().clip)
+    teachers = run_config().teachers
+    return TEACHERS[name](cfg=dataclasses.replace(teachers, vlm=cfg), clip=run_config().clip)
 
 
 def test_vlm_teacher_sends_keyframes_and_context(server, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from conftest import run_config
 
 from pipeline.options import RunConfig
 from schemas.records import ClipRecord, OcrLine, Source, Span
@@ -15,10 +16,7 @@ from transforms.teachers.text import clean_description, clean_title, strip_emoji
 
 
 def config(*args: str) -> RunConfig:
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    return RunConfig.from_options(PipelineOptions(["--input", "i", "--output", "o",
-                                                   "--no-clip", *args]))
+    return run_config(*args)
 
 
 def teacher(name: str, *args: str):
