@@ -87,6 +87,7 @@ bench: setup
 	$(BIN)/python benchmarks/split_bench.py
 	$(BIN)/python benchmarks/ocr_bench.py
 	$(BIN)/python benchmarks/asr_bench.py
+	$(BIN)/python benchmarks/clip_bench.py
 	$(BIN)/python benchmarks/pipeline_bench.py --minutes 3 --rss-minutes 5 --json build/pipeline_bench.json
 
 clean:
