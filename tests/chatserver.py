@@ -8,7 +8,7 @@ The requested model name picks the behaviour:
   garbage  200 with a body that is not JSON
   empty    200 with no choices
   denied   401
-  mixed    by a hash of the body: answers, 500 forever, or not JSON
+  mixed    per distinct body, in order of first arrival: answers, 500 forever, not JSON
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class ChatLog:
         self.requests: list[dict[str, Any]] = []
         self.times: dict[str, list[float]] = defaultdict(list)
         self.headers: list[dict[str, str]] = []
+        self.kinds: dict[str, int] = {}  # "mixed": the behaviour given to each body
         self.lock = threading.Lock()
 
 
@@ -80,6 +81,7 @@ def make_handler(log: ChatLog):
                 log.headers.append(dict(self.headers))
                 log.times[key].append(time.monotonic())
                 n = len(log.times[key])
+                kind = log.kinds.setdefault(key, len(log.kinds) % 3)
             model = body["model"]
             if model == "ok":
                 self._ok(body)
@@ -100,7 +102,6 @@ def make_handler(log: ChatLog):
             elif model == "denied":
                 self._send(401, b'{"error": "bad key"}')
             elif model == "mixed":
-                kind = int(key, 16) % 3
                 if kind == 0:
                     self._ok(body)
                 elif kind == 1:

@@ -101,3 +101,26 @@ def test_reselect_among_a_subset_needs_no_model(captioned):
     chosen = {r.split(",")[0]: r.split(",")[2] for r in every.stdout.strip().splitlines()[1:]}
     assert chosen == dict(con.sql("SELECT clip_id, teacher FROM captions WHERE selected"
                                   ).fetchall())
+
+
+def test_a_failing_vlm_server_never_stops_the_run(videos, tmp_path):
+    from pipeline.run import run
+
+    out = tmp_path / "mixed"
+    with ChatServer() as server:
+        # "mixed" answers some requests, fails others with 500 forever or non-JSON.
+        run(["--input", str(videos.cuts), "--output", str(out), "--no-clip", "--no-asr",
+             "--no-ocr", "--clip-media", "none", "--keyframes", "1", "--teachers", "vlm",
+             "--vlm-url", server.url, "--vlm-model", "mixed", "--vlm-retries", "1",
+             "--vlm-timeout", "5"])
+    con = connect(str(out))
+    assert con.sql("SELECT status FROM videos").fetchall() == [("ok",)]
+    clips = con.sql("SELECT count(*) FROM clips").fetchall()[0][0]
+    answered = con.sql("SELECT count(*) FROM captions WHERE teacher = 'vlm'").fetchall()[0][0]
+    failed = dict(con.sql("SELECT error_type, count(*) FROM errors WHERE stage = 'teachers' "
+                          "GROUP BY 1").fetchall())
+    assert answered + sum(failed.values()) == clips
+    assert answered and set(failed) <= {"vlm:http_retries_exhausted", "vlm:bad_response"}
+    assert failed, "the server's failures must show as error rows"
+    (reason,), = con.sql("SELECT reason FROM videos").fetchall()
+    assert "teachers" in (reason or "")
