@@ -17,6 +17,9 @@ USAGE = """vidcurate <command> ...
   query  OUTPUT "SQL" [--format table|csv|json|parquet]   SQL over the tables (DuckDB)
   reselect OUTPUT --teachers a,b [--format ...]         best caption among some teachers
   stats  OUTPUT                                          summary of an output
+  dedup  OUTPUT [--threshold 0.95]                       mark near-duplicate clips (CLIP)
+  balance OUTPUT --vocabulary FILE --cap T               MetaCLIP-style balanced subset
+  export OUTPUT DEST [--shard-clips N|--shard-bytes B]   WebDataset tar shards
   demo   [--output DIR] [run options]                     run on bundled sample footage
 
 `vidcurate run --help` lists every option; any other Beam flag (--runner, ...) passes through.
@@ -152,6 +155,102 @@ def _reselect(argv: list[str]) -> int:
     return _query([args.output, reselect_sql(teachers, priority), *rest])
 
 
+def _dedup(argv: list[str]) -> int:
+    from pipeline.commands import dedup
+    from pipeline.options import ConfigError
+    from pipeline.query import OutputNotFound
+    from transforms.dedup import DedupConfig, recall
+
+    parser = argparse.ArgumentParser(
+        prog="vidcurate dedup",
+        description="Mark clips whose CLIP embedding is a near-duplicate of an earlier "
+        "clip (within and across videos). Writes <output>/duplicates/; the view "
+        "clips_unique leaves them out. Other flags go to Beam (--runner ...).")
+    parser.add_argument("output")
+    parser.add_argument("--threshold", type=float, default=0.95,
+                        help="cosine similarity at or above which a clip is a duplicate")
+    parser.add_argument("--bands", type=int, default=32, help="LSH bands")
+    parser.add_argument("--bits", type=int, default=12, help="hyperplanes per band")
+    parser.add_argument("--seed", type=int, default=0)
+    args, beam_args = parser.parse_known_args(argv)
+    cfg = DedupConfig(threshold=args.threshold, bands=args.bands, bits=args.bits,
+                      seed=args.seed)
+    try:
+        summary = dedup(args.output, cfg, beam_args)
+    except (ConfigError, OutputNotFound) as e:
+        print(f"vidcurate: {e}", file=sys.stderr)
+        return 2
+    print(f"dedup {summary['pass_id']}: {summary['duplicates']} of {summary['clips']} clips "
+          f"are near-duplicates (cosine >= {cfg.threshold}); a pair at that similarity is "
+          f"found with probability {recall(cfg.threshold, cfg):.4f}. "
+          f"{summary['skipped_without_embedding']} clips have no embedding.")
+    print(f"unique clips: vidcurate query {args.output} \"SELECT * FROM clips_unique\"")
+    return 0
+
+
+def _balance(argv: list[str]) -> int:
+    from pipeline.commands import balance_output
+    from pipeline.options import ConfigError
+    from pipeline.query import OutputNotFound
+
+    parser = argparse.ArgumentParser(
+        prog="vidcurate balance",
+        description="MetaCLIP-style balancing: cap every vocabulary entry at --cap clips "
+        "(deterministic sampling). Writes <output>/balance/ and balance_counts/; the view "
+        "clips_balanced holds the kept clips.")
+    parser.add_argument("output")
+    parser.add_argument("--vocabulary", required=True, help="one entry per line")
+    parser.add_argument("--cap", type=int, required=True, help="clips kept per entry, t")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep-unmatched", action="store_true",
+                        help="keep clips that match no entry (MetaCLIP drops them)")
+    args = parser.parse_args(argv)
+    try:
+        summary = balance_output(args.output, args.vocabulary, args.cap, args.seed,
+                                 args.keep_unmatched)
+    except (ConfigError, OutputNotFound) as e:
+        print(f"vidcurate: {e}", file=sys.stderr)
+        return 2
+    print(f"balance {summary['pass_id']}: kept {summary['kept']} of {summary['clips']} clips "
+          f"({summary['matched']} matched one of {summary['entries']} entries).")
+    print(f"per entry: vidcurate query {args.output} \"SELECT * FROM balance_counts ORDER BY "
+          "count_before DESC\"")
+    return 0
+
+
+def _export(argv: list[str]) -> int:
+    from pipeline.commands import ExportConfig, export_webdataset
+    from pipeline.options import ConfigError
+    from pipeline.query import OutputNotFound
+
+    parser = argparse.ArgumentParser(
+        prog="vidcurate export",
+        description="Write the clips as WebDataset tar shards (clip file, first keyframe, "
+        "caption .txt, everything else .json). For Hugging Face datasets, load the "
+        "Parquet tables directly (see README).")
+    parser.add_argument("output")
+    parser.add_argument("dest")
+    parser.add_argument("--format", choices=("webdataset",), default="webdataset")
+    parser.add_argument("--shard-clips", type=int, default=1000, help="clips per shard")
+    parser.add_argument("--shard-bytes", type=float, default=1 << 30,
+                        help="bytes per shard (a shard closes at whichever comes first)")
+    parser.add_argument("--view", default="clips",
+                        choices=("clips", "clips_unique", "clips_balanced"))
+    parser.add_argument("--no-keyframes", action="store_true")
+    args = parser.parse_args(argv)
+    cfg = ExportConfig(dest=args.dest, shard_clips=args.shard_clips,
+                       shard_bytes=int(args.shard_bytes), view=args.view,
+                       keyframes=not args.no_keyframes)
+    try:
+        summary = export_webdataset(args.output, cfg)
+    except (ConfigError, OutputNotFound) as e:
+        print(f"vidcurate: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {summary['clips']} clips into {len(summary['shards'])} shards in "
+          f"{args.dest}")
+    return 0
+
+
 def _stats(argv: list[str]) -> int:
     from pipeline.query import STATS_QUERIES, OutputNotFound, connect
 
@@ -193,7 +292,7 @@ def _demo(argv: list[str]) -> int:
 
 
 COMMANDS = {"run": _run, "query": _query, "reselect": _reselect, "stats": _stats,
-            "demo": _demo}
+            "dedup": _dedup, "balance": _balance, "export": _export, "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:

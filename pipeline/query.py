@@ -75,6 +75,22 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
         SELECT c.* FROM raw_captions c SEMI JOIN runs r USING (run_id);
         CREATE VIEW captions AS
         SELECT c.* FROM raw_captions c SEMI JOIN videos v USING (video_id, run_id);
+        CREATE VIEW duplicates AS
+        SELECT d.* FROM raw_duplicates d SEMI JOIN clips c USING (clip_id)
+        WHERE d.pass_id = (SELECT pass_id FROM raw_duplicates
+                           ORDER BY created_at DESC, pass_id DESC LIMIT 1);
+        CREATE VIEW clips_unique AS
+        SELECT c.* FROM clips c ANTI JOIN duplicates d USING (clip_id);
+        CREATE VIEW balance AS
+        SELECT b.* FROM raw_balance b SEMI JOIN clips c USING (clip_id)
+        WHERE b.pass_id = (SELECT pass_id FROM raw_balance
+                           ORDER BY created_at DESC, pass_id DESC LIMIT 1);
+        CREATE VIEW balance_counts AS
+        SELECT * FROM raw_balance_counts
+        WHERE pass_id = (SELECT pass_id FROM raw_balance ORDER BY created_at DESC,
+                         pass_id DESC LIMIT 1);
+        CREATE VIEW clips_balanced AS
+        SELECT c.* FROM clips c SEMI JOIN balance b ON b.clip_id = c.clip_id AND b.kept;
         CREATE VIEW errors_all AS
         SELECT e.* FROM raw_errors e SEMI JOIN runs r USING (run_id);
         CREATE VIEW errors AS

@@ -223,6 +223,42 @@ RUNS = _schema(
 )
 
 
+# Written by `vidcurate dedup` / `vidcurate balance` over an output, not by a run.
+DUPLICATES = _schema(
+    "duplicates",
+    [
+        pa.field("pass_id", pa.string(), nullable=False),  # one dedup pass
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string()),
+        pa.field("duplicate_of", pa.string(), nullable=False),  # the kept clip
+        pa.field("similarity", pa.float32()),  # cosine to its nearest earlier match
+        pa.field("threshold", pa.float32()),
+    ],
+)
+
+BALANCE = _schema(
+    "balance",
+    [
+        pa.field("pass_id", pa.string(), nullable=False),
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("entries", pa.list_(pa.string())),  # vocabulary entries it matched
+        pa.field("kept", pa.bool_()),
+    ],
+)
+
+BALANCE_COUNTS = _schema(
+    "balance_counts",
+    [
+        pa.field("pass_id", pa.string(), nullable=False),
+        pa.field("entry", pa.string(), nullable=False),
+        pa.field("count_before", pa.int64()),
+        pa.field("count_after", pa.int64()),
+        pa.field("cap", pa.int64()),
+    ],
+)
+
 
 def table_schema(table: str, embedding_dim: int | None = None) -> pa.Schema:
     """A table's schema; with embedding_dim, clips.clip_embedding is a fixed-size list."""
@@ -240,4 +276,7 @@ TABLES: dict[str, pa.Schema] = {
     "captions": CAPTIONS,
     "errors": ERRORS,
     "runs": RUNS,
+    "duplicates": DUPLICATES,
+    "balance": BALANCE,
+    "balance_counts": BALANCE_COUNTS,
 }

@@ -1,0 +1,220 @@
+"""Commands over a finished output: dedup, balance, export.
+
+Each reads the current rows through the DuckDB views (latest complete run per video),
+does its work, and writes its result atomically, so a killed command leaves the output
+as it was. Dedup runs as a Beam pipeline (any runner, through the same flags as `run`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+import os
+import secrets
+import tarfile
+import tempfile
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.options import ConfigError
+from pipeline.query import connect
+from transforms.balance import Matcher, balance, read_entries
+from transforms.dedup import DedupConfig, FindDuplicates, Item
+from transforms.sinks import write_rows
+
+
+def _pass_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+# ------------------------------------------------------------------ dedup
+def _item(row: dict[str, Any]) -> Item:
+    return Item(clip_id=row["clip_id"], order=(row["video_id"], row["clip_index"]),
+                embedding=np.asarray(row["clip_embedding"], np.float32))
+
+
+def dedup(output: str, cfg: DedupConfig, beam_args: list[str] | None = None
+          ) -> dict[str, Any]:
+    """Mark near-duplicate clips in <output>/duplicates/<pass_id>.parquet; returns a
+    summary (clips compared, duplicates, pass id)."""
+    if not -1 <= cfg.threshold <= 1:
+        raise ConfigError(f"--threshold is a cosine similarity in [-1, 1], got {cfg.threshold}")
+    if cfg.bands < 1 or not 1 <= cfg.bits <= 64:
+        raise ConfigError("--bands must be >= 1 and --bits in [1, 64]")
+    con = connect(output)
+    dims = con.sql("SELECT DISTINCT len(clip_embedding) FROM clips "
+                   "WHERE clip_embedding IS NOT NULL").fetchall()
+    if len(dims) > 1:
+        raise ConfigError(f"clips carry embeddings of {len(dims)} sizes (runs with different "
+                          "CLIP models): dedup needs one model")
+    pass_id = _pass_id()
+    with tempfile.TemporaryDirectory(prefix="vidcurate-dedup-") as tmp:
+        source = os.path.join(tmp, "embeddings.parquet")
+        table = con.sql("SELECT clip_id, video_id, clip_index, "
+                        "clip_embedding::FLOAT[] AS clip_embedding FROM clips "
+                        "WHERE clip_embedding IS NOT NULL ORDER BY clip_id").to_arrow_table()
+        pq.write_table(table, source, row_group_size=4096)  # row groups split the read
+        found = os.path.join(tmp, "found")
+        if dims:
+            with beam.Pipeline(options=PipelineOptions(beam_args or [])) as p:
+                _ = (p | "Read" >> beam.io.ReadFromParquet(source)
+                     | "Items" >> beam.Map(_item)
+                     | "Find" >> FindDuplicates(cfg, int(dims[0][0]))
+                     | "Json" >> beam.Map(json.dumps)
+                     | "Write" >> beam.io.WriteToText(found, file_name_suffix=".jsonl"))
+        pairs = []
+        for name in sorted(os.listdir(tmp)):
+            if name.startswith("found") and name.endswith(".jsonl"):
+                with open(os.path.join(tmp, name)) as f:
+                    pairs += [json.loads(line) for line in f if line.strip()]
+    video_of = dict(zip(table.column("clip_id").to_pylist(),
+                        table.column("video_id").to_pylist(), strict=True))
+    now = dt.datetime.now(dt.UTC)
+    rows = [{"pass_id": pass_id, "created_at": now, "clip_id": c, "video_id": video_of.get(c),
+             "duplicate_of": d, "similarity": s, "threshold": cfg.threshold}
+            for c, d, s in sorted(pairs)]
+    write_rows(output, "duplicates", pass_id, rows)
+    return {"pass_id": pass_id, "clips": table.num_rows, "duplicates": len(rows),
+            "skipped_without_embedding": con.sql(
+                "SELECT count(*) FROM clips WHERE clip_embedding IS NULL").fetchall()[0][0]}
+
+
+# ------------------------------------------------------------------ balance
+BALANCE_TEXT = """
+    SELECT c.clip_id, concat_ws(' ', c.best_caption, c.transcript, v.title) AS text
+    FROM clips c JOIN videos v USING (video_id) ORDER BY c.clip_id"""
+
+
+def balance_output(output: str, vocabulary: str, cap: int, seed: int = 0,
+                   keep_unmatched: bool = False) -> dict[str, Any]:
+    """Write <output>/balance/ and balance_counts/ for one pass; returns a summary."""
+    if cap < 1:
+        raise ConfigError(f"--cap must be >= 1, got {cap}")
+    if not os.path.isfile(vocabulary):
+        raise ConfigError(f"--vocabulary {vocabulary!r} is not a file")
+    with open(vocabulary, encoding="utf-8") as f:
+        entries = read_entries(f)
+    if not entries:
+        raise ConfigError(f"--vocabulary {vocabulary!r} holds no entries")
+    match = Matcher(entries)
+    texts = connect(output).sql(BALANCE_TEXT).fetchall()
+    matches = {clip_id: match(text or "") for clip_id, text in texts}
+    kept, counts = balance(matches, cap, seed, keep_unmatched)
+    pass_id, now = _pass_id(), dt.datetime.now(dt.UTC)
+    write_rows(output, "balance_counts", pass_id, [
+        {"pass_id": pass_id, "entry": e, "count_before": b, "count_after": a, "cap": cap}
+        for e, (b, a) in counts.items()])
+    # Written last: the balance view follows this table's newest pass.
+    write_rows(output, "balance", pass_id, [
+        {"pass_id": pass_id, "created_at": now, "clip_id": c, "entries": matches[c],
+         "kept": kept[c]} for c in sorted(matches)])
+    return {"pass_id": pass_id, "clips": len(matches), "kept": sum(kept.values()),
+            "matched": sum(bool(m) for m in matches.values()), "entries": len(counts)}
+
+
+# ------------------------------------------------------------------ export
+EXPORT_QUERY = """
+    SELECT c.clip_id, c.video_id, c.media_uri, c.keyframe_uris, c.start_s, c.end_s,
+           c.duration_s, c.best_caption, c.best_teacher, c.clip_score, c.selection_method,
+           c.transcript, c.ocr_text, c.ocr_coverage_max, v.source_uri, v.title, v.license,
+           v.language, (SELECT list({'teacher': k.teacher, 'model': k.model,
+                                     'text': k.text, 'clip_score': k.clip_score,
+                                     'rank': k.rank} ORDER BY k.rank)
+                        FROM captions k WHERE k.clip_id = c.clip_id) AS candidates
+    FROM {clips} c JOIN videos v USING (video_id)
+    ORDER BY c.video_id, c.clip_index"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    dest: str
+    shard_clips: int = 1000  # a shard closes at this many clips ...
+    shard_bytes: int = 1 << 30  # ... or this many bytes, whichever comes first
+    view: str = "clips"  # clips, clips_unique or clips_balanced
+    keyframes: bool = True
+
+
+def _read(uri: str) -> bytes:
+    with FileSystems.open(uri) as f:
+        return f.read()
+
+
+def _sample(row: dict[str, Any]) -> dict[str, bytes]:
+    """One WebDataset sample: the clip file, its first keyframe, a caption and the rest
+    as JSON; the member names share the key (the clip id)."""
+    meta = {k: v for k, v in row.items() if k not in ("media_uri", "keyframe_uris")}
+    out: dict[str, bytes] = {}
+    if row["media_uri"]:
+        ext = os.path.splitext(row["media_uri"])[1].lstrip(".") or "mp4"
+        out[ext] = _read(row["media_uri"])
+    if row["keyframe_uris"]:
+        out["jpg"] = _read(row["keyframe_uris"][0])
+    out["txt"] = (row["best_caption"] or "").encode()
+    out["json"] = json.dumps(meta, ensure_ascii=False, default=str, sort_keys=True).encode()
+    return out
+
+
+class ShardWriter:
+    """WebDataset tar shards, closed at a count or a size; each shard is written under a
+    temporary name and renamed when complete, so a reader never sees half a shard."""
+
+    def __init__(self, dest: str, max_clips: int, max_bytes: int) -> None:
+        self.dest, self.max_clips, self.max_bytes = dest, max_clips, max_bytes
+        self.shards: list[str] = []
+        self._tar: tarfile.TarFile | None = None
+        self._tmp = ""
+        self._count = self._bytes = 0
+
+    def add(self, key: str, sample: dict[str, bytes]) -> None:
+        size = sum(len(v) for v in sample.values())
+        if self._tar is not None and (self._count >= self.max_clips
+                                      or self._bytes + size > self.max_bytes):
+            self.close()
+        if self._tar is None:
+            self._tmp = os.path.join(self.dest, f".shard-{len(self.shards):06d}.tar.tmp")
+            self._tar = tarfile.open(self._tmp, "w")  # noqa: SIM115 - spans many calls
+        for ext, data in sorted(sample.items()):
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            self._tar.addfile(info, io.BytesIO(data))
+        self._count += 1
+        self._bytes += size
+
+    def close(self) -> None:
+        if self._tar is None:
+            return
+        self._tar.close()
+        final = os.path.join(self.dest, f"shard-{len(self.shards):06d}.tar")
+        os.replace(self._tmp, final)
+        self.shards.append(final)
+        self._tar, self._count, self._bytes = None, 0, 0
+
+
+def export_webdataset(output: str, cfg: ExportConfig) -> dict[str, Any]:
+    """Tar shards <dest>/shard-000000.tar ... of the chosen view; returns a summary."""
+    if cfg.view not in ("clips", "clips_unique", "clips_balanced"):
+        raise ConfigError(f"--view must be clips, clips_unique or clips_balanced: {cfg.view}")
+    if cfg.shard_clips < 1 or cfg.shard_bytes < 1:
+        raise ConfigError("--shard-clips and --shard-bytes must be >= 1")
+    rel = connect(output).sql(EXPORT_QUERY.replace("{clips}", cfg.view))
+    columns = rel.columns
+    os.makedirs(cfg.dest, exist_ok=True)
+    writer = ShardWriter(cfg.dest, cfg.shard_clips, cfg.shard_bytes)
+    exported = 0
+    while batch := rel.fetchmany(256):
+        for values in batch:
+            row = dict(zip(columns, values, strict=True))
+            sample = _sample(row)
+            if not cfg.keyframes:
+                sample.pop("jpg", None)
+            writer.add(row["clip_id"], sample)
+            exported += 1
+    writer.close()
+    return {"shards": writer.shards, "clips": exported}
