@@ -14,6 +14,8 @@ STAMPS := .stamps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_OUTPUT ?= demo-output
 APT_PACKAGES := ffmpeg fonts-dejavu-core pocketsphinx-testdata
+# Tests only: the HTML report is checked in a headless browser.
+TEST_APT_PACKAGES := chromium chromium-driver
 MEDIA := build/media
 # Real sample files from Debian's opencv-doc, extracted from the package without
 # installing it (it would pull MathJax and jQuery for its HTML docs).
@@ -29,16 +31,27 @@ help:
 	@echo "make test   set up and run the test suite"
 	@echo "make lint   ruff;  make bench   benchmarks/;  make clean"
 
-$(STAMPS)/system: Makefile
-	@mkdir -p $(STAMPS)
-	@missing=""; for p in $(APT_PACKAGES); do \
+# apt-get install of the packages in $(1) that are not installed yet.
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  $(SUDO) apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+$(STAMPS)/system: Makefile
+	@mkdir -p $(STAMPS)
+	$(call apt_install,$(APT_PACKAGES))
 	@command -v ffprobe >/dev/null || { echo "ffprobe missing after install" >&2; exit 1; }
+	@touch $@
+
+$(STAMPS)/test-system: Makefile
+	@mkdir -p $(STAMPS)
+	$(call apt_install,$(TEST_APT_PACKAGES))
+	@command -v chromedriver >/dev/null || { echo "chromedriver missing after install" >&2; exit 1; }
 	@touch $@
 
 $(STAMPS)/python: pyproject.toml constraints.txt Makefile
@@ -76,7 +89,7 @@ setup: $(STAMPS)/system $(STAMPS)/python $(STAMPS)/media
 demo: setup
 	$(BIN)/vidcurate demo --output $(DEMO_OUTPUT) --media $(MEDIA)
 
-test: setup
+test: setup $(STAMPS)/test-system
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -17,6 +17,7 @@ USAGE = """vidcurate <command> ...
   query  OUTPUT "SQL" [--format table|csv|json|parquet]   SQL over the tables (DuckDB)
   reselect OUTPUT --teachers a,b [--format ...]         best caption among some teachers
   stats  OUTPUT                                          summary of an output
+  report OUTPUT [--out DIR]                              static HTML report (offline)
   dedup  OUTPUT [--threshold 0.95]                       mark near-duplicate clips (CLIP)
   balance OUTPUT --vocabulary FILE --cap T               MetaCLIP-style balanced subset
   export OUTPUT DEST [--shard-clips N|--shard-bytes B]   WebDataset tar shards
@@ -251,6 +252,28 @@ def _export(argv: list[str]) -> int:
     return 0
 
 
+def _report(argv: list[str]) -> int:
+    from pipeline.query import OutputNotFound
+    from pipeline.report import write_report
+
+    parser = argparse.ArgumentParser(
+        prog="vidcurate report",
+        description="Write a static HTML report (plots, dataset card, clip gallery) that "
+        "opens offline from disk.")
+    parser.add_argument("output")
+    parser.add_argument("--out", help="report folder (default: OUTPUT/report)")
+    parser.add_argument("--max-clips", type=int, default=500,
+                        help="clips in the gallery, best CLIP score first")
+    args = parser.parse_args(argv)
+    try:
+        index = write_report(args.output, args.out, args.max_clips)
+    except OutputNotFound as e:
+        print(f"vidcurate: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {index}  (open it in a browser; no server needed)")
+    return 0
+
+
 def _stats(argv: list[str]) -> int:
     from pipeline.query import STATS_QUERIES, OutputNotFound, connect
 
@@ -292,7 +315,8 @@ def _demo(argv: list[str]) -> int:
 
 
 COMMANDS = {"run": _run, "query": _query, "reselect": _reselect, "stats": _stats,
-            "dedup": _dedup, "balance": _balance, "export": _export, "demo": _demo}
+            "report": _report, "dedup": _dedup, "balance": _balance, "export": _export,
+            "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -278,3 +278,27 @@ def run_config(*args: str):
 
     return RunConfig.from_options(PipelineOptions(["--input", "i", "--output", "o",
                                                    "--no-clip", *args]))
+
+
+CAPTION_TEACHERS = "metadata,speech,ocr,zero_shot,captioner,vlm,vlm_fuse"
+
+
+@pytest.fixture(scope="session")
+def captioned_output(tmp_path_factory, clip_args, tiny_captioner, opencv_media,
+                     sample_footage) -> tuple[Path, int]:
+    """The demo media through every teacher, the tiny CLIP and a loopback VLM server:
+    (output folder, requests the server got)."""
+    from chatserver import ChatServer
+
+    from pipeline.demo import demo
+
+    out = tmp_path_factory.mktemp("captions") / "out"
+    with ChatServer() as server:
+        # The tiny CLIP knows synthetic shapes, not film: stitching real footage with it
+        # would be noise, so this run splits by cuts only (stitching has its own tests).
+        assert demo(str(out), [*clip_args, "--no-stitch", "--teachers", CAPTION_TEACHERS,
+                               "--captioner-model", str(tiny_captioner),
+                               "--vlm-url", server.url, "--vlm-model", "ok"],
+                    media=str(ROOT / "build" / "media")) == 0
+        requests = len(server.log.requests)
+    return out, requests

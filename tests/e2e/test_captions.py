@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from chatserver import ChatServer
+from conftest import CAPTION_TEACHERS as TEACHERS
 from conftest import run_cli
 
-from pipeline.demo import demo
 from pipeline.query import connect
-
-ROOT = Path(__file__).resolve().parents[2]
-TEACHERS = "metadata,speech,ocr,zero_shot,captioner,vlm,vlm_fuse"
 
 
 @pytest.fixture(scope="module")
-def captioned(tmp_path_factory, clip_args, tiny_captioner, opencv_media, sample_footage):
-    out = tmp_path_factory.mktemp("captions") / "out"
-    with ChatServer() as server:
-        # The tiny CLIP knows synthetic shapes, not film: stitching real footage with it
-        # would be noise, so this run splits by cuts only (stitching has its own tests).
-        assert demo(str(out), [*clip_args, "--no-stitch", "--teachers", TEACHERS,
-                               "--captioner-model", str(tiny_captioner),
-                               "--vlm-url", server.url, "--vlm-model", "ok"],
-                    media=str(ROOT / "build" / "media")) == 0
-        requests = len(server.log.requests)
-    return out, requests
+def captioned(captioned_output):
+    return captioned_output
 
 
 def test_every_clip_has_candidates_and_one_selected_best(captioned):

@@ -1,0 +1,53 @@
+// The report's clip gallery: cards built with textContent only (captions are data,
+// never markup), and two filters.
+const clips = JSON.parse(document.getElementById('clip-data').textContent);
+const gallery = document.getElementById('gallery');
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+function card(c) {
+  const d = el('div', null, 'clip-card');
+  d.dataset.score = c.score === null ? '' : c.score;
+  d.dataset.teacher = c.teacher || '';
+  for (const f of c.frames) { const i = el('img'); i.src = f; i.alt = c.id; d.appendChild(i); }
+  if (c.media) {
+    const v = el('video'); v.src = c.media; v.controls = true; v.preload = 'none';
+    v.style.width = '100%'; d.appendChild(v);
+  }
+  d.appendChild(el('div', c.caption || '(no caption)', 'caption'));
+  const score = c.score === null ? 'no CLIP score' : 'CLIP ' + c.score.toFixed(3);
+  d.appendChild(el('div', (c.teacher || '-') + ' · ' + score + ' · ' + (c.method || ''), 'meta'));
+  d.appendChild(el('div', c.title + ' · ' + c.start + '–' + c.end + ' s', 'meta'));
+  const more = el('details'); more.appendChild(el('summary', c.candidates.length + ' candidates, transcript, OCR'));
+  const list = el('ol');
+  for (const k of c.candidates) {
+    const li = el('li', '[' + k.teacher + (k.score === null ? '' : ' ' + k.score.toFixed(3)) + '] ' + k.text,
+                  k.selected ? 'selected' : '');
+    list.appendChild(li);
+  }
+  more.appendChild(list);
+  if (c.transcript) more.appendChild(el('p', 'Speech: ' + c.transcript));
+  if (c.ocr) more.appendChild(el('p', 'On-screen text: ' + c.ocr));
+  d.appendChild(more);
+  return d;
+}
+for (const c of clips) gallery.appendChild(card(c));
+function apply() {
+  const raw = document.getElementById('min-score').value;
+  const min = raw === '' ? null : parseFloat(raw);
+  const teacher = document.getElementById('teacher').value;
+  let shown = 0;
+  for (const d of gallery.children) {
+    const s = d.dataset.score === '' ? null : parseFloat(d.dataset.score);
+    const ok = (min === null || (s !== null && s >= min)) && (!teacher || d.dataset.teacher === teacher);
+    d.style.display = ok ? '' : 'none';
+    if (ok) shown++;
+  }
+  document.getElementById('shown').textContent = shown;
+}
+document.getElementById('min-score').addEventListener('input', apply);
+document.getElementById('teacher').addEventListener('change', apply);
+apply();

@@ -1,0 +1,266 @@
+"""`vidcurate report`: a static HTML report of an output that opens offline.
+
+One folder: index.html (plotly.js inlined once, the plots, a dataset card and a clip
+gallery whose data is embedded as JSON) and thumbs/ (small copies of the keyframes).
+No server and no network: open index.html from disk. Clip files are linked relative
+to the report when the report sits on the same disk as the output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import shutil
+from typing import Any
+
+from pipeline.query import connect
+
+THUMB_WIDTH = 320
+
+CARD_QUERIES = {
+    "videos": "SELECT status, count(*) AS n, round(sum(duration_s) / 3600, 3) AS hours "
+              "FROM videos GROUP BY 1 ORDER BY 1",
+    "clips": "SELECT count(*) AS clips, round(coalesce(sum(duration_s), 0) / 3600, 3) AS "
+             "hours, count(*) FILTER (WHERE clip_embedding IS NOT NULL) AS embedded, "
+             "count(*) FILTER (WHERE best_caption IS NOT NULL) AS captioned FROM clips",
+    "languages": "SELECT coalesce(language, 'none') AS language, count(*) AS videos "
+                 "FROM videos GROUP BY 1 ORDER BY 2 DESC, 1",
+    "runs": "SELECT run_id, finished_at, runner, clip_model, notes, versions_json, "
+            "options_json FROM runs ORDER BY finished_at DESC LIMIT 5",
+}
+GALLERY_QUERY = """
+    SELECT c.clip_id, c.video_id, v.title, v.source_uri, c.start_s, c.end_s, c.media_uri,
+           c.keyframe_uris, c.best_caption, c.best_teacher, c.clip_score,
+           c.selection_method, c.transcript, c.ocr_text,
+           (SELECT list({'teacher': k.teacher, 'text': k.text, 'score': k.clip_score,
+                         'selected': k.selected} ORDER BY k.rank)
+            FROM captions k WHERE k.clip_id = c.clip_id) AS candidates
+    FROM clips c JOIN videos v USING (video_id)
+    ORDER BY c.clip_score DESC NULLS LAST, c.video_id, c.clip_index
+    LIMIT {limit}"""
+
+
+def _figures(con: Any) -> list[tuple[str, str, str | None]]:
+    """(title, plot html or '', note) per plot."""
+    import plotly.graph_objects as go
+
+    def html_of(fig: Any) -> str:
+        fig.update_layout(height=320, margin={"l": 40, "r": 10, "t": 30, "b": 40},
+                          template="plotly_white")
+        return fig.to_html(full_html=False, include_plotlyjs=False,
+                           config={"displaylogo": False, "responsive": True})
+
+    def histogram(values: list[float], bins: int, x_title: str, y_title: str) -> str:
+        fig = go.Figure(go.Histogram(x=values, nbinsx=bins))
+        fig.update_layout(xaxis_title=x_title, yaxis_title=y_title)
+        return html_of(fig)
+
+    out: list[tuple[str, str, str | None]] = []
+    lengths = [r[0] for r in con.sql("SELECT duration_s FROM clips").fetchall()]
+    out.append(("Clip length", histogram(lengths, 30, "seconds", "clips") if lengths else "",
+                None if lengths else "no clips"))
+    scores = con.sql("SELECT clip_score, selected FROM captions WHERE clip_score IS NOT NULL"
+                     ).fetchall()
+    if scores:
+        fig = go.Figure()
+        fig.add_histogram(x=[s for s, _ in scores], name="all candidates", opacity=0.6)
+        fig.add_histogram(x=[s for s, sel in scores if sel], name="selected", opacity=0.6)
+        fig.update_layout(barmode="overlay", xaxis_title="CLIP score (cosine)")
+        out.append(("CLIP score", html_of(fig), None))
+    else:
+        out.append(("CLIP score", "", "no CLIP scores: the runs had no CLIP (see the card)"))
+    wins = con.sql("SELECT teacher, count(*) AS candidates, count(*) FILTER (WHERE selected) "
+                   "AS selected FROM captions GROUP BY 1 ORDER BY 3 DESC, 1").fetchall()
+    if wins:
+        fig = go.Figure()
+        fig.add_bar(x=[w[0] for w in wins], y=[w[1] for w in wins], name="candidates")
+        fig.add_bar(x=[w[0] for w in wins], y=[w[2] for w in wins], name="selected")
+        out.append(("Teachers: candidates and wins", html_of(fig), None))
+    else:
+        out.append(("Teachers: candidates and wins", "", "no captions"))
+    coverage = [r[0] for r in con.sql("SELECT ocr_coverage_max FROM clips "
+                                      "WHERE ocr_coverage_max IS NOT NULL").fetchall()]
+    out.append(("On-screen text coverage (max per clip)",
+                histogram(coverage, 20, "fraction of the frame", "clips") if coverage else "",
+                None if coverage else "no OCR"))
+    langs = con.sql("SELECT coalesce(language, 'none'), count(*) FROM videos GROUP BY 1 "
+                    "ORDER BY 2 DESC").fetchall()
+    fig = go.Figure(go.Bar(x=[r[0] for r in langs], y=[r[1] for r in langs]))
+    fig.update_layout(xaxis_title="language", yaxis_title="videos")
+    out.append(("Spoken language (ASR)", html_of(fig) if langs else "",
+                None if langs else "no videos"))
+    errors = con.sql("SELECT stage, error_type, count(*) FROM errors GROUP BY 1, 2 "
+                     "ORDER BY 3 DESC").fetchall()
+    fig = go.Figure([go.Bar(name=t, x=[e[0] for e in errors if e[1] == t],
+                            y=[e[2] for e in errors if e[1] == t])
+                     for t in sorted({e[1] for e in errors})])
+    fig.update_layout(barmode="stack", xaxis_title="stage", yaxis_title="errors")
+    out.append(("Errors by stage and type", html_of(fig) if errors else "",
+                None if errors else "no errors"))
+    return out
+
+
+def _thumb(uri: str, dest: str) -> bool:
+    from apache_beam.io.filesystems import FileSystems
+    from PIL import Image
+
+    try:
+        with FileSystems.open(uri) as f, Image.open(f) as im:
+            im = im.convert("RGB")
+            im.thumbnail((THUMB_WIDTH, THUMB_WIDTH))
+            im.save(dest, quality=80)
+        return True
+    except Exception:  # a missing keyframe leaves a gap in the gallery, not a crash
+        return False
+
+
+def _relative(path: str | None, start: str) -> str | None:
+    if not path or "://" in path or not os.path.isfile(path):
+        return None
+    try:
+        return os.path.relpath(path, start)
+    except ValueError:
+        return None
+
+
+def _table(rows: list[tuple], columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>"
+                                    for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _card(con: Any) -> str:
+    parts = []
+    for title in ("videos", "clips", "languages"):
+        rel = con.sql(CARD_QUERIES[title])
+        parts.append(f"<h3>{title}</h3>" + _table(rel.fetchall(), rel.columns))
+    runs = con.sql(CARD_QUERIES["runs"]).fetchall()
+    items = []
+    for run_id, finished, runner, clip_model, notes, versions, options in runs:
+        cfg = json.loads(options).get("config", {})
+        asr = cfg.get("asr", {})
+        teachers = cfg.get("teachers", {}).get("names")
+        items.append(
+            f"<li><b>{html.escape(run_id)}</b> ({html.escape(str(finished))}, "
+            f"{html.escape(runner or '')}): CLIP {html.escape(clip_model or 'off')}; ASR "
+            f"{html.escape(asr.get('model', '') if asr.get('enabled') else 'off')}; "
+            f"teachers {html.escape(', '.join(teachers or []))}"
+            f"<br><small>{html.escape('; '.join(notes or []))}</small>"
+            f"<details><summary>versions and options</summary><pre>"
+            f"{html.escape(json.dumps(json.loads(versions), indent=1))}\n"
+            f"{html.escape(json.dumps(cfg, indent=1, sort_keys=True))}</pre></details></li>")
+    parts.append("<h3>runs (newest first)</h3><ul>" + "".join(items) + "</ul>")
+    return "\n".join(parts)
+
+
+def _gallery_data(con: Any, out_dir: str, limit: int) -> list[dict[str, Any]]:
+    thumbs = os.path.join(out_dir, "thumbs")
+    os.makedirs(thumbs, exist_ok=True)
+    rel = con.sql(GALLERY_QUERY.replace("{limit}", str(int(limit))))
+    columns = rel.columns
+    data = []
+    for values in rel.fetchall():
+        row = dict(zip(columns, values, strict=True))
+        frames = []
+        for i, uri in enumerate(row["keyframe_uris"] or []):
+            name = f"{row['clip_id']}_{i}.jpg"
+            if _thumb(uri, os.path.join(thumbs, name)):
+                frames.append(f"thumbs/{name}")
+        data.append({
+            "id": row["clip_id"], "title": row["title"] or row["source_uri"],
+            "start": round(row["start_s"], 2), "end": round(row["end_s"], 2),
+            "frames": frames, "media": _relative(row["media_uri"], out_dir),
+            "caption": row["best_caption"], "teacher": row["best_teacher"],
+            "score": None if row["clip_score"] is None else round(row["clip_score"], 4),
+            "method": row["selection_method"], "transcript": row["transcript"] or "",
+            "ocr": row["ocr_text"] or "",
+            "candidates": [{"teacher": c["teacher"], "text": c["text"],
+                            "score": None if c["score"] is None else round(c["score"], 4),
+                            "selected": c["selected"]} for c in row["candidates"] or []],
+        })
+    return data
+
+
+def _script() -> str:
+    with open(os.path.join(os.path.dirname(__file__), "report.js"), encoding="utf-8") as f:
+        return f.read()
+
+
+def write_report(output: str, out_dir: str | None = None, max_clips: int = 500) -> str:
+    """Write the report folder; returns the path of index.html."""
+    import plotly.offline
+
+    con = connect(output)
+    out_dir = os.path.abspath(out_dir or os.path.join(output, "report"))
+    if os.path.isdir(os.path.join(out_dir, "thumbs")):
+        shutil.rmtree(os.path.join(out_dir, "thumbs"))
+    os.makedirs(out_dir, exist_ok=True)
+    plots = "\n".join(
+        f'<section class="plot"><h3>{html.escape(t)}</h3>'
+        + (body if body else f'<p class="note">{html.escape(note or "")}</p>') + "</section>"
+        for t, body, note in _figures(con))
+    data = _gallery_data(con, out_dir, max_clips)
+    teachers = sorted({d["teacher"] for d in data if d["teacher"]})
+    options = "".join(f'<option value="{html.escape(t)}">{html.escape(t)}</option>'
+                      for t in teachers)
+    page = PAGE.format(
+        title=html.escape(f"vidcurate report: {output}"),
+        generated=html.escape(dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
+        plotly=plotly.offline.get_plotlyjs(),
+        card=_card(con), plots=plots, options=options, total=len(data),
+        data=json.dumps(data, ensure_ascii=False).replace("</", "<\\/"),
+        script=_script())
+    index = os.path.join(out_dir, "index.html")
+    tmp = index + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(page)
+    os.replace(tmp, index)
+    return index
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 0 2rem 2rem; color: #222; }}
+table {{ border-collapse: collapse; margin: .3rem 0 1rem; }}
+td, th {{ border: 1px solid #ccc; padding: .2rem .5rem; font-size: .9rem; }}
+.plots {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr));
+          gap: 1rem; }}
+.note {{ color: #777; font-style: italic; }}
+#filters {{ position: sticky; top: 0; background: #fff; padding: .5rem 0;
+            border-bottom: 1px solid #ddd; z-index: 2; }}
+#gallery {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr));
+            gap: 1rem; margin-top: 1rem; }}
+.clip-card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6rem; }}
+.clip-card img {{ width: 32%; margin-right: 1%; }}
+.clip-card .caption {{ font-weight: 600; margin: .3rem 0; }}
+.clip-card .meta {{ color: #666; font-size: .8rem; }}
+.clip-card details {{ font-size: .85rem; }}
+.clip-card li.selected {{ font-weight: 600; }}
+pre {{ white-space: pre-wrap; font-size: .75rem; }}
+</style>
+<script>{plotly}</script>
+</head><body>
+<h1>vidcurate report</h1>
+<p class="meta">{title}; generated {generated}</p>
+<h2>Dataset card</h2>
+{card}
+<h2>Plots</h2>
+<div class="plots">{plots}</div>
+<h2>Clips</h2>
+<div id="filters">
+ <label>min CLIP score <input id="min-score" type="number" step="0.01"
+        placeholder="any"></label>
+ <label>teacher <select id="teacher"><option value="">all</option>{options}</select></label>
+ <span id="shown"></span> of {total} clips shown
+</div>
+<div id="gallery"></div>
+<script type="application/json" id="clip-data">{data}</script>
+<script>{script}</script>
+</body></html>
+"""
