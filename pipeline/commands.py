@@ -34,6 +34,16 @@ def _pass_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def _commit(output: str, pass_id: str, kind: str, at: dt.datetime, params: dict[str, Any],
+            summary: dict[str, Any]) -> None:
+    """The pass's row in `passes`, written after its data: the views show a pass only
+    once it is complete (a killed pass stays invisible)."""
+    write_rows(output, "passes", pass_id, [{
+        "pass_id": pass_id, "kind": kind, "created_at": at,
+        "params_json": json.dumps(params, sort_keys=True),
+        "summary_json": json.dumps(summary, sort_keys=True)}])
+
+
 # ------------------------------------------------------------------ dedup
 def _item(row: dict[str, Any]) -> Item:
     return Item(clip_id=row["clip_id"], order=(row["video_id"], row["clip_index"]),
@@ -81,9 +91,11 @@ def dedup(output: str, cfg: DedupConfig, beam_args: list[str] | None = None
              "duplicate_of": d, "similarity": s, "threshold": cfg.threshold}
             for c, d, s in sorted(pairs)]
     write_rows(output, "duplicates", pass_id, rows)
-    return {"pass_id": pass_id, "clips": table.num_rows, "duplicates": len(rows),
-            "skipped_without_embedding": con.sql(
-                "SELECT count(*) FROM clips WHERE clip_embedding IS NULL").fetchall()[0][0]}
+    summary = {"pass_id": pass_id, "clips": table.num_rows, "duplicates": len(rows),
+               "skipped_without_embedding": con.sql(
+                   "SELECT count(*) FROM clips WHERE clip_embedding IS NULL").fetchall()[0][0]}
+    _commit(output, pass_id, "dedup", now, dataclasses.asdict(cfg), summary)
+    return summary
 
 
 # ------------------------------------------------------------------ balance
@@ -111,12 +123,15 @@ def balance_output(output: str, vocabulary: str, cap: int, seed: int = 0,
     write_rows(output, "balance_counts", pass_id, [
         {"pass_id": pass_id, "entry": e, "count_before": b, "count_after": a, "cap": cap}
         for e, (b, a) in counts.items()])
-    # Written last: the balance view follows this table's newest pass.
     write_rows(output, "balance", pass_id, [
         {"pass_id": pass_id, "created_at": now, "clip_id": c, "entries": matches[c],
          "kept": kept[c]} for c in sorted(matches)])
-    return {"pass_id": pass_id, "clips": len(matches), "kept": sum(kept.values()),
-            "matched": sum(bool(m) for m in matches.values()), "entries": len(counts)}
+    summary = {"pass_id": pass_id, "clips": len(matches), "kept": sum(kept.values()),
+               "matched": sum(bool(m) for m in matches.values()), "entries": len(counts)}
+    _commit(output, pass_id, "balance", now, {
+        "vocabulary": os.path.abspath(vocabulary), "cap": cap, "seed": seed,
+        "keep_unmatched": keep_unmatched}, summary)
+    return summary
 
 
 # ------------------------------------------------------------------ export
@@ -203,14 +218,12 @@ def export_webdataset(output: str, cfg: ExportConfig) -> dict[str, Any]:
         raise ConfigError(f"--view must be clips, clips_unique or clips_balanced: {cfg.view}")
     if cfg.shard_clips < 1 or cfg.shard_bytes < 1:
         raise ConfigError("--shard-clips and --shard-bytes must be >= 1")
-    rel = connect(output).sql(EXPORT_QUERY.replace("{clips}", cfg.view))
-    columns = rel.columns
+    reader = connect(output).sql(EXPORT_QUERY.replace("{clips}", cfg.view)).to_arrow_reader(256)
     os.makedirs(cfg.dest, exist_ok=True)
     writer = ShardWriter(cfg.dest, cfg.shard_clips, cfg.shard_bytes)
     exported = 0
-    while batch := rel.fetchmany(256):
-        for values in batch:
-            row = dict(zip(columns, values, strict=True))
+    for batch in reader:  # streamed: an export never holds the whole table
+        for row in batch.to_pylist():
             sample = _sample(row)
             if not cfg.keyframes:
                 sample.pop("jpg", None)

@@ -41,6 +41,23 @@ def _has_files(output: str, table: str) -> bool:
     return bool(glob.glob(pattern))
 
 
+def _embedding_dim(output: str) -> int | None:
+    """The clip embedding size when every local clips shard that has one agrees on it
+    (read from the Parquet footers only; runs without CLIP write a null list column);
+    None otherwise, and the column stays a list."""
+    if not is_local(output):
+        return None
+    import pyarrow.parquet as pq
+
+    sizes = set()
+    folder = os.path.join(glob.escape(output.removeprefix("file://")), "clips")
+    for path in glob.glob(os.path.join(folder, "*.parquet")):
+        kind = pq.read_schema(path).field("clip_embedding").type
+        if isinstance(kind, pa.FixedSizeListType):
+            sizes.add(kind.list_size)
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def connect(output: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with views over <output>; nothing is ever written to it."""
     if is_local(output) and not os.path.isdir(output.removeprefix("file://")):
@@ -53,7 +70,11 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
         raw = f"raw_{table}"
         if _has_files(output, table):
             pattern = _quote(f"{base}/{table}/*.parquet")  # --output holds no glob chars
-            con.sql(f"CREATE VIEW {raw} AS SELECT * FROM read_parquet({pattern}, "
+            select = "*"
+            dim = _embedding_dim(output) if table == "clips" else None
+            if dim:  # DuckDB reads Parquet's fixed-size lists as plain lists
+                select = f"* REPLACE (clip_embedding::FLOAT[{dim}] AS clip_embedding)"
+            con.sql(f"CREATE VIEW {raw} AS SELECT {select} FROM read_parquet({pattern}, "
                     f"union_by_name = true)")
         else:
             con.register(f"{raw}_empty", pa.Table.from_pylist([], schema=schema))
@@ -75,20 +96,21 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
         SELECT c.* FROM raw_captions c SEMI JOIN runs r USING (run_id);
         CREATE VIEW captions AS
         SELECT c.* FROM raw_captions c SEMI JOIN videos v USING (video_id, run_id);
+        CREATE VIEW passes AS SELECT * FROM raw_passes;
         CREATE VIEW duplicates AS
         SELECT d.* FROM raw_duplicates d SEMI JOIN clips c USING (clip_id)
-        WHERE d.pass_id = (SELECT pass_id FROM raw_duplicates
+        WHERE d.pass_id = (SELECT pass_id FROM raw_passes WHERE kind = 'dedup'
                            ORDER BY created_at DESC, pass_id DESC LIMIT 1);
         CREATE VIEW clips_unique AS
         SELECT c.* FROM clips c ANTI JOIN duplicates d USING (clip_id);
         CREATE VIEW balance AS
         SELECT b.* FROM raw_balance b SEMI JOIN clips c USING (clip_id)
-        WHERE b.pass_id = (SELECT pass_id FROM raw_balance
+        WHERE b.pass_id = (SELECT pass_id FROM raw_passes WHERE kind = 'balance'
                            ORDER BY created_at DESC, pass_id DESC LIMIT 1);
         CREATE VIEW balance_counts AS
         SELECT * FROM raw_balance_counts
-        WHERE pass_id = (SELECT pass_id FROM raw_balance ORDER BY created_at DESC,
-                         pass_id DESC LIMIT 1);
+        WHERE pass_id = (SELECT pass_id FROM raw_passes WHERE kind = 'balance'
+                         ORDER BY created_at DESC, pass_id DESC LIMIT 1);
         CREATE VIEW clips_balanced AS
         SELECT c.* FROM clips c SEMI JOIN balance b ON b.clip_id = c.clip_id AND b.kept;
         CREATE VIEW errors_all AS

@@ -259,6 +259,18 @@ BALANCE_COUNTS = _schema(
     ],
 )
 
+# One row per dedup / balance pass, written last: the pass's commit marker.
+PASSES = _schema(
+    "passes",
+    [
+        pa.field("pass_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # dedup | balance
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+        pa.field("params_json", pa.string()),
+        pa.field("summary_json", pa.string()),
+    ],
+)
+
 
 def table_schema(table: str, embedding_dim: int | None = None) -> pa.Schema:
     """A table's schema; with embedding_dim, clips.clip_embedding is a fixed-size list."""
@@ -279,4 +291,5 @@ TABLES: dict[str, pa.Schema] = {
     "duplicates": DUPLICATES,
     "balance": BALANCE,
     "balance_counts": BALANCE_COUNTS,
+    "passes": PASSES,
 }

@@ -33,6 +33,12 @@ def test_every_clip_has_candidates_and_one_selected_best(captioned):
                     "len(clip_embedding) FROM clips").fetchall()
     assert all(c[0] and c[1] and c[2] is not None and c[3] == "clip" and c[4] == 64
                for c in clips)
+    # Embeddings are FLOAT[d] in DuckDB: nearest neighbours in SQL, each clip its own best.
+    nearest = con.sql("""
+        SELECT a.clip_id, arg_max(b.clip_id, array_cosine_similarity(a.clip_embedding,
+                                                                      b.clip_embedding))
+        FROM clips a, clips b GROUP BY 1""").fetchall()
+    assert all(a == b for a, b in nearest)
     # The clips table repeats the selected candidate exactly.
     assert con.sql("""SELECT count(*) FROM clips c JOIN captions k USING (clip_id)
                       WHERE k.selected AND (k.text <> c.best_caption

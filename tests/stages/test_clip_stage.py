@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import subprocess
 from pathlib import Path
 
 import apache_beam as beam
@@ -15,6 +14,7 @@ from apache_beam.ml.inference.base import RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import run_config
+from shapes_video import scene_video
 from tiny_clip import BACKGROUNDS, COLOURS, SHAPES, caption, jpeg, render
 
 from pipeline.options import ClipConfig, ConfigError
@@ -194,42 +194,8 @@ def test_zero_shot_teacher_picks_the_right_concept(clip_cfg, tmp_path):
 
 
 # ------------------------------------------------------------------ stitching end to end
-class _At:
-    """A stand-in rng for tiny_clip.render that puts the shape where the test wants it:
-    uniform(lo, hi) returns lo + f * (hi - lo) for the next fraction f."""
-
-    def __init__(self, fractions: list[float], seed: int) -> None:
-        self.fractions = list(fractions)
-        self.noise = random.Random(seed)
-
-    def uniform(self, lo: float, hi: float) -> float:
-        f = self.fractions.pop(0) if self.fractions else self.noise.random()
-        return lo + f * (hi - lo)
-
-
-def _scene_video(path: Path, scenes: list[tuple[str, str, str, list[float]]],
-                 seconds: float = 3.0, fps: int = 10) -> Path:
-    """A video of still-composed scenes with fresh sensor noise in every frame; each scene
-    is (shape, colour, background, [size, x, y, tilt] fractions)."""
-    w, h = 320, 240
-    proc = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-         "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset",
-         "ultrafast", "-pix_fmt", "yuv420p", "-g", str(fps), str(path)],
-        stdin=subprocess.PIPE)
-    assert proc.stdin is not None
-    for n, (shape, colour, bg, where) in enumerate(scenes):
-        for i in range(int(seconds * fps)):
-            # Colours fixed per scene, sensor noise new in every frame.
-            frame = render(shape, colour, bg, _At([*where, *[0.5] * 6], n * 1000 + i), w, h)
-            proc.stdin.write(np.asarray(frame).tobytes())
-    proc.stdin.close()
-    assert proc.wait() == 0
-    return path
-
-
 def test_stitching_merges_two_views_of_one_scene_and_keeps_others_apart(clip_args, tmp_path):
-    video = _scene_video(tmp_path / "views.mp4", [
+    video = scene_video(tmp_path / "views.mp4", [
         ("circle", "red", "white", [1.0, 0.0, 0.5, 0.5]),  # big, on the left
         ("circle", "red", "white", [0.0, 1.0, 0.5, 0.5]),  # small, on the right: same scene
         ("square", "blue", "black", [1.0, 0.5, 0.5, 0.5]),  # something else
