@@ -220,4 +220,9 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     con.sql(WIN_RATES_QUERY).show(max_width=160)
     print(f"Try: {command_name()} query {output} "
           f"\"SELECT clip_id, start_s, end_s, media_uri FROM clips\"")
+    from pipeline.report import write_report
+
+    index = write_report(out)
+    print(f"\nReport: open {index} in a browser (plots, dataset card, clip gallery; "
+          f"works offline). Rebuild it with: {command_name()} report {output}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -302,3 +303,20 @@ def captioned_output(tmp_path_factory, clip_args, tiny_captioner, opencv_media,
                     media=str(ROOT / "build" / "media")) == 0
         requests = len(server.log.requests)
     return out, requests
+
+
+def execute_notebook(output: Path) -> None:
+    """Run notebooks/explore.ipynb top to bottom against an output, as CI does."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "notebooks" / "explore.ipynb", as_version=4)
+    os.environ["VIDCURATE_OUTPUT"] = str(output)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    finally:
+        del os.environ["VIDCURATE_OUTPUT"]
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert errors == []

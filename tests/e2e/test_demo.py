@@ -4,18 +4,31 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+from conftest import execute_notebook
+
 from pipeline.query import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_make_demo(tmp_path):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("demo") / "demo"
     # Relative, as `make demo` is run by a user (its default is demo-output).
     relative = os.path.relpath(out, ROOT)
     proc = subprocess.run(["make", "demo", f"DEMO_OUTPUT={relative}"], cwd=ROOT,
                           capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return out, proc
+
+
+def test_notebook_runs_on_the_demo_output(demo_run):
+    execute_notebook(demo_run[0])
+
+
+def test_make_demo(demo_run):
+    out, proc = demo_run
     assert f"Output: {out}" in proc.stdout
     assert "Big Buck Bunny stretches outside his burrow" in proc.stdout
     con = connect(str(out))
@@ -60,3 +73,6 @@ def test_make_demo(tmp_path):
     assert len(captions) == 11
     assert all(n >= 1 and chosen == 1 and unscored for _, n, chosen, unscored in captions)
     assert con.sql("SELECT DISTINCT best_teacher FROM clips").fetchall() == [("metadata",)]
+    # The demo ends with the HTML report and says where it is.
+    assert (out / "report" / "index.html").is_file()
+    assert f"open {out / 'report' / 'index.html'}" in proc.stdout

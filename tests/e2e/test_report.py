@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import execute_notebook, run_cli
 
 from pipeline.query import connect
 
@@ -93,3 +93,7 @@ def test_report_filters_by_teacher_and_score(report, browser):
     assert _visible(browser) == above
     assert 0 < above < con.sql("SELECT count(*) FROM clips").fetchall()[0][0]
     browser.save_screenshot(str(ARTIFACTS / "report-filtered.png"))
+
+
+def test_notebook_runs_on_an_output_with_embeddings(captioned_output):
+    execute_notebook(captioned_output[0])
