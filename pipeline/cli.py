@@ -52,14 +52,49 @@ def _run(argv: list[str]) -> int:
             continue
         c, lat = st.counters, st.latency_ms
         rows.append([stage, c.get("processed", 0), c.get("skipped", 0), c.get("failed", 0),
+                     f"{lat['count'] * lat['mean'] / 1000:.1f}" if lat else "",
                      f"{lat['mean']:.0f}" if lat else "", f"{lat['max']:.0f}" if lat else ""])
     took = (outcome.finished_at - outcome.started_at).total_seconds()
     print(f"\nrun {cfg.run_id} finished in {took:.1f} s; output: {cfg.output}")
-    _print_rows(["stage", "processed", "skipped", "failed", "mean ms", "max ms"], rows)
+    _print_rows(["stage", "processed", "skipped", "failed", "busy s", "mean ms", "max ms"],
+                rows)
+    _print_run_summary(cfg.output, cfg.run_id)
     from pipeline.demo import command_name
 
     print(f"\nexplore: {command_name()} stats {cfg.output}")
     return 0
+
+
+RUN_SUMMARY = {
+    "inputs": """
+        SELECT count(*) AS inputs, count(*) FILTER (status = 'ok') AS ok,
+               count(*) FILTER (status = 'skipped') AS skipped,
+               count(*) FILTER (status = 'failed') AS failed,
+               round(coalesce(sum(duration_s), 0) / 3600, 3) AS video_hours
+        FROM videos_all WHERE run_id = $run""",
+    "clips": """
+        SELECT count(*) AS clips, round(coalesce(sum(duration_s), 0) / 3600, 3) AS clip_hours,
+               count(*) FILTER (best_caption IS NOT NULL) AS captioned
+        FROM clips_all WHERE run_id = $run""",
+    "top error reasons": """
+        SELECT stage, error_type, count(*) AS n, any_value(message) AS example
+        FROM errors_all WHERE run_id = $run GROUP BY ALL ORDER BY n DESC, stage LIMIT 5""",
+}
+
+
+def _print_run_summary(output: str, run_id: str) -> None:
+    """What this run made, from its own rows."""
+    from pipeline.query import connect
+
+    con = connect(output)
+    for title, sql in RUN_SUMMARY.items():
+        rel = con.execute(sql, {"run": run_id})
+        rows = rel.fetchall()
+        if title == "top error reasons" and not rows:
+            print("\nno errors")
+            continue
+        print(f"\n{title}")
+        _print_rows([d[0] for d in rel.description], [[_short(v) for v in r] for r in rows])
 
 
 def _print_rows(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

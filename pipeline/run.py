@@ -246,8 +246,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     p = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
     previous = [] if cfg.force else completed_runs(cfg.output, cfg.outputs_hash)
     build(p, cfg, previous)
-    result = p.run()
-    result.wait_until_finish()
+    result = _run_with_progress(p, cfg, show=test_pipeline is None)
     outcome = RunOutcome(config=cfg, result=result, stages=stage_stats(result),
                          started_at=started, finished_at=dt.datetime.now(dt.UTC))
     # The runs row is written last: it is the commit marker that makes this run's
@@ -257,6 +256,31 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     if not cfg.fetch.keep_downloads and "://" not in cfg.fetch.work_dir:
         shutil.rmtree(cfg.fetch.work_dir, ignore_errors=True)
     return outcome
+
+
+def _run_with_progress(p: beam.Pipeline, cfg: RunConfig, show: bool) -> PipelineResult:
+    """Run the pipeline; on a terminal, a live status line from the stage counters."""
+    import sys
+    import tempfile
+
+    from transforms import progress
+
+    folder = tempfile.mkdtemp(prefix=f"vidcurate-progress-{cfg.run_id}-")
+    previous = os.environ.get(progress.ENV)
+    os.environ[progress.ENV] = folder  # worker processes inherit it
+    progress.reset()
+    try:
+        with progress.Display(folder, sys.stderr) if show else contextlib.nullcontext():
+            result = p.run()
+            result.wait_until_finish()
+            progress.flush()
+    finally:
+        if previous is None:
+            os.environ.pop(progress.ENV, None)
+        else:
+            os.environ[progress.ENV] = previous
+        shutil.rmtree(folder, ignore_errors=True)
+    return result
 
 
 def _runner_aliases(argv: list[str]) -> list[str]:

@@ -17,10 +17,23 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from schemas.records import ErrorRecord
+from transforms import progress
 from transforms.media import MediaError
 
 ERRORS = "errors"  # the tag of every stage's error output
 SKIPPED = "skipped"
+
+
+class _Counter:
+    """A Beam counter that also feeds the live progress display (transforms.progress)."""
+
+    def __init__(self, stage: str, name: str) -> None:
+        self.stage, self.name = stage, name
+        self.counter = Metrics.counter(stage, name)
+
+    def inc(self, n: int = 1) -> None:
+        self.counter.inc(n)
+        progress.add(self.stage, self.name, n)
 
 
 class StageMetrics:
@@ -28,9 +41,9 @@ class StageMetrics:
 
     def __init__(self, stage: str) -> None:
         self.stage = stage
-        self.processed = Metrics.counter(stage, "processed")
-        self.skipped = Metrics.counter(stage, "skipped")
-        self.failed = Metrics.counter(stage, "failed")
+        self.processed = _Counter(stage, "processed")
+        self.skipped = _Counter(stage, "skipped")
+        self.failed = _Counter(stage, "failed")
         self.latency_ms = Metrics.distribution(stage, "latency_ms")
 
     def failure(self, exc: BaseException, *, source_uri: str, run_id: str,

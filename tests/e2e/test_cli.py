@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -375,3 +377,27 @@ def test_rerun_resumes_skips_done_videos_and_retries_failed(input_folder, tmp_pa
     assert run([*args, "--force"]).counter("resume", "skipped") == 0
     # Other settings, other outputs: nothing counts as done.
     assert run([*args, "--min-clip-s", "1.0"]).counter("resume", "skipped") == 0
+
+
+def test_run_shows_live_progress_on_a_terminal_and_a_summary(videos, tmp_path):
+    """On a terminal (a pty from `script`) a status line is redrawn; the summary of what
+    this run made ends the output either way."""
+    import shlex
+
+    if not shutil.which("script"):
+        pytest.fail("`script` (Debian bsdutils) is missing: it gives the test a terminal")
+    exe = Path(sys.executable).parent / "vidcurate"
+    cmd = shlex.join([str(exe), "run", "--input", str(videos.cuts), "--output",
+                      str(tmp_path / "out"), "--no-clip", "--no-asr", "--no-ocr",
+                      "--clip-media", "none", "--keyframes", "1"])
+    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    redraws = [part for part in proc.stdout.split("\r") if "fetched" in part]
+    assert redraws and "clips 5" in redraws[-1] and "errors 0" in redraws[-1]
+    assert "\ninputs\n" in proc.stdout.replace("\r", "") and "no errors" in proc.stdout
+    plain = run_cli("run", "--no-clip", "--input", str(videos.cuts), "--output",
+                    str(tmp_path / "plain"), "--no-asr", "--no-ocr", "--clip-media", "none",
+                    "--keyframes", "1")
+    assert plain.returncode == 0 and "\r" not in plain.stdout + plain.stderr
+    assert "clips  clip_hours  captioned" in plain.stdout
