@@ -321,6 +321,7 @@ class AsrConfig:
     logprob_threshold: float
     compression_ratio_threshold: float
     max_ngram_repeats: int
+    batch_size: int = 4  # videos per RunInference batch (whole videos: keep it small)
 
     @property
     def model_id(self) -> str:
@@ -409,6 +410,7 @@ class RunConfig:
         only if an earlier complete run had the same hash."""
         asr = asdict(self.asr)
         asr.pop("model_path")  # where the files sit differs per machine, not the model
+        asr.pop("batch_size")  # how work is grouped, not what it makes
         clip = {"model_id": self.clip.model_id} if self.clip.enabled else None
         blob = json.dumps({"split": asdict(self.split), "clip": clip,
                            "clip_media": self.media.clip_media,

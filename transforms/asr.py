@@ -197,9 +197,9 @@ def _no_audio(video: ProbedVideo, model_id: str) -> AsrResult:
 class Transcribe(beam.PTransform):
     """ProbedVideo -> AsrResult (main, one per video) and ErrorRecord ('errors')."""
 
-    def __init__(self, cfg: AsrConfig, run_id: str, max_batch_size: int = 4) -> None:
+    def __init__(self, cfg: AsrConfig, run_id: str) -> None:
         super().__init__()
-        self.cfg, self.run_id, self.max_batch_size = cfg, run_id, max_batch_size
+        self.cfg, self.run_id = cfg, run_id
 
     def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
         from transforms.models.whisper import WhisperModelHandler
@@ -212,7 +212,7 @@ class Transcribe(beam.PTransform):
             with_audio
             | "Tasks" >> beam.Map(_task)
             | "Spread" >> beam.Reshuffle()
-            | "Whisper" >> RunInference(WhisperModelHandler(self.cfg, self.max_batch_size))
+            | "Whisper" >> RunInference(WhisperModelHandler(self.cfg, self.cfg.batch_size))
         )
         collected = split_outputs(transcribed, "Guarded", _Collect(self.run_id), ERRORS,
                                   main="results")

@@ -118,3 +118,28 @@ def test_multi_processing_gives_identical_tables(corpus, reference, tmp_path):
     run(["--input", str(corpus), "--output", str(out), *ARGS, "--direct_num_workers", "2",
          "--no-clip", "--direct_running_mode", "multi_processing"])
     assert _tables(out) == reference
+
+
+def test_dask_runner_gives_identical_tables(corpus, reference, tmp_path):
+    """Beam's DaskRunner on a 2-worker dask.distributed LocalCluster: the same tables as
+    DirectRunner in-memory. (Model stages are refused on Dask: see the next test.)"""
+    from distributed import Client, LocalCluster
+
+    from pipeline.run import run
+
+    out = tmp_path / "dask"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        run(["--input", str(corpus), "--output", str(out), *ARGS, "--no-clip",
+             "--runner", "DaskRunner", "--dask_client_address", cluster.scheduler_address])
+    assert _tables(out) == reference
+
+
+def test_model_stages_are_refused_on_dask(corpus, tmp_path):
+    from pipeline.options import ConfigError
+    from pipeline.run import run
+
+    with pytest.raises(ConfigError, match="--no-asr --no-clip"):
+        run(["--input", str(corpus), "--output", str(tmp_path / "o"), "--no-ocr",
+             "--no-clip", "--runner", "DaskRunner", "--dask_client_address", "127.0.0.1:1"])
+    assert not (tmp_path / "o").exists()

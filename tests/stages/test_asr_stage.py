@@ -15,12 +15,13 @@ from transforms.errors import ERRORS
 from transforms.probe import probe_source
 
 
-def _cfg(model):
+def _cfg(model, batch_size: int = 4):
     return AsrConfig(enabled=True, backend="faster-whisper", model=str(model),
                      model_path=str(model), language=None, beam_size=1, temperatures=(0.0,),
                      vad=True,
                      min_voiced=0.3, no_speech_threshold=0.6, logprob_threshold=-1.0,
-                     compression_ratio_threshold=2.4, max_ngram_repeats=4)
+                     compression_ratio_threshold=2.4, max_ngram_repeats=4,
+                     batch_size=batch_size)
 
 
 def _probed(path, vid):
@@ -37,7 +38,7 @@ def test_transcribe_outputs_and_one_model_load(sounds, whisper_tiny_en, monkeypa
     videos = [_probed(sounds / f"{n}.mp4", n)
               for n in ("silence", "tone", "short_audio", "no_audio", "corrupt_audio")]
     p = TestPipeline()
-    out = p | beam.Create(videos) | Transcribe(_cfg(whisper_tiny_en), "run1", max_batch_size=2)
+    out = p | beam.Create(videos) | Transcribe(_cfg(whisper_tiny_en, 2), "run1")
     assert_that(out["results"] | beam.Map(lambda r: (r.video_id, len(r.segments), r.note)),
                 equal_to([("silence", 0, None), ("tone", 0, None), ("short_audio", 0, None),
                           ("no_audio", 0, "no audio stream")]), label="main")
@@ -61,8 +62,7 @@ def test_a_batch_that_raises_becomes_error_rows(sounds, whisper_tiny_en, monkeyp
     monkeypatch.setattr(asr, "transcribe_array", broken)
     videos = [_probed(sounds / "tone.mp4", "tone")]
     with TestPipeline() as p:
-        out = p | beam.Create(videos) | Transcribe(_cfg(whisper_tiny_en), "run1",
-                                                   max_batch_size=1)
+        out = p | beam.Create(videos) | Transcribe(_cfg(whisper_tiny_en, 1), "run1")
         assert_that(out["results"], equal_to([]), label="main")
         assert_that(out[ERRORS] | beam.Map(lambda e: (e.video_id, e.stage,
                                                       "backend exploded" in e.message)),
