@@ -320,3 +320,11 @@ def execute_notebook(output: Path) -> None:
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert errors == []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Caches (zero-shot concept matrices) go to a temporary folder, not ~/.cache."""
+    os.environ["VIDCURATE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    os.environ.pop("VIDCURATE_CACHE", None)

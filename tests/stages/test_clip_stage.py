@@ -163,7 +163,8 @@ def test_unreadable_keyframes_are_an_error_row_and_the_clip_stays(clip_cfg, tmp_
                     label="Errors")
 
 
-def test_zero_shot_teacher_picks_the_right_concept(clip_cfg, tmp_path):
+def test_zero_shot_teacher_picks_the_right_concept(clip_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDCURATE_CACHE", str(tmp_path / "cache"))
     vocabulary = tmp_path / "concepts.txt"
     concepts = [f"{c} {s}" for s in SHAPES for c in COLOURS]
     vocabulary.write_text("# shapes\n" + "\n".join(concepts) + "\n\n")
@@ -174,6 +175,16 @@ def test_zero_shot_teacher_picks_the_right_concept(clip_cfg, tmp_path):
     teacher = TEACHERS["zero_shot"](cfg=teachers, clip=clip_cfg)
     teacher.setup()
     assert teacher.concepts == concepts
+    # The concept matrix is cached on disk: a new process reuses it without the model.
+    assert len(list((tmp_path / "cache" / "zero_shot").glob("*.npy"))) == 1
+    import transforms.models.clip as clip_module
+
+    monkeypatch.setattr(TEACHERS["zero_shot"], "_matrices", {})
+    monkeypatch.setattr(clip_module, "load_clip", lambda cfg: pytest.fail("model loaded"))
+    again = TEACHERS["zero_shot"](cfg=teachers, clip=clip_cfg)
+    again.setup()
+    assert np.array_equal(again.matrix, teacher.matrix)
+    monkeypatch.undo()
     rng = random.Random(99)
     from transforms.models.clip import embed_images, load_clip
 

@@ -5,11 +5,15 @@ templates' text embeddings are averaged (CLIP's prompt ensembling); the clip emb
 from the CLIP stage is compared with all of them once, and the best
 --zero-shot-top-k concepts each become a candidate ("a video of a kitchen.").
 The vocabulary (vocabulary.txt, sources in its header) is replaceable by --vocabulary.
-The model is the run's CLIP model, loaded once per worker process.
+The model is the run's CLIP model, loaded once per worker process; the concept matrix
+is computed once per model, vocabulary and templates, and cached on disk.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import threading
 from typing import Any, ClassVar
@@ -19,6 +23,14 @@ import numpy as np
 from transforms.teachers.base import ClipContext, Proposal, Teacher, register
 
 SHIPPED_VOCABULARY = os.path.join(os.path.dirname(__file__), "vocabulary.txt")
+
+
+def cache_dir() -> str:
+    """Where concept matrices are kept between runs ($VIDCURATE_CACHE, else
+    ~/.cache/vidcurate/zero_shot); keyed by model, vocabulary and templates."""
+    base = os.environ.get("VIDCURATE_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "vidcurate")
+    return os.path.join(base, "zero_shot")
 
 
 def read_vocabulary(path: str) -> list[str]:
@@ -64,17 +76,35 @@ class ZeroShotTeacher(Teacher):
         return self.cfg.vocabulary or SHIPPED_VOCABULARY
 
     def setup(self) -> None:
-        from transforms.models.clip import embed_texts, load_clip
-
         key = (self.clip, self.vocabulary_path, self.cfg.zero_shot_templates)
         with self._lock:
             if key not in self._matrices:
-                model = load_clip(self.clip)
                 concepts = read_vocabulary(self.vocabulary_path)
-                matrix = concept_matrix(lambda texts: embed_texts(model, texts), concepts,
-                                        self.cfg.zero_shot_templates)
-                self._matrices[key] = (concepts, matrix)
+                self._matrices[key] = (concepts, self._matrix(concepts))
         self.concepts, self.matrix = self._matrices[key]
+
+    def _matrix(self, concepts: list[str]) -> np.ndarray:
+        """The concept matrix from the on-disk cache, else computed (a few thousand text
+        passes: ~100 s for ViT-B-32 on 2 cores) and cached for the next process."""
+        from transforms.models.clip import embed_texts, load_clip
+
+        digest = hashlib.sha256(json.dumps(
+            [self.clip.model_id, concepts, list(self.cfg.zero_shot_templates)]).encode())
+        path = os.path.join(cache_dir(), f"{digest.hexdigest()[:32]}.npy")
+        if os.path.isfile(path):
+            with contextlib.suppress(OSError, ValueError):
+                matrix = np.load(path)
+                if matrix.shape[0] == len(concepts):
+                    return matrix
+        model = load_clip(self.clip)
+        matrix = concept_matrix(lambda texts: embed_texts(model, texts), concepts,
+                                self.cfg.zero_shot_templates)
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp.npy"
+            np.save(tmp, matrix)
+            os.replace(tmp, path)
+        return matrix
 
     def propose(self, ctx: ClipContext) -> list[Proposal]:
         if ctx.clip.clip_embedding is None:
