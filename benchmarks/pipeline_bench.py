@@ -2,19 +2,22 @@
 
 Builds a corpus (the packaged real footage plus generated 720p videos with speech and
 on-screen text, --minutes in total), then in one run measures:
-  ours       `vidcurate run` with every stage this version has (OCR, ASR with
-             faster-whisper tiny.en, copy-mode clips), as a subprocess: wall time, peak
-             RSS, per-stage busy time from Beam metrics
+  ours       `vidcurate run` with every stage (stitching and CLIP ViT-B-32, OCR, ASR
+             with faster-whisper tiny.en, default teachers, copy-mode clips), as a
+             subprocess: wall time, peak RSS, per-stage busy time from Beam metrics
   floor (a)  ffmpeg decode-only of every file
   naive (b)  what a user would script: the scenedetect CLI `split-video` (re-encode),
-             faster-whisper per clip file, RapidOCR on each clip's middle frame, in turn
+             faster-whisper per clip file, RapidOCR and CLIP on each clip's middle frame,
+             in turn
   floor (c)  each stage alone on the same files, summed: one downscaled decode
-             (detection), Whisper on each video's audio, OCR on the same keyframes
+             (detection), Whisper on each video's audio, OCR on the same keyframes, CLIP
+             on as many images and texts as the pipeline embeds, at batch 32
 With --rss-minutes N, also runs ours on one generated N-minute video and on a 1-minute
 one and reports both peak RSS values (memory should not grow with video length).
 Prints a markdown table and writes JSON next to it (--json).
 
-CLIP is not in this version (issue 5); when it lands it joins every column here.
+CLIP runs as ViT-B-32 with random weights (the real model's speed; no weights can be
+downloaded here), with stitching, embeddings, zero-shot and scoring as in a default run.
 Usage: python benchmarks/pipeline_bench.py [--minutes 3] [--rss-minutes 10]
 """
 
@@ -85,9 +88,22 @@ def duration(path: Path) -> float:
     return float(out.stdout)
 
 
-def ours(corpus: Path, out: Path, whisper: str, workers: int = 1) -> dict:
+def clip_weights(folder: Path) -> Path:
+    """ViT-B-32 with random weights in open_clip's checkpoint format: the speed of the
+    real model (no CLIP weights can be downloaded here; scores are meaningless)."""
+    import torch
+
+    from transforms.models import import_open_clip
+
+    path = folder / "vit-b-32-random.pt"
+    model = import_open_clip().create_model("ViT-B-32", pretrained=None)
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path
+
+
+def ours(corpus: Path, out: Path, whisper: str, clip: Path, workers: int = 1) -> dict:
     cmd = [VCURATE, "run", "--input", str(corpus), "--output", str(out), "--asr-model",
-           whisper, "--clip-media", "copy"]
+           whisper, "--clip-pretrained", str(clip), "--clip-media", "copy"]
     if workers > 1:
         cmd += ["--direct_num_workers", str(workers), "--direct_running_mode",
                 "multi_processing"]
@@ -105,14 +121,23 @@ def ours(corpus: Path, out: Path, whisper: str, workers: int = 1) -> dict:
     return result
 
 
-def naive(corpus: Path, work: Path, whisper: str) -> float:
+def naive(corpus: Path, work: Path, whisper: str, clip_path: Path) -> float:
     """A sequential script of the same tools, as users write it."""
+    import torch
     from faster_whisper import WhisperModel
+    from PIL import Image
     from rapidocr import RapidOCR
+
+    from transforms.models import import_open_clip
 
     start = time.perf_counter()
     model = WhisperModel(whisper, device="cpu", compute_type="int8")
     ocr = RapidOCR(params={"Global.log_level": "error"})
+    open_clip = import_open_clip()
+    clip, _, preprocess = open_clip.create_model_and_transforms(
+        "ViT-B-32", pretrained=str(clip_path))
+    clip.eval()
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
     for video in sorted(corpus.iterdir()):
         clip_dir = work / video.stem
         clip_dir.mkdir(parents=True, exist_ok=True)
@@ -128,10 +153,13 @@ def naive(corpus: Path, work: Path, whisper: str) -> float:
             subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", f"{duration(clip) / 2:.2f}",
                             "-i", str(clip), "-frames:v", "1", str(frame)], check=True)
             ocr(str(frame))
+            with torch.no_grad():  # CLIP per clip: its frame and a caption, no batching
+                clip.encode_image(preprocess(Image.open(frame)).unsqueeze(0))
+                clip.encode_text(tokenizer([f"a video of {video.stem}"]))
     return time.perf_counter() - start
 
 
-def floors(corpus: Path, out: Path, whisper: str) -> dict[str, float]:
+def floors(corpus: Path, out: Path, whisper: str, clip_path: Path) -> dict[str, float]:
     """Each stage alone on the same inputs."""
     from faster_whisper import WhisperModel
 
@@ -170,6 +198,24 @@ def floors(corpus: Path, out: Path, whisper: str) -> dict[str, float]:
     for f in frames:
         engine(f)
     result["ocr"] = time.perf_counter() - start
+    # CLIP at its batch size on the same keyframes plus the two stitching frames of every
+    # shot (as many images as the pipeline embeds), and one text per clip.
+    from pipeline.options import ClipConfig
+    from transforms.models.clip import embed_images, embed_texts, load_clip, resolve_clip
+
+    clip = load_clip(resolve_clip(ClipConfig(True, "ViT-B-32", str(clip_path), None, 32)))
+    con = connect(str(out))
+    shots = con.sql("SELECT coalesce(sum(shot_count), 0) FROM videos").fetchall()[0][0]
+    candidates = con.sql("SELECT count(*) FROM captions").fetchall()[0][0]
+    needed = len(frames) + 2 * shots
+    images = [frames[i % len(frames)] for i in range(needed)] if frames else []
+    texts = [f"a video of thing {i}" for i in range(candidates)]
+    start = time.perf_counter()
+    for i in range(0, len(images), 32):
+        embed_images(clip, images[i:i + 32])
+    for i in range(0, len(texts), 32):
+        embed_texts(clip, texts[i:i + 32])
+    result["clip"] = time.perf_counter() - start
     return result
 
 
@@ -203,18 +249,23 @@ def main() -> None:
         corpus = build_corpus(tmp / "corpus", args.minutes)
         media_s = sum(duration(p) for p in corpus.iterdir())
         n_files = len(list(corpus.iterdir()))
-        run = ours(corpus, tmp / "out", whisper)
-        run2 = ours(corpus, tmp / "out2", whisper, workers=2)
-        floor = floors(corpus, tmp / "out", whisper)
-        naive_s = naive(corpus, tmp / "naive", whisper)
+        weights = clip_weights(tmp)
+        # First run fills the zero-shot concept cache, as a user's first run would; the
+        # measured runs below start with it warm.
+        ours(corpus, tmp / "warm", whisper, weights)
+        run = ours(corpus, tmp / "out", whisper, weights)
+        run2 = ours(corpus, tmp / "out2", whisper, weights, workers=2)
+        floor = floors(corpus, tmp / "out", whisper, weights)
+        naive_s = naive(corpus, tmp / "naive", whisper, weights)
         rss = {}
         if args.rss_minutes:
             for minutes in (1, args.rss_minutes):
                 one = tmp / f"rss{minutes}"
                 one.mkdir()
                 generated_video(one / "long.mp4", int(minutes * 60))
-                rss[f"{minutes:g} min"] = ours(one, tmp / f"rss-out{minutes}", whisper)["rss_gb"]
-    summed = floor["scene_detection"] + floor["asr"] + floor["ocr"]
+                rss[f"{minutes:g} min"] = ours(one, tmp / f"rss-out{minutes}", whisper,
+                                               weights)["rss_gb"]
+    summed = floor["scene_detection"] + floor["asr"] + floor["ocr"] + floor["clip"]
     report = {"media_s": media_s, "ours_s": run["wall"], "ours_rss_gb": run["rss_gb"],
               "ours_2_workers_s": run2["wall"], "ours_2_workers_rss_gb": run2["rss_gb"],
               "floors_s": floor, "floor_sum_s": summed, "naive_s": naive_s, "rss_gb": rss,
@@ -228,6 +279,7 @@ def main() -> None:
             ("scene detection alone", floor["scene_detection"]),
             ("Whisper tiny.en alone on each video", floor["asr"]),
             ("OCR alone on the same keyframes", floor["ocr"]),
+            ("CLIP ViT-B-32 alone on as many images and texts, batch 32", floor["clip"]),
             ("sum of the stages alone (floor c)", summed),
             ("naive sequential script (b)", naive_s),
             ("vidcurate run, end to end (DirectRunner in-memory)", run["wall"]),
