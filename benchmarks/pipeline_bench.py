@@ -134,9 +134,9 @@ def naive(corpus: Path, work: Path, whisper: str, clip_path: Path) -> float:
     model = WhisperModel(whisper, device="cpu", compute_type="int8")
     ocr = RapidOCR(params={"Global.log_level": "error"})
     open_clip = import_open_clip()
-    clip, _, preprocess = open_clip.create_model_and_transforms(
+    clip_model, _, preprocess = open_clip.create_model_and_transforms(
         "ViT-B-32", pretrained=str(clip_path))
-    clip.eval()
+    clip_model.eval()
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
     for video in sorted(corpus.iterdir()):
         clip_dir = work / video.stem
@@ -154,8 +154,8 @@ def naive(corpus: Path, work: Path, whisper: str, clip_path: Path) -> float:
                             "-i", str(clip), "-frames:v", "1", str(frame)], check=True)
             ocr(str(frame))
             with torch.no_grad():  # CLIP per clip: its frame and a caption, no batching
-                clip.encode_image(preprocess(Image.open(frame)).unsqueeze(0))
-                clip.encode_text(tokenizer([f"a video of {video.stem}"]))
+                clip_model.encode_image(preprocess(Image.open(frame)).unsqueeze(0))
+                clip_model.encode_text(tokenizer([f"a video of {video.stem}"]))
     return time.perf_counter() - start
 
 
