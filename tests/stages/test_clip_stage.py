@@ -70,6 +70,20 @@ def test_handler_batches_mixed_requests_and_loads_the_model_once(clip_cfg):
     assert sum(m.committed for m in batches) == len(requests)
 
 
+def test_steps_of_one_process_share_one_model(clip_cfg, monkeypatch):
+    """Stitching, embeddings and scoring are three RunInference steps: one model."""
+    import transforms.models.clip as clip_module
+
+    loads = []
+    real = clip_module.load_clip
+    monkeypatch.setattr(clip_module, "load_clip", lambda cfg: loads.append(1) or real(cfg))
+    with TestPipeline() as p:
+        texts = p | beam.Create([EmbedRequest(key=i, text=f"t {i}") for i in range(6)])
+        for step in ("A", "B", "C"):
+            _ = texts | step >> RunInference(ClipModelHandler(clip_cfg))
+    assert loads == [1]
+
+
 def test_a_failing_batch_goes_to_the_dead_letter_output(clip_cfg):
     bad = EmbedRequest(key="bad", image=np.zeros((8, 8, 3), np.float64))  # PIL refuses it
     with TestPipeline() as p:
@@ -180,7 +194,7 @@ def test_zero_shot_teacher_picks_the_right_concept(clip_cfg, tmp_path, monkeypat
     import transforms.models.clip as clip_module
 
     monkeypatch.setattr(TEACHERS["zero_shot"], "_matrices", {})
-    monkeypatch.setattr(clip_module, "load_clip", lambda cfg: pytest.fail("model loaded"))
+    monkeypatch.setattr(clip_module, "shared_clip", lambda cfg: pytest.fail("model loaded"))
     again = TEACHERS["zero_shot"](cfg=teachers, clip=clip_cfg)
     again.setup()
     assert np.array_equal(again.matrix, teacher.matrix)

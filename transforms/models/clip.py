@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
+from apache_beam.utils import shared
 
 from pipeline.options import ClipConfig, ConfigError
 from transforms.models import import_open_clip
@@ -184,9 +185,21 @@ def _normalised(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+# One model per worker process for all the steps that use it (stitching, embeddings,
+# scoring): RunInference loads a model per step, even with one model_identifier.
+_PROCESS_MODELS = shared.Shared()
+
+
+def shared_clip(cfg: ClipConfig) -> LoadedClip:
+    """This process's model for cfg, loaded on first use (keep the returned object while
+    using it: the process keeps the model only while someone holds it)."""
+    return _PROCESS_MODELS.acquire(lambda: load_clip(cfg), tag=cfg.model_id)
+
+
 class ClipModelHandler(ModelHandler[EmbedRequest, tuple[Any, np.ndarray], LoadedClip]):
-    """RunInference handler: one open_clip model per worker process. A batch may mix
-    images and texts; each tower runs once per batch. Yields (key, embedding)."""
+    """RunInference handler: one open_clip model per worker process, shared by every
+    step that uses it. A batch may mix images and texts; each tower runs once per batch.
+    Yields (key, embedding)."""
 
     def __init__(self, cfg: ClipConfig, namespace: str = "clip_model") -> None:
         super().__init__()
@@ -194,7 +207,7 @@ class ClipModelHandler(ModelHandler[EmbedRequest, tuple[Any, np.ndarray], Loaded
         self.namespace = namespace
 
     def load_model(self) -> LoadedClip:
-        return load_clip(self.cfg)
+        return shared_clip(self.cfg)
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
         return {"min_batch_size": 1, "max_batch_size": self.cfg.batch_size}

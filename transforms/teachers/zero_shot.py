@@ -86,7 +86,7 @@ class ZeroShotTeacher(Teacher):
     def _matrix(self, concepts: list[str]) -> np.ndarray:
         """The concept matrix from the on-disk cache, else computed (a few thousand text
         passes: ~100 s for ViT-B-32 on 2 cores) and cached for the next process."""
-        from transforms.models.clip import embed_texts, load_clip
+        from transforms.models.clip import embed_texts, shared_clip
 
         digest = hashlib.sha256(json.dumps(
             [self.clip.model_id, concepts, list(self.cfg.zero_shot_templates)]).encode())
@@ -96,7 +96,7 @@ class ZeroShotTeacher(Teacher):
                 matrix = np.load(path)
                 if matrix.shape[0] == len(concepts):
                     return matrix
-        model = load_clip(self.clip)
+        model = shared_clip(self.clip)
         matrix = concept_matrix(lambda texts: embed_texts(model, texts), concepts,
                                 self.cfg.zero_shot_templates)
         with contextlib.suppress(OSError):
