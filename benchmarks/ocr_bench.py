@@ -23,9 +23,9 @@ from media import Text, TextShot, make_text_video  # noqa: E402
 from pipeline.options import OcrConfig  # noqa: E402
 from pipeline.query import connect  # noqa: E402
 from pipeline.run import run  # noqa: E402
+from transforms.media import read_frame  # noqa: E402
 from transforms.models import import_rapidocr  # noqa: E402
 from transforms.models.ocr import engine_params  # noqa: E402
-from transforms.ocr import read_frame  # noqa: E402
 
 FAST = OcrConfig(enabled=True, min_confidence=0.5, det_side=960, angle_cls=False)
 SHOTS = [

@@ -165,8 +165,8 @@ def floors(corpus: Path, out: Path, whisper: str, clip_path: Path) -> dict[str, 
 
     from pipeline.options import SplitConfig
     from schemas.records import Source
+    from transforms.media import read_frame
     from transforms.models.ocr import load_engine
-    from transforms.ocr import read_frame
     from transforms.probe import probe_source
     from transforms.scenes import detect_scenes
 

@@ -193,8 +193,6 @@ def _reselect(argv: list[str]) -> int:
 
 def _dedup(argv: list[str]) -> int:
     from pipeline.commands import dedup
-    from pipeline.options import ConfigError
-    from pipeline.query import OutputNotFound
     from transforms.dedup import DedupConfig, recall
 
     parser = argparse.ArgumentParser(
@@ -211,11 +209,7 @@ def _dedup(argv: list[str]) -> int:
     args, beam_args = parser.parse_known_args(argv)
     cfg = DedupConfig(threshold=args.threshold, bands=args.bands, bits=args.bits,
                       seed=args.seed)
-    try:
-        summary = dedup(args.output, cfg, beam_args)
-    except (ConfigError, OutputNotFound) as e:
-        print(f"vidcurate: {e}", file=sys.stderr)
-        return 2
+    summary = dedup(args.output, cfg, beam_args)
     print(f"dedup {summary['pass_id']}: {summary['duplicates']} of {summary['clips']} clips "
           f"are near-duplicates (cosine >= {cfg.threshold}); a pair at that similarity is "
           f"found with probability {recall(cfg.threshold, cfg):.4f}. "
@@ -226,8 +220,6 @@ def _dedup(argv: list[str]) -> int:
 
 def _balance(argv: list[str]) -> int:
     from pipeline.commands import balance_output
-    from pipeline.options import ConfigError
-    from pipeline.query import OutputNotFound
 
     parser = argparse.ArgumentParser(
         prog="vidcurate balance",
@@ -241,12 +233,8 @@ def _balance(argv: list[str]) -> int:
     parser.add_argument("--keep-unmatched", action="store_true",
                         help="keep clips that match no entry (MetaCLIP drops them)")
     args = parser.parse_args(argv)
-    try:
-        summary = balance_output(args.output, args.vocabulary, args.cap, args.seed,
-                                 args.keep_unmatched)
-    except (ConfigError, OutputNotFound) as e:
-        print(f"vidcurate: {e}", file=sys.stderr)
-        return 2
+    summary = balance_output(args.output, args.vocabulary, args.cap, args.seed,
+                             args.keep_unmatched)
     print(f"balance {summary['pass_id']}: kept {summary['kept']} of {summary['clips']} clips "
           f"({summary['matched']} matched one of {summary['entries']} entries).")
     print(f"per entry: vidcurate query {args.output} \"SELECT * FROM balance_counts ORDER BY "
@@ -256,8 +244,6 @@ def _balance(argv: list[str]) -> int:
 
 def _export(argv: list[str]) -> int:
     from pipeline.commands import ExportConfig, export_webdataset
-    from pipeline.options import ConfigError
-    from pipeline.query import OutputNotFound
 
     parser = argparse.ArgumentParser(
         prog="vidcurate export",
@@ -277,18 +263,13 @@ def _export(argv: list[str]) -> int:
     cfg = ExportConfig(dest=args.dest, shard_clips=args.shard_clips,
                        shard_bytes=int(args.shard_bytes), view=args.view,
                        keyframes=not args.no_keyframes)
-    try:
-        summary = export_webdataset(args.output, cfg)
-    except (ConfigError, OutputNotFound) as e:
-        print(f"vidcurate: {e}", file=sys.stderr)
-        return 2
+    summary = export_webdataset(args.output, cfg)
     print(f"exported {summary['clips']} clips into {len(summary['shards'])} shards in "
           f"{args.dest}")
     return 0
 
 
 def _report(argv: list[str]) -> int:
-    from pipeline.query import OutputNotFound
     from pipeline.report import write_report
 
     parser = argparse.ArgumentParser(
@@ -300,11 +281,7 @@ def _report(argv: list[str]) -> int:
     parser.add_argument("--max-clips", type=int, default=500,
                         help="clips in the gallery, best CLIP score first")
     args = parser.parse_args(argv)
-    try:
-        index = write_report(args.output, args.out, args.max_clips)
-    except OutputNotFound as e:
-        print(f"vidcurate: {e}", file=sys.stderr)
-        return 2
+    index = write_report(args.output, args.out, args.max_clips)
     print(f"report: {index}  (open it in a browser; no server needed)")
     return 0
 
@@ -368,7 +345,14 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    from pipeline.options import ConfigError
+    from pipeline.query import OutputNotFound
+
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except (ConfigError, OutputNotFound) as e:  # the user's input, not a bug: no traceback
+        print(f"vidcurate: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

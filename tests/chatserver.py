@@ -19,8 +19,10 @@ import json
 import threading
 import time
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from httpserver import Loopback
 
 
 class ChatLog:
@@ -114,21 +116,11 @@ def make_handler(log: ChatLog):
     return Handler
 
 
-class ChatServer:
+class ChatServer(Loopback):
     def __init__(self) -> None:
         self.log = ChatLog()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.log))
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(make_handler(self.log))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self) -> ChatServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return f"{self.base}/v1"

@@ -101,10 +101,11 @@ def make_handler(b: Behaviour):
     return Handler
 
 
-class LoopbackServer:
-    def __init__(self, video: Path, other_video: Path) -> None:
-        self.behaviour = Behaviour(video.read_bytes(), other_video.read_bytes())
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.behaviour))
+class Loopback:
+    """A threading HTTP server on 127.0.0.1 with a free port, stopped on exit."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -112,10 +113,16 @@ class LoopbackServer:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self):  # noqa: ANN204 - returns the subclass
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class LoopbackServer(Loopback):
+    def __init__(self, video: Path, other_video: Path) -> None:
+        self.behaviour = Behaviour(video.read_bytes(), other_video.read_bytes())
+        super().__init__(make_handler(self.behaviour))

@@ -9,38 +9,23 @@ A clip whose keyframes cannot be read keeps null CLIP columns and gets an error 
 from __future__ import annotations
 
 import dataclasses
-import io
 from collections.abc import Iterator
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import RunInference
 
 from pipeline.options import ClipConfig
 from schemas.records import ClipRecord
 from transforms.errors import ERRORS, StageMetrics, split_outputs
-from transforms.media import MediaError
+from transforms.media import read_frame
 from transforms.models.clip import ClipModelHandler, EmbedRequest
 
 STAGE = "clip_embed"
 
 
-def read_image(uri: str) -> np.ndarray:
-    """An RGB image from a local path or any Beam FileSystems uri; MediaError if bad."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with FileSystems.open(uri) as f:
-            data = f.read()
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as e:
-        raise MediaError("keyframe_unreadable", f"cannot read keyframe {uri}: {e}") from e
-
-
 def keyframe_requests(clip: ClipRecord) -> list[EmbedRequest]:
-    return [EmbedRequest(key=(clip.clip_id, i), image=read_image(uri))
+    return [EmbedRequest(key=(clip.clip_id, i), image=read_frame(uri))
             for i, uri in enumerate(clip.keyframe_uris)]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -469,3 +470,18 @@ def ffmpeg_version() -> str:
     out = subprocess.run(["ffmpeg", "-version"], capture_output=True, check=False)
     first = out.stdout.decode("utf-8", "replace").splitlines()
     return first[0] if first else "unknown"
+
+
+def read_frame(uri: str) -> np.ndarray:
+    """A keyframe as an RGB array (palette / grey / alpha images converted), from a
+    local path or any Beam FileSystems uri; MediaError when it cannot be read."""
+    from apache_beam.io.filesystems import FileSystems
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with FileSystems.open(uri) as f:
+            data = f.read()
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise MediaError("unreadable_frame", f"cannot read keyframe {uri}: {e}") from e

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import io
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -19,14 +18,12 @@ from typing import Any
 import apache_beam as beam
 import cv2
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils import shared
-from PIL import Image, UnidentifiedImageError
 
 from pipeline.options import OcrConfig
 from schemas.records import ClipRecord, OcrLine
 from transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
-from transforms.media import MediaError
+from transforms.media import MediaError, read_frame
 
 STAGE = "ocr"
 # Two lines read in different keyframes are the same text when this similar (OCR
@@ -36,17 +33,6 @@ _SAME_TEXT = 0.85
 # with high confidence; real captions that tall hold more than two characters.
 _SHAPE_MIN_HEIGHT = 1 / 3
 _SHAPE_MAX_CHARS = 2
-
-
-def read_frame(uri: str) -> np.ndarray:
-    """A keyframe as an RGB array (palette / grey / alpha images converted)."""
-    try:
-        with FileSystems.open(uri) as f:
-            data = f.read()
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise MediaError("unreadable_frame", f"cannot read keyframe {uri}: {e}") from e
 
 
 def lines_from_result(result: Any, width: int, height: int, frame_index: int,

@@ -173,7 +173,7 @@ def test_unreadable_keyframes_are_an_error_row_and_the_clip_stays(clip_cfg, tmp_
         assert_that(out["clips"] | beam.Map(lambda c: (c.clip_id, c.clip_embedding is None)),
                     equal_to([("broken", True)]), label="Clip")
         assert_that(out["errors"] | beam.Map(lambda e: (e.stage, e.error_type, e.clip_id)),
-                    equal_to([("clip_embed", "keyframe_unreadable", "broken")]),
+                    equal_to([("clip_embed", "unreadable_frame", "broken")]),
                     label="Errors")
 
 
