@@ -102,7 +102,7 @@ def stitch_cost(clip: LoadedClip, video: Path, model_id: str, batch: int) -> dic
                        transition_distance=1.0, merge_distance=0.6, still_distance=0.15,
                        redundant_distance=0.3, scale=1.0)
     start = time.perf_counter()
-    requests = frame_requests(scened, cfg)
+    requests = list(frame_requests(scened, cfg))
     read_s = time.perf_counter() - start
     start = time.perf_counter()
     feats = {}
@@ -132,7 +132,7 @@ def boundary_distances(clip: LoadedClip, videos: list[Path]) -> tuple[list[float
             print(f"skipped {video}: {e}")
             continue
         scened = detect_scenes(probed, SPLIT)
-        requests = frame_requests(scened, cfg)
+        requests = list(frame_requests(scened, cfg))
         feats = dict(zip([(r.key[1], r.key[2]) for r in requests],
                          embed_images(clip, [r.image for r in requests]), strict=True))
         detected = {b.frame for b in scened.boundaries if b.kind == "detected"}

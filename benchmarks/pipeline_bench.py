@@ -52,6 +52,7 @@ def speech_track(dest: Path, seconds: float) -> Path:
     listing.write_text("".join(f"file '{w}'\n" for w in wavs))
     ffmpeg("-stream_loop", "-1", "-f", "concat", "-safe", "0", "-i", str(listing),
            "-t", f"{seconds}", "-ar", "16000", "-ac", "1", str(dest))
+    listing.unlink()  # it sits in the corpus folder, which every measurement lists
     return dest
 
 

@@ -212,36 +212,18 @@ def detect_size(info: VideoInfo, target_width: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def decode_frames_downscaled(
-    path: str, info: VideoInfo, target_width: int, threads: int = 0
-) -> Iterator[Iterator[np.ndarray]]:
-    """Decode the first video stream once, downscaled, as BGR frames at a constant rate.
+def _raw_frames(args: list[str], width: int, height: int, timeout_s: float, what: str
+                ) -> Iterator[Iterator[np.ndarray]]:
+    """Run ffmpeg writing rawvideo (3 bytes a pixel) to stdout and stream its frames.
 
-    Variable-rate input is resampled to its average rate, so frame i is at i / fps.
-    The context yields an iterator; on exit the decoder is stopped and checked: a
-    decoder that failed before the first frame raises MediaError.
+    The context yields an iterator; on exit the decoder is stopped and checked: past
+    timeout_s it is killed (MediaError 'timeout'), and a decoder that gave no frame at
+    all raises MediaError 'decode_failed'.
     """
-    width, height = detect_size(info, target_width)
-    args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error"]
-    if threads:
-        args += ["-threads", str(threads)]
-    # Skipping the in-loop deblocking filter (H.264/HEVC; others ignore it) saves about
-    # as much decode time as the downscale costs, and smoothing block edges does not
-    # move a shot boundary (golden cut tests hold).
-    args += ["-skip_loop_filter", "all"]
-    args += ["-i", ff_path(localise(path)), "-map", "0:v:0", "-an", "-sn", "-dn"]
-    # Frame 0 is the first video frame (timestamps reset, no padding from an earlier
-    # audio start), and the fps filter resamples to the average rate, so frame i is at
-    # i / fps even when a "constant" stream drops or repeats a frame.
-    args += ["-vf", f"setpts=PTS-STARTPTS,fps={info.fps:.9f},"
-                    f"scale={width}:{height}:flags=fast_bilinear",
-             "-fps_mode", "passthrough"]
-    args += ["-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
     frame_bytes = width * height * 3
-    timeout = decode_timeout_s(info.duration_s)
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, bufsize=frame_bytes * 4)
-        watchdog = threading.Timer(timeout, proc.kill)
+        watchdog = threading.Timer(timeout_s, proc.kill)
         watchdog.start()
         count = 0
 
@@ -266,13 +248,112 @@ def decode_frames_downscaled(
             err.seek(0)
             tail = _stderr_tail(err.read())
         if timed_out:
-            raise MediaError("timeout", f"decoding for cut detection took longer than "
-                                        f"{timeout:.0f} s")
+            raise MediaError("timeout", f"{what} took longer than {timeout_s:.0f} s")
         if count == 0:
             raise MediaError(
                 "decode_failed",
                 f"ffmpeg decoded no frame (exit {code}){': ' + tail if tail else ''}",
             )
+
+
+def _constant_rate(info: VideoInfo) -> str:
+    # Frame 0 is the first video frame (timestamps reset, no padding from an earlier
+    # audio start), and the fps filter resamples to the average rate, so frame i is at
+    # i / fps even when a "constant" stream drops or repeats a frame.
+    return f"setpts=PTS-STARTPTS,fps={info.fps:.9f}"
+
+
+@contextlib.contextmanager
+def decode_frames_downscaled(
+    path: str, info: VideoInfo, target_width: int, threads: int = 0
+) -> Iterator[Iterator[np.ndarray]]:
+    """Decode the first video stream once, downscaled, as BGR frames at a constant rate.
+
+    Variable-rate input is resampled to its average rate, so frame i is at i / fps.
+    The context yields an iterator; on exit the decoder is stopped and checked: a
+    decoder that failed before the first frame raises MediaError.
+    """
+    width, height = detect_size(info, target_width)
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error"]
+    if threads:
+        args += ["-threads", str(threads)]
+    # Skipping the in-loop deblocking filter (H.264/HEVC; others ignore it) saves about
+    # as much decode time as the downscale costs, and smoothing block edges does not
+    # move a shot boundary (golden cut tests hold).
+    args += ["-skip_loop_filter", "all"]
+    args += ["-i", ff_path(localise(path)), "-map", "0:v:0", "-an", "-sn", "-dn"]
+    args += ["-vf", f"{_constant_rate(info)},scale={width}:{height}:flags=fast_bilinear",
+             "-fps_mode", "passthrough"]
+    args += ["-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
+    with _raw_frames(args, width, height, decode_timeout_s(info.duration_s),
+                     "decoding for cut detection") as frames:
+        yield frames
+
+
+# One selecting pass takes at most this many frames: its expression stays well under
+# the kernel's 128 KiB limit for one argument.
+SELECT_MAX_FRAMES = 1000
+
+
+def select_expression(indices: list[int]) -> str:
+    """An ffmpeg `select` expression true on exactly these frame numbers (sorted, unique):
+    a balanced tree of comparisons, so each decoded frame costs log2(len) tests."""
+    if len(indices) == 1:
+        return f"eq(n\\,{indices[0]})"
+    mid = len(indices) // 2
+    return (f"if(lt(n\\,{indices[mid]})\\,{select_expression(indices[:mid])}"
+            f"\\,{select_expression(indices[mid:])})")
+
+
+def frames_by_number(path: str, info: VideoInfo, indices: list[int], target_width: int,
+                     threads: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame number, RGB frame) for the wanted frames, in one sequential decode per
+    SELECT_MAX_FRAMES frames, numbered as decode_frames_downscaled numbers them.
+
+    Streams: a frame is yielded as soon as it is decoded, and decoding stops after the
+    last wanted frame. Frames past the end of the stream are not yielded; a decoder
+    that fails partway yields what it read and raises MediaError.
+    """
+    wanted = sorted(set(indices))
+    width, height = detect_size(info, target_width)
+    for lo in range(0, len(wanted), SELECT_MAX_FRAMES):
+        chunk = wanted[lo:lo + SELECT_MAX_FRAMES]
+        args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error"]
+        if threads:
+            args += ["-threads", str(threads)]
+        args += ["-i", ff_path(localise(path)), "-map", "0:v:0", "-an", "-sn", "-dn"]
+        args += ["-vf", f"{_constant_rate(info)},select={select_expression(chunk)},"
+                        f"scale={width}:{height}", "-fps_mode", "passthrough",
+                 "-frames:v", str(len(chunk))]
+        args += ["-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
+        with _raw_frames(args, width, height, decode_timeout_s(info.duration_s),
+                         "reading frames") as frames:
+            # Fewer frames than asked when some lie past the end of the stream.
+            yield from zip(chunk, frames, strict=False)
+
+
+def mean_keyframe_interval_s(path: str, window_s: float = 120.0) -> float | None:
+    """Mean spacing of the video keyframes over the first window_s seconds, from packet
+    flags (no decoding); None when the container does not flag them."""
+    args = [
+        "ffprobe", "-v", "error", "-select_streams", "v:0", "-read_intervals",
+        f"%+{window_s:g}", "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0",
+        ff_path(localise(path)),
+    ]
+    out = run_tool(args, PROBE_TIMEOUT_S, "listing keyframes")
+    if out.returncode != 0:
+        return None
+    keys, last = [], None
+    for line in out.stdout.decode("utf-8", "replace").splitlines():
+        pts, _, flags = line.partition(",")
+        if (t := _float(pts)) is not None:
+            last = t if last is None else max(last, t)
+            if "K" in flags:
+                keys.append(t)
+    if len(keys) < 2 or last is None:
+        return None
+    # The listed span over the keyframe count: one keyframe, the whole span.
+    return (last - min(keys)) / len(keys)
 
 
 def extract_audio(path: str, info: VideoInfo, sample_rate: int = 16000

@@ -33,7 +33,12 @@ from apache_beam.ml.inference.base import RunInference
 from pipeline.options import ClipConfig, SplitConfig, StitchConfig
 from schemas.records import Boundary, DroppedShot, ScenedVideo, Span
 from transforms.errors import ERRORS, StageMetrics, split_outputs
-from transforms.media import MediaError, extract_frames
+from transforms.media import (
+    MediaError,
+    extract_frames,
+    frames_by_number,
+    mean_keyframe_interval_s,
+)
 from transforms.models.clip import ClipModelHandler, EmbedRequest
 
 STAGE = "stitch"
@@ -41,6 +46,10 @@ STAGE = "stitch"
 FRAME_WIDTH = 448
 # Frames read per ffmpeg process (one input, one seek each).
 FRAMES_PER_CALL = 16
+# The fixed cost of reading one frame by seeking (a decoder opened, a JPEG written and
+# read back), in seconds of video a sequential decode gets through meanwhile (measured:
+# 24 seeks into a 60 s 720p video with 10 s GOPs took 3x one pass over it).
+SEEK_COST_S = 2.0
 
 # Factors that move Panda-70M's distances (ImageBind = OpenCLIP ViT-H-14 image features)
 # onto another model's scale. Only entries that were measured belong here; see README
@@ -176,22 +185,70 @@ def read_frames(path: str, times_s: Sequence[float], width: int = FRAME_WIDTH
     return out
 
 
-def frame_requests(scened: ScenedVideo, cfg: StitchConfig) -> list[EmbedRequest]:
-    """The boundary frames of every cut-scene as embedding requests keyed
-    (video_id, shot index, 0 for start / 1 for end); unreadable frames are left out."""
+def sequential_is_cheaper(times_s: Sequence[float], keyframe_interval_s: float | None
+                          ) -> bool:
+    """One decode up to the last wanted frame, or one seek per frame? A seek decodes from
+    the keyframe before its frame (half a GOP on average) plus a fixed cost; unknown
+    keyframe spacing counts as a long GOP."""
+    if not times_s:
+        return False
+    if keyframe_interval_s is None:
+        return True
+    return max(times_s) <= len(times_s) * (keyframe_interval_s / 2 + SEEK_COST_S)
+
+
+def seek_time_s(frame: int, fps: float, offset_s: float) -> float:
+    """Where to seek so that frame `frame` is the first one read: ffmpeg starts at the
+    first frame whose time is at or after the seek time, so aim half a frame early."""
+    return offset_s + max(0.0, (frame - 0.5) / fps)
+
+
+def boundary_frames_of(scened: ScenedVideo, cfg: StitchConfig
+                       ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(shot index, 0 for start / 1 for end, RGB frame) for every cut-scene, streamed.
+
+    Dense frames (short cut-scenes, long GOPs) are read in one sequential decode, sparse
+    ones by seeking; frames the sequential decode could not give are retried by
+    seeking. Unreadable frames are left out; none readable at all raises MediaError.
+    """
     info = scened.video.info
-    wanted: list[tuple[int, int, float]] = []
+    wanted: dict[int, list[tuple[int, int]]] = {}
     for i, shot in enumerate(scened.shots):
         for pos, frame in enumerate(boundary_frames(shot, cfg.start_position,
                                                     cfg.end_position)):
-            # Frame n is shown from n / fps; seek a little past it to land inside it.
-            wanted.append((i, pos, info.seek_offset_s + (frame + 0.5) / info.fps))
-    frames = read_frames(scened.video.local_path, [t for _, _, t in wanted])
-    if wanted and all(f is None for f in frames):
+            wanted.setdefault(frame, []).append((i, pos))
+    numbers = sorted(wanted)
+    path = scened.video.local_path
+    read: set[int] = set()
+    times = [n / info.fps for n in numbers]
+    cheap = len(numbers) * SEEK_COST_S
+    if times and (max(times) <= cheap
+                  or sequential_is_cheaper(times, mean_keyframe_interval_s(path))):
+        try:
+            for number, image in frames_by_number(path, info, numbers, FRAME_WIDTH):
+                read.add(number)
+                for i, pos in wanted[number]:
+                    yield i, pos, image
+        except MediaError:
+            pass  # the frames it did not give are read by seeking below
+    rest = [n for n in numbers if n not in read]
+    images = read_frames(path, [seek_time_s(n, info.fps, info.seek_offset_s) for n in rest])
+    for number, image in zip(rest, images, strict=True):
+        if image is not None:
+            read.add(number)
+            for i, pos in wanted[number]:
+                yield i, pos, image
+    if numbers and not read:
         raise MediaError("frames_unreadable",
-                         f"none of the {len(wanted)} stitching frames could be read")
-    return [EmbedRequest(key=(scened.video.video_id, i, pos), image=frame)
-            for (i, pos, _), frame in zip(wanted, frames, strict=True) if frame is not None]
+                         f"none of the {len(numbers)} stitching frames could be read")
+
+
+def frame_requests(scened: ScenedVideo, cfg: StitchConfig) -> Iterator[EmbedRequest]:
+    """The boundary frames of every cut-scene as embedding requests keyed
+    (video_id, shot index, 0 for start / 1 for end); unreadable frames are left out.
+    A generator, so a long video's frames go to CLIP as they are read."""
+    for i, pos, image in boundary_frames_of(scened, cfg):
+        yield EmbedRequest(key=(scened.video.video_id, i, pos), image=image)
 
 
 def stitch_video(scened: ScenedVideo, features: dict[tuple[int, int], np.ndarray],
@@ -212,12 +269,13 @@ class _FramesFn(beam.DoFn):
 
     def process(self, scened: ScenedVideo) -> Iterator[EmbedRequest | beam.pvalue.TaggedOutput]:
         try:
-            requests = frame_requests(scened, self.cfg)
+            # Streamed: frames already yielded when a later one fails go to CLIP for
+            # nothing, but the video is not joined (no 'videos' output), so no clip.
+            yield from frame_requests(scened, self.cfg)
         except Exception as e:
             yield self.metrics.failure(e, source_uri=scened.video.source.uri,
                                        run_id=self.run_id, video_id=scened.video.video_id)
             return
-        yield from requests
         yield beam.pvalue.TaggedOutput("videos", (scened.video.video_id, scened))
 
 

@@ -1,16 +1,21 @@
 import hashlib
 
+import numpy as np
 import pytest
 
+from schemas.records import Source
 from transforms.media import (
     MediaError,
     NoVideoStream,
     clip_extension,
     detect_size,
     file_digest,
+    frames_by_number,
     keyframe_times,
+    mean_keyframe_interval_s,
     parse_probe,
     probe,
+    select_expression,
 )
 
 
@@ -95,7 +100,6 @@ def test_keyframe_times_follow_the_gop(videos):
 
 
 def test_tools_are_time_limited(videos, monkeypatch):
-    from schemas.records import Source
     from transforms import media
     from transforms.probe import probe_source
 
@@ -117,3 +121,66 @@ def test_ffmpeg_messages_hold_no_memory_addresses(tmp_path):
     with pytest.raises(MediaError) as e:
         probe(str(bad))
     assert "@ 0x" not in str(e.value) and "[mov,mp4" in str(e.value)
+
+
+def _diff(a, b) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def test_frames_by_number_are_exact_at_cuts_and_match_seeking(videos):
+    """Frame numbers are detection's numbers: the last frame of a shot and the first of
+    the next are told apart, by the one-pass reader and by seeking alike."""
+    from transforms.probe import probe_source
+    from transforms.stitch import read_frames, seek_time_s
+
+    video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
+    cuts = [round(t * 25) for t in videos.cuts_truth]  # first frame of each new shot
+    wanted = sorted({n for c in cuts for n in (c - 1, c)} | {0})
+    got = list(frames_by_number(video.local_path, video.info, wanted, 320))
+    assert [n for n, _ in got] == wanted
+    frames = dict(got)
+    sought = read_frames(video.local_path, [seek_time_s(n, 25.0, video.info.seek_offset_s)
+                                            for n in wanted], 320)
+    for n, image in zip(wanted, sought, strict=True):
+        assert image is not None
+        assert _diff(image, frames[n]) < 6, n  # JPEG noise only: the same frame
+    for c in cuts:
+        assert _diff(frames[c - 1], frames[c]) > 20, c  # two different shots
+
+
+def test_frames_by_number_stream_in_chunks_and_stop_at_the_end(videos, monkeypatch):
+    from transforms import media
+    from transforms.probe import probe_source
+
+    monkeypatch.setattr(media, "SELECT_MAX_FRAMES", 3)
+    video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
+    wanted = [5, 1, 9, 5, 30, 31, 200, 399, 5000]  # 400 frames: 5000 is past the end
+    got = [n for n, _ in frames_by_number(video.local_path, video.info, wanted, 160)]
+    assert got == [1, 5, 9, 30, 31, 200, 399]
+
+
+def test_select_expression_is_a_balanced_tree():
+    assert select_expression([7]) == r"eq(n\,7)"
+    assert select_expression([3, 7]) == r"if(lt(n\,7)\,eq(n\,3)\,eq(n\,7))"
+    wanted = list(range(3, 3000, 3))  # 999 frames
+    expr = select_expression(wanted)
+    # True on exactly the wanted frames (ffmpeg's grammar read as Python)...
+    as_python = expr.replace("\\,", ",").replace("if(", "if_(")
+    funcs = {"if_": lambda c, a, b: a if c else b, "lt": lambda a, b: a < b,
+             "eq": lambda a, b: a == b}
+    hits = [n for n in range(3100) if eval(as_python, funcs, {"n": n})]  # noqa: S307
+    assert hits == wanted
+    # ...and each frame walks one branch, log2(999) tests deep, not 999.
+    depth = deepest = 0
+    for ch in expr:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        deepest = max(deepest, depth)
+    assert deepest <= 2 * 10 + 1
+
+
+def test_mean_keyframe_interval_follows_the_gop(videos):
+    assert mean_keyframe_interval_s(str(videos.cuts)) == pytest.approx(2.0, abs=0.1)
+    # x264 adds a keyframe at each cut of this one: 9 s over its keyframe count.
+    keys = keyframe_times(str(videos.cuts30))
+    assert len(keys) > 9 / 2
+    assert mean_keyframe_interval_s(str(videos.cuts30)) == pytest.approx(9 / len(keys), abs=0.1)

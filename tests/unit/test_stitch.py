@@ -152,3 +152,78 @@ def _info(duration_s: float, fps: float):
                      pix_fmt="yuv420p", audio_codec=None, has_audio=False, audio_start_s=None,
                      container="mp4", bit_rate=None, nb_frames=None, bytes=1,
                      content_sha256=None)
+
+
+def test_sequential_reading_is_chosen_when_seeking_costs_more():
+    from transforms.stitch import SEEK_COST_S, sequential_is_cheaper
+
+    dense = [i * 2.0 for i in range(30)]  # a frame every 2 s of a 1-minute video
+    assert sequential_is_cheaper(dense, keyframe_interval_s=10.0)
+    assert not sequential_is_cheaper([600.0, 1200.0], keyframe_interval_s=2.0)
+    assert sequential_is_cheaper([600.0, 1200.0], keyframe_interval_s=None)  # unknown GOP
+    assert not sequential_is_cheaper([], keyframe_interval_s=2.0)
+    # The break-even: one pass to t=N*(GOP/2+fixed cost) equals N seeks.
+    edge = 4 * (1.0 + SEEK_COST_S)
+    assert sequential_is_cheaper([0.0, 1.0, 2.0, edge], 2.0)
+    assert not sequential_is_cheaper([0.0, 1.0, 2.0, edge + 0.1], 2.0)
+
+
+@pytest.fixture(scope="module")
+def scened_cuts(videos):
+    from transforms.probe import probe_source
+    from transforms.scenes import detect_scenes
+
+    video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
+    return detect_scenes(video, dataclasses.replace(SPLIT, stitch=None))
+
+
+def _frames_by_key(scened, cfg=STITCH):
+    from transforms.stitch import boundary_frames_of
+
+    out = {}
+    for i, pos, image in boundary_frames_of(scened, cfg):
+        assert (i, pos) not in out
+        out[(i, pos)] = image
+    return out
+
+
+def test_boundary_frames_are_the_same_read_in_one_pass_or_by_seeking(scened_cuts, monkeypatch):
+    from transforms import stitch as stitch_module
+
+    keys = {(i, pos) for i in range(len(scened_cuts.shots)) for pos in (0, 1)}
+    one_pass = _frames_by_key(scened_cuts)
+    monkeypatch.setattr(stitch_module, "SEEK_COST_S", 0.0)
+    monkeypatch.setattr(stitch_module, "mean_keyframe_interval_s", lambda path: 0.0)
+    monkeypatch.setattr(stitch_module, "frames_by_number", None)  # must not be used
+    sought = _frames_by_key(scened_cuts)
+    assert set(one_pass) == set(sought) == keys
+    for key in keys:
+        assert np.abs(one_pass[key].astype(int) - sought[key].astype(int)).mean() < 6, key
+
+
+def test_frames_a_failed_pass_did_not_give_are_read_by_seeking(scened_cuts, monkeypatch):
+    from transforms import stitch as stitch_module
+    from transforms.media import MediaError
+
+    real = stitch_module.frames_by_number
+
+    def dies_after_two(*args, **kwargs):
+        for k, item in enumerate(real(*args, **kwargs)):
+            if k == 2:
+                raise MediaError("decode_failed", "decoder died")
+            yield item
+
+    monkeypatch.setattr(stitch_module, "frames_by_number", dies_after_two)
+    got = _frames_by_key(scened_cuts)
+    assert len(got) == 2 * len(scened_cuts.shots)
+
+
+def test_no_readable_frame_is_a_media_error(scened_cuts, tmp_path):
+    from transforms.media import MediaError
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video any more")
+    video = dataclasses.replace(scened_cuts.video, local_path=str(broken))
+    with pytest.raises(MediaError) as e:
+        _frames_by_key(dataclasses.replace(scened_cuts, video=video))
+    assert e.value.error_type == "frames_unreadable"
