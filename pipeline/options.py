@@ -161,6 +161,9 @@ class CurationOptions(PipelineOptions):
             help="Drop a segment whose gzip compression ratio is above this (repetition).")
         add("asr-max-ngram-repeats", type=int, default=4,
             help="Drop a segment in which one word 3-gram occurs more than this many times.")
+        add("asr-window-s", type=float, default=120.0,
+            help="Transcribe a video's audio in windows of at most this many seconds, each "
+            "ending at a quiet moment, so memory does not grow with the video's length.")
         parser.add_argument("--ocr-angle-cls", "--ocr_angle_cls", dest="ocr_angle_cls",
                             action="store_true",
                             help="Run the text-angle classifier (rotated text; ~30%% slower).")
@@ -321,6 +324,7 @@ class AsrConfig:
     logprob_threshold: float
     compression_ratio_threshold: float
     max_ngram_repeats: int
+    window_s: float = 120.0  # audio transcribed per call, ending at a quiet moment
     batch_size: int = 4  # videos per RunInference batch (whole videos: keep it small)
 
     @property
@@ -463,6 +467,8 @@ class RunConfig:
              f"--ocr-min-confidence must be in [0, 1], got {o.ocr_min_confidence}"),
             (o.ocr_det_side >= 32, f"--ocr-det-side must be >= 32, got {o.ocr_det_side}"),
             (o.asr_beam_size >= 1, f"--asr-beam-size must be >= 1, got {o.asr_beam_size}"),
+            (o.asr_window_s >= 30, f"--asr-window-s must be >= 30 (Whisper reads 30 s at a "
+             f"time), got {o.asr_window_s}"),
             (_temperatures(o.asr_temperature) is not None,
              f"--asr-temperature must be comma-separated numbers in [0, 1], got "
              f"{o.asr_temperature!r}"),
@@ -579,6 +585,7 @@ class RunConfig:
                 logprob_threshold=o.asr_logprob_threshold,
                 compression_ratio_threshold=o.asr_compression_ratio_threshold,
                 max_ngram_repeats=o.asr_max_ngram_repeats,
+                window_s=o.asr_window_s,
             ),
             clip=clip,
             teachers=_teachers_config(o, clip),

@@ -1,7 +1,8 @@
 """Transcribe: Whisper once per video, guarded against hallucination, sliced to clips.
 
 Audio is extracted once per video (16 kHz mono, aligned to the first video frame) and
-transcribed whole, so context crosses clip boundaries. Guards then drop segments
+transcribed in windows of a couple of minutes that end at quiet moments, so context
+crosses clip boundaries and memory does not grow with the video. Guards then drop segments
 Whisper is known to invent on silence and music; each dropped segment keeps the name of
 its guard. AttachTranscripts gives every clip the words whose midpoint lies in its
 span, and the segments those words came from.
@@ -31,7 +32,7 @@ from schemas.records import (
     Word,
 )
 from transforms.errors import ERRORS, StageMetrics, split_outputs
-from transforms.media import MediaError, extract_audio
+from transforms.media import MediaError, audio_windows
 from transforms.models.whisper import SAMPLE_RATE, Transcript, transcribe_array
 
 STAGE = "asr"
@@ -104,26 +105,43 @@ def _shift(seg: Segment, by: float) -> Segment:
 
 
 def transcribe_task(task: AsrTask, model: Any, cfg: AsrConfig) -> AsrResult | MediaError:
-    """Whisper over the video's audio, guards applied; a MediaError for bad audio."""
+    """Whisper over the video's audio, guards applied; a MediaError for bad audio.
+
+    The audio streams in windows of at most cfg.window_s, each ending at a quiet moment
+    (Whisper itself reads 30 s at a time, and conditioning on earlier text is off), so
+    memory holds one window's features rather than the whole video's.
+    """
+    base = AsrResult(video_id=task.video_id, source_uri=task.source_uri,
+                     model_id=cfg.model_id)
+    kept: list[Segment] = []
+    dropped: list[DroppedSegment] = []
+    # The language of the first window with speech (of the first window when none has).
+    first: tuple[str | None, float | None] | None = None
+    spoken: tuple[str | None, float | None] | None = None
+    samples = 0
     try:
-        audio, offset = extract_audio(task.local_path, task.info, SAMPLE_RATE)
+        for start, audio in audio_windows(task.local_path, task.info, SAMPLE_RATE,
+                                          cfg.window_s):
+            samples += audio.size
+            if audio.size < SAMPLE_RATE // 10:
+                continue
+            transcript: Transcript = transcribe_array(model, audio, cfg)
+            regions = speech_regions(audio) if cfg.vad else None
+            window_kept, window_dropped = apply_guards(transcript.segments, regions, cfg)
+            kept.extend(_shift(s, start) for s in window_kept)
+            dropped.extend(dataclasses.replace(d, start=d.start + start, end=d.end + start)
+                           for d in window_dropped)
+            language = (transcript.language, transcript.language_probability)
+            first = first or language
+            spoken = spoken or (language if window_kept else None)
     except MediaError as e:
         return e
-    base = AsrResult(video_id=task.video_id, source_uri=task.source_uri,
-                     model_id=cfg.model_id, audio_s=audio.size / SAMPLE_RATE)
-    if audio.size < SAMPLE_RATE // 10:
+    base = dataclasses.replace(base, audio_s=samples / SAMPLE_RATE)
+    if samples < SAMPLE_RATE // 10:
         return dataclasses.replace(base, note="the audio stream holds less than 0.1 s")
-    transcript: Transcript = transcribe_array(model, audio, cfg)
-    regions = speech_regions(audio) if cfg.vad else None
-    kept, dropped = apply_guards(transcript.segments, regions, cfg)
-    return dataclasses.replace(
-        base,
-        segments=tuple(_shift(s, offset) for s in kept),
-        dropped=tuple(dataclasses.replace(d, start=d.start + offset, end=d.end + offset)
-                      for d in dropped),
-        language=transcript.language,
-        language_probability=transcript.language_probability,
-    )
+    language, probability = spoken or first or (None, None)
+    return dataclasses.replace(base, segments=tuple(kept), dropped=tuple(dropped),
+                               language=language, language_probability=probability)
 
 
 def _mid(start: float, end: float) -> float:

@@ -212,33 +212,28 @@ def detect_size(info: VideoInfo, target_width: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _raw_frames(args: list[str], width: int, height: int, timeout_s: float, what: str
-                ) -> Iterator[Iterator[np.ndarray]]:
-    """Run ffmpeg writing rawvideo (3 bytes a pixel) to stdout and stream its frames.
-
-    The context yields an iterator; on exit the decoder is stopped and checked: past
-    timeout_s it is killed (MediaError 'timeout'), and a decoder that gave no frame at
-    all raises MediaError 'decode_failed'.
-    """
-    frame_bytes = width * height * 3
+def _streamed(args: list[str], block_bytes: int, timeout_s: float, what: str,
+              nothing: MediaError) -> Iterator[Iterator[bytes]]:
+    """Run ffmpeg writing to stdout and stream it in blocks of block_bytes (the last one
+    may be shorter). The context yields the block iterator; on exit the process is
+    stopped and checked: past timeout_s it is killed (MediaError 'timeout'), and a
+    process that wrote nothing at all raises `nothing`, with ffmpeg's message."""
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, bufsize=frame_bytes * 4)
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err,
+                                bufsize=min(block_bytes * 4, 1 << 24))
         watchdog = threading.Timer(timeout_s, proc.kill)
         watchdog.start()
-        count = 0
+        wrote = False
 
-        def frames() -> Iterator[np.ndarray]:
-            nonlocal count
+        def blocks() -> Iterator[bytes]:
+            nonlocal wrote
             assert proc.stdout is not None
-            while True:
-                buf = proc.stdout.read(frame_bytes)
-                if len(buf) < frame_bytes:
-                    return
-                count += 1
-                yield np.frombuffer(buf, np.uint8).reshape(height, width, 3)
+            while buf := proc.stdout.read(block_bytes):
+                wrote = True
+                yield buf
 
         try:
-            yield frames()
+            yield blocks()
         finally:
             if proc.stdout:
                 proc.stdout.close()
@@ -249,11 +244,21 @@ def _raw_frames(args: list[str], width: int, height: int, timeout_s: float, what
             tail = _stderr_tail(err.read())
         if timed_out:
             raise MediaError("timeout", f"{what} took longer than {timeout_s:.0f} s")
-        if count == 0:
-            raise MediaError(
-                "decode_failed",
-                f"ffmpeg decoded no frame (exit {code}){': ' + tail if tail else ''}",
-            )
+        if not wrote:
+            raise MediaError(nothing.error_type,
+                             f"{nothing} (exit {code}){': ' + tail if tail else ''}")
+
+
+@contextlib.contextmanager
+def _raw_frames(args: list[str], width: int, height: int, timeout_s: float, what: str
+                ) -> Iterator[Iterator[np.ndarray]]:
+    """Stream the frames of ffmpeg writing rawvideo (3 bytes a pixel) to stdout; a
+    decoder that gave no frame raises MediaError 'decode_failed'."""
+    frame_bytes = width * height * 3
+    with _streamed(args, frame_bytes, timeout_s, what,
+                   MediaError("decode_failed", "ffmpeg decoded no frame")) as blocks:
+        yield (np.frombuffer(buf, np.uint8).reshape(height, width, 3)
+               for buf in blocks if len(buf) == frame_bytes)
 
 
 def _constant_rate(info: VideoInfo) -> str:
@@ -356,22 +361,64 @@ def mean_keyframe_interval_s(path: str, window_s: float = 120.0) -> float | None
     return (last - min(keys)) / len(keys)
 
 
-def extract_audio(path: str, info: VideoInfo, sample_rate: int = 16000
-                  ) -> tuple[np.ndarray, float]:
-    """The first audio stream as mono float32 at sample_rate, starting at the video's
-    first frame, and where it starts on the video's clock (later than 0 when the audio
-    begins after the picture)."""
+def _audio_args(path: str, info: VideoInfo, sample_rate: int) -> tuple[list[str], float]:
     start = max(info.start_time_s, info.audio_start_s or 0.0)
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
             "-ss", f"{start - info.container_start_s:.6f}", "-i", ff_path(localise(path)),
             "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(sample_rate),
             "-f", "f32le", "pipe:1"]
-    out = run_tool(args, decode_timeout_s(info.duration_s), "extracting audio")
-    audio = np.frombuffer(out.stdout, np.float32)
-    if audio.size == 0:
-        detail = _stderr_tail(out.stderr) or f"exit {out.returncode}"
-        raise MediaError("audio_failed", f"no audio could be decoded: {detail}")
-    return audio.copy(), start - info.start_time_s
+    return args, start - info.start_time_s
+
+
+def quietest_point(audio: np.ndarray, frame: int) -> int:
+    """The sample at the middle of the quietest `frame`-sample stretch (lowest energy)."""
+    n = audio.size // frame
+    if n == 0:
+        return audio.size // 2
+    energy = np.square(audio[: n * frame].reshape(n, frame), dtype=np.float64).sum(axis=1)
+    return int(np.argmin(energy)) * frame + frame // 2
+
+
+def audio_windows(path: str, info: VideoInfo, sample_rate: int = 16000,
+                  window_s: float = 120.0, search_s: float = 10.0
+                  ) -> Iterator[tuple[float, np.ndarray]]:
+    """The first audio stream as mono float32 at sample_rate, from the video's first
+    frame, in consecutive windows of at most window_s, each with its start on the
+    video's clock (later than 0 when the audio begins after the picture), streamed from
+    one ffmpeg process.
+
+    A window ends at the quietest 20 ms of its last search_s, so a word is rarely cut in
+    two; memory holds one window, whatever the length of the video. Raises MediaError
+    'audio_failed' when nothing can be decoded.
+    """
+    args, offset = _audio_args(path, info, sample_rate)
+    limit = int(window_s * sample_rate)
+    search = int(min(search_s, window_s / 3) * sample_rate)
+    chunks: list[np.ndarray] = []
+    size = 0
+    carry = b""  # a sample split across two pipe reads
+    at = 0  # samples handed out so far
+    with _streamed(args, 1 << 20, decode_timeout_s(info.duration_s), "extracting audio",
+                   MediaError("audio_failed", "no audio could be decoded")) as blocks:
+        for buf in blocks:
+            buf = carry + buf
+            whole = len(buf) // 4 * 4
+            carry = buf[whole:]
+            chunks.append(np.frombuffer(buf[:whole], np.float32))
+            size += whole // 4
+            if size <= limit:
+                continue
+            pending = np.concatenate(chunks)
+            while pending.size > limit:
+                cut = limit - search + quietest_point(pending[limit - search:limit],
+                                                      sample_rate // 50)
+                yield offset + at / sample_rate, pending[:cut]
+                at += cut
+                pending = pending[cut:]
+            chunks, size = [pending], pending.size
+    pending = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if pending.size or at == 0:
+        yield offset + at / sample_rate, pending
 
 
 def keyframe_times(path: str) -> list[float]:

@@ -204,3 +204,35 @@ def test_models_that_cannot_be_had_fail_before_the_graph(tmp_path, videos):
     assert "cannot get Whisper model 'small'" in offline.stderr
     assert "--asr-model PATH" in offline.stderr and "--no-asr" in offline.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_windowed_transcription_keeps_the_words_and_their_times(speech, whisper_tiny_en):
+    """A video is transcribed in windows that end at quiet moments: the words and their
+    video times are those of one long window, up to Whisper's own variation."""
+    from schemas.records import AsrTask, Source
+    from transforms.asr import transcribe_task
+    from transforms.media import audio_windows
+    from transforms.models.whisper import load_backend
+    from transforms.probe import probe_source
+
+    video = probe_source(Source(uri=str(speech.video), video_id="s"))
+    task = AsrTask("s", video.source.uri, video.local_path, video.info)
+    cfg = dataclasses.replace(CFG, model=str(whisper_tiny_en), model_path=str(whisper_tiny_en))
+    model = load_backend(cfg)
+    small = dataclasses.replace(cfg, window_s=16.0)
+    assert len(list(audio_windows(video.local_path, video.info, 16000, small.window_s))) >= 2
+    windowed = transcribe_task(task, model, small)
+    whole = transcribe_task(task, model, dataclasses.replace(cfg, window_s=3600.0))
+    assert windowed.audio_s == pytest.approx(whole.audio_s, abs=1e-3)
+    assert windowed.language == whole.language == "en"
+    text = " ".join(s.text for s in windowed.segments)
+    whole_text = " ".join(s.text for s in whole.segments)
+    assert wer(whole_text, text) <= 0.05, (whole_text, text)
+    assert wer(speech.reference, text) <= wer(speech.reference, whole_text) + 0.02, text
+    starts = [w.start for s in windowed.segments for w in s.words]
+    assert starts == sorted(starts) and starts[0] >= 0 and starts[-1] < whole.audio_s
+    # Each utterance's words sit where that utterance was placed in the video.
+    for begin, end, _ in speech.utterances:
+        inside = [w for s in windowed.segments for w in s.words
+                  if begin - 0.5 <= w.start < end + 0.5]
+        assert inside, (begin, end)

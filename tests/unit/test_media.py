@@ -184,3 +184,49 @@ def test_mean_keyframe_interval_follows_the_gop(videos):
     keys = keyframe_times(str(videos.cuts30))
     assert len(keys) > 9 / 2
     assert mean_keyframe_interval_s(str(videos.cuts30)) == pytest.approx(9 / len(keys), abs=0.1)
+
+
+def test_audio_windows_cover_the_audio_and_end_at_quiet_moments(tmp_path):
+    """Windows end at the quietest 20 ms of their last search_s, hold every sample once,
+    and carry their start on the video's clock."""
+    import subprocess
+
+    from transforms.media import audio_windows, quietest_point
+    from transforms.probe import probe_source
+
+    assert quietest_point(np.array([5, 5, 5, 5, 0, 0, 5, 5], np.float32), 2) == 5
+    # A tone with 0.2 s of silence every 3.7 s: [3.4, 3.6), [7.1, 7.3), ...
+    path = tmp_path / "gaps.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=size=64x64:rate=25",
+                    "-f", "lavfi", "-i", "aevalsrc=0.5*sin(2*PI*440*t)*not(between(mod(t\\,3.7)"
+                    "\\,3.4\\,3.6)):s=16000", "-t", "16", "-c:v", "libx264", "-c:a", "pcm_s16le",
+                    str(path.with_suffix(".mkv"))], check=True)
+    path = path.with_suffix(".mkv")
+    video = probe_source(Source(uri=str(path), video_id="v"))
+    whole = np.frombuffer(subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar",
+         "16000", "-f", "f32le", "pipe:1"], capture_output=True, check=True).stdout, np.float32)
+    windows = list(audio_windows(video.local_path, video.info, 16000, window_s=4.0,
+                                 search_s=1.0))
+    assert len(windows) == 5
+    assert np.array_equal(np.concatenate([w for _, w in windows]), whole)
+    at = 0
+    for start, window in windows:
+        assert start == pytest.approx(at / 16000)
+        assert window.size <= 4 * 16000
+        at += window.size
+        if at < whole.size:  # every cut falls in a silent gap
+            assert 3.4 < (at / 16000) % 3.7 < 3.6, at / 16000
+
+
+def test_audio_that_cannot_be_decoded_is_a_media_error(tmp_path, videos):
+    from transforms.media import audio_windows
+    from transforms.probe import probe_source
+
+    video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"no audio here")
+    with pytest.raises(MediaError) as e:
+        list(audio_windows(str(broken), video.info, 16000))
+    assert e.value.error_type == "audio_failed"
+    assert "no audio could be decoded" in str(e.value)
