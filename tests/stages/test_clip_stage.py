@@ -71,17 +71,54 @@ def test_handler_batches_mixed_requests_and_loads_the_model_once(clip_cfg):
 
 
 def test_steps_of_one_process_share_one_model(clip_cfg, monkeypatch):
-    """Stitching, embeddings and scoring are three RunInference steps: one model."""
+    """Stitching, embeddings and scoring are three RunInference steps: one model, also
+    when the steps run in different stages (the runner tears a stage down before the
+    next one starts)."""
+    from apache_beam.utils import shared
+
     import transforms.models.clip as clip_module
 
     loads = []
     real = clip_module.load_clip
     monkeypatch.setattr(clip_module, "load_clip", lambda cfg: loads.append(1) or real(cfg))
+    monkeypatch.setattr(clip_module, "_PROCESS_MODELS", shared.Shared())
+    monkeypatch.setattr(clip_module, "_KEPT", {})
     with TestPipeline() as p:
         texts = p | beam.Create([EmbedRequest(key=i, text=f"t {i}") for i in range(6)])
-        for step in ("A", "B", "C"):
+        for step in ("A", "B"):
             _ = texts | step >> RunInference(ClipModelHandler(clip_cfg))
+        _ = (texts | "A2" >> RunInference(ClipModelHandler(clip_cfg))
+             | "NextStage" >> beam.Reshuffle()
+             | "Again" >> beam.Map(lambda kv: EmbedRequest(key=kv[0], text="again"))
+             | "C" >> RunInference(ClipModelHandler(clip_cfg)))
     assert loads == [1]
+
+
+def test_the_model_outlives_the_steps_that_used_it(clip_cfg, monkeypatch):
+    """Beam tears a stage's steps down after 60 s idle (a long ASR stage between
+    stitching and the clip embeddings); the next step must not load the model again."""
+    import gc
+
+    from apache_beam.utils import shared
+
+    import transforms.models.clip as clip_module
+
+    loads = []
+    real = clip_module.load_clip
+    monkeypatch.setattr(clip_module, "load_clip", lambda cfg: loads.append(1) or real(cfg))
+    monkeypatch.setattr(clip_module, "_PROCESS_MODELS", shared.Shared())
+    monkeypatch.setattr(clip_module, "_KEPT", {})
+    held = clip_module.shared_clip(clip_cfg)
+    del held  # what a torn-down step does
+
+    class Other:  # what the OCR stage does meanwhile: Beam keeps one object alive
+        pass
+
+    other = shared.Shared().acquire(Other)
+    gc.collect()
+    assert clip_module.shared_clip(clip_cfg) is not None
+    assert loads == [1]
+    del other
 
 
 def test_a_failing_batch_goes_to_the_dead_letter_output(clip_cfg):

@@ -190,10 +190,18 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 _PROCESS_MODELS = shared.Shared()
 
 
+# Models stay loaded for the life of the worker process. shared.Shared alone keeps only
+# the last object acquired in the process alive; Beam tears down a stage's steps after
+# 60 s idle, and OCR's engine is acquired meanwhile, so after a long ASR stage the clip
+# embeddings loaded the model again (3 s and a 0.8 GB spike on a 30-minute video).
+_KEPT: dict[str, LoadedClip] = {}
+
+
 def shared_clip(cfg: ClipConfig) -> LoadedClip:
-    """This process's model for cfg, loaded on first use (keep the returned object while
-    using it: the process keeps the model only while someone holds it)."""
-    return _PROCESS_MODELS.acquire(lambda: load_clip(cfg), tag=cfg.model_id)
+    """This process's model for cfg, loaded on first use and kept."""
+    model = _PROCESS_MODELS.acquire(lambda: load_clip(cfg), tag=cfg.model_id)
+    _KEPT[cfg.model_id] = model
+    return model
 
 
 class ClipModelHandler(ModelHandler[EmbedRequest, tuple[Any, np.ndarray], LoadedClip]):
