@@ -310,8 +310,8 @@ def select_expression(indices: list[int]) -> str:
             f"\\,{select_expression(indices[mid:])})")
 
 
-def frames_by_number(path: str, info: VideoInfo, indices: list[int], target_width: int,
-                     threads: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+def frames_by_number(path: str, info: VideoInfo, indices: list[int], target_width: int
+                     ) -> Iterator[tuple[int, np.ndarray]]:
     """(frame number, RGB frame) for the wanted frames, in one sequential decode per
     SELECT_MAX_FRAMES frames, numbered as decode_frames_downscaled numbers them.
 
@@ -323,10 +323,8 @@ def frames_by_number(path: str, info: VideoInfo, indices: list[int], target_widt
     width, height = detect_size(info, target_width)
     for lo in range(0, len(wanted), SELECT_MAX_FRAMES):
         chunk = wanted[lo:lo + SELECT_MAX_FRAMES]
-        args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error"]
-        if threads:
-            args += ["-threads", str(threads)]
-        args += ["-i", ff_path(localise(path)), "-map", "0:v:0", "-an", "-sn", "-dn"]
+        args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
+                "-i", ff_path(localise(path)), "-map", "0:v:0", "-an", "-sn", "-dn"]
         args += ["-vf", f"{_constant_rate(info)},select={select_expression(chunk)},"
                         f"scale={width}:{height}", "-fps_mode", "passthrough",
                  "-frames:v", str(len(chunk))]
@@ -340,34 +338,15 @@ def frames_by_number(path: str, info: VideoInfo, indices: list[int], target_widt
 def mean_keyframe_interval_s(path: str, window_s: float = 120.0) -> float | None:
     """Mean spacing of the video keyframes over the first window_s seconds, from packet
     flags (no decoding); None when the container does not flag them."""
-    args = [
-        "ffprobe", "-v", "error", "-select_streams", "v:0", "-read_intervals",
-        f"%+{window_s:g}", "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0",
-        ff_path(localise(path)),
-    ]
-    out = run_tool(args, PROBE_TIMEOUT_S, "listing keyframes")
-    if out.returncode != 0:
+    try:
+        packets = _packets(path, window_s)
+    except MediaError:
         return None
-    keys, last = [], None
-    for line in out.stdout.decode("utf-8", "replace").splitlines():
-        pts, _, flags = line.partition(",")
-        if (t := _float(pts)) is not None:
-            last = t if last is None else max(last, t)
-            if "K" in flags:
-                keys.append(t)
-    if len(keys) < 2 or last is None:
+    keys = [t for t, key in packets if key]
+    if len(keys) < 2:
         return None
     # The listed span over the keyframe count: one keyframe, the whole span.
-    return (last - min(keys)) / len(keys)
-
-
-def _audio_args(path: str, info: VideoInfo, sample_rate: int) -> tuple[list[str], float]:
-    start = max(info.start_time_s, info.audio_start_s or 0.0)
-    args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
-            "-ss", f"{start - info.container_start_s:.6f}", "-i", ff_path(localise(path)),
-            "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(sample_rate),
-            "-f", "f32le", "pipe:1"]
-    return args, start - info.start_time_s
+    return (max(t for t, _ in packets) - min(keys)) / len(keys)
 
 
 def quietest_point(audio: np.ndarray, frame: int) -> int:
@@ -391,7 +370,12 @@ def audio_windows(path: str, info: VideoInfo, sample_rate: int = 16000,
     two; memory holds one window, whatever the length of the video. Raises MediaError
     'audio_failed' when nothing can be decoded.
     """
-    args, offset = _audio_args(path, info, sample_rate)
+    start = max(info.start_time_s, info.audio_start_s or 0.0)
+    offset = start - info.start_time_s
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
+            "-ss", f"{start - info.container_start_s:.6f}", "-i", ff_path(localise(path)),
+            "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(sample_rate),
+            "-f", "f32le", "pipe:1"]
     limit = int(window_s * sample_rate)
     search = int(min(search_s, window_s / 3) * sample_rate)
     chunks: list[np.ndarray] = []
@@ -421,21 +405,28 @@ def audio_windows(path: str, info: VideoInfo, sample_rate: int = 16000,
         yield offset + at / sample_rate, pending
 
 
-def keyframe_times(path: str) -> list[float]:
-    """Presentation times of the video keyframes, from packet flags (no decoding)."""
-    args = [
-        "ffprobe", "-v", "error", "-select_streams", "v:0",
-        "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", ff_path(localise(path)),
-    ]
+def _packets(path: str, window_s: float | None = None) -> list[tuple[float, bool]]:
+    """(time, is keyframe) of the first video stream's packets, from packet flags (no
+    decoding), over the first window_s seconds or the whole file."""
+    args = ["ffprobe", "-v", "error", "-select_streams", "v:0"]
+    if window_s is not None:
+        args += ["-read_intervals", f"%+{window_s:g}"]
+    args += ["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0",
+             ff_path(localise(path))]
     out = run_tool(args, PROBE_TIMEOUT_S, "listing keyframes")
     if out.returncode != 0:
         raise MediaError("probe_failed", f"cannot list keyframes: {_stderr_tail(out.stderr)}")
-    times = []
+    packets = []
     for line in out.stdout.decode("utf-8", "replace").splitlines():
         pts, _, flags = line.partition(",")
-        if "K" in flags and (t := _float(pts)) is not None:
-            times.append(t)
-    return sorted(times)
+        if (t := _float(pts)) is not None:
+            packets.append((t, "K" in flags))
+    return packets
+
+
+def keyframe_times(path: str) -> list[float]:
+    """Presentation times of the video keyframes, from packet flags (no decoding)."""
+    return sorted(t for t, key in _packets(path) if key)
 
 
 def clip_extension(mode: str, video_codec: str, audio_codec: str | None) -> str:

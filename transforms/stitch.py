@@ -221,9 +221,9 @@ def boundary_frames_of(scened: ScenedVideo, cfg: StitchConfig
     path = scened.video.local_path
     read: set[int] = set()
     times = [n / info.fps for n in numbers]
-    cheap = len(numbers) * SEEK_COST_S
-    if times and (max(times) <= cheap
-                  or sequential_is_cheaper(times, mean_keyframe_interval_s(path))):
+    # Cheaper even if every frame were a keyframe? Then the keyframes need no listing.
+    if sequential_is_cheaper(times, 0.0) or sequential_is_cheaper(
+            times, mean_keyframe_interval_s(path) if times else None):
         try:
             for number, image in frames_by_number(path, info, numbers, FRAME_WIDTH):
                 read.add(number)
