@@ -21,7 +21,7 @@ from transforms.resume import SkipDone
 from transforms.rules import ApplyClipRules
 from transforms.scenes import DetectScenes
 from transforms.scoring import ScoreCaptions
-from transforms.sinks import WriteTable
+from transforms.sinks import CountAll, WriteTable
 from transforms.stitch import Stitch
 
 
@@ -101,5 +101,5 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     # One last step that depends on every table write. Beam's DaskRunner computes only
     # the graph's last transform and what feeds it; elsewhere this is a no-op join.
     _ = (tuple(written) | "AllTablesWritten" >> beam.Flatten()
-         | "CountShards" >> beam.combiners.Count.Globally())
+         | "CountShards" >> CountAll())
     return Outputs(sources=listed["sources"], videos=videos, clips=clips, errors=errors)

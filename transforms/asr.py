@@ -19,7 +19,6 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import RunInference
 
 from pipeline.options import AsrConfig
 from schemas.records import (
@@ -32,6 +31,7 @@ from schemas.records import (
     Word,
 )
 from transforms.errors import ERRORS, StageMetrics, split_outputs
+from transforms.inference import FAILED, RESULTS, Infer
 from transforms.media import MediaError, audio_windows
 from transforms.models.whisper import SAMPLE_RATE, Transcript, transcribe_array
 
@@ -184,6 +184,17 @@ def _task(video: ProbedVideo) -> AsrTask:
     return AsrTask(video.video_id, video.source.uri, video.local_path, video.info)
 
 
+def _task_video(task: AsrTask) -> str:
+    return task.video_id
+
+
+def _each_task_failed(failure: tuple[list[AsrTask], Exception]
+                      ) -> Iterator[tuple[AsrTask, Exception]]:
+    batch, exc = failure
+    for task in batch:
+        yield task, exc
+
+
 class _Collect(beam.DoFn):
     """RunInference output -> AsrResult, or an error row for this video."""
 
@@ -226,14 +237,20 @@ class Transcribe(beam.PTransform):
         silent = (videos
                   | "NoAudio" >> beam.Filter(lambda v: not v.info.has_audio)
                   | "NoTranscript" >> beam.Map(_no_audio, self.cfg.model_id))
-        transcribed = (
+        whisper = (
             with_audio
             | "Tasks" >> beam.Map(_task)
             | "Spread" >> beam.Reshuffle()
-            | "Whisper" >> RunInference(WhisperModelHandler(self.cfg, self.cfg.batch_size))
+            | "Whisper" >> Infer(WhisperModelHandler(self.cfg, self.cfg.batch_size),
+                                 model_identifier=f"asr:{self.cfg.backend}:"
+                                                  f"{self.cfg.model_path or self.cfg.model}",
+                                 group_key=_task_video)
         )
-        collected = split_outputs(transcribed, "Guarded", _Collect(self.run_id), ERRORS,
-                                  main="results")
+        # The handler catches each video's failure; a batch that raises anyway (a bug in
+        # a backend) still ends as one error row per video.
+        failed = whisper[FAILED] | "FailedBatches" >> beam.FlatMap(_each_task_failed)
+        collected = split_outputs((whisper[RESULTS], failed) | "Outcomes" >> beam.Flatten(),
+                                  "Guarded", _Collect(self.run_id), ERRORS, main="results")
         results = (collected["results"], silent) | "AllResults" >> beam.Flatten()
         return {"results": results, ERRORS: collected[ERRORS]}
 

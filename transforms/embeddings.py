@@ -13,13 +13,13 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.ml.inference.base import RunInference
 
 from pipeline.options import ClipConfig
 from schemas.records import ClipRecord
 from transforms.errors import ERRORS, StageMetrics, split_outputs
+from transforms.inference import FAILED, RESULTS, Infer
 from transforms.media import read_frame
-from transforms.models.clip import ClipModelHandler, EmbedRequest
+from transforms.models.clip import ClipModelHandler, EmbedRequest, request_owner
 
 STAGE = "clip_embed"
 
@@ -94,11 +94,12 @@ class EmbedClips(beam.PTransform):
     def expand(self, clips: beam.PCollection) -> dict[str, beam.PCollection]:
         requests = split_outputs(clips, "KeyframeRequests", _RequestsFn(self.run_id),
                                  ERRORS, "clips", main="requests")
-        embedded, dead = requests["requests"] | "Embed" >> RunInference(
+        embedded = requests["requests"] | "Embed" >> Infer(
             ClipModelHandler(self.cfg), model_identifier=f"clip:{self.cfg.model_id}",
-        ).with_exception_handling()
-        features = embedded | "ByClip" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
-        failed = dead.failed_inferences | "FailedByClip" >> beam.FlatMap(_failed_batch)
+            group_key=request_owner)
+        features = embedded[RESULTS] | "ByClip" >> beam.Map(
+            lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+        failed = embedded[FAILED] | "FailedByClip" >> beam.FlatMap(_failed_batch)
         pooled = split_outputs(
             {"clips": requests["clips"], "features": features, "failed": failed}
             | "Join" >> beam.CoGroupByKey(),

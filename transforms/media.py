@@ -38,6 +38,18 @@ class MediaError(Exception):
         super().__init__(message)
         self.error_type = error_type
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions unpickle as cls(*args), and ours take more than the message. Runners
+        # pickle them where a failure crosses a step boundary (Beam's dead-letter outputs).
+        return _restore_error, (type(self), str(self), dict(self.__dict__))
+
+
+def _restore_error(cls: type[MediaError], message: str, state: dict[str, Any]) -> MediaError:
+    error = Exception.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class NoVideoStream(MediaError):
     """A readable file without a video stream (audio-only, image sequence metadata...)."""

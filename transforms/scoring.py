@@ -16,12 +16,12 @@ from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.ml.inference.base import RunInference
 
 from pipeline.options import ClipConfig
 from schemas.records import CaptionCandidate, CaptionRow, ClipRecord
 from transforms.errors import ERRORS, StageMetrics, split_outputs
-from transforms.models.clip import ClipModelHandler, EmbedRequest
+from transforms.inference import FAILED, RESULTS, Infer
+from transforms.models.clip import ClipModelHandler, EmbedRequest, request_owner
 
 STAGE = "score_captions"
 BY_CLIP = "clip"
@@ -143,12 +143,12 @@ class ScoreCaptions(beam.PTransform):
             texts = (candidates
                      | "Distinct" >> beam.Distinct()
                      | "TextRequests" >> beam.Map(_text_request))
-            embedded, dead = texts | "Embed" >> RunInference(
+            embedded = texts | "Embed" >> Infer(
                 ClipModelHandler(self.clip), model_identifier=f"clip:{self.clip.model_id}",
-            ).with_exception_handling()
-            parts["texts"] = embedded | "ByClip" >> beam.Map(
+                group_key=request_owner)
+            parts["texts"] = embedded[RESULTS] | "ByClip" >> beam.Map(
                 lambda kv: (kv[0][0], ((kv[0][1], kv[0][2]), kv[1])))
-            parts["failed"] = dead.failed_inferences | "FailedByClip" >> beam.FlatMap(
+            parts["failed"] = embedded[FAILED] | "FailedByClip" >> beam.FlatMap(
                 _failed_batch)
         selected = split_outputs(parts | "Join" >> beam.CoGroupByKey(), "Select",
                                  _SelectFn(self.priority, self.run_id), ERRORS, "captions",

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -96,15 +97,14 @@ class WriteTable(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         per_shard = self.rows_per_shard
-        rows = records | "ToRow" >> beam.Map(lambda r: r.to_row())
-        counted = rows | "Count" >> beam.combiners.Count.Globally()
-        shards = counted | "Shards" >> beam.Map(lambda n: shard_count(n, per_shard))
-
-        def keyed(row: dict[str, Any], total: int) -> tuple[tuple[int, int], dict]:
-            return (shard_of(_row_key(row), total), total), row
-
-        grouped = (rows
-                   | "Key" >> beam.Map(keyed, total=beam.pvalue.AsSingleton(shards))
+        rows = records | "ToRow" >> beam.Map(_keyed_row)
+        counted = rows | "Count" >> CountAll()
+        # The row count reaches the rows through a join, not a side input: see CountAll.
+        buckets = (counted
+                   | "ToBuckets" >> beam.FlatMap(lambda n: ((b, n) for b in range(BUCKETS))))
+        grouped = ({"rows": rows, "count": buckets}
+                   | "JoinCount" >> beam.CoGroupByKey()
+                   | "ToShards" >> beam.FlatMap(_to_shards, per_shard)
                    | "Group" >> beam.GroupByKey())
         # No rows: one empty, typed shard, so every run leaves a readable table behind.
         empty = counted | "IfEmpty" >> beam.FlatMap(lambda n: [((0, 1), [])] if n == 0
@@ -113,6 +113,38 @@ class WriteTable(beam.PTransform):
                 | "Write" >> beam.ParDo(_WriteShardFn(
                     f"{table_dir(self.output, self.table)}/{self.run_id}",
                     table_schema(self.table, self.embedding_dim))))
+
+
+# Rows meet their table's row count in this many groups, so no group holds a whole table.
+BUCKETS = 64
+
+
+def _keyed_row(record: Any) -> tuple[int, dict[str, Any]]:
+    row = record.to_row()
+    return shard_of(_row_key(row), BUCKETS), row
+
+
+def _to_shards(bucket: tuple[int, dict[str, list]], per_shard: int
+               ) -> Iterator[tuple[tuple[int, int], dict[str, Any]]]:
+    _, parts = bucket
+    total = shard_count(next(iter(parts["count"])), per_shard)
+    for row in parts["rows"]:
+        yield (shard_of(_row_key(row), total), total), row
+
+
+class CountAll(beam.PTransform):
+    """How many elements, as one element (0 for none), without side inputs.
+
+    CombineGlobally (Count.Globally) adds its default through a side input, and Beam's
+    DaskRunner evaluates a side input by computing its whole upstream graph again inside
+    the task that reads it: every model stage ran once more per table."""
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        ones = pcoll | "One" >> beam.Map(lambda _: (None, 1))
+        zero = pcoll.pipeline | "Zero" >> beam.Create([(None, 0)])
+        return ((ones, zero) | "Both" >> beam.Flatten()
+                | "Sum" >> beam.CombinePerKey(sum)
+                | "Value" >> beam.Values())
 
 
 def write_rows(output: str, table: str, name: str, rows: list[dict[str, Any]]) -> str:

@@ -28,18 +28,18 @@ from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.ml.inference.base import RunInference
 
 from pipeline.options import ClipConfig, SplitConfig, StitchConfig
 from schemas.records import Boundary, DroppedShot, ScenedVideo, Span
 from transforms.errors import ERRORS, StageMetrics, split_outputs
+from transforms.inference import FAILED, RESULTS, Infer
 from transforms.media import (
     MediaError,
     extract_frames,
     frames_by_number,
     mean_keyframe_interval_s,
 )
-from transforms.models.clip import ClipModelHandler, EmbedRequest
+from transforms.models.clip import ClipModelHandler, EmbedRequest, request_owner
 
 STAGE = "stitch"
 # Boundary frames are read at most this wide: CLIP looks at 224 px.
@@ -322,12 +322,12 @@ class Stitch(beam.PTransform):
         assert cfg is not None
         frames = split_outputs(scened, "BoundaryFrames", _FramesFn(cfg, self.run_id),
                                ERRORS, "videos", main="requests")
-        embedded, dead = frames["requests"] | "Embed" >> RunInference(
+        embedded = frames["requests"] | "Embed" >> Infer(
             ClipModelHandler(self.clip, namespace="clip_model"),
-            model_identifier=f"clip:{self.clip.model_id}").with_exception_handling()
-        features = embedded | "ByVideo" >> beam.Map(
+            model_identifier=f"clip:{self.clip.model_id}", group_key=request_owner)
+        features = embedded[RESULTS] | "ByVideo" >> beam.Map(
             lambda kv: (kv[0][0], (kv[0][1], kv[0][2], kv[1])))
-        failed = dead.failed_inferences | "FailedByVideo" >> beam.FlatMap(_failed_batch)
+        failed = embedded[FAILED] | "FailedByVideo" >> beam.FlatMap(_failed_batch)
         stitched = split_outputs(
             {"videos": frames["videos"], "features": features, "failed": failed}
             | "Join" >> beam.CoGroupByKey(),

@@ -197,7 +197,7 @@ def test_split_outputs_routes_tagged_values_like_with_outputs():
 def test_dask_runner_by_name():
     from pipeline.run import _runner_aliases
 
-    full = "apache_beam.runners.dask.dask_runner.DaskRunner"
+    full = "pipeline.dask_runner.DaskRunner"
     assert _runner_aliases(["--runner", "DaskRunner", "--x"]) == ["--runner", full, "--x"]
     assert _runner_aliases(["--runner=DaskRunner"]) == [f"--runner={full}"]
     assert _runner_aliases(["--runner", "DirectRunner"]) == ["--runner", "DirectRunner"]

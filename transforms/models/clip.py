@@ -41,6 +41,12 @@ class EmbedRequest:
     text: str | None = None
 
 
+def request_owner(request: EmbedRequest) -> Any:
+    """The first part of a request's key: the video or clip it belongs to (requests of
+    one owner may share a batch on runners that batch by grouping; see inference.py)."""
+    return request.key[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class LoadedClip:
     model: Any
