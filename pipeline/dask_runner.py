@@ -1,7 +1,8 @@
 """Beam's DaskRunner with its translation fixed where our DAG needs it (`--runner DaskRunner`
 runs this one).
 
-Beam 2.77 translates a pipeline to dask.bag with three faults that matter to us:
+Beam 2.77 translates a pipeline to dask.bag with faults that matter to us (README,
+"Running at scale", lists the others and how the DAG avoids them):
   - ParDo: every partition shares one list of outputs, collected before finish_bundle.
     Partitions run in one process returned their predecessors' outputs again, and what
     finish_bundle emits (BatchElements' last batch) was lost. Here each partition is a
@@ -51,7 +52,7 @@ def _limit(op: evaluator.DaskBagOp) -> int:
 class _Flatten(evaluator.Flatten):
     def apply(self, input_bag: Any, side_inputs: Any = None) -> db.Bag:
         bag = super().apply(input_bag, side_inputs)
-        # repartition to fewer partitions merges neighbours: no data moves between tasks.
+        # Repartitioning to fewer partitions concatenates neighbours: no shuffle.
         return bag.repartition(npartitions=_limit(self)) if bag.npartitions > _limit(self) \
             else bag
 
