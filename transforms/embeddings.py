@@ -19,7 +19,12 @@ from schemas.records import ClipRecord
 from transforms.errors import ERRORS, StageMetrics, split_outputs
 from transforms.inference import FAILED, RESULTS, Infer
 from transforms.media import read_frame
-from transforms.models.clip import ClipModelHandler, EmbedRequest, request_owner
+from transforms.models.clip import (
+    ClipModelHandler,
+    EmbedRequest,
+    failed_owners,
+    request_owner,
+)
 
 STAGE = "clip_embed"
 
@@ -78,12 +83,6 @@ class _PoolFn(beam.DoFn):
                 yield clip  # no keyframes, or unreadable ones (already an error row)
 
 
-def _failed_batch(failure: tuple[list[EmbedRequest], Exception]) -> Iterator[tuple[str, str]]:
-    batch, exc = failure
-    for clip_id in sorted({r.key[0] for r in batch}):
-        yield clip_id, f"{type(exc).__name__}: {exc}"
-
-
 class EmbedClips(beam.PTransform):
     """ClipRecord -> ClipRecord with clip_embedding (main) and ErrorRecord ('errors')."""
 
@@ -99,7 +98,7 @@ class EmbedClips(beam.PTransform):
             group_key=request_owner)
         features = embedded[RESULTS] | "ByClip" >> beam.Map(
             lambda kv: (kv[0][0], (kv[0][1], kv[1])))
-        failed = embedded[FAILED] | "FailedByClip" >> beam.FlatMap(_failed_batch)
+        failed = embedded[FAILED] | "FailedByClip" >> beam.FlatMap(failed_owners)
         pooled = split_outputs(
             {"clips": requests["clips"], "features": features, "failed": failed}
             | "Join" >> beam.CoGroupByKey(),

@@ -1,11 +1,8 @@
 """Model inference that gives the same results on every runner we support.
 
-Everywhere but Dask this is Beam's RunInference with its dead-letter output. Beam 2.77's
-DaskRunner breaks RunInference in two ways:
-  - it gathers a bundle's outputs *before* calling finish_bundle, and BatchElements
-    emits its last batch from finish_bundle, so those elements vanish (of 7 elements,
-    RunInference returned none);
-  - it mishandles ParDos with several outputs, such as the dead-letter output.
+Everywhere but Dask this is Beam's RunInference with its dead-letter output. That output
+makes RunInference a ParDo with several outputs, which Beam 2.77's DaskRunner delivers
+all as one (our runner, pipeline/dask_runner.py, fixes its other faults, not this one).
 On Dask, batches are therefore formed by a GroupByKey on a key the stage chooses (a
 video, a clip), and a single-output step runs the same ModelHandler on them, with
 failures carried as tagged elements (errors.split_outputs). Batch composition differs

@@ -21,7 +21,12 @@ from pipeline.options import ClipConfig
 from schemas.records import CaptionCandidate, CaptionRow, ClipRecord
 from transforms.errors import ERRORS, StageMetrics, split_outputs
 from transforms.inference import FAILED, RESULTS, Infer
-from transforms.models.clip import ClipModelHandler, EmbedRequest, request_owner
+from transforms.models.clip import (
+    ClipModelHandler,
+    EmbedRequest,
+    failed_owners,
+    request_owner,
+)
 
 STAGE = "score_captions"
 BY_CLIP = "clip"
@@ -119,12 +124,6 @@ def _text_request(cand: CaptionCandidate) -> EmbedRequest:
     return EmbedRequest(key=(cand.clip_id, cand.teacher, cand.text), text=cand.text)
 
 
-def _failed_batch(failure: tuple[list[EmbedRequest], Exception]) -> Iterator[tuple[str, str]]:
-    batch, exc = failure
-    for clip_id in sorted({r.key[0] for r in batch}):
-        yield clip_id, f"{type(exc).__name__}: {exc}"
-
-
 class ScoreCaptions(beam.PTransform):
     """{'clips': ClipRecord, 'candidates': CaptionCandidate} -> clips with the selected
     caption (main 'clips'), CaptionRow ('captions') and ErrorRecord ('errors')."""
@@ -149,7 +148,7 @@ class ScoreCaptions(beam.PTransform):
             parts["texts"] = embedded[RESULTS] | "ByClip" >> beam.Map(
                 lambda kv: (kv[0][0], ((kv[0][1], kv[0][2]), kv[1])))
             parts["failed"] = embedded[FAILED] | "FailedByClip" >> beam.FlatMap(
-                _failed_batch)
+                failed_owners)
         selected = split_outputs(parts | "Join" >> beam.CoGroupByKey(), "Select",
                                  _SelectFn(self.priority, self.run_id), ERRORS, "captions",
                                  main="clips")

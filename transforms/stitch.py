@@ -39,7 +39,12 @@ from transforms.media import (
     frames_by_number,
     mean_keyframe_interval_s,
 )
-from transforms.models.clip import ClipModelHandler, EmbedRequest, request_owner
+from transforms.models.clip import (
+    ClipModelHandler,
+    EmbedRequest,
+    failed_owners,
+    request_owner,
+)
 
 STAGE = "stitch"
 # Boundary frames are read at most this wide: CLIP looks at 224 px.
@@ -302,12 +307,6 @@ class _StitchFn(beam.DoFn):
             yield stitched
 
 
-def _failed_batch(failure: tuple[list[EmbedRequest], Exception]) -> Iterator[tuple[str, str]]:
-    batch, exc = failure
-    for video_id in sorted({r.key[0] for r in batch}):
-        yield video_id, f"{type(exc).__name__}: {exc}"
-
-
 class Stitch(beam.PTransform):
     """ScenedVideo -> ScenedVideo with events (main) and ErrorRecord ('errors')."""
 
@@ -327,7 +326,7 @@ class Stitch(beam.PTransform):
             model_identifier=f"clip:{self.clip.model_id}", group_key=request_owner)
         features = embedded[RESULTS] | "ByVideo" >> beam.Map(
             lambda kv: (kv[0][0], (kv[0][1], kv[0][2], kv[1])))
-        failed = embedded[FAILED] | "FailedByVideo" >> beam.FlatMap(_failed_batch)
+        failed = embedded[FAILED] | "FailedByVideo" >> beam.FlatMap(failed_owners)
         stitched = split_outputs(
             {"videos": frames["videos"], "features": features, "failed": failed}
             | "Join" >> beam.CoGroupByKey(),

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,14 @@ def request_owner(request: EmbedRequest) -> Any:
     """The first part of a request's key: the video or clip it belongs to (requests of
     one owner may share a batch on runners that batch by grouping; see inference.py)."""
     return request.key[0]
+
+
+def failed_owners(failure: tuple[Sequence[EmbedRequest], Exception]
+                  ) -> Iterator[tuple[Any, str]]:
+    """A failed batch (the dead-letter output) -> (owner, reason) once per owner in it."""
+    batch, exc = failure
+    for owner in sorted({request_owner(r) for r in batch}):
+        yield owner, f"{type(exc).__name__}: {exc}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -131,8 +131,7 @@ class WhisperModelHandler(ModelHandler[AsrTask, Any, Any]):
 
     run_inference yields (task, outcome) pairs, where outcome is the AsrResult, or the
     exception that stopped this video (bad audio, a backend failure): one broken video
-    never fails its batch. Failures are caught here rather than through RunInference's
-    with_exception_handling, whose extra outputs Beam's DaskRunner mishandles.
+    never fails its batch, and each becomes that video's error row.
     """
 
     def __init__(self, cfg: AsrConfig, max_batch_size: int = 4) -> None:
