@@ -22,6 +22,7 @@ from apache_beam.runners.runner import PipelineResult
 from pipeline import __version__
 from pipeline.dag import build
 from pipeline.options import ConfigError, RunConfig, check_flags
+from schemas.redact import redact_options, redact_url
 from schemas.tables import SCHEMA_VERSION
 from transforms.manifest import input_kind, is_local
 from transforms.media import ffmpeg_version
@@ -183,13 +184,14 @@ def runs_row(outcome: RunOutcome, options: PipelineOptions, status: str) -> dict
         "status": status,
         "started_at": outcome.started_at,
         "finished_at": outcome.finished_at,
-        "input": cfg.input,
-        "output": cfg.output,
+        # Redacted: credentials in options (--s3_secret_access_key) and URL tokens.
+        "input": redact_url(cfg.input),
+        "output": redact_url(cfg.output),
         "runner": options.view_as(StandardOptions).runner or "DirectRunner",
         "split_params_hash": cfg.split.params_hash,
         "outputs_hash": cfg.outputs_hash,
-        "options_json": json.dumps(
-            {"config": dataclasses.asdict(cfg), "pipeline_options": all_options},
+        "options_json": json.dumps(redact_options(
+            {"config": dataclasses.asdict(cfg), "pipeline_options": all_options}),
             sort_keys=True, default=str),
         "versions_json": json.dumps(versions(), sort_keys=True),
         "counts": counts,

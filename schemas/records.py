@@ -3,6 +3,8 @@
 Stages pass these small records (URIs, numbers, short strings), never video bytes.
 Every record that becomes a table row has ``to_row()``, whose keys are exactly the
 columns of its schema in :mod:`schemas.tables` (a unit test holds them together).
+Rows carry uris and messages with their secrets redacted (:mod:`schemas.redact`); the
+records themselves keep the real uris, which the stages fetch.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from schemas.redact import redact_text, redact_url
 
 VIDEO_STATUSES = ("ok", "failed", "skipped")
 BOUNDARY_KINDS = ("detected", "forced")
@@ -283,7 +287,7 @@ class ClipRecord:
         return {
             "clip_id": self.clip_id,
             "video_id": self.video_id,
-            "source_uri": self.source_uri,
+            "source_uri": redact_url(self.source_uri),
             "clip_index": self.clip_index,
             "start_s": self.span.start_s,
             "end_s": self.span.end_s,
@@ -379,11 +383,12 @@ class ErrorRecord:
         return {
             "run_id": self.run_id,
             "stage": self.stage,
-            "source_uri": self.source_uri,
+            # A uri, or a manifest row ("m.csv#row=3"); messages quote URLs (HTTP 404 from ..).
+            "source_uri": self.source_uri and redact_url(self.source_uri),
             "video_id": self.video_id,
             "clip_id": self.clip_id,
             "error_type": self.error_type,
-            "message": self.message,
+            "message": redact_text(self.message),
             "time": self.time,
         }
 
@@ -413,16 +418,17 @@ class VideoRow:
     def to_row(self) -> dict[str, Any]:
         info = dataclasses.asdict(self.info) if self.info else dict.fromkeys(_INFO_FIELDS)
         return {
-            "video_id": self.source.video_id,
-            "source_uri": self.source.uri,
+            "video_id": self.source.video_id,  # the hash of the full uri, as fetched
+            "source_uri": redact_url(self.source.uri),
             "title": self.source.title,
             "description": self.source.description,
             "license": self.source.license,
-            "metadata_json": json.dumps(self.source.metadata, sort_keys=True, default=str)
+            "metadata_json": redact_text(json.dumps(self.source.metadata, sort_keys=True,
+                                                    default=str))
             if self.source.metadata
             else None,
             "status": self.status,
-            "reason": self.reason,
+            "reason": self.reason and redact_text(self.reason),  # skips quote other uris
             **info,
             "shot_boundaries": [dataclasses.asdict(b) for b in self.boundaries],
             "shot_count": self.shot_count,
@@ -434,7 +440,8 @@ class VideoRow:
             "language_probability": self.asr.language_probability if self.asr else None,
             "asr_model": self.asr.model_id if self.asr else None,
             "asr_note": self.asr.note if self.asr else None,
-            "final_url": self.fetched.final_url if self.fetched else None,
+            "final_url": redact_url(self.fetched.final_url)
+            if self.fetched and self.fetched.final_url else None,
             "fetch_attempts": self.fetched.attempts if self.fetched else None,
             "run_id": self.run_id,
         }
