@@ -184,6 +184,22 @@ def _gallery_data(con: Any, out_dir: str, limit: int) -> list[dict[str, Any]]:
     return data
 
 
+# Characters that may not appear raw in JSON inside a <script> element: "</script>" ends
+# it and "<!--<script>" puts the HTML parser in a state where it does not end where it
+# should; U+2028/9 end lines in older JavaScript. Inside JSON they only occur in strings,
+# where the \u escapes decode to the same text.
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                   "\u2029": "\\u2029"}
+
+
+def _script_json(value: Any) -> str:
+    """JSON to embed in a <script> element, whatever the text in it."""
+    text = json.dumps(value, ensure_ascii=False)
+    for char, escaped in _SCRIPT_ESCAPES.items():
+        text = text.replace(char, escaped)
+    return text
+
+
 def _script() -> str:
     with open(os.path.join(os.path.dirname(__file__), "report.js"), encoding="utf-8") as f:
         return f.read()
@@ -211,7 +227,7 @@ def write_report(output: str, out_dir: str | None = None, max_clips: int = 500) 
         generated=html.escape(dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
         plotly=plotly.offline.get_plotlyjs(),
         card=_card(con), plots=plots, options=options, total=len(data),
-        data=json.dumps(data, ensure_ascii=False).replace("</", "<\\/"),
+        data=_script_json(data),
         script=_script())
     index = os.path.join(out_dir, "index.html")
     tmp = index + ".tmp"
