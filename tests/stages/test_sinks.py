@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import apache_beam as beam
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
 from schemas.records import ErrorRecord
 from transforms.sinks import CountAll, WriteTable
@@ -24,13 +26,33 @@ def _errors(n: int) -> list[ErrorRecord]:
             for i in range(n)]
 
 
+def _the_files_in(folder: Path) -> Callable[[list[str]], None]:
+    """A matcher: the paths WriteTable reports are exactly the Parquet files in folder.
+    It raises, since Beam ignores what a matcher returns; it runs once every shard is
+    written (it reads the Write step's whole output)."""
+    def match(paths: list[str]) -> None:
+        on_disk = sorted(str(f) for f in folder.glob("*.parquet"))
+        if sorted(paths) != on_disk:
+            raise BeamAssertException(f"WriteTable reported {sorted(paths)}, "
+                                      f"{folder} holds {on_disk}")
+    return match
+
+
 def _write(records: list[ErrorRecord], out: Path, per_shard: int) -> list[str]:
     with TestPipeline() as p:
         written = (p | beam.Create(records)
                    | WriteTable(str(out), "errors", "r1", rows_per_shard=per_shard))
-        assert_that(written | beam.Map(lambda path: Path(path).parent.name),
-                    lambda names: all(n == "errors" for n in names))
+        assert_that(written, _the_files_in(out / "errors"))
     return sorted(f.name for f in (out / "errors").iterdir())
+
+
+def test_the_written_paths_matcher_can_fail(tmp_path):
+    (tmp_path / "r1-00000-of-00001.parquet").write_bytes(b"")
+    _the_files_in(tmp_path)([str(tmp_path / "r1-00000-of-00001.parquet")])
+    with pytest.raises(BeamAssertException):
+        _the_files_in(tmp_path)([str(tmp_path.parent / "videos" / "r1-00000-of-00001.parquet")])
+    with pytest.raises(BeamAssertException):
+        _the_files_in(tmp_path)([])
 
 
 def test_shards_follow_the_row_count_and_hold_each_row_once(tmp_path):
