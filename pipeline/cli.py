@@ -161,8 +161,9 @@ def _query(argv: list[str]) -> int:
             writer = csv.writer(out)
             writer.writerow(rel.columns)
             for row in rel.fetchall():
-                writer.writerow([json.dumps(_jsonable(v)) if isinstance(v, list | dict) else v
-                                 for v in row])
+                # Lists, structs and fixed-size arrays (tuples, e.g. FLOAT[512]) as JSON.
+                writer.writerow([json.dumps(_jsonable(v)) if isinstance(v, list | tuple | dict)
+                                 else v for v in row])
         else:
             for row in rel.fetchall():
                 out.write(json.dumps(_jsonable(dict(zip(rel.columns, row, strict=True))),
