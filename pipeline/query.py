@@ -58,8 +58,11 @@ def _embedding_dim(output: str) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
-def connect(output: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with views over <output>; nothing is ever written to it."""
+def connect(output: str, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with views over <output>; nothing is ever written to it.
+
+    With sandbox, the connection is locked down once the views exist (see _sandbox):
+    for SQL that comes from a user rather than from this code base."""
     if is_local(output) and not os.path.isdir(output.removeprefix("file://")):
         raise OutputNotFound(f"no vidcurate output at {output!r}")
     con = duckdb.connect(":memory:")
@@ -121,7 +124,31 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
            OR (e.video_id IS NULL
                AND e.run_id = (SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1));
     """)
+    if sandbox:
+        _sandbox(con, output)
     return con
+
+
+def _sandbox(con: duckdb.DuckDBPyConnection, output: str) -> None:
+    """Take away everything a query of the views does not need: files outside the
+    output (read_text('/etc/...'), read_csv, glob, COPY TO, ATTACH), the network,
+    installing or loading extensions, and changing these settings back. Files inside
+    the output stay writable at this level: query() refuses every statement but a query.
+
+    The views stay readable: DuckDB re-binds read_parquet at each query, and the output
+    folder is the one allowed directory (a local one by its absolute path; DuckDB
+    resolves symlinks, so a link inside it cannot point elsewhere). Remote outputs are
+    allowed by their URL prefix; httpfs was loaded explicitly before this."""
+    folder = os.path.abspath(output.removeprefix("file://")) if is_local(output) else output
+    folder = folder.rstrip("/") + "/"  # a prefix of the folder's files, not of its siblings
+    con.sql(f"""
+        SET autoinstall_known_extensions = false;
+        SET autoload_known_extensions = false;
+        SET allow_community_extensions = false;
+        SET allowed_directories = [{_quote(folder)}];
+        SET enable_external_access = false;
+        SET lock_configuration = true;
+    """)
 
 
 def reselect_sql(teachers: Sequence[str], priority: Sequence[str]) -> str:
@@ -147,20 +174,68 @@ def reselect_sql(teachers: Sequence[str], priority: Sequence[str]) -> str:
         ORDER BY clip_id"""
 
 
-_READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+def _explained(con: duckdb.DuckDBPyConnection, sql: str) -> list[duckdb.StatementType]:
+    """The type of the statement that an EXPLAIN wraps, read with DuckDB's own tokenizer and
+    parser. After EXPLAIN comes the statement, maybe after ANALYZE or a parenthesised
+    option list (`EXPLAIN (ANALYZE) COPY ...`). Where a word can be read either way
+    (`EXPLAIN (SELECT 1)`, `EXPLAIN ANALYZE` of the ANALYZE statement), every reading
+    is parsed, and the types of all those that parse are returned."""
+    every = duckdb.tokenize(sql)
+    ends = [start for start, _ in every[1:]] + [len(sql)]
+    spans = [(start, kind, sql[start:end].strip())
+             for (start, kind), end in zip(every, ends, strict=True)
+             if kind != duckdb.token_type.comment]
+    tokens = [(start, kind) for start, kind, _ in spans]
+    words = [word for _, _, word in spans]
+    starts = [1]  # tokens[0] is EXPLAIN: the statement type says so
+    if len(words) > 1 and words[1].upper() in ("ANALYZE", "ANALYSE"):
+        starts.append(2)
+    for i in list(starts):
+        if i < len(words) and words[i] == "(":  # the option-list reading: after its ")"
+            depth = 0
+            for j in range(i, len(words)):
+                if tokens[j][1] == duckdb.token_type.operator:
+                    depth += words[j].count("(") - words[j].count(")")
+                if depth == 0:
+                    starts.append(j + 1)
+                    break
+    types = []
+    for i in starts:
+        try:
+            inner = con.extract_statements(sql[tokens[i][0]:] if i < len(tokens) else "")
+        except duckdb.ParserException:
+            continue  # not this reading
+        types += [statement.type for statement in inner]
+    return types
 
 
-def query(output: str, sql: str) -> duckdb.DuckDBPyRelation:
-    """Run one read-only statement (SELECT, WITH, EXPLAIN, DESCRIBE, SUMMARIZE...).
-
-    COPY, CREATE, INSERT, ATTACH, SET and the like are refused: a query never writes
-    to the output or anywhere else."""
-    con = connect(output)
+def _check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but one query, by the parsed statement type: SELECT (which
+    covers WITH, FROM, VALUES, DESCRIBE, SUMMARIZE, SHOW) or an EXPLAIN of one. EXPLAIN
+    ANALYZE runs what it wraps, so `EXPLAIN ANALYZE COPY ... TO` would write."""
     statements = con.extract_statements(sql)
     if len(statements) != 1:
         raise NotReadOnly(f"give exactly one SQL statement, got {len(statements)}")
-    if statements[0].type not in _READ_ONLY:
-        raise NotReadOnly(f"only read-only queries are allowed, not {statements[0].type.name}")
+    kind = statements[0].type
+    if kind == duckdb.StatementType.EXPLAIN:
+        inner = _explained(con, statements[0].query)
+        if not inner or any(t != duckdb.StatementType.SELECT for t in inner):
+            what = ", ".join(sorted({t.name for t in inner})) or "no query"
+            raise NotReadOnly(f"EXPLAIN is allowed over a query only, not over {what}")
+    elif kind != duckdb.StatementType.SELECT:
+        raise NotReadOnly(f"only read-only queries are allowed, not {kind.name}")
+
+
+def query(output: str, sql: str) -> duckdb.DuckDBPyRelation:
+    """Run one read-only statement (SELECT, WITH, EXPLAIN [ANALYZE] of a query,
+    DESCRIBE, SUMMARIZE...).
+
+    COPY, CREATE, INSERT, ATTACH, SET, PRAGMA, INSTALL and the like are refused by
+    statement type, and the connection is sandboxed: no file or URL outside the output,
+    no extension install or load, no setting changed. A query never writes to the output
+    or anywhere else, and reads nothing but the output."""
+    con = connect(output, sandbox=True)
+    _check_read_only(con, sql)
     return con.sql(sql)
 
 
