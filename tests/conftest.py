@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# No model hub for the suite: tests that expect named weights (CLIP, Whisper, BLIP) to be
+# unavailable must give the same answer on a connected machine or one with a warm cache.
+# Set at import, before anything imports huggingface_hub (it reads these once); the CLI
+# and worker subprocesses inherit them.
+NO_HUB_CACHE = tempfile.mkdtemp(prefix="vidcurate-tests-hf-")
+atexit.register(shutil.rmtree, NO_HUB_CACHE, True)
+os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                   "TRANSFORMERS_OFFLINE": "1", "HF_HOME": NO_HUB_CACHE,
+                   "HF_HUB_CACHE": os.path.join(NO_HUB_CACHE, "hub")})
 
 sys.path.insert(0, str(Path(__file__).parent))
 
