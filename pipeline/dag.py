@@ -43,13 +43,13 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     if previous_runs:
         todo = todo | "SkipDone" >> SkipDone(cfg.output, previous_runs, cfg.retry_failed)
     fetched = todo | "Fetch" >> Fetch(cfg.fetch, run_id)
-    probed = fetched["fetched"] | "Probe" >> Probe(run_id)
+    probed = fetched["fetched"] | "Probe" >> Probe(run_id, cfg.media.limits)
     scened = probed["videos"] | "DetectScenes" >> DetectScenes(
-        cfg.split, cfg.media.ffmpeg_threads, run_id)
+        cfg.split, cfg.media.ffmpeg_threads, run_id, cfg.media.limits)
     events = scened["scened"]
     stage_errors = [listed[ERRORS], fetched[ERRORS], probed[ERRORS], scened[ERRORS]]
     if cfg.split.stitch is not None:
-        stitched = events | "Stitch" >> Stitch(cfg.clip, cfg.split, run_id)
+        stitched = events | "Stitch" >> Stitch(cfg.clip, cfg.split, run_id, cfg.media.limits)
         events = stitched["scened"]
         stage_errors.append(stitched[ERRORS])
     splits = events | "ClipRules" >> ApplyClipRules(cfg.split)
@@ -62,7 +62,7 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
         stage_errors.append(read[ERRORS])
     asr_results = p | "NoAsr" >> beam.Create([])
     if cfg.asr.enabled:
-        heard = probed["videos"] | "Transcribe" >> Transcribe(cfg.asr, run_id)
+        heard = probed["videos"] | "Transcribe" >> Transcribe(cfg.asr, run_id, cfg.media.limits)
         asr_results = heard["results"]
         stage_errors.append(heard[ERRORS])
         clips = {"clips": clips, "asr": asr_results} | "Transcripts" >> AttachTranscripts()

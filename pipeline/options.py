@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, replace
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from transforms.media import MediaLimits
+
 DETECTORS = ("content", "adaptive")
 ASR_BACKENDS = ("faster-whisper", "openai-whisper")
 CLIP_MEDIA_MODES = ("copy", "exact", "none")
@@ -83,10 +85,30 @@ class CurationOptions(PipelineOptions):
         parser.add_argument("--keep-downloads", "--keep_downloads", dest="keep_downloads",
                             action="store_true",
                             help="Keep downloaded files in --work-dir after the run.")
-        parser.add_argument("--refuse-private-addresses", "--refuse_private_addresses",
-                            dest="refuse_private", action="store_true",
-                            help="Refuse URLs whose host resolves to a private, loopback or "
-                            "link-local address (use for manifests from others).")
+        parser.add_argument("--untrusted-input", "--untrusted_input",
+                            "--refuse-private-addresses", "--refuse_private_addresses",
+                            dest="untrusted", action="store_true",
+                            help="For manifests made by others: rows may name http(s) URLs "
+                            "only (no local paths, file:// or buckets), every connection "
+                            "goes to the address that was checked, and only globally "
+                            "routable addresses are reached (no private, loopback, "
+                            "link-local, shared 100.64/10 or reserved ones). "
+                            "--refuse-private-addresses is the old name.")
+        add("download-deadline", type=float, default=3600.0,
+            help="Longest time one download attempt may take, s, however it trickles.")
+        add("min-download-rate", type=int, default=16 * 1024,
+            help="Bytes per second a download must average after its first "
+            "--read-timeout seconds, or it is stopped (0: no minimum).")
+        # Limits on the ffmpeg / ffprobe processes that read untrusted media.
+        add("tool-memory-mb", type=int, default=4096,
+            help="Address space of one ffmpeg / ffprobe process, MB (0: no limit); past it "
+            "the video ends as a memory_limit error row.")
+        add("max-pixels", type=int, default=7680 * 4320,
+            help="Largest frame (width x height) a source may have; larger ones end as "
+            "frame_too_large error rows (default: 8K UHD).")
+        add("tool-max-seconds", type=float, default=4 * 3600.0,
+            help="Hard cap on the time of one ffmpeg / ffprobe process, s, whatever the "
+            "video's length.")
         add("ytdlp-hosts", default="youtube.com,youtu.be,vimeo.com,dailymotion.com,"
             "twitch.tv,tiktok.com,bilibili.com",
             help="Hosts fetched through yt-dlp (the 'sites' extra) instead of plain HTTP.")
@@ -280,6 +302,7 @@ class MediaConfig:
     keyframes: int
     keyframe_width: int
     ffmpeg_threads: int
+    limits: MediaLimits = MediaLimits()
 
 
 @dataclass(frozen=True)
@@ -295,9 +318,11 @@ class FetchConfig:
     concurrency_per_host: int
     work_dir: str
     keep_downloads: bool
-    refuse_private: bool
+    untrusted: bool
     ytdlp_hosts: tuple[str, ...]
     max_height: int
+    download_deadline_s: float = 3600.0
+    min_rate: int = 16 * 1024  # bytes per second, after the first read_timeout_s
     user_agent: str = "vidcurate/0.1 (+video dataset curation)"
 
 
@@ -462,6 +487,15 @@ class RunConfig:
              "--backoff must be >= 0 and <= --backoff-max"),
             (o.rate_per_host >= 0, f"--rate-per-host must be >= 0, got {o.rate_per_host}"),
             (o.concurrency_per_host >= 1, "--concurrency-per-host must be >= 1"),
+            (o.download_deadline > 0, f"--download-deadline must be > 0, got "
+             f"{o.download_deadline}"),
+            (o.min_download_rate >= 0, f"--min-download-rate must be >= 0, got "
+             f"{o.min_download_rate}"),
+            (o.tool_memory_mb == 0 or o.tool_memory_mb >= 256,
+             f"--tool-memory-mb must be 0 (no limit) or >= 256, got {o.tool_memory_mb}"),
+            (o.max_pixels >= 64 * 64, f"--max-pixels must be >= 4096, got {o.max_pixels}"),
+            (o.tool_max_seconds >= 10, f"--tool-max-seconds must be >= 10, got "
+             f"{o.tool_max_seconds}"),
             (o.max_height >= 144, f"--max-height must be >= 144, got {o.max_height}"),
             (0 <= o.ocr_min_confidence <= 1,
              f"--ocr-min-confidence must be in [0, 1], got {o.ocr_min_confidence}"),
@@ -509,14 +543,30 @@ class RunConfig:
             # Clip and keyframe uris are stored as given: make them absolute.
             output = os.path.abspath(output.removeprefix("file://"))
         run_id = o.run_id or new_run_id()
-        if not run_id.replace("-", "").replace("_", "").isalnum():
-            raise ConfigError(f"--run-id may hold letters, digits, '-' and '_' only: {run_id!r}")
+        if len(run_id) > MAX_RUN_ID or not run_id.replace("-", "").replace("_", "").isalnum():
+            shown = run_id if len(run_id) <= 80 else run_id[:60] + f"… ({len(run_id)} chars)"
+            raise ConfigError(f"--run-id may hold up to {MAX_RUN_ID} letters, digits, '-' "
+                              f"and '_': {shown!r}")
         schemes = tuple(x.strip().lower() for x in o.allow_schemes.split(",") if x.strip())
         if not schemes:
             raise ConfigError("--allow-schemes is empty")
-        work_dir = o.work_dir or os.path.join(tempfile.gettempdir(), "vidcurate-work", run_id)
+        if o.untrusted:
+            from transforms.manifest import input_kind
+
+            if input_kind(o.input, extensions) == "manifest":
+                # The rows are someone else's: URLs on the web only, never this
+                # machine's files or the buckets its credentials can read.
+                schemes = tuple(x for x in schemes if x in ("http", "https"))
+                if not schemes:
+                    raise ConfigError("--untrusted-input takes http(s) URLs only, and "
+                                      "--allow-schemes allows neither")
+        # Downloads go to a folder of this run's own inside --work-dir, the only thing a
+        # run removes afterwards (never the work dir itself: it may hold the user's files).
+        work_dir = o.work_dir or os.path.join(tempfile.gettempdir(), "vidcurate-work")
         if "://" not in work_dir or work_dir.startswith("file://"):
             work_dir = os.path.abspath(work_dir.removeprefix("file://"))
+            _check_work_dir(work_dir, output, o.input)
+        work_dir = f"{work_dir.rstrip('/')}/run-{run_id}"
         clip = ClipConfig(
             enabled=not o.no_clip,
             model=o.clip_model,
@@ -541,7 +591,9 @@ class RunConfig:
                 concurrency_per_host=o.concurrency_per_host,
                 work_dir=work_dir.rstrip("/"),
                 keep_downloads=o.keep_downloads,
-                refuse_private=o.refuse_private,
+                untrusted=o.untrusted,
+                download_deadline_s=o.download_deadline,
+                min_rate=o.min_download_rate,
                 ytdlp_hosts=tuple(h.strip().lower() for h in o.ytdlp_hosts.split(",")
                                   if h.strip()),
                 max_height=o.max_height,
@@ -564,6 +616,9 @@ class RunConfig:
                 keyframes=o.keyframes,
                 keyframe_width=o.keyframe_width,
                 ffmpeg_threads=o.ffmpeg_threads,
+                limits=MediaLimits(memory_bytes=o.tool_memory_mb * 1024**2,
+                                   max_pixels=o.max_pixels,
+                                   max_seconds=o.tool_max_seconds),
             ),
             ocr=OcrConfig(
                 enabled=not o.no_ocr,
@@ -705,6 +760,30 @@ def check_flags(argv: list[str]) -> None:
         close = difflib.get_close_matches(flag, ours, n=1, cutoff=0.85)
         if close:
             raise ConfigError(f"unknown option {flag}: did you mean {close[0]}?")
+
+
+MAX_RUN_ID = 64  # it names files and folders
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check_work_dir(work_dir: str, output: str, input_uri: str) -> None:
+    """--work-dir must be apart from the dataset and the inputs: a run writes and then
+    removes its download folder there."""
+    work = os.path.realpath(work_dir)
+    named = []
+    if "://" not in output:
+        named.append(("--output", os.path.realpath(output)))
+    if "://" not in input_uri or input_uri.startswith("file://"):
+        source = os.path.realpath(input_uri.removeprefix("file://"))
+        if os.path.isdir(source):  # a folder of videos (a file cannot hold the work dir)
+            named.append(("--input", source))
+    for flag, other in named:
+        if _inside(work, other) or _inside(other, work):
+            raise ConfigError(f"--work-dir {work_dir!r} must not be, contain or lie inside "
+                              f"{flag} ({other}): choose a separate folder")
 
 
 def new_run_id() -> str:

@@ -21,7 +21,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from pipeline import __version__
 from pipeline.dag import build
-from pipeline.options import ConfigError, RunConfig, check_flags
+from pipeline.options import ConfigError, FetchConfig, RunConfig, check_flags
 from schemas.redact import redact_options, redact_url
 from schemas.tables import SCHEMA_VERSION
 from transforms.manifest import input_kind, is_local
@@ -90,6 +90,11 @@ def check_environment(cfg: RunConfig) -> RunConfig:
         out = cfg.output.removeprefix("file://")
         if os.path.exists(out) and not os.path.isdir(out):
             raise ConfigError(f"--output {cfg.output!r} exists and is not a folder")
+    work = cfg.fetch.work_dir
+    if "://" not in work and os.path.lexists(work):
+        # The run removes this folder afterwards: it must be the run's own.
+        raise ConfigError(f"the run's download folder {work} already exists (--work-dir "
+                          "holds a folder of this run id): choose another --run-id")
     # A run id names its shards: reusing one would mix two runs' files.
     try:
         taken = FileSystems.match([f"{cfg.output}/*/{cfg.run_id}*.parquet"])[0].metadata_list
@@ -256,8 +261,8 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     # shards visible to the query views.
     write_rows(cfg.output, "runs", cfg.run_id, [runs_row(outcome, options, "complete")])
     _clean_scratch(cfg.output)
-    if not cfg.fetch.keep_downloads and "://" not in cfg.fetch.work_dir:
-        shutil.rmtree(cfg.fetch.work_dir, ignore_errors=True)
+    if not cfg.fetch.keep_downloads:
+        _remove_run_work(cfg.fetch)
     return outcome
 
 
@@ -325,6 +330,19 @@ def completed_runs(output: str, outputs_hash: str) -> list[str]:
         rows.extend(r for r in table.to_pylist()
                     if r["status"] == "complete" and r["outputs_hash"] == outputs_hash)
     return [r["run_id"] for r in sorted(rows, key=lambda r: (r["finished_at"], r["run_id"]))]
+
+
+def _remove_run_work(fetch: FetchConfig) -> None:
+    """Remove the run's own download folder (run-<run id> inside --work-dir, and its
+    local landing folder when the work dir is a shared store); never anything that was
+    there before the run."""
+    from transforms.fetch import local_work_dir
+
+    if "://" in fetch.work_dir and not fetch.work_dir.startswith("file://"):
+        with contextlib.suppress(Exception):  # already empty, or never created
+            # A path ending in "/" deletes what lies under it (Beam's object stores).
+            FileSystems.delete([fetch.work_dir.rstrip("/") + "/"])
+    shutil.rmtree(local_work_dir(fetch), ignore_errors=True)
 
 
 def _clean_scratch(output: str) -> None:

@@ -211,7 +211,7 @@ def fetch_config(work_dir: Path, **overrides):
     from pipeline.options import RunConfig
 
     cfg = RunConfig.from_options(PipelineOptions(
-        ["--input", "x", "--output", str(work_dir / "out"), "--work-dir", str(work_dir)]))
+        ["--input", "x", "--output", f"{work_dir}-out", "--work-dir", str(work_dir)]))
     return dataclasses.replace(cfg.fetch, **overrides)
 
 

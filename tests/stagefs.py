@@ -4,6 +4,7 @@ shared bucket (gs://, s3://) in tests. Importing this module registers it."""
 from __future__ import annotations
 
 import os
+import shutil
 
 from apache_beam.io.filesystem import FileMetadata, MatchResult
 from apache_beam.io.localfilesystem import LocalFileSystem
@@ -37,8 +38,12 @@ class StageFileSystem(LocalFileSystem):
         return super().size(to_local(path))
 
     def delete(self, paths):
+        # As Beam's object stores: a path ending in "/" deletes everything under it.
         for p in paths:
-            os.remove(to_local(p))
+            if p.endswith("/"):
+                shutil.rmtree(to_local(p))
+            else:
+                os.remove(to_local(p))
 
     def match(self, patterns, limits=None):
         results = super().match([to_local(p) for p in patterns], limits)

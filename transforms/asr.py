@@ -32,7 +32,7 @@ from schemas.records import (
 )
 from transforms.errors import ERRORS, StageMetrics, split_outputs
 from transforms.inference import FAILED, RESULTS, Infer
-from transforms.media import MediaError, audio_windows
+from transforms.media import DEFAULT_LIMITS, MediaError, MediaLimits, audio_windows
 from transforms.models.whisper import SAMPLE_RATE, Transcript, transcribe_array
 
 STAGE = "asr"
@@ -104,7 +104,8 @@ def _shift(seg: Segment, by: float) -> Segment:
                     for w in seg.words))
 
 
-def transcribe_task(task: AsrTask, model: Any, cfg: AsrConfig) -> AsrResult | MediaError:
+def transcribe_task(task: AsrTask, model: Any, cfg: AsrConfig,
+                    limits: MediaLimits = DEFAULT_LIMITS) -> AsrResult | MediaError:
     """Whisper over the video's audio, guards applied; a MediaError for bad audio.
 
     The audio streams in windows of at most cfg.window_s, each ending at a quiet moment
@@ -121,7 +122,7 @@ def transcribe_task(task: AsrTask, model: Any, cfg: AsrConfig) -> AsrResult | Me
     samples = 0
     try:
         for start, audio in audio_windows(task.local_path, task.info, SAMPLE_RATE,
-                                          cfg.window_s):
+                                          cfg.window_s, limits=limits):
             samples += audio.size
             if audio.size < SAMPLE_RATE // 10:
                 continue
@@ -226,9 +227,10 @@ def _no_audio(video: ProbedVideo, model_id: str) -> AsrResult:
 class Transcribe(beam.PTransform):
     """ProbedVideo -> AsrResult (main, one per video) and ErrorRecord ('errors')."""
 
-    def __init__(self, cfg: AsrConfig, run_id: str) -> None:
+    def __init__(self, cfg: AsrConfig, run_id: str,
+                 limits: MediaLimits = DEFAULT_LIMITS) -> None:
         super().__init__()
-        self.cfg, self.run_id = cfg, run_id
+        self.cfg, self.run_id, self.limits = cfg, run_id, limits
 
     def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
         from transforms.models.whisper import WhisperModelHandler
@@ -241,7 +243,7 @@ class Transcribe(beam.PTransform):
             with_audio
             | "Tasks" >> beam.Map(_task)
             | "Spread" >> beam.Reshuffle()
-            | "Whisper" >> Infer(WhisperModelHandler(self.cfg, self.cfg.batch_size),
+            | "Whisper" >> Infer(WhisperModelHandler(self.cfg, self.cfg.batch_size, self.limits),
                                  model_identifier=f"asr:{self.cfg.backend}:"
                                                   f"{self.cfg.model_path or self.cfg.model}",
                                  group_key=_task_video)

@@ -63,7 +63,8 @@ def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[
     info = video.info
     keyframes: list[float] | None = None
     if media.clip_media == "copy" and split.spans:
-        keyframes = [t - info.start_time_s for t in keyframe_times(video.local_path)]
+        keyframes = [t - info.start_time_s
+                     for t in keyframe_times(video.local_path, media.limits)]
     return [
         ClipTask(
             clip_id=clip_id_for(video.video_id, span, params_hash),
@@ -112,8 +113,8 @@ def cut_one(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str) -
             ext = clip_extension(media.clip_media, task.video_codec, task.audio_codec)
             local = os.path.join(scratch, f"clip.{ext}")
             cut_clip(task.local_path, local, task.span.start_s + offset, task.span.duration_s,
-                     media.clip_media, media.ffmpeg_threads)
-            duration = media_duration(local)
+                     media.clip_media, media.ffmpeg_threads, media.limits)
+            duration = media_duration(local, media.limits)
             media_start = (task.keyframe_before_start_s if media.clip_media == "copy"
                            and task.keyframe_before_start_s is not None else task.span.start_s)
             media_end = media_start + duration
@@ -124,7 +125,7 @@ def cut_one(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str) -
         if times:
             frames = [os.path.join(scratch, f"kf{i}.jpg") for i in range(len(times))]
             extract_frames(task.local_path, [t + offset for t in times], frames,
-                           media.keyframe_width)
+                           media.keyframe_width, media.limits)
             ready.extend(zip(frames, uris, strict=True))
         # Only a clip whose media and keyframes all worked leaves files behind.
         for local, uri in ready:

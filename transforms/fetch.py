@@ -99,25 +99,108 @@ def limiter_for(cfg: FetchConfig) -> HostLimiter:
 def check_scheme(uri: str, cfg: FetchConfig) -> str:
     scheme = urlsplit(uri).scheme.lower() if "://" in uri else "file"
     if scheme not in cfg.allow_schemes:
+        if cfg.untrusted:
+            what = "a local path" if scheme == "file" else f"scheme {scheme!r}"
+            raise FetchError("scheme_not_allowed", f"{what} is refused for untrusted input: "
+                             "manifest rows may name http(s) URLs only (--untrusted-input)")
         raise FetchError("scheme_not_allowed", f"scheme {scheme!r} is not allowed "
                          f"(--allow-schemes {','.join(cfg.allow_schemes)})")
     return scheme
 
 
-def check_address(url: str) -> None:
-    """Refuse hosts that resolve to private, loopback, link-local or reserved addresses
-    (a remote manifest must not make workers reach internal services)."""
-    host = urlsplit(url).hostname or ""
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable unicast: not private, loopback, link-local, shared (100.64/10),
+    reserved, documentation, multicast or unspecified; IPv4-mapped IPv6 as its IPv4."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def public_address(host: str) -> str:
+    """Resolve host once and return the address to connect to; every address it
+    resolves to must be public (FetchError 'refused_address' otherwise), so that a
+    manifest cannot make workers reach internal services."""
     try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror as e:
-        raise FetchError("dns_failed", f"cannot resolve {host!r}: {e}", retryable=True) from e
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved \
-                or ip.is_multicast or ip.is_unspecified:
-            raise FetchError("refused_address", f"{host} resolves to {ip}, a private or "
-                             "local address (--refuse-private-addresses)")
+        literal = ipaddress.ip_address(host.strip("[]"))
+        addresses = [literal]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (socket.gaierror, UnicodeError) as e:
+            raise FetchError("dns_failed", f"cannot resolve {host!r}: {e}",
+                             retryable=True) from e
+        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    if not addresses:
+        raise FetchError("dns_failed", f"{host!r} resolves to no address", retryable=True)
+    for ip in addresses:
+        if not is_public(ip):
+            raise FetchError("refused_address", f"{host} resolves to {ip}, not a public "
+                             "address (--untrusted-input)")
+    return str(addresses[0])
+
+
+def check_address(url: str) -> None:
+    """Refuse a URL whose host resolves to an address that is not public."""
+    public_address(urlsplit(url).hostname or "")
+
+
+def _checked_connections() -> tuple[type, type]:
+    """urllib3 connection classes that resolve the host themselves, refuse it unless
+    public, and connect to exactly the address that was checked (a second lookup could
+    answer 127.0.0.1: DNS rebinding). TLS still verifies the host name."""
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    class Checked:
+        _dns_host: str
+
+        def _new_conn(self):  # noqa: ANN202 - urllib3's own signature
+            name = self._dns_host
+            self._dns_host = public_address(name.rstrip("."))
+            try:
+                return super()._new_conn()  # type: ignore[misc]
+            finally:
+                self._dns_host = name  # Host header and TLS server name stay the name
+
+    class CheckedHTTP(Checked, HTTPConnection):
+        pass
+
+    class CheckedHTTPS(Checked, HTTPSConnection):
+        pass
+
+    return CheckedHTTP, CheckedHTTPS
+
+
+def http_session(cfg: FetchConfig) -> Any:
+    """A requests session; for untrusted input, one whose connections go only to the
+    public address each host was checked to have (no proxies from the environment: the
+    proxy would resolve the name itself)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    session = requests.Session()
+    session.headers["User-Agent"] = cfg.user_agent
+    if not cfg.untrusted:
+        return session
+    checked_http, checked_https = _checked_connections()
+
+    class CheckedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = checked_http
+
+    class CheckedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = checked_https
+
+    class CheckedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": CheckedHTTPPool,
+                                                       "https": CheckedHTTPSPool}
+
+    session.trust_env = False
+    adapter = CheckedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def is_video_site(url: str, cfg: FetchConfig) -> bool:
@@ -170,8 +253,8 @@ def _http_once(session: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
 
     seen = []
     for _ in range(_MAX_REDIRECTS + 1):
-        if cfg.refuse_private:
-            check_address(url)
+        # Untrusted input: the session's connections check each host's address as they
+        # connect (http_session), redirects included.
         if url in seen:
             raise FetchError("redirect_loop", f"redirect loop: {' -> '.join(seen + [url])}")
         seen.append(url)
@@ -212,15 +295,19 @@ def _stream_body(response: Any, url: str, dest: str, cfg: FetchConfig) -> Downlo
         raise FetchError("too_large", f"{expected} bytes declared, over --max-bytes "
                          f"{cfg.max_bytes}")
     digest, size = hashlib.sha256(), 0
+    start = time.monotonic()
     try:
         with open(dest, "wb") as f:
+            # read1: whatever has arrived (at most a chunk), so that a server trickling a
+            # byte at a time meets the deadline and rate checks between reads.
             # decode_content=False: count and hash the bytes as sent.
-            for chunk in response.raw.stream(_CHUNK, decode_content=False):
+            while chunk := response.raw.read1(_CHUNK, decode_content=False):
                 size += len(chunk)
                 if cfg.max_bytes and size > cfg.max_bytes:
                     raise FetchError("too_large", f"body exceeded --max-bytes {cfg.max_bytes}")
                 digest.update(chunk)
                 f.write(chunk)
+                check_pace(size, time.monotonic() - start, cfg)
     except (ReadTimeoutError, TimeoutError) as e:
         raise FetchError("read_timeout", f"read timed out after {size} bytes "
                          f"({cfg.read_timeout_s:g} s without data)", retryable=True) from e
@@ -237,14 +324,24 @@ def _stream_body(response: Any, url: str, dest: str, cfg: FetchConfig) -> Downlo
                     response.headers.get("Content-Type"))
 
 
+def check_pace(size: int, elapsed_s: float, cfg: FetchConfig) -> None:
+    """Stop a download past its deadline, or slower than the minimum rate once it had
+    --read-timeout seconds to get going (not retried: it would hold the worker again)."""
+    if elapsed_s > cfg.download_deadline_s:
+        raise FetchError("too_slow", f"{size} bytes in {elapsed_s:.0f} s: over "
+                         f"--download-deadline {cfg.download_deadline_s:g} s")
+    if cfg.min_rate and elapsed_s > cfg.read_timeout_s and size < cfg.min_rate * elapsed_s:
+        raise FetchError("too_slow", f"{size} bytes in {elapsed_s:.1f} s "
+                         f"({size / elapsed_s:.0f} B/s), under --min-download-rate "
+                         f"{cfg.min_rate} B/s")
+
+
 def download_http(url: str, dest: str, cfg: FetchConfig, limiter: HostLimiter,
                   on_retry: Any = None) -> Download:
     """Download with retries; raises FetchError (retryable ones after the last try)."""
-    import requests
 
     host = (urlsplit(url).hostname or "").lower()
-    session = requests.Session()
-    session.headers["User-Agent"] = cfg.user_agent
+    session = http_session(cfg)
     attempts = cfg.retries + 1
     try:
         for attempt in range(1, attempts + 1):
@@ -367,7 +464,7 @@ def fetch_source(source: Source, cfg: FetchConfig, limiter: HostLimiter,
     meta: dict[str, Any] = {}
     try:
         if is_video_site(source.uri, cfg):
-            if cfg.refuse_private:
+            if cfg.untrusted:
                 check_address(source.uri)
             got, meta = fetch_ytdlp(source.uri, source.video_id, cfg)
         else:

@@ -7,11 +7,13 @@ colons, spaces, quotes or shell metacharacters are taken literally.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -63,6 +65,53 @@ def ff_path(path: str) -> str:
     return "file:" + os.path.abspath(path)
 
 
+# Demuxers of real single-file containers, the only ones ffmpeg / ffprobe may pick for
+# source media (matched per name, as ffmpeg matches "mov,mp4,m4a,..."). Never listed:
+# playlists and manifests (hls, dash, concat) that open the files or URLs they name,
+# image sequences (image2), subfile, data, tty, and the game-music / tracker demuxers
+# (libgme, libopenmpt) that expand a few KB into gigabytes.
+ALLOWED_DEMUXERS = (
+    "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "flv", "mpegts",
+    "mpeg", "ogg", "asf", "gif", "mxf", "nut", "ivf", "dv", "h264", "hevc", "m4v",
+    "mpegvideo",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaLimits:
+    """What one ffmpeg / ffprobe process on a source may use (--tool-memory-mb,
+    --max-pixels, --tool-max-seconds): a hostile file ends as an error row, not as a
+    worker out of memory or pinned for hours."""
+
+    memory_bytes: int = 4 * 1024**3  # address space of one process (0: no limit)
+    max_pixels: int = 7680 * 4320  # per frame: 8K UHD
+    max_seconds: float = 4 * 3600.0  # whatever the video's length
+
+    def seconds(self, base_s: float, per_video_s: float, duration_s: float) -> float:
+        """A time limit that grows with the (verified) duration, up to the hard cap."""
+        return min(self.max_seconds, base_s + per_video_s * max(0.0, duration_s))
+
+
+DEFAULT_LIMITS = MediaLimits()
+
+
+def source_input(path: str, limits: MediaLimits = DEFAULT_LIMITS) -> list[str]:
+    """ffmpeg / ffprobe arguments that open one source file: only the allowed demuxers,
+    only the local file protocol (no playlist can reach another file or URL), and no
+    decoded frame larger than --max-pixels."""
+    return ["-format_whitelist", ",".join(ALLOWED_DEMUXERS), "-protocol_whitelist", "file",
+            "-max_pixels", str(min(limits.max_pixels, 2**31 - 1)),
+            "-i", ff_path(localise(path))]
+
+
+def check_format(format_name: str | None) -> None:
+    """The probed container must be an allowed one (as ffmpeg matches its whitelist)."""
+    names = (format_name or "").split(",")
+    if not any(n in ALLOWED_DEMUXERS for n in names):
+        raise MediaError("format_not_allowed", f"container format {format_name!r} is not "
+                         "a single-file video container vidcurate reads")
+
+
 def _stderr_tail(stderr: bytes | str | None, limit: int = 400) -> str:
     if not stderr:
         return ""
@@ -75,39 +124,152 @@ def _stderr_tail(stderr: bytes | str | None, limit: int = 400) -> str:
 
 
 # Time limits for one ffmpeg / ffprobe process, so a pathological file ends as an
-# error row instead of pinning a worker forever. Generous: ~10x the usual cost.
+# error row instead of pinning a worker forever. Generous: ~10x the usual cost. Those
+# that grow with the video use its duration as verified against its packets (probe),
+# never a header's claim alone, and stop at MediaLimits.max_seconds.
 PROBE_TIMEOUT_S = 120.0
 FRAMES_TIMEOUT_S = 120.0
 
 
-def decode_timeout_s(duration_s: float) -> float:
-    return 600.0 + 4.0 * duration_s
+def decode_timeout_s(duration_s: float, limits: MediaLimits = DEFAULT_LIMITS) -> float:
+    return limits.seconds(600.0, 4.0, duration_s)
 
 
-def cut_timeout_s(duration_s: float) -> float:
-    return 300.0 + 10.0 * duration_s
+def cut_timeout_s(duration_s: float, limits: MediaLimits = DEFAULT_LIMITS) -> float:
+    return limits.seconds(300.0, 10.0, duration_s)
 
 
-def run_tool(args: list[str], timeout_s: float, what: str) -> subprocess.CompletedProcess:
-    """Run ffmpeg / ffprobe; raises MediaError('timeout') past its time limit."""
+def listing_timeout_s(size_bytes: int, limits: MediaLimits = DEFAULT_LIMITS) -> float:
+    """Listing packets reads the file once without decoding: bounded by its size."""
+    return limits.seconds(60.0, 1.0, size_bytes / 20e6)
+
+
+def _limit_memory(pid: int, limits: MediaLimits) -> None:
+    # Set from outside right after the start (no preexec_fn: unsafe in threaded
+    # workers); what the child allocated before this is tiny.
+    if limits.memory_bytes:
+        with contextlib.suppress(OSError, ValueError):
+            resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory_bytes,
+                                                       limits.memory_bytes))
+
+
+_OUT_OF_MEMORY = re.compile(r"cannot allocate memory|out of memory|malloc of size|"
+                            r"failed to allocate|bad_alloc|failed to map segment|"
+                            r"MemoryError", re.IGNORECASE)
+_NOT_ALLOWED = re.compile(r"\[([^\]]+)\] Format not on whitelist")
+_TOO_LARGE = re.compile(r"Picture size (\d+x\d+) exceeds specified max pixel count")
+
+
+def classify_failure(stderr: str, returncode: int, limits: MediaLimits) -> MediaError | None:
+    """The limit a failed tool ran into, as a MediaError; None for other failures."""
+    if m := _NOT_ALLOWED.search(stderr):
+        return MediaError("format_not_allowed", f"container format {m.group(1)!r} is not "
+                          "a single-file video container vidcurate reads")
+    if m := _TOO_LARGE.search(stderr):
+        return MediaError("frame_too_large", f"frames of {m.group(1)} exceed --max-pixels "
+                          f"{limits.max_pixels}")
+    # SIGABRT / SIGKILL / SIGSEGV: how an allocation failure can end a process too.
+    if limits.memory_bytes and (_OUT_OF_MEMORY.search(stderr) or returncode in (-6, -9, -11)):
+        return MediaError("memory_limit", f"ffmpeg needed more than --tool-memory-mb "
+                          f"{limits.memory_bytes >> 20} (exit {returncode})")
+    return None
+
+
+def run_tool(args: list[str], timeout_s: float, what: str,
+             limits: MediaLimits = DEFAULT_LIMITS) -> subprocess.CompletedProcess:
+    """Run ffmpeg / ffprobe within the memory limit; raises MediaError('timeout') past its
+    time limit, and the limit's own MediaError when it failed on one."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _limit_memory(proc.pid, limits)
     try:
-        return subprocess.run(args, capture_output=True, check=False, timeout=timeout_s)
+        out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired as e:
+        proc.kill()
+        proc.communicate()
         raise MediaError("timeout", f"{what} took longer than {timeout_s:.0f} s") from e
+    if proc.returncode != 0 and (
+            limit := classify_failure(_stderr_tail(err, 4000), proc.returncode, limits)):
+        raise limit
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
-def probe(path: str) -> dict[str, Any]:
-    """ffprobe's JSON (format and streams), as ffmpeg-python's probe() but time-limited."""
+def probe(path: str, limits: MediaLimits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """ffprobe's JSON (format and streams), time- and memory-limited; only allowed
+    container formats are opened (MediaError 'format_not_allowed' otherwise)."""
     args = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json",
-            ff_path(localise(path))]
-    out = run_tool(args, PROBE_TIMEOUT_S, "ffprobe")
+            *source_input(path, limits)]
+    out = run_tool(args, PROBE_TIMEOUT_S, "ffprobe", limits)
     if out.returncode != 0:
         detail = _stderr_tail(out.stderr) or "ffprobe exited with an error"
         raise MediaError("probe_failed", f"ffprobe could not read the file: {detail}")
     try:
-        return json.loads(out.stdout.decode("utf-8", "replace"))
+        data = json.loads(out.stdout.decode("utf-8", "replace"))
     except json.JSONDecodeError as e:
         raise MediaError("probe_failed", f"ffprobe gave unreadable output: {e}") from e
+    check_format(data.get("format", {}).get("format_name"))
+    return data
+
+
+@dataclasses.dataclass(frozen=True)
+class PacketSpan:
+    """The video packets really in a file: how many, and the time they span."""
+
+    count: int
+    first_s: float | None
+    last_s: float | None
+
+    @property
+    def span_s(self) -> float:
+        if self.first_s is None or self.last_s is None:
+            return 0.0
+        return self.last_s - self.first_s
+
+
+def video_packet_span(path: str, size_bytes: int, limits: MediaLimits = DEFAULT_LIMITS
+                      ) -> PacketSpan:
+    """Count the first video stream's packets and their time span in one read of the
+    file, without decoding (streamed: memory does not grow with the packet count)."""
+    args = ["ffprobe", "-v", "error", "-select_streams", "v:0",
+            "-show_entries", "packet=pts_time,dts_time", "-of", "csv=p=0",
+            *source_input(path, limits)]
+    count, first, last = 0, None, None
+    rest = b""
+    with _streamed(args, 1 << 16, listing_timeout_s(size_bytes, limits), "listing packets",
+                   MediaError("probe_failed", "the file holds no video packet"),
+                   limits) as blocks:
+        for block in blocks:
+            *lines, rest = (rest + block).split(b"\n")
+            for line in lines:
+                pts, _, dts = line.decode("ascii", "replace").partition(",")
+                t = _float(pts) if pts not in ("", "N/A") else _float(dts)
+                count += 1
+                if t is not None:
+                    first = t if first is None else min(first, t)
+                    last = t if last is None else max(last, t)
+    return PacketSpan(count, first, last)
+
+
+# A header may claim this much more than its packets span (factor, seconds) before the
+# file is refused: enough for edit lists and a stream that starts late.
+DURATION_SLACK = (2.0, 10.0)
+
+
+def verify_info(info: VideoInfo, packets: PacketSpan, limits: MediaLimits) -> VideoInfo:
+    """Check the probed frame size and duration against the limits and against what the
+    file really holds: MediaError 'frame_too_large' past --max-pixels, and
+    'duration_mismatch' when the header claims far more time than its packets span (a
+    lie that would stretch every time limit and the dataset's hours)."""
+    if info.width * info.height > limits.max_pixels:
+        raise MediaError("frame_too_large", f"frames of {info.width}x{info.height} exceed "
+                         f"--max-pixels {limits.max_pixels}")
+    if packets.count == 0:
+        raise MediaError("probe_failed", "the file holds no video packet")
+    real = packets.span_s + 1.0 / info.fps  # the last packet lasts a frame
+    factor, seconds = DURATION_SLACK
+    if info.duration_s > factor * real + seconds:
+        raise MediaError("duration_mismatch", f"the header claims {info.duration_s:.6g} s "
+                         f"but its {packets.count} video packets span {real:.3f} s")
+    return info
 
 
 def file_digest(path: str) -> tuple[int, str]:
@@ -225,7 +387,8 @@ def detect_size(info: VideoInfo, target_width: int) -> tuple[int, int]:
 
 @contextlib.contextmanager
 def _streamed(args: list[str], block_bytes: int, timeout_s: float, what: str,
-              nothing: MediaError) -> Iterator[Iterator[bytes]]:
+              nothing: MediaError, limits: MediaLimits = DEFAULT_LIMITS
+              ) -> Iterator[Iterator[bytes]]:
     """Run ffmpeg writing to stdout and stream it in blocks of block_bytes (the last one
     may be shorter). The context yields the block iterator; on exit the process is
     stopped and checked: past timeout_s it is killed (MediaError 'timeout'), and a
@@ -233,6 +396,7 @@ def _streamed(args: list[str], block_bytes: int, timeout_s: float, what: str,
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err,
                                 bufsize=min(block_bytes * 4, 1 << 24))
+        _limit_memory(proc.pid, limits)
         watchdog = threading.Timer(timeout_s, proc.kill)
         watchdog.start()
         wrote = False
@@ -253,22 +417,25 @@ def _streamed(args: list[str], block_bytes: int, timeout_s: float, what: str,
             timed_out = not watchdog.is_alive()
             watchdog.cancel()
             err.seek(0)
-            tail = _stderr_tail(err.read())
+            stderr = err.read()
+            tail = _stderr_tail(stderr)
         if timed_out:
             raise MediaError("timeout", f"{what} took longer than {timeout_s:.0f} s")
+        if code != 0 and (limit := classify_failure(_stderr_tail(stderr, 4000), code, limits)):
+            raise limit
         if not wrote:
             raise MediaError(nothing.error_type,
                              f"{nothing} (exit {code}){': ' + tail if tail else ''}")
 
 
 @contextlib.contextmanager
-def _raw_frames(args: list[str], width: int, height: int, timeout_s: float, what: str
-                ) -> Iterator[Iterator[np.ndarray]]:
+def _raw_frames(args: list[str], width: int, height: int, timeout_s: float, what: str,
+                limits: MediaLimits = DEFAULT_LIMITS) -> Iterator[Iterator[np.ndarray]]:
     """Stream the frames of ffmpeg writing rawvideo (3 bytes a pixel) to stdout; a
     decoder that gave no frame raises MediaError 'decode_failed'."""
     frame_bytes = width * height * 3
     with _streamed(args, frame_bytes, timeout_s, what,
-                   MediaError("decode_failed", "ffmpeg decoded no frame")) as blocks:
+                   MediaError("decode_failed", "ffmpeg decoded no frame"), limits) as blocks:
         yield (np.frombuffer(buf, np.uint8).reshape(height, width, 3)
                for buf in blocks if len(buf) == frame_bytes)
 
@@ -282,7 +449,8 @@ def _constant_rate(info: VideoInfo) -> str:
 
 @contextlib.contextmanager
 def decode_frames_downscaled(
-    path: str, info: VideoInfo, target_width: int, threads: int = 0
+    path: str, info: VideoInfo, target_width: int, threads: int = 0,
+    limits: MediaLimits = DEFAULT_LIMITS,
 ) -> Iterator[Iterator[np.ndarray]]:
     """Decode the first video stream once, downscaled, as BGR frames at a constant rate.
 
@@ -298,12 +466,12 @@ def decode_frames_downscaled(
     # as much decode time as the downscale costs, and smoothing block edges does not
     # move a shot boundary (golden cut tests hold).
     args += ["-skip_loop_filter", "all"]
-    args += ["-i", ff_path(localise(path)), "-map", "0:v:0", "-an", "-sn", "-dn"]
+    args += [*source_input(path, limits), "-map", "0:v:0", "-an", "-sn", "-dn"]
     args += ["-vf", f"{_constant_rate(info)},scale={width}:{height}:flags=fast_bilinear",
              "-fps_mode", "passthrough"]
     args += ["-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
-    with _raw_frames(args, width, height, decode_timeout_s(info.duration_s),
-                     "decoding for cut detection") as frames:
+    with _raw_frames(args, width, height, decode_timeout_s(info.duration_s, limits),
+                     "decoding for cut detection", limits) as frames:
         yield frames
 
 
@@ -322,8 +490,8 @@ def select_expression(indices: list[int]) -> str:
             f"\\,{select_expression(indices[mid:])})")
 
 
-def frames_by_number(path: str, info: VideoInfo, indices: list[int], target_width: int
-                     ) -> Iterator[tuple[int, np.ndarray]]:
+def frames_by_number(path: str, info: VideoInfo, indices: list[int], target_width: int,
+                     limits: MediaLimits = DEFAULT_LIMITS) -> Iterator[tuple[int, np.ndarray]]:
     """(frame number, RGB frame) for the wanted frames, in one sequential decode per
     SELECT_MAX_FRAMES frames, numbered as decode_frames_downscaled numbers them.
 
@@ -336,22 +504,23 @@ def frames_by_number(path: str, info: VideoInfo, indices: list[int], target_widt
     for lo in range(0, len(wanted), SELECT_MAX_FRAMES):
         chunk = wanted[lo:lo + SELECT_MAX_FRAMES]
         args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
-                "-i", ff_path(localise(path)), "-map", "0:v:0", "-an", "-sn", "-dn"]
+                *source_input(path, limits), "-map", "0:v:0", "-an", "-sn", "-dn"]
         args += ["-vf", f"{_constant_rate(info)},select={select_expression(chunk)},"
                         f"scale={width}:{height}", "-fps_mode", "passthrough",
                  "-frames:v", str(len(chunk))]
         args += ["-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
-        with _raw_frames(args, width, height, decode_timeout_s(info.duration_s),
-                         "reading frames") as frames:
+        with _raw_frames(args, width, height, decode_timeout_s(info.duration_s, limits),
+                         "reading frames", limits) as frames:
             # Fewer frames than asked when some lie past the end of the stream.
             yield from zip(chunk, frames, strict=False)
 
 
-def mean_keyframe_interval_s(path: str, window_s: float = 120.0) -> float | None:
+def mean_keyframe_interval_s(path: str, window_s: float = 120.0,
+                             limits: MediaLimits = DEFAULT_LIMITS) -> float | None:
     """Mean spacing of the video keyframes over the first window_s seconds, from packet
     flags (no decoding); None when the container does not flag them."""
     try:
-        packets = _packets(path, window_s)
+        packets = _packets(path, window_s, limits)
     except MediaError:
         return None
     keys = [t for t, key in packets if key]
@@ -371,8 +540,8 @@ def quietest_point(audio: np.ndarray, frame: int) -> int:
 
 
 def audio_windows(path: str, info: VideoInfo, sample_rate: int = 16000,
-                  window_s: float = 120.0, search_s: float = 10.0
-                  ) -> Iterator[tuple[float, np.ndarray]]:
+                  window_s: float = 120.0, search_s: float = 10.0,
+                  limits: MediaLimits = DEFAULT_LIMITS) -> Iterator[tuple[float, np.ndarray]]:
     """The first audio stream as mono float32 at sample_rate, from the video's first
     frame, in consecutive windows of at most window_s, each with its start on the
     video's clock (later than 0 when the audio begins after the picture), streamed from
@@ -385,7 +554,7 @@ def audio_windows(path: str, info: VideoInfo, sample_rate: int = 16000,
     start = max(info.start_time_s, info.audio_start_s or 0.0)
     offset = start - info.start_time_s
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
-            "-ss", f"{start - info.container_start_s:.6f}", "-i", ff_path(localise(path)),
+            "-ss", f"{start - info.container_start_s:.6f}", *source_input(path, limits),
             "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(sample_rate),
             "-f", "f32le", "pipe:1"]
     limit = int(window_s * sample_rate)
@@ -394,8 +563,9 @@ def audio_windows(path: str, info: VideoInfo, sample_rate: int = 16000,
     size = 0
     carry = b""  # a sample split across two pipe reads
     at = 0  # samples handed out so far
-    with _streamed(args, 1 << 20, decode_timeout_s(info.duration_s), "extracting audio",
-                   MediaError("audio_failed", "no audio could be decoded")) as blocks:
+    with _streamed(args, 1 << 20, decode_timeout_s(info.duration_s, limits),
+                   "extracting audio", MediaError("audio_failed", "no audio could be decoded"),
+                   limits) as blocks:
         for buf in blocks:
             buf = carry + buf
             whole = len(buf) // 4 * 4
@@ -417,15 +587,18 @@ def audio_windows(path: str, info: VideoInfo, sample_rate: int = 16000,
         yield offset + at / sample_rate, pending
 
 
-def _packets(path: str, window_s: float | None = None) -> list[tuple[float, bool]]:
+def _packets(path: str, window_s: float | None = None,
+             limits: MediaLimits = DEFAULT_LIMITS) -> list[tuple[float, bool]]:
     """(time, is keyframe) of the first video stream's packets, from packet flags (no
     decoding), over the first window_s seconds or the whole file."""
     args = ["ffprobe", "-v", "error", "-select_streams", "v:0"]
     if window_s is not None:
         args += ["-read_intervals", f"%+{window_s:g}"]
     args += ["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0",
-             ff_path(localise(path))]
-    out = run_tool(args, PROBE_TIMEOUT_S, "listing keyframes")
+             *source_input(path, limits)]
+    size = os.path.getsize(localise(path)) if window_s is None else 0
+    out = run_tool(args, max(PROBE_TIMEOUT_S, listing_timeout_s(size, limits)),
+                   "listing keyframes", limits)
     if out.returncode != 0:
         raise MediaError("probe_failed", f"cannot list keyframes: {_stderr_tail(out.stderr)}")
     packets = []
@@ -436,9 +609,9 @@ def _packets(path: str, window_s: float | None = None) -> list[tuple[float, bool
     return packets
 
 
-def keyframe_times(path: str) -> list[float]:
+def keyframe_times(path: str, limits: MediaLimits = DEFAULT_LIMITS) -> list[float]:
     """Presentation times of the video keyframes, from packet flags (no decoding)."""
-    return sorted(t for t, key in _packets(path) if key)
+    return sorted(t for t, key in _packets(path, None, limits) if key)
 
 
 def clip_extension(mode: str, video_codec: str, audio_codec: str | None) -> str:
@@ -448,7 +621,8 @@ def clip_extension(mode: str, video_codec: str, audio_codec: str | None) -> str:
 
 
 def cut_clip(
-    src: str, dst: str, start_s: float, duration_s: float, mode: str, threads: int = 0
+    src: str, dst: str, start_s: float, duration_s: float, mode: str, threads: int = 0,
+    limits: MediaLimits = DEFAULT_LIMITS,
 ) -> None:
     """Write [start, start + duration) of src to dst.
 
@@ -458,7 +632,7 @@ def cut_clip(
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
     if threads:
         args += ["-threads", str(threads)]
-    args += ["-ss", f"{start_s:.6f}", "-i", ff_path(localise(src)), "-t", f"{duration_s:.6f}"]
+    args += ["-ss", f"{start_s:.6f}", *source_input(src, limits), "-t", f"{duration_s:.6f}"]
     args += ["-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn", "-map_metadata", "-1"]
     if mode == "copy":
         args += ["-c", "copy", "-avoid_negative_ts", "make_zero"]
@@ -472,14 +646,14 @@ def cut_clip(
     if dst.endswith(".mp4"):
         args += ["-movflags", "+faststart"]
     args.append(ff_path(dst))
-    out = run_tool(args, cut_timeout_s(duration_s), "cutting the clip")
+    out = run_tool(args, cut_timeout_s(duration_s, limits), "cutting the clip", limits)
     if out.returncode != 0 or not os.path.exists(dst) or os.path.getsize(dst) == 0:
         raise MediaError("cut_failed", f"ffmpeg could not cut the clip: {_stderr_tail(out.stderr)}")
 
 
-def media_duration(path: str) -> float:
+def media_duration(path: str, limits: MediaLimits = DEFAULT_LIMITS) -> float:
     """Duration of the video stream of a cut clip (audio packets may run a little longer)."""
-    data = probe(path)
+    data = probe(path, limits)
     for stream in data.get("streams", []):
         if stream.get("codec_type") == "video" and (d := _float(stream.get("duration"))):
             return d
@@ -489,19 +663,20 @@ def media_duration(path: str) -> float:
     return fmt
 
 
-def extract_frames(src: str, times_s: list[float], dsts: list[str], max_width: int) -> None:
+def extract_frames(src: str, times_s: list[float], dsts: list[str], max_width: int,
+                   limits: MediaLimits = DEFAULT_LIMITS) -> None:
     """Write one JPEG per time, each read by seeking (one ffmpeg process, one seek each)."""
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
     local = localise(src)
     for t in times_s:
-        args += ["-ss", f"{t:.6f}", "-i", ff_path(local)]
+        args += ["-ss", f"{t:.6f}", *source_input(local, limits)]
     scale = f"scale='min({max_width},iw)':-2" if max_width else None
     for i, dst in enumerate(dsts):
         args += ["-map", f"{i}:v:0", "-frames:v", "1", "-q:v", "3", "-update", "1"]
         if scale:
             args += ["-vf", scale]
         args.append(ff_path(dst))
-    out = run_tool(args, FRAMES_TIMEOUT_S, "reading keyframes")
+    out = run_tool(args, FRAMES_TIMEOUT_S, "reading keyframes", limits)
     missing = [d for d in dsts if not os.path.exists(d) or os.path.getsize(d) == 0]
     if out.returncode != 0 or missing:
         raise MediaError(

@@ -20,7 +20,7 @@ from scenedetect.common import FrameTimecode
 from pipeline.options import SplitConfig
 from schemas.records import Boundary, ProbedVideo, ScenedVideo, Span
 from transforms.errors import ERRORS, StageMetrics, split_outputs
-from transforms.media import decode_frames_downscaled
+from transforms.media import DEFAULT_LIMITS, MediaLimits, decode_frames_downscaled
 
 STAGE = "detect_scenes"
 # A decode that stops this much short of the probed duration is reported on the video.
@@ -84,10 +84,12 @@ def shots_from_cuts(
     return tuple(boundaries), shots
 
 
-def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0) -> ScenedVideo:
+def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
+                  limits: MediaLimits = DEFAULT_LIMITS) -> ScenedVideo:
     """Decode once (downscaled), detect cuts, add forced cuts; raises MediaError."""
     info = video.info
-    with decode_frames_downscaled(video.local_path, info, cfg.detect_width, threads) as frames:
+    with decode_frames_downscaled(video.local_path, info, cfg.detect_width, threads,
+                                  limits) as frames:
         cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg))
     boundaries, shots = shots_from_cuts(cut_frames, n_frames, info.fps, cfg)
     note = None
@@ -100,16 +102,18 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0) -> Sce
 
 
 class _DetectFn(beam.DoFn):
-    def __init__(self, cfg: SplitConfig, threads: int, run_id: str) -> None:
+    def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
+                 limits: MediaLimits) -> None:
         self.cfg = cfg
         self.threads = threads
         self.run_id = run_id
+        self.limits = limits
         self.metrics = StageMetrics(STAGE)
 
     def process(self, video: ProbedVideo) -> Iterator[ScenedVideo | beam.pvalue.TaggedOutput]:
         with self.metrics.timed():
             try:
-                scened = detect_scenes(video, self.cfg, self.threads)
+                scened = detect_scenes(video, self.cfg, self.threads, self.limits)
             except Exception as e:
                 yield self.metrics.failure(e, source_uri=video.source.uri,
                     run_id=self.run_id, video_id=video.video_id)
@@ -121,10 +125,12 @@ class _DetectFn(beam.DoFn):
 class DetectScenes(beam.PTransform):
     """ProbedVideo -> ScenedVideo (main) and ErrorRecord ('errors')."""
 
-    def __init__(self, cfg: SplitConfig, threads: int, run_id: str) -> None:
+    def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
+                 limits: MediaLimits = DEFAULT_LIMITS) -> None:
         super().__init__()
-        self.cfg, self.threads, self.run_id = cfg, threads, run_id
+        self.cfg, self.threads, self.run_id, self.limits = cfg, threads, run_id, limits
 
     def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
-        return split_outputs(videos, "Detect", _DetectFn(self.cfg, self.threads, self.run_id),
+        return split_outputs(videos, "Detect",
+                             _DetectFn(self.cfg, self.threads, self.run_id, self.limits),
                              ERRORS, main="scened")

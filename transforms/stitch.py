@@ -34,7 +34,9 @@ from schemas.records import Boundary, DroppedShot, ScenedVideo, Span
 from transforms.errors import ERRORS, StageMetrics, split_outputs
 from transforms.inference import FAILED, RESULTS, Infer
 from transforms.media import (
+    DEFAULT_LIMITS,
     MediaError,
+    MediaLimits,
     extract_frames,
     frames_by_number,
     mean_keyframe_interval_s,
@@ -159,8 +161,8 @@ def stitch(shots: Sequence[Span], starts: Sequence[np.ndarray | None],
     return Stitched(events=tuple(kept), dropped=tuple(dropped), boundaries=marked)
 
 
-def read_frames(path: str, times_s: Sequence[float], width: int = FRAME_WIDTH
-                ) -> list[np.ndarray | None]:
+def read_frames(path: str, times_s: Sequence[float], width: int = FRAME_WIDTH,
+                limits: MediaLimits = DEFAULT_LIMITS) -> list[np.ndarray | None]:
     """RGB frames at the given times, read by seeking; None where a frame cannot be read
     (a chunk that fails is retried frame by frame, so one bad frame costs only itself)."""
     from PIL import Image
@@ -171,7 +173,7 @@ def read_frames(path: str, times_s: Sequence[float], width: int = FRAME_WIDTH
         def read(indices: list[int]) -> bool:
             dsts = [os.path.join(scratch, f"{i}.jpg") for i in indices]
             try:
-                extract_frames(path, [times_s[i] for i in indices], dsts, width)
+                extract_frames(path, [times_s[i] for i in indices], dsts, width, limits)
             except MediaError:
                 return False
             for i, dst in zip(indices, dsts, strict=True):
@@ -208,7 +210,8 @@ def seek_time_s(frame: int, fps: float, offset_s: float) -> float:
     return offset_s + max(0.0, (frame - 0.5) / fps)
 
 
-def boundary_frames_of(scened: ScenedVideo, cfg: StitchConfig
+def boundary_frames_of(scened: ScenedVideo, cfg: StitchConfig,
+                       limits: MediaLimits = DEFAULT_LIMITS
                        ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(shot index, 0 for start / 1 for end, RGB frame) for every cut-scene, streamed.
 
@@ -228,16 +231,17 @@ def boundary_frames_of(scened: ScenedVideo, cfg: StitchConfig
     times = [n / info.fps for n in numbers]
     # Cheaper even if every frame were a keyframe? Then the keyframes need no listing.
     if sequential_is_cheaper(times, 0.0) or sequential_is_cheaper(
-            times, mean_keyframe_interval_s(path) if times else None):
+            times, mean_keyframe_interval_s(path, limits=limits) if times else None):
         try:
-            for number, image in frames_by_number(path, info, numbers, FRAME_WIDTH):
+            for number, image in frames_by_number(path, info, numbers, FRAME_WIDTH, limits):
                 read.add(number)
                 for i, pos in wanted[number]:
                     yield i, pos, image
         except MediaError:
             pass  # the frames it did not give are read by seeking below
     rest = [n for n in numbers if n not in read]
-    images = read_frames(path, [seek_time_s(n, info.fps, info.seek_offset_s) for n in rest])
+    images = read_frames(path, [seek_time_s(n, info.fps, info.seek_offset_s) for n in rest],
+                         limits=limits)
     for number, image in zip(rest, images, strict=True):
         if image is not None:
             read.add(number)
@@ -248,11 +252,12 @@ def boundary_frames_of(scened: ScenedVideo, cfg: StitchConfig
                          f"none of the {len(numbers)} stitching frames could be read")
 
 
-def frame_requests(scened: ScenedVideo, cfg: StitchConfig) -> Iterator[EmbedRequest]:
+def frame_requests(scened: ScenedVideo, cfg: StitchConfig,
+                   limits: MediaLimits = DEFAULT_LIMITS) -> Iterator[EmbedRequest]:
     """The boundary frames of every cut-scene as embedding requests keyed
     (video_id, shot index, 0 for start / 1 for end); unreadable frames are left out.
     A generator, so a long video's frames go to CLIP as they are read."""
-    for i, pos, image in boundary_frames_of(scened, cfg):
+    for i, pos, image in boundary_frames_of(scened, cfg, limits):
         yield EmbedRequest(key=(scened.video.video_id, i, pos), image=image)
 
 
@@ -267,16 +272,17 @@ def stitch_video(scened: ScenedVideo, features: dict[tuple[int, int], np.ndarray
 
 
 class _FramesFn(beam.DoFn):
-    def __init__(self, cfg: StitchConfig, run_id: str) -> None:
+    def __init__(self, cfg: StitchConfig, run_id: str, limits: MediaLimits) -> None:
         self.cfg = cfg
         self.run_id = run_id
+        self.limits = limits
         self.metrics = StageMetrics(STAGE)
 
     def process(self, scened: ScenedVideo) -> Iterator[EmbedRequest | beam.pvalue.TaggedOutput]:
         try:
             # Streamed: frames already yielded when a later one fails go to CLIP for
             # nothing, but the video is not joined (no 'videos' output), so no clip.
-            yield from frame_requests(scened, self.cfg)
+            yield from frame_requests(scened, self.cfg, self.limits)
         except Exception as e:
             yield self.metrics.failure(e, source_uri=scened.video.source.uri,
                                        run_id=self.run_id, video_id=scened.video.video_id)
@@ -310,16 +316,17 @@ class _StitchFn(beam.DoFn):
 class Stitch(beam.PTransform):
     """ScenedVideo -> ScenedVideo with events (main) and ErrorRecord ('errors')."""
 
-    def __init__(self, clip: ClipConfig, split: SplitConfig, run_id: str) -> None:
+    def __init__(self, clip: ClipConfig, split: SplitConfig, run_id: str,
+                 limits: MediaLimits = DEFAULT_LIMITS) -> None:
         super().__init__()
         if split.stitch is None:
             raise ValueError("Stitch needs a split config with stitching on")
-        self.clip, self.split, self.run_id = clip, split, run_id
+        self.clip, self.split, self.run_id, self.limits = clip, split, run_id, limits
 
     def expand(self, scened: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self.split.stitch
         assert cfg is not None
-        frames = split_outputs(scened, "BoundaryFrames", _FramesFn(cfg, self.run_id),
+        frames = split_outputs(scened, "BoundaryFrames", _FramesFn(cfg, self.run_id, self.limits),
                                ERRORS, "videos", main="requests")
         embedded = frames["requests"] | "Embed" >> Infer(
             ClipModelHandler(self.clip, namespace="clip_model"),

@@ -107,9 +107,10 @@ def test_tools_are_time_limited(videos, monkeypatch):
         media.run_tool(["sleep", "5"], 0.2, "sleeping")
     assert e.value.error_type == "timeout" and "sleeping took longer than 0 s" in str(e.value)
     video = probe_source(Source(uri=str(videos.long_shot), video_id="x"))
-    monkeypatch.setattr(media, "decode_timeout_s", lambda duration: 0.05)
+    # The hard cap wins over the limit the duration would give.
+    capped = media.MediaLimits(max_seconds=0.05)
     with pytest.raises(MediaError) as e, media.decode_frames_downscaled(
-            video.local_path, video.info, 64) as frames:
+            video.local_path, video.info, 64, limits=capped) as frames:
         for _ in frames:
             pass
     assert e.value.error_type == "timeout"

@@ -193,7 +193,7 @@ def test_boundary_frames_are_the_same_read_in_one_pass_or_by_seeking(scened_cuts
     keys = {(i, pos) for i in range(len(scened_cuts.shots)) for pos in (0, 1)}
     one_pass = _frames_by_key(scened_cuts)
     monkeypatch.setattr(stitch_module, "SEEK_COST_S", 0.0)
-    monkeypatch.setattr(stitch_module, "mean_keyframe_interval_s", lambda path: 0.0)
+    monkeypatch.setattr(stitch_module, "mean_keyframe_interval_s", lambda path, **limits: 0.0)
     monkeypatch.setattr(stitch_module, "frames_by_number", None)  # must not be used
     sought = _frames_by_key(scened_cuts)
     assert set(one_pass) == set(sought) == keys

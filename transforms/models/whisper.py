@@ -19,6 +19,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from pipeline.options import AsrConfig, ConfigError
 from schemas.records import AsrTask, Segment, Word
+from transforms.media import DEFAULT_LIMITS, MediaLimits
 from transforms.models import import_faster_whisper, import_openai_whisper
 
 SAMPLE_RATE = 16000
@@ -134,10 +135,12 @@ class WhisperModelHandler(ModelHandler[AsrTask, Any, Any]):
     never fails its batch, and each becomes that video's error row.
     """
 
-    def __init__(self, cfg: AsrConfig, max_batch_size: int = 4) -> None:
+    def __init__(self, cfg: AsrConfig, max_batch_size: int = 4,
+                 limits: MediaLimits = DEFAULT_LIMITS) -> None:
         super().__init__()
         self.cfg = cfg
         self.max_batch_size = max_batch_size
+        self.limits = limits  # for the ffmpeg that streams the audio
 
     def load_model(self) -> Any:
         return load_backend(self.cfg)
@@ -155,6 +158,6 @@ class WhisperModelHandler(ModelHandler[AsrTask, Any, Any]):
 
         for task in batch:
             try:
-                yield task, transcribe_task(task, model, self.cfg)
+                yield task, transcribe_task(task, model, self.cfg, self.limits)
             except Exception as e:  # one video's failure never fails its batch
                 yield task, e
