@@ -250,7 +250,8 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     cfg = RunConfig.from_options(options)
     cfg = check_environment(cfg)
     started = dt.datetime.now(dt.UTC)
-    log.info("run %s: %s -> %s", cfg.run_id, cfg.input, cfg.output)
+    log.info("run %s: %s -> %s", cfg.run_id, redact_url(cfg.input),
+             redact_url(cfg.output))
     p = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
     previous = [] if cfg.force else completed_runs(cfg.output, cfg.outputs_hash)
     build(p, cfg, previous)
