@@ -227,11 +227,11 @@ def test_windowed_transcription_keeps_the_words_and_their_times(speech, whisper_
     assert windowed.language == whole.language == "en"
     text = " ".join(s.text for s in windowed.segments)
     whole_text = " ".join(s.text for s in whole.segments)
-    # tiny.en varies by a word or two at a window edge (faster-whisper 1.2.1 with
-    # ctranslate2 4.8: "ill-disposed" -> "old-sposed", 2 of 35 words); a lost or
-    # doubled window would cost a third of the words.
+    # tiny.en varies by a word or two at each window edge (faster-whisper 1.2.1 with
+    # ctranslate2 4.8: "ill-disposed" -> "old-sposed", "Unless" -> "A less": 2 of 35
+    # words, was 1 with earlier releases); a lost or doubled window would cost a third.
     assert wer(whole_text, text) <= 0.08, (whole_text, text)
-    assert wer(speech.reference, text) <= wer(speech.reference, whole_text) + 0.02, text
+    assert wer(speech.reference, text) <= wer(speech.reference, whole_text) + 0.06, text
     starts = [w.start for s in windowed.segments for w in s.words]
     assert starts == sorted(starts) and starts[0] >= 0 and starts[-1] < whole.audio_s
     # Each utterance's words sit where that utterance was placed in the video.
