@@ -11,6 +11,7 @@ from RunInference's, never what each element gets.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from transforms.errors import split_outputs
 
 RESULTS, FAILED = "results", "failed"
+log = logging.getLogger("vidcurate")
 
 # Models loaded by the grouped path, for the life of the worker process: the DaskRunner
 # sets a DoFn up and tears it down again for every partition.
@@ -54,7 +56,8 @@ class Infer(beam.PTransform):
             results, dead = requests | "RunInference" >> RunInference(
                 self.handler, model_identifier=self.model_identifier,
             ).with_exception_handling()
-            return {RESULTS: results, FAILED: dead.failed_inferences}
+            failed = dead.failed_inferences | "AsException" >> beam.Map(as_exception)
+            return {RESULTS: results, FAILED: failed}
         max_size = int(self.handler.batch_elements_kwargs().get("max_batch_size", 1))
         batches = (requests
                    | "KeyForBatch" >> beam.Map(_keyed, self.group_key)
@@ -63,6 +66,32 @@ class Infer(beam.PTransform):
         return split_outputs(batches, "RunBatches",
                              _RunBatches(self.handler, self.model_identifier), FAILED,
                              main=RESULTS)
+
+
+def as_exception(failure: tuple[Any, Any]) -> tuple[Any, BaseException]:
+    """A RunInference dead letter -> (batch, exception), as the grouped path gives it.
+
+    Beam's dead-letter output carries (type, repr, formatted traceback), not the
+    exception its docstring promises, and stages that took it for an exception failed
+    the run (ASR) or wrote the tuple into error messages (CLIP). The exception is rebuilt
+    with its type and the message str() gave; its traceback goes to the worker's log."""
+    batch, error = failure
+    if isinstance(error, BaseException):
+        return batch, error
+    exc_type, text, lines = error
+    log.warning("model batch failed:\n%s", "".join(lines))
+    name = exc_type.__qualname__
+    if exc_type.__module__ not in ("builtins", "__main__"):
+        name = f"{exc_type.__module__}.{name}"
+    # The traceback's own "Type: message" line (notes may follow it).
+    line = next((x.rstrip("\n") for x in reversed(lines)
+                 if x.rstrip("\n") == name or x.startswith(f"{name}: ")), None)
+    message = text if line is None else line[len(name) + 2:]
+    try:
+        rebuilt = exc_type(message)
+    except Exception:  # a constructor that wants more than a message
+        rebuilt = RuntimeError(f"{exc_type.__name__}: {message}")
+    return batch, rebuilt
 
 
 def _keyed(request: Any, group_key: Callable[[Any], Hashable]) -> tuple[Hashable, Any]:
