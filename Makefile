@@ -97,11 +97,11 @@ lint: setup
 	$(BIN)/ruff check .
 
 bench: setup
-	$(BIN)/python benchmarks/split_bench.py
-	$(BIN)/python benchmarks/ocr_bench.py
-	$(BIN)/python benchmarks/asr_bench.py
-	$(BIN)/python benchmarks/clip_bench.py
-	$(BIN)/python benchmarks/pipeline_bench.py --minutes 3 --rss-minutes 5 --json build/pipeline_bench.json
+	$(BIN)/python -m benchmarks.split_bench
+	$(BIN)/python -m benchmarks.ocr_bench
+	$(BIN)/python -m benchmarks.asr_bench
+	$(BIN)/python -m benchmarks.clip_bench
+	$(BIN)/python -m benchmarks.pipeline_bench --minutes 3 --rss-minutes 5 --json build/pipeline_bench.json
 
 clean:
 	rm -rf $(VENV) $(STAMPS) $(DEMO_OUTPUT) build test-artifacts

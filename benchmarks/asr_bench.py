@@ -15,25 +15,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from media import make_speech_video  # noqa: E402
-from metrics import wer  # noqa: E402
-
-from pipeline.demo import offline_whisper, sample_dir  # noqa: E402
-from pipeline.options import AsrConfig  # noqa: E402
-from pipeline.query import connect  # noqa: E402
-from pipeline.run import run  # noqa: E402
-from schemas.records import AsrTask, Source  # noqa: E402
-from transforms.asr import transcribe_task  # noqa: E402
-from transforms.models.whisper import load_backend, resolve_model  # noqa: E402
-from transforms.probe import probe_source  # noqa: E402
+from tests.support.media import make_speech_video  # noqa: E402
+from tests.support.metrics import wer  # noqa: E402
+from vidcurate.pipeline.demo import offline_whisper, sample_dir  # noqa: E402
+from vidcurate.pipeline.options import AsrConfig  # noqa: E402
+from vidcurate.pipeline.query import connect  # noqa: E402
+from vidcurate.pipeline.run import run  # noqa: E402
+from vidcurate.schemas.records import AsrTask, Source  # noqa: E402
+from vidcurate.transforms.asr import transcribe_task  # noqa: E402
+from vidcurate.transforms.models.whisper import load_backend, resolve_model  # noqa: E402
+from vidcurate.transforms.probe import probe_source  # noqa: E402
 
 
 def config(backend: str, model: str) -> AsrConfig:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,25 +30,23 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from media import Clip, make_cuts_video  # noqa: E402
-
-from pipeline.options import ClipConfig, SplitConfig, StitchConfig  # noqa: E402
-from schemas.records import ProbedVideo, Source  # noqa: E402
-from transforms.manifest import video_id_for  # noqa: E402
-from transforms.media import MediaError  # noqa: E402
-from transforms.models import import_open_clip  # noqa: E402
-from transforms.models.clip import (  # noqa: E402
+from tests.support.media import Clip, make_cuts_video  # noqa: E402
+from vidcurate.pipeline.options import ClipConfig, SplitConfig, StitchConfig  # noqa: E402
+from vidcurate.schemas.records import ProbedVideo, Source  # noqa: E402
+from vidcurate.transforms.manifest import video_id_for  # noqa: E402
+from vidcurate.transforms.media import MediaError  # noqa: E402
+from vidcurate.transforms.models import import_open_clip  # noqa: E402
+from vidcurate.transforms.models.clip import (  # noqa: E402
     LoadedClip,
     embed_images,
     embed_texts,
     load_clip,
     resolve_clip,
 )
-from transforms.probe import probe_source  # noqa: E402
-from transforms.scenes import detect_scenes  # noqa: E402
-from transforms.stitch import frame_requests, stitch_video  # noqa: E402
+from vidcurate.transforms.probe import probe_source  # noqa: E402
+from vidcurate.transforms.scenes import detect_scenes  # noqa: E402
+from vidcurate.transforms.stitch import frame_requests, stitch_video  # noqa: E402
 
 SPLIT = SplitConfig(detector="content", threshold=25.0, min_scene_len=15, detect_width=256,
                     max_cut_len=5.0, force_cut_after=7.0, min_clip_s=2.5, max_clip_s=60.0,

@@ -10,22 +10,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from media import Text, TextShot, make_text_video  # noqa: E402
-
-from pipeline.options import OcrConfig  # noqa: E402
-from pipeline.query import connect  # noqa: E402
-from pipeline.run import run  # noqa: E402
-from transforms.media import read_frame  # noqa: E402
-from transforms.models import import_rapidocr  # noqa: E402
-from transforms.models.ocr import engine_params  # noqa: E402
+from tests.support.media import Text, TextShot, make_text_video  # noqa: E402
+from vidcurate.pipeline.options import OcrConfig  # noqa: E402
+from vidcurate.pipeline.query import connect  # noqa: E402
+from vidcurate.pipeline.run import run  # noqa: E402
+from vidcurate.transforms.media import read_frame  # noqa: E402
+from vidcurate.transforms.models import import_rapidocr  # noqa: E402
+from vidcurate.transforms.models.ocr import engine_params  # noqa: E402
 
 FAST = OcrConfig(enabled=True, min_confidence=0.5, det_side=960, angle_cls=False)
 SHOTS = [

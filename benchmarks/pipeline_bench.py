@@ -34,12 +34,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from media import LIBRIVOX, Text, TextShot, ffmpeg, make_text_video  # noqa: E402
-
-from pipeline.demo import offline_whisper, sample_dir  # noqa: E402
-from pipeline.query import connect  # noqa: E402
+from tests.support.media import LIBRIVOX, Text, TextShot, ffmpeg, make_text_video  # noqa: E402
+from vidcurate.pipeline.demo import offline_whisper, sample_dir  # noqa: E402
+from vidcurate.pipeline.query import connect  # noqa: E402
 
 VCURATE = str(Path(sys.executable).parent / "vidcurate")
 SCENEDETECT = str(Path(sys.executable).parent / "scenedetect")
@@ -94,7 +92,7 @@ def clip_weights(folder: Path) -> Path:
     real model (no CLIP weights can be downloaded here; scores are meaningless)."""
     import torch
 
-    from transforms.models import import_open_clip
+    from vidcurate.transforms.models import import_open_clip
 
     path = folder / "vit-b-32-random.pt"
     model = import_open_clip().create_model("ViT-B-32", pretrained=None)
@@ -129,7 +127,7 @@ def naive(corpus: Path, work: Path, whisper: str, clip_path: Path) -> float:
     from PIL import Image
     from rapidocr import RapidOCR
 
-    from transforms.models import import_open_clip
+    from vidcurate.transforms.models import import_open_clip
 
     start = time.perf_counter()
     model = WhisperModel(whisper, device="cpu", compute_type="int8")
@@ -164,12 +162,12 @@ def floors(corpus: Path, out: Path, whisper: str, clip_path: Path) -> dict[str, 
     """Each stage alone on the same inputs."""
     from faster_whisper import WhisperModel
 
-    from pipeline.options import SplitConfig
-    from schemas.records import Source
-    from transforms.media import read_frame
-    from transforms.models.ocr import load_engine
-    from transforms.probe import probe_source
-    from transforms.scenes import detect_scenes
+    from vidcurate.pipeline.options import SplitConfig
+    from vidcurate.schemas.records import Source
+    from vidcurate.transforms.media import read_frame
+    from vidcurate.transforms.models.ocr import load_engine
+    from vidcurate.transforms.probe import probe_source
+    from vidcurate.transforms.scenes import detect_scenes
 
     cfg = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
     videos = sorted(corpus.iterdir())
@@ -190,7 +188,7 @@ def floors(corpus: Path, out: Path, whisper: str, clip_path: Path) -> dict[str, 
                                        condition_on_previous_text=False)
         list(segments)
     result["asr"] = time.perf_counter() - start
-    from pipeline.options import OcrConfig
+    from vidcurate.pipeline.options import OcrConfig
 
     engine = load_engine(OcrConfig(True, 0.5, 960, False))
     frames = [read_frame(u) for (us,) in connect(str(out)).sql(
@@ -201,8 +199,8 @@ def floors(corpus: Path, out: Path, whisper: str, clip_path: Path) -> dict[str, 
     result["ocr"] = time.perf_counter() - start
     # CLIP at its batch size on the same keyframes plus the two stitching frames of every
     # shot (as many images as the pipeline embeds), and one text per clip.
-    from pipeline.options import ClipConfig
-    from transforms.models.clip import embed_images, embed_texts, load_clip, resolve_clip
+    from vidcurate.pipeline.options import ClipConfig
+    from vidcurate.transforms.models.clip import embed_images, embed_texts, load_clip, resolve_clip
 
     clip = load_clip(resolve_clip(ClipConfig(True, "ViT-B-32", str(clip_path), None, 32)))
     con = connect(str(out))

@@ -28,8 +28,8 @@ USAGE = """vidcurate <command> ...
 
 
 def _run(argv: list[str]) -> int:
-    from pipeline.options import ConfigError, CurationOptions
-    from pipeline.run import STAGES, run
+    from vidcurate.pipeline.options import ConfigError, CurationOptions
+    from vidcurate.pipeline.run import STAGES, run
 
     if any(a in ("-h", "--help") for a in argv):
         parser = argparse.ArgumentParser(
@@ -59,7 +59,7 @@ def _run(argv: list[str]) -> int:
     _print_rows(["stage", "processed", "skipped", "failed", "busy s", "mean ms", "max ms"],
                 rows)
     _print_run_summary(cfg.output, cfg.run_id)
-    from pipeline.demo import command_name
+    from vidcurate.pipeline.demo import command_name
 
     print(f"\nexplore: {command_name()} stats {cfg.output}")
     return 0
@@ -84,7 +84,7 @@ RUN_SUMMARY = {
 
 def _print_run_summary(output: str, run_id: str) -> None:
     """What this run made, from its own rows."""
-    from pipeline.query import connect
+    from vidcurate.pipeline.query import connect
 
     con = connect(output)
     for title, sql in RUN_SUMMARY.items():
@@ -119,7 +119,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _query(argv: list[str]) -> int:
-    from pipeline.query import NotReadOnly, OutputNotFound, query
+    from vidcurate.pipeline.query import NotReadOnly, OutputNotFound, query
 
     parser = argparse.ArgumentParser(prog="vidcurate query")
     parser.add_argument("output", help="the --output folder of a run")
@@ -172,8 +172,8 @@ def _query(argv: list[str]) -> int:
 
 
 def _reselect(argv: list[str]) -> int:
-    from pipeline.options import DEFAULT_TEACHER_PRIORITY
-    from pipeline.query import reselect_sql
+    from vidcurate.pipeline.options import DEFAULT_TEACHER_PRIORITY
+    from vidcurate.pipeline.query import reselect_sql
 
     parser = argparse.ArgumentParser(
         prog="vidcurate reselect",
@@ -193,8 +193,8 @@ def _reselect(argv: list[str]) -> int:
 
 
 def _dedup(argv: list[str]) -> int:
-    from pipeline.commands import dedup
-    from transforms.dedup import DedupConfig, recall
+    from vidcurate.pipeline.commands import dedup
+    from vidcurate.transforms.dedup import DedupConfig, recall
 
     parser = argparse.ArgumentParser(
         prog="vidcurate dedup",
@@ -220,7 +220,7 @@ def _dedup(argv: list[str]) -> int:
 
 
 def _balance(argv: list[str]) -> int:
-    from pipeline.commands import balance_output
+    from vidcurate.pipeline.commands import balance_output
 
     parser = argparse.ArgumentParser(
         prog="vidcurate balance",
@@ -244,7 +244,7 @@ def _balance(argv: list[str]) -> int:
 
 
 def _export(argv: list[str]) -> int:
-    from pipeline.commands import ExportConfig, export_webdataset
+    from vidcurate.pipeline.commands import ExportConfig, export_webdataset
 
     parser = argparse.ArgumentParser(
         prog="vidcurate export",
@@ -271,7 +271,7 @@ def _export(argv: list[str]) -> int:
 
 
 def _report(argv: list[str]) -> int:
-    from pipeline.report import write_report
+    from vidcurate.pipeline.report import write_report
 
     parser = argparse.ArgumentParser(
         prog="vidcurate report",
@@ -288,7 +288,7 @@ def _report(argv: list[str]) -> int:
 
 
 def _stats(argv: list[str]) -> int:
-    from pipeline.query import STATS_QUERIES, OutputNotFound, connect
+    from vidcurate.pipeline.query import STATS_QUERIES, OutputNotFound, connect
 
     parser = argparse.ArgumentParser(prog="vidcurate stats")
     parser.add_argument("output")
@@ -312,8 +312,8 @@ def _short(value: Any, limit: int = 90) -> Any:
 
 
 def _demo(argv: list[str]) -> int:
-    from pipeline.demo import demo
-    from pipeline.options import ConfigError
+    from vidcurate.pipeline.demo import demo
+    from vidcurate.pipeline.options import ConfigError
 
     parser = argparse.ArgumentParser(prog="vidcurate demo")
     parser.add_argument("--output", default="demo-output")
@@ -346,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    from pipeline.options import ConfigError
-    from pipeline.query import OutputNotFound
+    from vidcurate.pipeline.options import ConfigError
+    from vidcurate.pipeline.query import OutputNotFound
 
     try:
         return COMMANDS[argv[0]](argv[1:])

@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.options import ConfigError
-from pipeline.query import connect
-from transforms.balance import Matcher, balance, read_entries
-from transforms.dedup import DedupConfig, FindDuplicates, Item
-from transforms.sinks import write_rows
+from vidcurate.pipeline.options import ConfigError
+from vidcurate.pipeline.query import connect
+from vidcurate.transforms.balance import Matcher, balance, read_entries
+from vidcurate.transforms.dedup import DedupConfig, FindDuplicates, Item
+from vidcurate.transforms.sinks import write_rows
 
 
 def _pass_id() -> str:

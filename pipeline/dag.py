@@ -6,23 +6,23 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from pipeline.options import RunConfig
-from transforms.asr import AttachTranscripts, Transcribe
-from transforms.captioning import Teachers
-from transforms.clips import CutClips
-from transforms.embeddings import EmbedClips
-from transforms.errors import ERRORS, SKIPPED
-from transforms.fetch import Fetch
-from transforms.manifest import ReadManifest
-from transforms.ocr import OCR
-from transforms.outcomes import BuildVideoRows
-from transforms.probe import Probe
-from transforms.resume import SkipDone
-from transforms.rules import ApplyClipRules
-from transforms.scenes import DetectScenes
-from transforms.scoring import ScoreCaptions
-from transforms.sinks import CountAll, WriteTable
-from transforms.stitch import Stitch
+from vidcurate.pipeline.options import RunConfig
+from vidcurate.transforms.asr import AttachTranscripts, Transcribe
+from vidcurate.transforms.captioning import Teachers
+from vidcurate.transforms.clips import CutClips
+from vidcurate.transforms.embeddings import EmbedClips
+from vidcurate.transforms.errors import ERRORS, SKIPPED
+from vidcurate.transforms.fetch import Fetch
+from vidcurate.transforms.manifest import ReadManifest
+from vidcurate.transforms.ocr import OCR
+from vidcurate.transforms.outcomes import BuildVideoRows
+from vidcurate.transforms.probe import Probe
+from vidcurate.transforms.resume import SkipDone
+from vidcurate.transforms.rules import ApplyClipRules
+from vidcurate.transforms.scenes import DetectScenes
+from vidcurate.transforms.scoring import ScoreCaptions
+from vidcurate.transforms.sinks import CountAll, WriteTable
+from vidcurate.transforms.stitch import Stitch
 
 
 @dataclass

@@ -36,7 +36,7 @@ from apache_beam.runners.dask import overrides as dask_overrides
 from apache_beam.runners.dask import transform_evaluator as evaluator
 from apache_beam.runners.runner import PipelineState
 
-from pipeline.options import ConfigError
+from vidcurate.pipeline.options import ConfigError
 
 TERMINAL = (PipelineState.DONE, PipelineState.FAILED, PipelineState.CANCELLED)
 

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.options import ConfigError
+from vidcurate.pipeline.options import ConfigError
 
 
 def command_name() -> str:
@@ -168,9 +168,9 @@ def _names_clip(args: list[str]) -> bool:
 def default_clip_or_off() -> list[str]:
     """The real default CLIP weights when they can be had (cached or downloadable), else
     a run without CLIP: an untrained model's scores must never pass for quality scores."""
-    from pipeline.options import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, ClipConfig
-    from transforms.models import MissingExtra
-    from transforms.models.clip import resolve_clip
+    from vidcurate.pipeline.options import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, ClipConfig
+    from vidcurate.transforms.models import MissingExtra
+    from vidcurate.transforms.models.clip import resolve_clip
 
     cfg = ClipConfig(enabled=True, model=DEFAULT_CLIP_MODEL,
                      pretrained=DEFAULT_CLIP_PRETRAINED, model_config=None, batch_size=32)
@@ -188,8 +188,8 @@ def default_clip_or_off() -> list[str]:
 
 
 def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
-    from pipeline.query import connect
-    from pipeline.run import run
+    from vidcurate.pipeline.query import connect
+    from vidcurate.pipeline.run import run
 
     output = os.path.abspath(output)  # the manifest must name absolute paths
     manifest = write_manifest(Path(output) / "demo-manifest.csv",
@@ -220,7 +220,7 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     con.sql(WIN_RATES_QUERY).show(max_width=160)
     print(f"Try: {command_name()} query {output} "
           f"\"SELECT clip_id, start_s, end_s, media_uri FROM clips\"")
-    from pipeline.report import write_report
+    from vidcurate.pipeline.report import write_report
 
     index = write_report(out)
     print(f"\nReport: open {index} in a browser (plots, dataset card, clip gallery; "

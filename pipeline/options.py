@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.media import MediaLimits
+from vidcurate.transforms.media import MediaLimits
 
 DETECTORS = ("content", "adaptive")
 ASR_BACKENDS = ("faster-whisper", "openai-whisper")
@@ -551,7 +551,7 @@ class RunConfig:
         if not schemes:
             raise ConfigError("--allow-schemes is empty")
         if o.untrusted:
-            from transforms.manifest import input_kind
+            from vidcurate.transforms.manifest import input_kind
 
             if input_kind(o.input, extensions) == "manifest":
                 # The rows are someone else's: URLs on the web only, never this
@@ -661,7 +661,7 @@ class RunConfig:
 
 
 def _teachers_config(o: CurationOptions, clip: ClipConfig) -> TeachersConfig:
-    from transforms.teachers import TEACHERS
+    from vidcurate.transforms.teachers import TEACHERS
 
     names = tuple(dict.fromkeys(n.strip() for n in o.teachers.split(",") if n.strip()))
     unknown = [n for n in names if n not in TEACHERS]
@@ -711,7 +711,7 @@ def _teachers_config(o: CurationOptions, clip: ClipConfig) -> TeachersConfig:
 def _stitch_config(o: CurationOptions, clip: ClipConfig) -> StitchConfig | None:
     if not clip.enabled or o.no_stitch:
         return None
-    from transforms.stitch import default_scale
+    from vidcurate.transforms.stitch import default_scale
 
     scale = o.stitch_scale if o.stitch_scale is not None else default_scale(clip.model)
     start, end = _positions(o.stitch_positions) or (0.05, 0.95)

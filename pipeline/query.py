@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
-from schemas.tables import TABLES
-from transforms.manifest import is_local
+from vidcurate.schemas.tables import TABLES
+from vidcurate.transforms.manifest import is_local
 
 VIEWS = ("videos", "clips", "captions", "errors", "runs")
 

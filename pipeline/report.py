@@ -15,7 +15,7 @@ import os
 import shutil
 from typing import Any
 
-from pipeline.query import connect
+from vidcurate.pipeline.query import connect
 
 THUMB_WIDTH = 320
 

@@ -19,13 +19,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult
 
-from pipeline import __version__
-from pipeline.dag import build
-from pipeline.options import ConfigError, FetchConfig, RunConfig, check_flags
-from schemas.redact import redact_options, redact_url
-from schemas.tables import SCHEMA_VERSION
-from transforms.manifest import input_kind, is_local
-from transforms.media import ffmpeg_version
+from vidcurate.pipeline import __version__
+from vidcurate.pipeline.dag import build
+from vidcurate.pipeline.options import ConfigError, FetchConfig, RunConfig, check_flags
+from vidcurate.schemas.redact import redact_options, redact_url
+from vidcurate.schemas.tables import SCHEMA_VERSION
+from vidcurate.transforms.manifest import input_kind, is_local
+from vidcurate.transforms.media import ffmpeg_version
 
 log = logging.getLogger("vidcurate")
 
@@ -67,7 +67,7 @@ def check_environment(cfg: RunConfig) -> RunConfig:
             raise ConfigError(f"{tool} is not on PATH: install ffmpeg (e.g. apt-get install "
                               f"ffmpeg) before running vidcurate")
     if cfg.ocr.enabled:
-        from transforms.models import MissingExtra, import_rapidocr
+        from vidcurate.transforms.models import MissingExtra, import_rapidocr
 
         try:
             import_rapidocr()
@@ -104,8 +104,8 @@ def check_environment(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"--run-id {cfg.run_id!r} was already used in {cfg.output}; "
                           "choose another (or leave it out)")
     if cfg.asr.enabled:
-        from transforms.models import MissingExtra
-        from transforms.models.whisper import resolve_model
+        from vidcurate.transforms.models import MissingExtra
+        from vidcurate.transforms.models.whisper import resolve_model
 
         try:
             cfg = dataclasses.replace(cfg, asr=resolve_model(cfg.asr))
@@ -113,8 +113,8 @@ def check_environment(cfg: RunConfig) -> RunConfig:
             raise ConfigError(str(e)) from e
         log.info("ASR: %s (%s)", cfg.asr.model_id, cfg.asr.model_path or "by name")
     if cfg.clip.enabled:
-        from transforms.models import MissingExtra
-        from transforms.models.clip import resolve_clip
+        from vidcurate.transforms.models import MissingExtra
+        from vidcurate.transforms.models.clip import resolve_clip
 
         try:
             cfg = cfg.with_clip(resolve_clip(cfg.clip))
@@ -122,8 +122,8 @@ def check_environment(cfg: RunConfig) -> RunConfig:
             raise ConfigError(str(e)) from e
         log.info("CLIP: %s (%s)", cfg.clip.model_id, cfg.clip.checkpoint_path or "by name")
     if "captioner" in cfg.teachers.names:
-        from transforms.models import MissingExtra, import_transformers
-        from transforms.teachers.captioner import resolve_captioner
+        from vidcurate.transforms.models import MissingExtra, import_transformers
+        from vidcurate.transforms.teachers.captioner import resolve_captioner
 
         try:
             import_transformers()
@@ -234,13 +234,13 @@ def _jsonable(value: Any) -> bool:
 
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> RunOutcome:
     """Run the curation pipeline; raises ConfigError before any work on bad options."""
-    from transforms.sinks import write_rows
+    from vidcurate.transforms.sinks import write_rows
 
     if argv is not None:
         argv = _runner_aliases(argv)
         if DASK_RUNNER in argv or f"--runner={DASK_RUNNER}" in argv:
             try:  # registers DaskOptions (--dask_client_address, ...) before parsing
-                import pipeline.dask_runner  # noqa: F401
+                import vidcurate.pipeline.dask_runner  # noqa: F401
             except ImportError as e:
                 raise ConfigError(f"DaskRunner needs dask: pip install 'dask[distributed]' "
                                   f"({e})") from e
@@ -272,7 +272,7 @@ def _run_with_progress(p: beam.Pipeline, cfg: RunConfig, show: bool) -> Pipeline
     import sys
     import tempfile
 
-    from transforms import progress
+    from vidcurate.transforms import progress
 
     folder = tempfile.mkdtemp(prefix=f"vidcurate-progress-{cfg.run_id}-")
     previous = os.environ.get(progress.ENV)
@@ -292,7 +292,7 @@ def _run_with_progress(p: beam.Pipeline, cfg: RunConfig, show: bool) -> Pipeline
     return result
 
 
-DASK_RUNNER = "pipeline.dask_runner.DaskRunner"
+DASK_RUNNER = "vidcurate.pipeline.dask_runner.DaskRunner"
 
 
 def _runner_aliases(argv: list[str]) -> list[str]:
@@ -337,7 +337,7 @@ def _remove_run_work(fetch: FetchConfig) -> None:
     """Remove the run's own download folder (run-<run id> inside --work-dir, and its
     local landing folder when the work dir is a shared store); never anything that was
     there before the run."""
-    from transforms.fetch import local_work_dir
+    from vidcurate.transforms.fetch import local_work_dir
 
     if "://" in fetch.work_dir and not fetch.work_dir.startswith("file://"):
         with contextlib.suppress(Exception):  # already empty, or never created

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.redact import redact_text, redact_url
+from vidcurate.schemas.redact import redact_text, redact_url
 
 VIDEO_STATUSES = ("ok", "failed", "skipped")
 BOUNDARY_KINDS = ("detected", "forced")

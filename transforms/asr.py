@@ -20,8 +20,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipeline.options import AsrConfig
-from schemas.records import (
+from vidcurate.pipeline.options import AsrConfig
+from vidcurate.schemas.records import (
     AsrResult,
     AsrTask,
     ClipRecord,
@@ -30,10 +30,10 @@ from schemas.records import (
     Segment,
     Word,
 )
-from transforms.errors import ERRORS, StageMetrics, split_outputs
-from transforms.inference import FAILED, RESULTS, Infer
-from transforms.media import DEFAULT_LIMITS, MediaError, MediaLimits, audio_windows
-from transforms.models.whisper import SAMPLE_RATE, Transcript, transcribe_array
+from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.inference import FAILED, RESULTS, Infer
+from vidcurate.transforms.media import DEFAULT_LIMITS, MediaError, MediaLimits, audio_windows
+from vidcurate.transforms.models.whisper import SAMPLE_RATE, Transcript, transcribe_array
 
 STAGE = "asr"
 GUARDS = ("unvoiced", "no_speech", "low_logprob", "repetition")
@@ -233,7 +233,7 @@ class Transcribe(beam.PTransform):
         self.cfg, self.run_id, self.limits = cfg, run_id, limits
 
     def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
-        from transforms.models.whisper import WhisperModelHandler
+        from vidcurate.transforms.models.whisper import WhisperModelHandler
 
         with_audio = videos | "HasAudio" >> beam.Filter(lambda v: v.info.has_audio)
         silent = (videos

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline.options import ClipConfig, TeachersConfig
-from schemas.records import CaptionCandidate, ClipRecord, Fetched
-from transforms.errors import ERRORS, StageMetrics, split_outputs
-from transforms.teachers import TEACHERS, ClipContext, Teacher, TeacherError
+from vidcurate.pipeline.options import ClipConfig, TeachersConfig
+from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Fetched
+from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.teachers import TEACHERS, ClipContext, Teacher, TeacherError
 
 STAGE = "teachers"
 

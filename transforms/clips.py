@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
-from pipeline.options import MediaConfig
-from schemas.records import ClipRecord, ClipTask, Span, SplitVideo
-from transforms.errors import ERRORS, StageMetrics, split_outputs
-from transforms.manifest import is_local
-from transforms.media import (
+from vidcurate.pipeline.options import MediaConfig
+from vidcurate.schemas.records import ClipRecord, ClipTask, Span, SplitVideo
+from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.manifest import is_local
+from vidcurate.transforms.media import (
     clip_extension,
     cut_clip,
     extract_frames,

@@ -16,9 +16,9 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from schemas.records import ErrorRecord
-from transforms import progress
-from transforms.media import MediaError
+from vidcurate.schemas.records import ErrorRecord
+from vidcurate.transforms import progress
+from vidcurate.transforms.media import MediaError
 
 ERRORS = "errors"  # the tag of every stage's error output
 SKIPPED = "skipped"

@@ -36,12 +36,12 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipeline.options import FetchConfig
-from schemas.records import Fetched, Source
-from transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
-from transforms.media import MediaError, file_digest, forget, is_remote, publish
-from transforms.probe import Skip
-from transforms.retry import backoff_s, retry_after_s
+from vidcurate.pipeline.options import FetchConfig
+from vidcurate.schemas.records import Fetched, Source
+from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
+from vidcurate.transforms.media import MediaError, file_digest, forget, is_remote, publish
+from vidcurate.transforms.probe import Skip
+from vidcurate.transforms.retry import backoff_s, retry_after_s
 
 STAGE = "fetch"
 _CHUNK = 1 << 20
@@ -530,7 +530,7 @@ class _FetchFn(beam.DoFn):
 
 
 def _order(fetched: Fetched) -> tuple[str, str]:
-    from transforms.manifest import _origin_order
+    from vidcurate.transforms.manifest import _origin_order
 
     base, row = _origin_order(fetched.source)
     return base, f"{row:012d}{fetched.source.uri}"

@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
-from transforms.errors import split_outputs
+from vidcurate.transforms.errors import split_outputs
 
 RESULTS, FAILED = "results", "failed"
 log = logging.getLogger("vidcurate")

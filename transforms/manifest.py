@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from schemas.records import ErrorRecord, Source
-from transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.schemas.records import ErrorRecord, Source
+from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
 
 STAGE = "manifest"
 MANIFEST_EXTENSIONS = ("csv", "tsv", "jsonl", "ndjson", "json", "parquet")

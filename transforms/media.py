@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import VideoInfo
+from vidcurate.schemas.records import VideoInfo
 
 _CHUNK = 1 << 20
 # Containers mp4 can take by stream copy; anything else is copied into Matroska.

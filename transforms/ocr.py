@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 from apache_beam.utils import shared
 
-from pipeline.options import OcrConfig
-from schemas.records import ClipRecord, OcrLine
-from transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
-from transforms.media import MediaError, read_frame
+from vidcurate.pipeline.options import OcrConfig
+from vidcurate.schemas.records import ClipRecord, OcrLine
+from vidcurate.transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
+from vidcurate.transforms.media import MediaError, read_frame
 
 STAGE = "ocr"
 # Two lines read in different keyframes are the same text when this similar (OCR
@@ -165,7 +165,7 @@ class _OcrFn(beam.DoFn):
         self.engine: Any = None
 
     def setup(self) -> None:
-        from transforms.models.ocr import load_engine
+        from vidcurate.transforms.models.ocr import load_engine
 
         cfg = self.cfg
         # Keep the holder: Shared only keeps a weak reference to it.

@@ -11,7 +11,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from schemas.records import (
+from vidcurate.schemas.records import (
     AsrResult,
     ErrorRecord,
     Fetched,
@@ -20,8 +20,8 @@ from schemas.records import (
     SplitVideo,
     VideoRow,
 )
-from transforms.clips import STAGE as CUT_STAGE
-from transforms.probe import Skip
+from vidcurate.transforms.clips import STAGE as CUT_STAGE
+from vidcurate.transforms.probe import Skip
 
 # Stages that add to clips that exist: their errors are noted on the video, not fatal.
 ENRICHING_STAGES = ("ocr", "asr")
@@ -94,7 +94,7 @@ def _row_from_join(item: tuple[str, dict[str, list]], run_id: str,
     fetched = next(iter(parts["fetched"]), None)
     if not keep_downloads:
         # Every stage that reads the file has reported for this video: free the disk.
-        from transforms.fetch import remove_download
+        from vidcurate.transforms.fetch import remove_download
 
         remove_download(fetched)
     return [video_outcome(

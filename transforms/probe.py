@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from schemas.records import Fetched, ProbedVideo, Source
-from transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
-from transforms.media import (
+from vidcurate.schemas.records import Fetched, ProbedVideo, Source
+from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
+from vidcurate.transforms.media import (
     DEFAULT_LIMITS,
     MediaError,
     MediaLimits,

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from schemas.records import Source
+from vidcurate.schemas.records import Source
 
 STAGE = "resume"
 

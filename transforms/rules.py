@@ -11,9 +11,9 @@ from collections import Counter
 
 import apache_beam as beam
 
-from pipeline.options import SplitConfig
-from schemas.records import ScenedVideo, Span, SplitVideo
-from transforms.errors import StageMetrics
+from vidcurate.pipeline.options import SplitConfig
+from vidcurate.schemas.records import ScenedVideo, Span, SplitVideo
+from vidcurate.transforms.errors import StageMetrics
 
 STAGE = "clip_rules"
 

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.tables import TABLES, table_schema
-from transforms.manifest import is_local
+from vidcurate.schemas.tables import TABLES, table_schema
+from vidcurate.transforms.manifest import is_local
 
 
 def table_dir(output: str, table: str) -> str:

@@ -29,11 +29,11 @@ from collections.abc import Iterator, Sequence
 import apache_beam as beam
 import numpy as np
 
-from pipeline.options import ClipConfig, SplitConfig, StitchConfig
-from schemas.records import Boundary, DroppedShot, ScenedVideo, Span
-from transforms.errors import ERRORS, StageMetrics, split_outputs
-from transforms.inference import FAILED, RESULTS, Infer
-from transforms.media import (
+from vidcurate.pipeline.options import ClipConfig, SplitConfig, StitchConfig
+from vidcurate.schemas.records import Boundary, DroppedShot, ScenedVideo, Span
+from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.inference import FAILED, RESULTS, Infer
+from vidcurate.transforms.media import (
     DEFAULT_LIMITS,
     MediaError,
     MediaLimits,
@@ -41,7 +41,7 @@ from transforms.media import (
     frames_by_number,
     mean_keyframe_interval_s,
 )
-from transforms.models.clip import (
+from vidcurate.transforms.models.clip import (
     ClipModelHandler,
     EmbedRequest,
     failed_owners,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.query import connect
-from pipeline.run import RunOutcome, run
-from transforms.asr import GUARDS
+from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.run import RunOutcome, run
+from vidcurate.transforms.asr import GUARDS
 
 SOUNDS = ("silence", "tone", "music")  # made by the `sounds` fixture in conftest
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from chatserver import ChatServer
-from conftest import CAPTION_TEACHERS as TEACHERS
-from conftest import run_cli
 
-from pipeline.query import connect
+from tests.support.chatserver import ChatServer
+from tests.support.helpers import CAPTION_TEACHERS as TEACHERS
+from tests.support.helpers import run_cli
+from vidcurate.pipeline.query import connect
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_reselect_among_a_subset_needs_no_model(captioned):
 
 
 def test_a_failing_vlm_server_never_stops_the_run(videos, tmp_path):
-    from pipeline.run import run
+    from vidcurate.pipeline.run import run
 
     out = tmp_path / "mixed"
     with ChatServer() as server:

@@ -12,13 +12,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli
-from media import ffmpeg, frame_at, same_frame
 
-from pipeline.options import ConfigError
-from pipeline.query import connect
-from pipeline.run import run
-from transforms.media import media_duration
+from tests.support.helpers import run_cli
+from tests.support.media import ffmpeg, frame_at, same_frame
+from vidcurate.pipeline.options import ConfigError
+from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.run import run
+from vidcurate.transforms.media import media_duration
 
 WEIRD = "clip with spaces ünïcødé $(touch PWNED) ; & `id` 'q\".mp4"
 

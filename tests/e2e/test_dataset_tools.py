@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from shapes_video import scene_video
-from tiny_clip import COLOURS, SHAPES
 
-from pipeline.query import connect
-from pipeline.run import run
+from tests.support.helpers import run_cli
+from tests.support.shapes_video import scene_video
+from tests.support.tiny_clip import COLOURS, SHAPES
+from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.run import run
 
 SCENES = [("circle", "red", "white", [1.0, 0.2, 0.5, 0.5]),
           ("square", "blue", "black", [0.8, 0.6, 0.4, 0.5])]

@@ -5,9 +5,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import execute_notebook
 
-from pipeline.query import connect
+from tests.support.helpers import execute_notebook
+from vidcurate.pipeline.query import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 

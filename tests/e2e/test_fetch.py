@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import fetch_config, run_cli
-from httpserver import LoopbackServer
 
-from pipeline.query import connect
-from pipeline.run import run
-from transforms.fetch import (
+from tests.support.helpers import fetch_config, run_cli
+from tests.support.httpserver import LoopbackServer
+from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.run import run
+from vidcurate.transforms.fetch import (
     FetchError,
     HostLimiter,
     backoff_s,
@@ -20,7 +20,7 @@ from transforms.fetch import (
     check_scheme,
     is_video_site,
 )
-from transforms.retry import retry_after_s
+from vidcurate.transforms.retry import retry_after_s
 
 QUICK = ["--read-timeout", "1", "--fetch-retries", "2", "--backoff", "0.05",
          "--backoff-max", "2", "--rate-per-host", "0", "--no-asr", "--no-ocr",
@@ -184,7 +184,7 @@ def test_shared_work_dir_stages_downloads_and_reads_bucket_objects(server, video
     per-worker cache, bucket objects are read in place, and staged files are removed."""
     import shutil
 
-    import stagefs  # noqa: F401 - registers the stagefs:// scheme
+    import tests.support.stagefs  # noqa: F401 - registers the stagefs:// scheme
 
     bucket = tmp_path / "bucket"
     (bucket / "in").mkdir(parents=True)
@@ -209,7 +209,7 @@ def test_shared_work_dir_stages_downloads_and_reads_bucket_objects(server, video
 
 
 def test_site_subtitles_are_kept_and_their_files_removed(tmp_path):
-    from transforms.fetch import collect_subtitles
+    from vidcurate.transforms.fetch import collect_subtitles
 
     vtt = tmp_path / "v.en.vtt"
     vtt.write_text("WEBVTT\n\n00:00.000 --> 00:01.000\nHello there\n")

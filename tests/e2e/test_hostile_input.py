@@ -17,16 +17,22 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import urllib3.util.connection
-from conftest import fetch_config, run_cli
-from httpserver import Loopback
-from media import Clip, Text, TextShot, ffmpeg, make_cuts_video, make_text_video
 
-from pipeline.query import connect
-from schemas.records import Source
-from transforms import fetch as fetch_module
-from transforms import media
-from transforms.fetch import FetchError, HostLimiter, download_http, fetch_source, public_address
-from transforms.probe import probe_source
+from tests.support.helpers import fetch_config, run_cli
+from tests.support.httpserver import Loopback
+from tests.support.media import Clip, Text, TextShot, ffmpeg, make_cuts_video, make_text_video
+from vidcurate.pipeline.query import connect
+from vidcurate.schemas.records import Source
+from vidcurate.transforms import fetch as fetch_module
+from vidcurate.transforms import media
+from vidcurate.transforms.fetch import (
+    FetchError,
+    HostLimiter,
+    download_http,
+    fetch_source,
+    public_address,
+)
+from vidcurate.transforms.probe import probe_source
 
 # On-screen text of the "private" video that hostile playlists point at; it must never
 # reach the dataset.

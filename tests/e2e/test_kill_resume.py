@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.query import connect
+from vidcurate.pipeline.query import connect
 
 ARGS = ["--keyframes", "1", "--clip-media", "copy", "--no-ocr", "--no-asr"]
 # Columns that differ between runs by design (ids of runs, times, where files went).
@@ -155,7 +155,7 @@ def test_killed_just_before_its_commit_then_rerun_equals_uninterrupted(corpus, r
 
 
 def test_rerun_with_nothing_new_does_no_model_work(videos, whisper_tiny_en, tmp_path):
-    from pipeline.run import run
+    from vidcurate.pipeline.run import run
 
     shutil.copy(videos.cuts, tmp_path / "cuts.mp4")
     args = ["--no-clip", "--input", str(tmp_path / "cuts.mp4"), "--output", str(tmp_path / "out"),
@@ -173,7 +173,7 @@ def test_rerun_with_nothing_new_does_no_model_work(videos, whisper_tiny_en, tmp_
 
 def test_multi_processing_gives_identical_tables(corpus, reference, tmp_path):
     """DirectRunner in-memory (the reference) and multi_processing with 2 workers."""
-    from pipeline.run import run
+    from vidcurate.pipeline.run import run
 
     out = tmp_path / "mp"
     run(["--input", str(corpus), "--output", str(out), *ARGS, "--direct_num_workers", "2",
@@ -186,7 +186,7 @@ def test_dask_runner_gives_identical_tables(corpus, reference, tmp_path):
     LocalCluster: the same tables as DirectRunner in-memory."""
     from distributed import Client, LocalCluster
 
-    from pipeline.run import run
+    from vidcurate.pipeline.run import run
 
     out = tmp_path / "dask"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -238,7 +238,7 @@ def test_model_stages_give_the_same_tables_on_every_runner(videos, speech, clip_
     DirectRunner in-memory, multi_processing with 2 workers, and Dask with 2 workers."""
     from distributed import Client, LocalCluster
 
-    from pipeline.run import run
+    from vidcurate.pipeline.run import run
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

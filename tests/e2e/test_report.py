@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import execute_notebook, run_cli
 
-from pipeline.query import connect
+from tests.support.helpers import execute_notebook, run_cli
+from vidcurate.pipeline.query import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "test-artifacts"
@@ -120,7 +120,7 @@ def _write_hostile_output(out: Path) -> list[dict]:
 
     from PIL import Image
 
-    from schemas.records import (
+    from vidcurate.schemas.records import (
         CaptionCandidate,
         CaptionRow,
         ClipRecord,
@@ -129,8 +129,8 @@ def _write_hostile_output(out: Path) -> list[dict]:
         Span,
         VideoRow,
     )
-    from schemas.tables import SCHEMA_VERSION
-    from transforms.sinks import write_rows
+    from vidcurate.schemas.tables import SCHEMA_VERSION
+    from vidcurate.transforms.sinks import write_rows
 
     run_id = "r1"
     frame = out / "frames" / "f.jpg"
@@ -185,7 +185,7 @@ def _write_hostile_output(out: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def hostile_report(tmp_path_factory) -> tuple[Path, list[dict]]:
-    from pipeline.report import write_report
+    from vidcurate.pipeline.report import write_report
 
     out = tmp_path_factory.mktemp("hostile") / "out"
     expected = _write_hostile_output(out)

@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from media import ffmpeg
 
-from pipeline.query import connect
-from pipeline.run import RunOutcome, run
+from tests.support.media import ffmpeg
+from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.run import RunOutcome, run
 
 VIDEOS = ("a", "b")
 # Cheap runs: tiny videos, no CLIP, ASR and OCR off unless the case is about them.

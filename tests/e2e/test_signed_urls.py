@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli
-from httpserver import Behaviour, Loopback, make_handler
 
-from pipeline.query import connect
-from transforms.manifest import normalise_uri, video_id_for
+from tests.support.helpers import run_cli
+from tests.support.httpserver import Behaviour, Loopback, make_handler
+from vidcurate.pipeline.query import connect
+from vidcurate.transforms.manifest import normalise_uri, video_id_for
 
 QUICK = ["--no-clip", "--no-asr", "--no-ocr", "--clip-media", "none", "--keyframes", "0",
          "--read-timeout", "1", "--fetch-retries", "1", "--backoff", "0.05",

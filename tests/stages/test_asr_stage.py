@@ -8,11 +8,11 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.options import AsrConfig
-from schemas.records import Source
-from transforms.asr import Transcribe
-from transforms.errors import ERRORS
-from transforms.probe import probe_source
+from vidcurate.pipeline.options import AsrConfig
+from vidcurate.schemas.records import Source
+from vidcurate.transforms.asr import Transcribe
+from vidcurate.transforms.errors import ERRORS
+from vidcurate.transforms.probe import probe_source
 
 
 def _cfg(model, batch_size: int = 4):
@@ -29,7 +29,7 @@ def _probed(path, vid):
 
 
 def test_transcribe_outputs_and_one_model_load(sounds, whisper_tiny_en, monkeypatch):
-    import transforms.models.whisper as whisper_models
+    import vidcurate.transforms.models.whisper as whisper_models
 
     loads = []
     real = whisper_models.load_backend
@@ -54,7 +54,7 @@ def test_transcribe_outputs_and_one_model_load(sounds, whisper_tiny_en, monkeypa
 
 
 def test_a_batch_that_raises_becomes_error_rows(sounds, whisper_tiny_en, monkeypatch):
-    import transforms.asr as asr
+    import vidcurate.transforms.asr as asr
 
     def broken(model, audio, cfg):
         raise RuntimeError("backend exploded")
@@ -73,18 +73,16 @@ def test_guards_keep_the_records_of_what_they_dropped(sounds, whisper_tiny_en):
     """With VAD off and thresholds that reject everything, every segment is dropped and
     named, never silently lost."""
     cfg = dataclasses.replace(_cfg(whisper_tiny_en), vad=False, logprob_threshold=0.0)
-    from conftest import LIBRIVOX
-    from media import ffmpeg
-
-    from transforms.asr import transcribe_task
-    from transforms.models.whisper import load_backend
+    from tests.support.media import LIBRIVOX, ffmpeg
+    from vidcurate.transforms.asr import transcribe_task
+    from vidcurate.transforms.models.whisper import load_backend
 
     video = sounds / "speechy.mp4"
     ffmpeg("-f", "lavfi", "-t", "3", "-i", "mandelbrot=size=160x90:rate=25", "-i",
            str(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0880.wav"), "-shortest",
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(video))
     probed = _probed(video, "s")
-    from schemas.records import AsrTask
+    from vidcurate.schemas.records import AsrTask
 
     result = transcribe_task(AsrTask("s", probed.source.uri, probed.local_path, probed.info),
                              load_backend(cfg), cfg)

@@ -13,19 +13,19 @@ import pytest
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from conftest import run_config
-from shapes_video import scene_video
-from tiny_clip import BACKGROUNDS, COLOURS, SHAPES, caption, jpeg, render
 
-from pipeline.options import ClipConfig, ConfigError
-from pipeline.query import connect
-from pipeline.run import run
-from schemas.records import CaptionCandidate, ClipRecord, Source, Span
-from transforms.embeddings import EmbedClips
-from transforms.models.clip import ClipModelHandler, EmbedRequest, resolve_clip
-from transforms.scoring import ScoreCaptions
-from transforms.teachers import TEACHERS, ClipContext
-from transforms.teachers.zero_shot import top_concepts
+from tests.support.helpers import run_config
+from tests.support.shapes_video import scene_video
+from tests.support.tiny_clip import BACKGROUNDS, COLOURS, SHAPES, caption, jpeg, render
+from vidcurate.pipeline.options import ClipConfig, ConfigError
+from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.run import run
+from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source, Span
+from vidcurate.transforms.embeddings import EmbedClips
+from vidcurate.transforms.models.clip import ClipModelHandler, EmbedRequest, resolve_clip
+from vidcurate.transforms.scoring import ScoreCaptions
+from vidcurate.transforms.teachers import TEACHERS, ClipContext
+from vidcurate.transforms.teachers.zero_shot import top_concepts
 
 TEACHER_NAMES = ("metadata", "speech", "ocr", "captioner", "vlm")
 
@@ -76,7 +76,7 @@ def test_steps_of_one_process_share_one_model(clip_cfg, monkeypatch):
     next one starts)."""
     from apache_beam.utils import shared
 
-    import transforms.models.clip as clip_module
+    import vidcurate.transforms.models.clip as clip_module
 
     loads = []
     real = clip_module.load_clip
@@ -101,7 +101,7 @@ def test_the_model_outlives_the_steps_that_used_it(clip_cfg, monkeypatch):
 
     from apache_beam.utils import shared
 
-    import transforms.models.clip as clip_module
+    import vidcurate.transforms.models.clip as clip_module
 
     loads = []
     real = clip_module.load_clip
@@ -228,7 +228,7 @@ def test_zero_shot_teacher_picks_the_right_concept(clip_cfg, tmp_path, monkeypat
     assert teacher.concepts == concepts
     # The concept matrix is cached on disk: a new process reuses it without the model.
     assert len(list((tmp_path / "cache" / "zero_shot").glob("*.npy"))) == 1
-    import transforms.models.clip as clip_module
+    import vidcurate.transforms.models.clip as clip_module
 
     monkeypatch.setattr(TEACHERS["zero_shot"], "_matrices", {})
     monkeypatch.setattr(clip_module, "shared_clip", lambda cfg: pytest.fail("model loaded"))
@@ -237,7 +237,7 @@ def test_zero_shot_teacher_picks_the_right_concept(clip_cfg, tmp_path, monkeypat
     assert np.array_equal(again.matrix, teacher.matrix)
     monkeypatch.undo()
     rng = random.Random(99)
-    from transforms.models.clip import embed_images, load_clip
+    from vidcurate.transforms.models.clip import embed_images, load_clip
 
     model = load_clip(clip_cfg)
     right = 0
@@ -302,8 +302,8 @@ def _embed_requests() -> list[EmbedRequest]:
 def test_both_inference_paths_give_every_request_its_embedding(clip_cfg, grouped):
     """Infer is RunInference, or (on Dask) batches grouped by owner: the same embeddings,
     a failing batch on the dead-letter output, RunInference's metric names."""
-    from transforms.inference import FAILED, RESULTS, Infer
-    from transforms.models.clip import request_owner, shared_clip
+    from vidcurate.transforms.inference import FAILED, RESULTS, Infer
+    from vidcurate.transforms.models.clip import request_owner, shared_clip
 
     requests = _embed_requests()
     handler = ClipModelHandler(clip_cfg, namespace="infer_test")
@@ -340,7 +340,7 @@ def test_both_inference_paths_give_every_request_its_embedding(clip_cfg, grouped
 
 def test_grouped_inference_loads_the_model_once_per_process(clip_cfg, monkeypatch):
     """Dask sets a DoFn up and tears it down for every partition."""
-    import transforms.inference as inference
+    import vidcurate.transforms.inference as inference
 
     loads = []
 
@@ -362,8 +362,8 @@ def test_the_grouped_path_is_chosen_for_dask_only():
     from apache_beam.runners.dask.dask_runner import DaskRunner as BeamDask
     from apache_beam.runners.direct.direct_runner import DirectRunner
 
-    from pipeline.dask_runner import DaskRunner
-    from transforms.inference import groups_batches
+    from vidcurate.pipeline.dask_runner import DaskRunner
+    from vidcurate.transforms.inference import groups_batches
 
     assert groups_batches(DaskRunner()) and groups_batches(BeamDask())
     assert not groups_batches(DirectRunner())

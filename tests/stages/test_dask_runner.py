@@ -10,7 +10,7 @@ from apache_beam.runners.dask import dask_runner as beam_dask
 from apache_beam.runners.dask.overrides import dask_overrides
 from apache_beam.runners.dask.transform_evaluator import defenestrate
 
-from pipeline.dask_runner import DaskRunner, _our_translations
+from vidcurate.pipeline.dask_runner import DaskRunner, _our_translations
 
 
 def _bags(bounded: bool) -> dict[str, object]:

@@ -22,20 +22,27 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
-from shapes_video import scene_video
-from tiny_clip import jpeg, render
 
-import transforms.inference as inference
-from pipeline.options import RunConfig
-from schemas.records import Boundary, CaptionCandidate, ClipRecord, ScenedVideo, Source, Span
-from transforms.asr import Transcribe
-from transforms.embeddings import EmbedClips
-from transforms.errors import ERRORS
-from transforms.models.clip import ClipModelHandler, request_owner, resolve_clip
-from transforms.models.whisper import WhisperModelHandler, resolve_model
-from transforms.probe import probe_source
-from transforms.scoring import ScoreCaptions
-from transforms.stitch import Stitch
+import vidcurate.transforms.inference as inference
+from tests.support.shapes_video import scene_video
+from tests.support.tiny_clip import jpeg, render
+from vidcurate.pipeline.options import RunConfig
+from vidcurate.schemas.records import (
+    Boundary,
+    CaptionCandidate,
+    ClipRecord,
+    ScenedVideo,
+    Source,
+    Span,
+)
+from vidcurate.transforms.asr import Transcribe
+from vidcurate.transforms.embeddings import EmbedClips
+from vidcurate.transforms.errors import ERRORS
+from vidcurate.transforms.models.clip import ClipModelHandler, request_owner, resolve_clip
+from vidcurate.transforms.models.whisper import WhisperModelHandler, resolve_model
+from vidcurate.transforms.probe import probe_source
+from vidcurate.transforms.scoring import ScoreCaptions
+from vidcurate.transforms.stitch import Stitch
 
 PATHS = {"runinference": False, "grouped": True}
 

@@ -8,14 +8,14 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.options import MediaConfig, OcrConfig, SplitConfig
-from schemas.records import Source
-from transforms.clips import cut_one, plan_clips
-from transforms.errors import ERRORS
-from transforms.ocr import OCR
-from transforms.probe import probe_source
-from transforms.rules import apply_rules
-from transforms.scenes import detect_scenes
+from vidcurate.pipeline.options import MediaConfig, OcrConfig, SplitConfig
+from vidcurate.schemas.records import Source
+from vidcurate.transforms.clips import cut_one, plan_clips
+from vidcurate.transforms.errors import ERRORS
+from vidcurate.transforms.ocr import OCR
+from vidcurate.transforms.probe import probe_source
+from vidcurate.transforms.rules import apply_rules
+from vidcurate.transforms.scenes import detect_scenes
 
 CFG = OcrConfig(enabled=True, min_confidence=0.5, det_side=960, angle_cls=False)
 
@@ -29,7 +29,7 @@ def _clips(video, tmp_path):
 
 
 def test_ocr_stage_outputs_and_unreadable_frames(text_video, tmp_path, monkeypatch):
-    import transforms.models.ocr as ocr_models
+    import vidcurate.transforms.models.ocr as ocr_models
 
     loads = []
     real_load = ocr_models.load_engine

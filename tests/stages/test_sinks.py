@@ -14,8 +14,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
-from schemas.records import ErrorRecord
-from transforms.sinks import CountAll, WriteTable
+from vidcurate.schemas.records import ErrorRecord
+from vidcurate.transforms.sinks import CountAll, WriteTable
 
 
 def _errors(n: int) -> list[ErrorRecord]:

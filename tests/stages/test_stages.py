@@ -7,18 +7,18 @@ import shutil
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from conftest import fetch_config
 
-from pipeline.options import MediaConfig
-from schemas.records import Source
-from transforms.clips import CutClips
-from transforms.errors import ERRORS, SKIPPED
-from transforms.fetch import Fetch
-from transforms.manifest import ReadManifest, normalise_uri, video_id_for
-from transforms.outcomes import BuildVideoRows
-from transforms.probe import Probe, probe_source
-from transforms.rules import ApplyClipRules
-from transforms.scenes import DetectScenes
+from tests.support.helpers import fetch_config
+from vidcurate.pipeline.options import MediaConfig
+from vidcurate.schemas.records import Source
+from vidcurate.transforms.clips import CutClips
+from vidcurate.transforms.errors import ERRORS, SKIPPED
+from vidcurate.transforms.fetch import Fetch
+from vidcurate.transforms.manifest import ReadManifest, normalise_uri, video_id_for
+from vidcurate.transforms.outcomes import BuildVideoRows
+from vidcurate.transforms.probe import Probe, probe_source
+from vidcurate.transforms.rules import ApplyClipRules
+from vidcurate.transforms.scenes import DetectScenes
 
 EXTS = ("mp4",)
 
@@ -40,7 +40,7 @@ def _distribution_count(result, stage: str) -> int:
 
 
 def _audio_only(path):
-    from media import ffmpeg
+    from tests.support.media import ffmpeg
 
     ffmpeg("-f", "lavfi", "-t", "2", "-i", "sine=frequency=300", "-c:a", "aac", str(path))
     return path
@@ -118,7 +118,7 @@ def test_detect_scenes_outputs(tmp_path, videos, split_cfg):
 
 
 def test_clip_rules_and_cut_clips(tmp_path, videos, split_cfg):
-    from transforms.scenes import detect_scenes
+    from vidcurate.transforms.scenes import detect_scenes
 
     scened = [detect_scenes(probe_source(_src(v)), split_cfg)
               for v in (videos.cuts, videos.long_shot)]
@@ -148,8 +148,8 @@ def test_clip_rules_and_cut_clips(tmp_path, videos, split_cfg):
 
 
 def test_build_video_rows_one_per_source():
-    from schemas.records import ErrorRecord
-    from transforms.probe import Skip
+    from vidcurate.schemas.records import ErrorRecord
+    from vidcurate.transforms.probe import Skip
 
     a, b, c = (Source(uri=f"/v/{n}.mp4", video_id=n) for n in "abc")
     err = ErrorRecord("probe", "/v/b.mp4", "probe_failed", "bad", "run1", video_id="b")
@@ -174,7 +174,7 @@ def test_build_video_rows_one_per_source():
 
 
 def test_split_outputs_routes_tagged_values_like_with_outputs():
-    from transforms.errors import split_outputs
+    from vidcurate.transforms.errors import split_outputs
 
     class Parity(beam.DoFn):
         def setup(self):
@@ -195,9 +195,9 @@ def test_split_outputs_routes_tagged_values_like_with_outputs():
 
 
 def test_dask_runner_by_name():
-    from pipeline.run import _runner_aliases
+    from vidcurate.pipeline.run import _runner_aliases
 
-    full = "pipeline.dask_runner.DaskRunner"
+    full = "vidcurate.pipeline.dask_runner.DaskRunner"
     assert _runner_aliases(["--runner", "DaskRunner", "--x"]) == ["--runner", full, "--x"]
     assert _runner_aliases(["--runner=DaskRunner"]) == [f"--runner={full}"]
     assert _runner_aliases(["--runner", "DirectRunner"]) == ["--runner", "DirectRunner"]

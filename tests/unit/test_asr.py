@@ -6,14 +6,14 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from metrics import wer
 
-from pipeline.options import AsrConfig, ConfigError
-from pipeline.query import connect
-from pipeline.run import run
-from schemas.records import AsrResult, DroppedSegment, Segment, Word
-from transforms.asr import (
+from tests.support.helpers import run_cli
+from tests.support.metrics import wer
+from vidcurate.pipeline.options import AsrConfig, ConfigError
+from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.run import run
+from vidcurate.schemas.records import AsrResult, DroppedSegment, Segment, Word
+from vidcurate.transforms.asr import (
     apply_guards,
     guard_for,
     max_ngram_count,
@@ -113,10 +113,10 @@ def test_librivox_word_error_rate_through_the_pipeline(speech, speech_run):
 
 def test_speech_across_cuts_is_neither_lost_nor_duplicated(speech, speech_run,
                                                            whisper_tiny_en):
-    from schemas.records import AsrTask, Source
-    from transforms.asr import transcribe_task
-    from transforms.models.whisper import load_backend
-    from transforms.probe import probe_source
+    from vidcurate.schemas.records import AsrTask, Source
+    from vidcurate.transforms.asr import transcribe_task
+    from vidcurate.transforms.models.whisper import load_backend
+    from vidcurate.transforms.probe import probe_source
 
     clips = _clips(speech_run)
     words = [w for c in clips for w in c["transcript_words"]]
@@ -209,11 +209,11 @@ def test_models_that_cannot_be_had_fail_before_the_graph(tmp_path, videos):
 def test_windowed_transcription_keeps_the_words_and_their_times(speech, whisper_tiny_en):
     """A video is transcribed in windows that end at quiet moments: the words and their
     video times are those of one long window, up to Whisper's own variation."""
-    from schemas.records import AsrTask, Source
-    from transforms.asr import transcribe_task
-    from transforms.media import audio_windows
-    from transforms.models.whisper import load_backend
-    from transforms.probe import probe_source
+    from vidcurate.schemas.records import AsrTask, Source
+    from vidcurate.transforms.asr import transcribe_task
+    from vidcurate.transforms.media import audio_windows
+    from vidcurate.transforms.models.whisper import load_backend
+    from vidcurate.transforms.probe import probe_source
 
     video = probe_source(Source(uri=str(speech.video), video_id="s"))
     task = AsrTask("s", video.source.uri, video.local_path, video.info)

@@ -6,13 +6,13 @@ import dataclasses
 import time
 
 import pytest
-from chatserver import ChatServer
-from conftest import run_config
 
-from pipeline.options import VlmConfig
-from schemas.records import CaptionCandidate, ClipRecord, Source, Span
-from transforms.teachers import TEACHERS, ClipContext, TeacherError
-from transforms.teachers.chat import ChatClient
+from tests.support.chatserver import ChatServer
+from tests.support.helpers import run_config
+from vidcurate.pipeline.options import VlmConfig
+from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source, Span
+from vidcurate.transforms.teachers import TEACHERS, ClipContext, TeacherError
+from vidcurate.transforms.teachers.chat import ChatClient
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,21 @@
 import dataclasses
 
 import pytest
-from media import frame_at, same_frame
 
-from pipeline.options import MediaConfig
-from schemas.records import Source, Span
-from transforms.clips import (
+from tests.support.media import frame_at, same_frame
+from vidcurate.pipeline.options import MediaConfig
+from vidcurate.schemas.records import Source, Span
+from vidcurate.transforms.clips import (
     clip_id_for,
     cut_one,
     keyframe_at_or_before,
     keyframe_positions,
     plan_clips,
 )
-from transforms.media import MediaError, media_duration
-from transforms.probe import probe_source
-from transforms.rules import apply_rules
-from transforms.scenes import detect_scenes
+from vidcurate.transforms.media import MediaError, media_duration
+from vidcurate.transforms.probe import probe_source
+from vidcurate.transforms.rules import apply_rules
+from vidcurate.transforms.scenes import detect_scenes
 
 
 def test_clip_id_is_deterministic_and_depends_on_span_and_params():
@@ -44,7 +44,7 @@ def test_keyframe_at_or_before():
 
 @pytest.fixture(scope="module")
 def cuts_split(videos):
-    from pipeline.options import SplitConfig
+    from vidcurate.pipeline.options import SplitConfig
 
     cfg = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
     video = probe_source(Source(uri=str(videos.cuts), video_id="cutsvideo"))
@@ -120,10 +120,10 @@ def test_seeks_account_for_a_video_stream_that_starts_late(videos, tmp_path):
     """Audio at 0 s, video from 0.5 s: -ss counts from the container start, our spans
     from the first video frame; clips and keyframes must still show the same frames."""
     import numpy as np
-    from media import ffmpeg
     from PIL import Image
 
-    from pipeline.options import SplitConfig
+    from tests.support.media import ffmpeg
+    from vidcurate.pipeline.options import SplitConfig
 
     delayed = tmp_path / "delayed.mp4"
     ffmpeg("-itsoffset", "0.5", "-i", str(videos.cuts), "-i", str(videos.cuts), "-map", "0:v",

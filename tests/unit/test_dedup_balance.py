@@ -8,8 +8,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.balance import Matcher, balance, draw, read_entries
-from transforms.dedup import DedupConfig, FindDuplicates, Item, find_duplicates, recall
+from vidcurate.transforms.balance import Matcher, balance, draw, read_entries
+from vidcurate.transforms.dedup import DedupConfig, FindDuplicates, Item, find_duplicates, recall
 
 CFG = DedupConfig(threshold=0.95)
 

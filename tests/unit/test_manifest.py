@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.records import Source
-from transforms.manifest import (
+from vidcurate.schemas.records import Source
+from vidcurate.transforms.manifest import (
     ManifestRowError,
     RowProblem,
     expand_input,
@@ -115,7 +115,7 @@ def test_hidden_folders_and_the_runs_own_output_are_not_inputs(tmp_path):
 
 
 def test_duplicates_keep_the_first_manifest_row():
-    from transforms.manifest import _first_of_duplicates
+    from vidcurate.transforms.manifest import _first_of_duplicates
 
     rows = [Source(uri="/a.mp4", video_id="v", title=f"row {n}", origin=f"m.csv#row={n}")
             for n in (10, 2, 33)]

@@ -3,8 +3,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from schemas.records import Source
-from transforms.media import (
+from vidcurate.schemas.records import Source
+from vidcurate.transforms.media import (
     MediaError,
     NoVideoStream,
     clip_extension,
@@ -100,8 +100,8 @@ def test_keyframe_times_follow_the_gop(videos):
 
 
 def test_tools_are_time_limited(videos, monkeypatch):
-    from transforms import media
-    from transforms.probe import probe_source
+    from vidcurate.transforms import media
+    from vidcurate.transforms.probe import probe_source
 
     with pytest.raises(MediaError) as e:
         media.run_tool(["sleep", "5"], 0.2, "sleeping")
@@ -131,8 +131,8 @@ def _diff(a, b) -> float:
 def test_frames_by_number_are_exact_at_cuts_and_match_seeking(videos):
     """Frame numbers are detection's numbers: the last frame of a shot and the first of
     the next are told apart, by the one-pass reader and by seeking alike."""
-    from transforms.probe import probe_source
-    from transforms.stitch import read_frames, seek_time_s
+    from vidcurate.transforms.probe import probe_source
+    from vidcurate.transforms.stitch import read_frames, seek_time_s
 
     video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
     cuts = [round(t * 25) for t in videos.cuts_truth]  # first frame of each new shot
@@ -150,8 +150,8 @@ def test_frames_by_number_are_exact_at_cuts_and_match_seeking(videos):
 
 
 def test_frames_by_number_stream_in_chunks_and_stop_at_the_end(videos, monkeypatch):
-    from transforms import media
-    from transforms.probe import probe_source
+    from vidcurate.transforms import media
+    from vidcurate.transforms.probe import probe_source
 
     monkeypatch.setattr(media, "SELECT_MAX_FRAMES", 3)
     video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
@@ -192,8 +192,8 @@ def test_audio_windows_cover_the_audio_and_end_at_quiet_moments(tmp_path):
     and carry their start on the video's clock."""
     import subprocess
 
-    from transforms.media import audio_windows, quietest_point
-    from transforms.probe import probe_source
+    from vidcurate.transforms.media import audio_windows, quietest_point
+    from vidcurate.transforms.probe import probe_source
 
     assert quietest_point(np.array([5, 5, 5, 5, 0, 0, 5, 5], np.float32), 2) == 5
     # A tone with 0.2 s of silence every 3.7 s: [3.4, 3.6), [7.1, 7.3), ...
@@ -221,8 +221,8 @@ def test_audio_windows_cover_the_audio_and_end_at_quiet_moments(tmp_path):
 
 
 def test_audio_that_cannot_be_decoded_is_a_media_error(tmp_path, videos):
-    from transforms.media import audio_windows
-    from transforms.probe import probe_source
+    from vidcurate.transforms.media import audio_windows
+    from vidcurate.transforms.probe import probe_source
 
     video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
     broken = tmp_path / "broken.mp4"
@@ -237,8 +237,8 @@ def test_media_errors_survive_pickling_with_their_fields():
     """Runners pickle failures that cross a step boundary (dead-letter outputs)."""
     import pickle
 
-    from transforms.fetch import FetchError
-    from transforms.media import MediaError, NoVideoStream
+    from vidcurate.transforms.fetch import FetchError
+    from vidcurate.transforms.media import MediaError, NoVideoStream
 
     for error in (MediaError("audio_failed", "ffmpeg: no audio"), NoVideoStream("an mp3"),
                   FetchError("http_error", "503 from host", retryable=True, retry_after=2.0)):

@@ -3,7 +3,7 @@
 import torch
 from PIL import Image
 
-from transforms.models import import_open_clip, import_torchvision
+from vidcurate.transforms.models import import_open_clip, import_torchvision
 
 
 def test_torchvision_transforms_work():

@@ -7,15 +7,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import TEXT_EXPECTED
-from metrics import cer
 
-from pipeline.demo import still_video
-from pipeline.options import OcrConfig
-from pipeline.query import connect
-from pipeline.run import run
-from schemas.records import OcrLine
-from transforms.ocr import coverage, lines_from_result, merge_text, reading_order
+from tests.support.helpers import TEXT_EXPECTED
+from tests.support.metrics import cer
+from vidcurate.pipeline.demo import still_video
+from vidcurate.pipeline.options import OcrConfig
+from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.run import run
+from vidcurate.schemas.records import OcrLine
+from vidcurate.transforms.ocr import coverage, lines_from_result, merge_text, reading_order
 
 CFG = OcrConfig(enabled=True, min_confidence=0.5, det_side=960, angle_cls=False)
 
@@ -136,7 +136,7 @@ def test_min_confidence_option_filters_lines(text_video, tmp_path):
 
 
 def test_ocr_config_engine_params():
-    from transforms.models.ocr import engine_params
+    from vidcurate.transforms.models.ocr import engine_params
 
     params = engine_params(dataclasses.replace(CFG, angle_cls=True, det_side=640))
     assert params["Global.use_cls"] is True and params["Det.limit_side_len"] == 640
@@ -146,7 +146,7 @@ def test_ocr_config_engine_params():
 def test_missing_ocr_extra_stops_before_the_graph(videos, tmp_path, monkeypatch):
     import sys
 
-    from pipeline.options import ConfigError
+    from vidcurate.pipeline.options import ConfigError
 
     monkeypatch.setitem(sys.modules, "rapidocr", None)
     with pytest.raises(ConfigError, match=r"pip install 'vidcurate\[ocr\]', or run with --no-ocr"):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import NO_HUB_CACHE
+
+from tests.support.helpers import NO_HUB_CACHE
 
 
 def test_huggingface_hub_saw_the_offline_settings():

@@ -3,7 +3,7 @@ import os
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.options import ConfigError, RunConfig
+from vidcurate.pipeline.options import ConfigError, RunConfig
 
 
 def _cfg(*args):
@@ -65,7 +65,7 @@ def test_local_output_is_made_absolute_and_glob_names_refused(tmp_path, monkeypa
 
 
 def test_near_miss_flags_are_errors_other_flags_pass_through():
-    from pipeline.options import check_flags
+    from vidcurate.pipeline.options import check_flags
 
     check_flags(["--input", "x", "--runner", "DirectRunner", "--direct_num_workers", "2",
                  "--clip-media=exact", "--project", "p", "--some_runner_flag", "1"])

@@ -1,4 +1,4 @@
-from schemas.records import (
+from vidcurate.schemas.records import (
     Boundary,
     ErrorRecord,
     ProbedVideo,
@@ -8,8 +8,8 @@ from schemas.records import (
     SplitVideo,
     VideoInfo,
 )
-from transforms.outcomes import video_outcome
-from transforms.probe import Skip
+from vidcurate.transforms.outcomes import video_outcome
+from vidcurate.transforms.probe import Skip
 
 SRC = Source(uri="/v/a.mp4", video_id="vid")
 INFO = VideoInfo(10.0, 0.0, 0.0, 25.0, False, 320, 180, 0, "h264", "yuv420p", None, False,

@@ -6,7 +6,7 @@ import io
 import json
 import multiprocessing
 
-from transforms import progress
+from vidcurate.transforms import progress
 
 
 def _worker(folder: str, n: int) -> None:

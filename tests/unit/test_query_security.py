@@ -15,10 +15,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli
 
-from pipeline.query import NotReadOnly, connect, query
-from schemas.tables import TABLES, table_schema
+from tests.support.helpers import run_cli
+from vidcurate.pipeline.query import NotReadOnly, connect, query
+from vidcurate.schemas.tables import TABLES, table_schema
 
 SECRET = "canary-secret-7f3a"
 NOW = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)

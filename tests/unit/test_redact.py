@@ -8,8 +8,14 @@ import json
 
 import pytest
 
-from schemas.records import ClipRecord, ErrorRecord, Fetched, Source, Span, VideoRow
-from schemas.redact import REDACTED, is_secret_name, redact_options, redact_text, redact_url
+from vidcurate.schemas.records import ClipRecord, ErrorRecord, Fetched, Source, Span, VideoRow
+from vidcurate.schemas.redact import (
+    REDACTED,
+    is_secret_name,
+    redact_options,
+    redact_text,
+    redact_url,
+)
 
 
 @pytest.mark.parametrize("url, expected", [

@@ -1,7 +1,7 @@
 import dataclasses
 
-from schemas.records import Span
-from transforms.rules import make_spans
+from vidcurate.schemas.records import Span
+from vidcurate.transforms.rules import make_spans
 
 
 def _shots(*lengths_s, fps=25):

@@ -5,9 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from schemas.records import Source
-from transforms.probe import probe_source
-from transforms.scenes import (
+from vidcurate.schemas.records import Source
+from vidcurate.transforms.probe import probe_source
+from vidcurate.transforms.scenes import (
     detect_cut_frames,
     detect_scenes,
     forced_cut_frames,

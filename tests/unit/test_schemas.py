@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from schemas.records import (
+from vidcurate.schemas.records import (
     Boundary,
     CaptionCandidate,
     CaptionRow,
@@ -20,7 +20,7 @@ from schemas.records import (
     VideoInfo,
     VideoRow,
 )
-from schemas.tables import METADATA_KEY, SCHEMA_VERSION, TABLES, table_schema
+from vidcurate.schemas.tables import METADATA_KEY, SCHEMA_VERSION, TABLES, table_schema
 
 INFO = VideoInfo(10.0, 0.0, 0.0, 25.0, True, 320, 180, 90, "h264", "yuv420p", "aac", True,
                  0.0, "mp4",

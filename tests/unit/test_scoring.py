@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from schemas.records import CaptionCandidate, ClipRecord, Span
-from transforms.scoring import BY_CLIP, BY_PRIORITY, clip_scores, score_clip, select
+from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Span
+from vidcurate.transforms.scoring import BY_CLIP, BY_PRIORITY, clip_scores, score_clip, select
 
 PRIORITY = ("vlm", "captioner", "metadata")
 

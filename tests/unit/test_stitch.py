@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline.options import SplitConfig, StitchConfig
-from schemas.records import Boundary, ProbedVideo, ScenedVideo, Source, Span
-from transforms.rules import apply_rules
-from transforms.stitch import boundary_frames, stitch
+from vidcurate.pipeline.options import SplitConfig, StitchConfig
+from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Source, Span
+from vidcurate.transforms.rules import apply_rules
+from vidcurate.transforms.stitch import boundary_frames, stitch
 
 FPS = 10.0
 DIM = 8
@@ -145,7 +145,7 @@ def test_events_feed_the_clip_rules():
 
 
 def _info(duration_s: float, fps: float):
-    from schemas.records import VideoInfo
+    from vidcurate.schemas.records import VideoInfo
 
     return VideoInfo(duration_s=duration_s, start_time_s=0.0, container_start_s=0.0, fps=fps,
                      is_vfr=False, width=64, height=64, rotation=0, video_codec="h264",
@@ -155,7 +155,7 @@ def _info(duration_s: float, fps: float):
 
 
 def test_sequential_reading_is_chosen_when_seeking_costs_more():
-    from transforms.stitch import SEEK_COST_S, sequential_is_cheaper
+    from vidcurate.transforms.stitch import SEEK_COST_S, sequential_is_cheaper
 
     dense = [i * 2.0 for i in range(30)]  # a frame every 2 s of a 1-minute video
     assert sequential_is_cheaper(dense, keyframe_interval_s=10.0)
@@ -170,15 +170,15 @@ def test_sequential_reading_is_chosen_when_seeking_costs_more():
 
 @pytest.fixture(scope="module")
 def scened_cuts(videos):
-    from transforms.probe import probe_source
-    from transforms.scenes import detect_scenes
+    from vidcurate.transforms.probe import probe_source
+    from vidcurate.transforms.scenes import detect_scenes
 
     video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
     return detect_scenes(video, dataclasses.replace(SPLIT, stitch=None))
 
 
 def _frames_by_key(scened, cfg=STITCH):
-    from transforms.stitch import boundary_frames_of
+    from vidcurate.transforms.stitch import boundary_frames_of
 
     out = {}
     for i, pos, image in boundary_frames_of(scened, cfg):
@@ -188,7 +188,7 @@ def _frames_by_key(scened, cfg=STITCH):
 
 
 def test_boundary_frames_are_the_same_read_in_one_pass_or_by_seeking(scened_cuts, monkeypatch):
-    from transforms import stitch as stitch_module
+    from vidcurate.transforms import stitch as stitch_module
 
     keys = {(i, pos) for i in range(len(scened_cuts.shots)) for pos in (0, 1)}
     one_pass = _frames_by_key(scened_cuts)
@@ -202,8 +202,8 @@ def test_boundary_frames_are_the_same_read_in_one_pass_or_by_seeking(scened_cuts
 
 
 def test_frames_a_failed_pass_did_not_give_are_read_by_seeking(scened_cuts, monkeypatch):
-    from transforms import stitch as stitch_module
-    from transforms.media import MediaError
+    from vidcurate.transforms import stitch as stitch_module
+    from vidcurate.transforms.media import MediaError
 
     real = stitch_module.frames_by_number
 
@@ -219,7 +219,7 @@ def test_frames_a_failed_pass_did_not_give_are_read_by_seeking(scened_cuts, monk
 
 
 def test_no_readable_frame_is_a_media_error(scened_cuts, tmp_path):
-    from transforms.media import MediaError
+    from vidcurate.transforms.media import MediaError
 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video any more")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import run_config
 
-from pipeline.options import RunConfig
-from schemas.records import ClipRecord, OcrLine, Source, Span
-from transforms.teachers import TEACHERS, ClipContext, TeacherError
-from transforms.teachers.ocr import is_descriptive
-from transforms.teachers.speech import condense
-from transforms.teachers.text import clean_description, clean_title, strip_emoji
+from tests.support.helpers import run_config
+from vidcurate.pipeline.options import RunConfig
+from vidcurate.schemas.records import ClipRecord, OcrLine, Source, Span
+from vidcurate.transforms.teachers import TEACHERS, ClipContext, TeacherError
+from vidcurate.transforms.teachers.ocr import is_descriptive
+from vidcurate.transforms.teachers.speech import condense
+from vidcurate.transforms.teachers.text import clean_description, clean_title, strip_emoji
 
 
 def config(*args: str) -> RunConfig:
@@ -140,7 +140,7 @@ def test_ocr_teacher_slide_and_overlay():
 
 def test_default_teachers_without_clip_leave_zero_shot_out():
     assert config().teachers.names == ("metadata", "speech", "ocr")
-    from pipeline.options import ConfigError
+    from vidcurate.pipeline.options import ConfigError
 
     with pytest.raises(ConfigError, match="zero_shot teacher needs CLIP"):
         config("--teachers", "zero_shot")
@@ -153,7 +153,7 @@ def test_default_teachers_without_clip_leave_zero_shot_out():
 def test_captioner_runs_a_transformers_model_from_a_local_folder(tiny_captioner, tmp_path):
     from PIL import Image
 
-    from transforms.teachers.captioner import resolve_captioner
+    from vidcurate.transforms.teachers.captioner import resolve_captioner
 
     frames = []
     for i in range(3):
@@ -179,8 +179,8 @@ def test_captioner_runs_a_transformers_model_from_a_local_folder(tiny_captioner,
 
 
 def test_captioner_model_that_cannot_be_had_fails_before_the_graph(tmp_path):
-    from pipeline.options import ConfigError
-    from transforms.teachers.captioner import resolve_captioner
+    from vidcurate.pipeline.options import ConfigError
+    from vidcurate.transforms.teachers.captioner import resolve_captioner
 
     with pytest.raises(ConfigError, match="--captioner-model PATH"):
         resolve_captioner(str(tmp_path))  # a folder without config.json

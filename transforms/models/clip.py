@@ -21,8 +21,8 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.utils import shared
 
-from pipeline.options import ClipConfig, ConfigError
-from transforms.models import import_open_clip
+from vidcurate.pipeline.options import ClipConfig, ConfigError
+from vidcurate.transforms.models import import_open_clip
 
 OFFLINE_HINT = (
     "On a machine without internet pass local weights with --clip-pretrained PATH (an "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipeline.options import OcrConfig
-from transforms.models import import_rapidocr
+from vidcurate.pipeline.options import OcrConfig
+from vidcurate.transforms.models import import_rapidocr
 
 
 def engine_params(cfg: OcrConfig) -> dict[str, Any]:

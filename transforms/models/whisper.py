@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from pipeline.options import AsrConfig, ConfigError
-from schemas.records import AsrTask, Segment, Word
-from transforms.media import DEFAULT_LIMITS, MediaLimits
-from transforms.models import import_faster_whisper, import_openai_whisper
+from vidcurate.pipeline.options import AsrConfig, ConfigError
+from vidcurate.schemas.records import AsrTask, Segment, Word
+from vidcurate.transforms.media import DEFAULT_LIMITS, MediaLimits
+from vidcurate.transforms.models import import_faster_whisper, import_openai_whisper
 
 SAMPLE_RATE = 16000
 OFFLINE_HINT = (
@@ -154,7 +154,7 @@ class WhisperModelHandler(ModelHandler[AsrTask, Any, Any]):
 
     def run_inference(self, batch: Sequence[AsrTask], model: Any,
                       inference_args: dict[str, Any] | None = None) -> Iterable[Any]:
-        from transforms.asr import transcribe_task
+        from vidcurate.transforms.asr import transcribe_task
 
         for task in batch:
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from transforms.teachers.base import (
+from vidcurate.transforms.teachers.base import (
     TEACHERS,
     ClipContext,
     Proposal,

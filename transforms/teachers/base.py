@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from pipeline.options import ClipConfig, TeachersConfig
-from schemas.records import CaptionCandidate, ClipRecord, Source
-from transforms.media import MediaError
+from vidcurate.pipeline.options import ClipConfig, TeachersConfig
+from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source
+from vidcurate.transforms.media import MediaError
 
 TEACHERS: dict[str, type[Teacher]] = {}
 

@@ -14,11 +14,17 @@ import os
 import threading
 from typing import Any, ClassVar
 
-from pipeline.options import ConfigError
-from transforms.models import import_transformers
-from transforms.teachers.base import ClipContext, Proposal, Teacher, TeacherError, register
-from transforms.teachers.frames import keyframe_bytes
-from transforms.teachers.text import as_sentence
+from vidcurate.pipeline.options import ConfigError
+from vidcurate.transforms.models import import_transformers
+from vidcurate.transforms.teachers.base import (
+    ClipContext,
+    Proposal,
+    Teacher,
+    TeacherError,
+    register,
+)
+from vidcurate.transforms.teachers.frames import keyframe_bytes
+from vidcurate.transforms.teachers.text import as_sentence
 
 OFFLINE_HINT = ("On a machine without internet pass a local folder with --captioner-model "
                 "PATH (saved with save_pretrained: the model and its processor), or drop "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.records import ClipRecord
-from transforms.teachers.base import TeacherError
+from vidcurate.schemas.records import ClipRecord
+from vidcurate.transforms.teachers.base import TeacherError
 
 
 def pick(uris: tuple[str, ...], n: int) -> list[str]:

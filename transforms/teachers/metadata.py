@@ -8,8 +8,8 @@ descriptive sentences, without calls to action, credits or chapter lists.
 
 from __future__ import annotations
 
-from transforms.teachers.base import ClipContext, Proposal, Teacher, register
-from transforms.teachers.text import as_sentence, clean_description, clean_title
+from vidcurate.transforms.teachers.base import ClipContext, Proposal, Teacher, register
+from vidcurate.transforms.teachers.text import as_sentence, clean_description, clean_title
 
 RULES_VERSION = "metadata-rules:1"
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 
-from schemas.records import OcrLine
-from transforms.teachers.base import ClipContext, Proposal, Teacher, register
-from transforms.teachers.text import URL, squash, words
+from vidcurate.schemas.records import OcrLine
+from vidcurate.transforms.teachers.base import ClipContext, Proposal, Teacher, register
+from vidcurate.transforms.teachers.text import URL, squash, words
 
 RULES_VERSION = "ocr-rules:1"
 # Text covering at least this fraction of a keyframe makes it a slide or a page.

@@ -14,8 +14,14 @@ import math
 import re
 from collections import Counter
 
-from transforms.teachers.base import ClipContext, Proposal, Teacher, TeacherError, register
-from transforms.teachers.text import as_sentence, remove_fillers, sentences, words
+from vidcurate.transforms.teachers.base import (
+    ClipContext,
+    Proposal,
+    Teacher,
+    TeacherError,
+    register,
+)
+from vidcurate.transforms.teachers.text import as_sentence, remove_fillers, sentences, words
 
 _STOPWORD_TEXT = """a an the and or but if then so of to in on at by for with from as is are
 was were be been being it its this that these those i you he she we they me him her us them my
@@ -87,7 +93,7 @@ class SpeechTeacher(Teacher):
 
     def setup(self) -> None:
         if self._llm:
-            from transforms.teachers.chat import ChatClient
+            from vidcurate.transforms.teachers.chat import ChatClient
 
             self.client = ChatClient.shared(self.cfg.vlm)
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from transforms.teachers.base import ClipContext, Proposal, Teacher, register
-from transforms.teachers.chat import ChatClient, image_part
-from transforms.teachers.frames import keyframe_bytes
-from transforms.teachers.text import as_sentence, clean_description, squash
+from vidcurate.transforms.teachers.base import ClipContext, Proposal, Teacher, register
+from vidcurate.transforms.teachers.chat import ChatClient, image_part
+from vidcurate.transforms.teachers.frames import keyframe_bytes
+from vidcurate.transforms.teachers.text import as_sentence, clean_description, squash
 
 CAPTION_PROMPT = (
     "Write one caption of at most 40 words for this video clip: what is shown and what "

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from transforms.teachers.base import ClipContext, Proposal, Teacher, register
+from vidcurate.transforms.teachers.base import ClipContext, Proposal, Teacher, register
 
 SHIPPED_VOCABULARY = os.path.join(os.path.dirname(__file__), "vocabulary.txt")
 
@@ -86,7 +86,7 @@ class ZeroShotTeacher(Teacher):
     def _matrix(self, concepts: list[str]) -> np.ndarray:
         """The concept matrix from the on-disk cache, else computed (a few thousand text
         passes: ~100 s for ViT-B-32 on 2 cores) and cached for the next process."""
-        from transforms.models.clip import embed_texts, shared_clip
+        from vidcurate.transforms.models.clip import embed_texts, shared_clip
 
         digest = hashlib.sha256(json.dumps(
             [self.clip.model_id, concepts, list(self.cfg.zero_shot_templates)]).encode())

@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-from tiny_clip import render
+
+from tests.support.tiny_clip import render
 
 
 class _At:

@@ -22,7 +22,7 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from httpserver import Loopback
+from tests.support.httpserver import Loopback
 
 
 class ChatLog:

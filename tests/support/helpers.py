@@ -1,0 +1,102 @@
+"""Helpers the tests share: the offline model hub, the CLI as a user runs it, configs
+as the CLI builds them, the OCR video's known text, and the notebook runner."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.support.media import Text, TextShot
+
+# No model hub for the suite: tests that expect named weights (CLIP, Whisper, BLIP) to be
+# unavailable must give the same answer on a connected machine or one with a warm cache.
+# Set at import, before anything imports huggingface_hub (it reads these once); the CLI
+# and worker subprocesses inherit them.
+NO_HUB_CACHE = tempfile.mkdtemp(prefix="vidcurate-tests-hf-")
+atexit.register(shutil.rmtree, NO_HUB_CACHE, True)
+os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                   "TRANSFORMERS_OFFLINE": "1", "HF_HOME": NO_HUB_CACHE,
+                   "HF_HUB_CACHE": os.path.join(NO_HUB_CACHE, "hub")})
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Shots of the OCR video: known strings in several fonts, sizes and positions, a slow
+# ticker moving across the frame, and shots with no text at all.
+SLIDE = ("Chapter 3: Scene Detection", "Shots are split by content changes",
+         "Short clips are dropped", "Captions come from teachers")
+TEXT_SHOTS = [
+    TextShot("mandelbrot", 3, (Text("Breaking News at Nine", size=56, x="80", y="h-140",
+                                    box=True),)),
+    TextShot("gradients", 3),
+    TextShot("slate", 3, tuple(
+        Text(line, font="DejaVuSerif-Bold.ttf", size=44, x="100", y=str(120 + 110 * i))
+        for i, line in enumerate(SLIDE))),
+    TextShot("mandelbrot", 3, (Text("LIVE Markets rally as tech stocks climb",
+                                    font="DejaVuSansMono.ttf", size=36, x="40+60*t",
+                                    y="40", box=True),)),
+    TextShot("gradients", 3),
+]
+TEXT_EXPECTED = [["Breaking News at Nine"], [], list(SLIDE),
+                 ["LIVE Markets rally as tech stocks climb"], []]
+
+
+def fetch_config(work_dir: Path, **overrides):
+    """FetchConfig as the CLI builds it by default, with test overrides."""
+    import dataclasses
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from vidcurate.pipeline.options import RunConfig
+
+    cfg = RunConfig.from_options(PipelineOptions(
+        ["--input", "x", "--output", f"{work_dir}-out", "--work-dir", str(work_dir)]))
+    return dataclasses.replace(cfg.fetch, **overrides)
+
+
+def run_cli(*args: str, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console command, as a user runs it (env: extra variables)."""
+    import os
+
+    exe = Path(sys.executable).parent / "vidcurate"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600, check=False, env={**os.environ, **(env or {})})
+
+
+def run_config(*args: str):
+    """RunConfig as the CLI builds it (without CLIP unless asked), with extra options."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from vidcurate.pipeline.options import RunConfig
+
+    return RunConfig.from_options(PipelineOptions(["--input", "i", "--output", "o",
+                                                   "--no-clip", *args]))
+
+
+CAPTION_TEACHERS = "metadata,speech,ocr,zero_shot,captioner,vlm,vlm_fuse"
+
+
+def execute_notebook(output: Path) -> None:
+    """Run notebooks/explore.ipynb top to bottom against an output, as CI does."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "notebooks" / "explore.ipynb", as_version=4)
+    os.environ["VIDCURATE_OUTPUT"] = str(output)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    finally:
+        del os.environ["VIDCURATE_OUTPUT"]
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert errors == []
+
+
+CAPTION_TEACHERS = "metadata,speech,ocr,zero_shot,captioner,vlm,vlm_fuse"

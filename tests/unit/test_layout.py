@@ -1,0 +1,65 @@
+"""The package installs under one name, vidcurate.*: from the editable install and from a
+built wheel, and the bare folder names (pipeline, transforms, schemas) are not ours."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.support.helpers import ROOT
+
+PROBE = """
+import importlib, json, sys
+found = {}
+for name in ("vidcurate.pipeline.cli", "vidcurate.transforms.media", "vidcurate.schemas.tables"):
+    found[name] = importlib.import_module(name).__file__
+for name in ("pipeline", "transforms", "schemas"):
+    try:
+        found[name] = importlib.import_module(name).__file__
+    except ModuleNotFoundError:
+        found[name] = None
+print(json.dumps(found))
+"""
+
+
+def _imports(cwd: Path, extra_path: str | None = None) -> dict[str, str | None]:
+    import json
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if extra_path:
+        env["PYTHONPATH"] = extra_path
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=cwd, env=env, check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_outside_the_checkout_only_vidcurate_is_ours(tmp_path):
+    found = _imports(tmp_path)
+    assert found["vidcurate.pipeline.cli"] == str(ROOT / "pipeline" / "cli.py")
+    for bare in ("pipeline", "transforms", "schemas"):
+        assert found[bare] is None or not found[bare].startswith(str(ROOT)), found
+
+
+def test_a_built_wheel_holds_the_vidcurate_namespace_and_works(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(tmp_path), str(ROOT)], check=True,
+                   capture_output=True)
+    wheel = next(tmp_path.glob("vidcurate-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        names = [n for n in z.namelist() if ".dist-info/" not in n]
+        entry_points = z.read(next(n for n in z.namelist()
+                                   if n.endswith("entry_points.txt"))).decode()
+        z.extractall(tmp_path / "site")
+    assert names and all(n.startswith("vidcurate/") for n in names), names
+    # Package data travels with the code.
+    assert {"vidcurate/pipeline/report.js",
+            "vidcurate/transforms/teachers/vocabulary.txt"} <= set(names)
+    assert "vidcurate = vidcurate.pipeline.cli:main" in entry_points
+    # The wheel's copy is what Python imports when it comes first on the path.
+    site = tmp_path / "site"
+    found = _imports(tmp_path, str(site))
+    assert found["vidcurate.transforms.media"] == str(site / "vidcurate/transforms/media.py")
+    assert found["pipeline"] is None or not found["pipeline"].startswith(str(site))
