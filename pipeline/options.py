@@ -18,7 +18,20 @@ from dataclasses import asdict, dataclass, replace
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from vidcurate.transforms.clips import MediaConfig
+from vidcurate.transforms.core import ConfigError
+from vidcurate.transforms.fetch import FetchConfig
 from vidcurate.transforms.media import MediaLimits
+from vidcurate.transforms.models.clip import ClipConfig
+from vidcurate.transforms.models.ocr import OcrConfig
+from vidcurate.transforms.models.whisper import AsrConfig
+from vidcurate.transforms.split_config import SplitConfig, StitchConfig
+from vidcurate.transforms.teachers.base import TeachersConfig, VlmConfig
+
+# The stages' configs, composed here; importable from this module as before.
+__all__ = ["AsrConfig", "ClipConfig", "ConfigError", "CurationOptions", "FetchConfig",
+           "MediaConfig", "OcrConfig", "RunConfig", "SplitConfig", "StitchConfig",
+           "TeachersConfig", "VlmConfig", "check_flags", "new_run_id"]
 
 DETECTORS = ("content", "adaptive")
 ASR_BACKENDS = ("faster-whisper", "openai-whisper")
@@ -34,10 +47,6 @@ DEFAULT_THRESHOLDS = {"content": 25.0, "adaptive": 3.0}
 VIDEO_EXTENSIONS = (
     "mp4,m4v,mov,mkv,webm,avi,flv,wmv,mpg,mpeg,ts,m2ts,mts,3gp,ogv,gif"
 )
-
-
-class ConfigError(ValueError):
-    """A bad option or input location, found before any work starts."""
 
 
 class CurationOptions(PipelineOptions):
@@ -257,164 +266,6 @@ class CurationOptions(PipelineOptions):
             help="Multiplies the four distances above, to move Panda-70M's thresholds onto "
             "the scale of the CLIP model in use (default: the model's entry in the "
             "calibration table, else 1.0; see README).")
-
-
-@dataclass(frozen=True)
-class StitchConfig:
-    """Panda-70M semantic stitching of cut-scenes. Distances are L2 between L2-normalised
-    CLIP image embeddings, already multiplied by the calibration scale."""
-
-    model_id: str  # the embedding model: its distances only mean something for it
-    start_position: float
-    end_position: float
-    transition_distance: float
-    merge_distance: float
-    still_distance: float
-    redundant_distance: float
-    scale: float  # recorded: the factor the Panda values were multiplied by
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """Parameters that decide where clips start and end; hashed into every clip id."""
-
-    detector: str
-    threshold: float
-    min_scene_len: int
-    detect_width: int
-    max_cut_len: float
-    force_cut_after: float
-    min_clip_s: float
-    max_clip_s: float
-    trim_fraction: float
-    stitch: StitchConfig | None = None  # None: every cut-scene is an event
-
-    @property
-    def params_hash(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class MediaConfig:
-    output: str
-    clip_media: str
-    keyframes: int
-    keyframe_width: int
-    ffmpeg_threads: int
-    limits: MediaLimits = MediaLimits()
-
-
-@dataclass(frozen=True)
-class FetchConfig:
-    allow_schemes: tuple[str, ...]
-    max_bytes: int
-    connect_timeout_s: float
-    read_timeout_s: float
-    retries: int
-    backoff_s: float
-    backoff_max_s: float
-    rate_per_host: float
-    concurrency_per_host: int
-    work_dir: str
-    keep_downloads: bool
-    untrusted: bool
-    ytdlp_hosts: tuple[str, ...]
-    max_height: int
-    download_deadline_s: float = 3600.0
-    min_rate: int = 16 * 1024  # bytes per second, after the first read_timeout_s
-    user_agent: str = "vidcurate/0.1 (+video dataset curation)"
-
-
-@dataclass(frozen=True)
-class OcrConfig:
-    enabled: bool
-    min_confidence: float
-    det_side: int
-    angle_cls: bool
-
-
-@dataclass(frozen=True)
-class AsrConfig:
-    enabled: bool
-    backend: str
-    model: str  # as the user gave it: a name or a path
-    model_path: str | None  # local files found by the launcher (None: load by name)
-    language: str | None
-    beam_size: int
-    temperatures: tuple[float, ...]
-    vad: bool
-    min_voiced: float
-    no_speech_threshold: float
-    logprob_threshold: float
-    compression_ratio_threshold: float
-    max_ngram_repeats: int
-    window_s: float = 120.0  # audio transcribed per call, ending at a quiet moment
-    batch_size: int = 4  # videos per RunInference batch (whole videos: keep it small)
-
-    @property
-    def model_id(self) -> str:
-        """backend:name, or backend:<last two path parts> for local files."""
-        if self.model_path or os.sep in self.model:
-            name = "/".join(self.model.rstrip("/").split("/")[-2:])
-        else:
-            name = self.model
-        return f"{self.backend}:{name}"
-
-
-@dataclass(frozen=True)
-class ClipConfig:
-    enabled: bool
-    model: str
-    pretrained: str  # a tag, or a local checkpoint path
-    model_config: str | None  # JSON config path for an architecture open_clip lacks
-    batch_size: int
-    checkpoint_path: str | None = None  # local file found by the launcher
-    checkpoint_sha256: str | None = None  # identifies local weights in model_id
-    embed_dim: int | None = None  # from the model config, once resolved
-
-    @property
-    def local(self) -> bool:
-        return os.path.exists(self.pretrained) or os.sep in self.pretrained
-
-    @property
-    def model_id(self) -> str:
-        """open_clip:<model>/<tag>, or open_clip:<model>/sha256:<prefix> for local
-        weights (a path says nothing about which weights it holds)."""
-        if self.local:
-            tag = f"sha256:{self.checkpoint_sha256[:12]}" if self.checkpoint_sha256 else \
-                os.path.basename(self.pretrained)
-        else:
-            tag = self.pretrained
-        return f"open_clip:{self.model}/{tag}"
-
-
-@dataclass(frozen=True)
-class VlmConfig:
-    url: str | None
-    model: str | None
-    api_key_env: str
-    timeout_s: float
-    retries: int
-    concurrency: int
-    max_images: int
-    max_tokens: int
-    backoff_s: float = 1.0
-    backoff_max_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class TeachersConfig:
-    names: tuple[str, ...]
-    priority: tuple[str, ...]
-    vocabulary: str | None  # None: the shipped vocabulary
-    zero_shot_templates: tuple[str, ...]
-    zero_shot_top_k: int
-    speech_max_words: int
-    captioner_model: str
-    captioner_max_tokens: int
-    vlm: VlmConfig
-    captioner_path: str | None = None  # local folder found by the launcher
 
 
 @dataclass(frozen=True)

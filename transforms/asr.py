@@ -11,6 +11,7 @@ span, and the segments those words came from.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,7 +21,6 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from vidcurate.pipeline.options import AsrConfig
 from vidcurate.schemas.records import (
     AsrResult,
     AsrTask,
@@ -33,7 +33,12 @@ from vidcurate.schemas.records import (
 from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.media import DEFAULT_LIMITS, MediaError, MediaLimits, audio_windows
-from vidcurate.transforms.models.whisper import SAMPLE_RATE, Transcript, transcribe_array
+from vidcurate.transforms.models.whisper import (
+    SAMPLE_RATE,
+    AsrConfig,
+    Transcript,
+    transcribe_array,
+)
 
 STAGE = "asr"
 GUARDS = ("unvoiced", "no_speech", "low_logprob", "repetition")
@@ -239,13 +244,16 @@ class Transcribe(beam.PTransform):
         silent = (videos
                   | "NoAudio" >> beam.Filter(lambda v: not v.info.has_audio)
                   | "NoTranscript" >> beam.Map(_no_audio, self.cfg.model_id))
+        # The handler loads and runs Whisper; the processing around it is ours.
+        handler = WhisperModelHandler(
+            self.cfg, functools.partial(transcribe_task, cfg=self.cfg, limits=self.limits),
+            self.cfg.batch_size)
         whisper = (
             with_audio
             | "Tasks" >> beam.Map(_task)
             | "Spread" >> beam.Reshuffle()
-            | "Whisper" >> Infer(WhisperModelHandler(self.cfg, self.cfg.batch_size, self.limits),
-                                 model_identifier=f"asr:{self.cfg.backend}:"
-                                                  f"{self.cfg.model_path or self.cfg.model}",
+            | "Whisper" >> Infer(handler, model_identifier=f"asr:{self.cfg.backend}:"
+                                 f"{self.cfg.model_path or self.cfg.model}",
                                  group_key=_task_video)
         )
         # The handler catches each video's failure; a batch that raises anyway (a bug in

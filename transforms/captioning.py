@@ -14,10 +14,11 @@ from collections.abc import Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from vidcurate.pipeline.options import ClipConfig, TeachersConfig
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Fetched
 from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.models.clip import ClipConfig
 from vidcurate.transforms.teachers import TEACHERS, ClipContext, Teacher, TeacherError
+from vidcurate.transforms.teachers.base import TeachersConfig
 
 STAGE = "teachers"
 

@@ -13,14 +13,15 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import apache_beam as beam
 
-from vidcurate.pipeline.options import MediaConfig
 from vidcurate.schemas.records import ClipRecord, ClipTask, Span, SplitVideo
 from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
 from vidcurate.transforms.manifest import is_local
 from vidcurate.transforms.media import (
+    MediaLimits,
     clip_extension,
     cut_clip,
     extract_frames,
@@ -28,6 +29,17 @@ from vidcurate.transforms.media import (
     media_duration,
     publish,
 )
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    output: str
+    clip_media: str
+    keyframes: int
+    keyframe_width: int
+    ffmpeg_threads: int
+    limits: MediaLimits = MediaLimits()
+
 
 PLAN_STAGE = "plan_clips"
 STAGE = "cut_clips"

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import apache_beam as beam
 import numpy as np
 
-from vidcurate.pipeline.options import ClipConfig
 from vidcurate.schemas.records import ClipRecord
 from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.media import read_frame
 from vidcurate.transforms.models.clip import (
+    ClipConfig,
     ClipModelHandler,
     EmbedRequest,
     failed_owners,

@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -36,12 +37,33 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from vidcurate.pipeline.options import FetchConfig
 from vidcurate.schemas.records import Fetched, Source
 from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
 from vidcurate.transforms.media import MediaError, file_digest, forget, is_remote, publish
 from vidcurate.transforms.probe import Skip
 from vidcurate.transforms.retry import backoff_s, retry_after_s
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    allow_schemes: tuple[str, ...]
+    max_bytes: int
+    connect_timeout_s: float
+    read_timeout_s: float
+    retries: int
+    backoff_s: float
+    backoff_max_s: float
+    rate_per_host: float
+    concurrency_per_host: int
+    work_dir: str
+    keep_downloads: bool
+    untrusted: bool
+    ytdlp_hosts: tuple[str, ...]
+    max_height: int
+    download_deadline_s: float = 3600.0
+    min_rate: int = 16 * 1024  # bytes per second, after the first read_timeout_s
+    user_agent: str = "vidcurate/0.1 (+video dataset curation)"
+
 
 STAGE = "fetch"
 _CHUNK = 1 << 20

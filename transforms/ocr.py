@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 from apache_beam.utils import shared
 
-from vidcurate.pipeline.options import OcrConfig
 from vidcurate.schemas.records import ClipRecord, OcrLine
 from vidcurate.transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
 from vidcurate.transforms.media import MediaError, read_frame
+from vidcurate.transforms.models.ocr import OcrConfig
 
 STAGE = "ocr"
 # Two lines read in different keyframes are the same text when this similar (OCR

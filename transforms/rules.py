@@ -11,9 +11,9 @@ from collections import Counter
 
 import apache_beam as beam
 
-from vidcurate.pipeline.options import SplitConfig
 from vidcurate.schemas.records import ScenedVideo, Span, SplitVideo
 from vidcurate.transforms.errors import StageMetrics
+from vidcurate.transforms.split_config import SplitConfig
 
 STAGE = "clip_rules"
 

@@ -17,10 +17,10 @@ import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector, SceneDetector
 from scenedetect.common import FrameTimecode
 
-from vidcurate.pipeline.options import SplitConfig
 from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Span
 from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
 from vidcurate.transforms.media import DEFAULT_LIMITS, MediaLimits, decode_frames_downscaled
+from vidcurate.transforms.split_config import SplitConfig
 
 STAGE = "detect_scenes"
 # A decode that stops this much short of the probed duration is reported on the video.

@@ -17,11 +17,11 @@ from collections.abc import Iterator, Sequence
 import apache_beam as beam
 import numpy as np
 
-from vidcurate.pipeline.options import ClipConfig
 from vidcurate.schemas.records import CaptionCandidate, CaptionRow, ClipRecord
 from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.models.clip import (
+    ClipConfig,
     ClipModelHandler,
     EmbedRequest,
     failed_owners,

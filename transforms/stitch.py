@@ -29,7 +29,6 @@ from collections.abc import Iterator, Sequence
 import apache_beam as beam
 import numpy as np
 
-from vidcurate.pipeline.options import ClipConfig, SplitConfig, StitchConfig
 from vidcurate.schemas.records import Boundary, DroppedShot, ScenedVideo, Span
 from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
@@ -42,11 +41,13 @@ from vidcurate.transforms.media import (
     mean_keyframe_interval_s,
 )
 from vidcurate.transforms.models.clip import (
+    ClipConfig,
     ClipModelHandler,
     EmbedRequest,
     failed_owners,
     request_owner,
 )
+from vidcurate.transforms.split_config import SplitConfig, StitchConfig
 
 STAGE = "stitch"
 # Boundary frames are read at most this wide: CLIP looks at 224 px.

@@ -63,3 +63,58 @@ def test_a_built_wheel_holds_the_vidcurate_namespace_and_works(tmp_path):
     found = _imports(tmp_path, str(site))
     assert found["vidcurate.transforms.media"] == str(site / "vidcurate/transforms/media.py")
     assert found["pipeline"] is None or not found["pipeline"].startswith(str(site))
+
+
+def _our_imports() -> dict[str, set[str]]:
+    """vidcurate module -> the vidcurate modules it imports, anywhere in its code
+    (function-level imports too; TYPE_CHECKING ones count as well)."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for layer in ("pipeline", "transforms", "schemas"):
+        for path in (ROOT / layer).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(("vidcurate", *parts)).removesuffix(".__init__")
+            found = graph.setdefault(name, set())
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                elif isinstance(node, ast.Import):
+                    targets = [a.name for a in node.names]
+                else:
+                    continue
+                found.update(t for t in targets if t.startswith("vidcurate."))
+    # Keep only names that are modules ("from x import Class" names the module x).
+    return {m: {t for t in ts if t in graph and t != m} for m, ts in graph.items()}
+
+
+def test_layers_point_one_way():
+    """pipeline (the program) -> transforms (stages, media, models) -> schemas."""
+    below = {"vidcurate.pipeline": 2, "vidcurate.transforms": 1, "vidcurate.schemas": 0}
+
+    def level(module: str) -> int:
+        return below[".".join(module.split(".")[:2])]
+
+    upward = sorted(f"{m} imports {t}" for m, ts in _our_imports().items() for t in ts
+                    if level(t) > level(m))
+    assert upward == []
+
+
+def test_no_import_cycles():
+    graph = _our_imports()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []

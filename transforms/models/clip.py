@@ -15,14 +15,43 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.utils import shared
 
-from vidcurate.pipeline.options import ClipConfig, ConfigError
+from vidcurate.transforms.core import ConfigError
 from vidcurate.transforms.models import import_open_clip
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    enabled: bool
+    model: str
+    pretrained: str  # a tag, or a local checkpoint path
+    model_config: str | None  # JSON config path for an architecture open_clip lacks
+    batch_size: int
+    checkpoint_path: str | None = None  # local file found by the launcher
+    checkpoint_sha256: str | None = None  # identifies local weights in model_id
+    embed_dim: int | None = None  # from the model config, once resolved
+
+    @property
+    def local(self) -> bool:
+        return os.path.exists(self.pretrained) or os.sep in self.pretrained
+
+    @property
+    def model_id(self) -> str:
+        """open_clip:<model>/<tag>, or open_clip:<model>/sha256:<prefix> for local
+        weights (a path says nothing about which weights it holds)."""
+        if self.local:
+            tag = f"sha256:{self.checkpoint_sha256[:12]}" if self.checkpoint_sha256 else \
+                os.path.basename(self.pretrained)
+        else:
+            tag = self.pretrained
+        return f"open_clip:{self.model}/{tag}"
+
 
 OFFLINE_HINT = (
     "On a machine without internet pass local weights with --clip-pretrained PATH (an "

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from vidcurate.pipeline.options import OcrConfig
 from vidcurate.transforms.models import import_rapidocr
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    enabled: bool
+    min_confidence: float
+    det_side: int
+    angle_cls: bool
 
 
 def engine_params(cfg: OcrConfig) -> dict[str, Any]:

@@ -11,16 +11,45 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from vidcurate.pipeline.options import AsrConfig, ConfigError
 from vidcurate.schemas.records import AsrTask, Segment, Word
-from vidcurate.transforms.media import DEFAULT_LIMITS, MediaLimits
+from vidcurate.transforms.core import ConfigError
 from vidcurate.transforms.models import import_faster_whisper, import_openai_whisper
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    enabled: bool
+    backend: str
+    model: str  # as the user gave it: a name or a path
+    model_path: str | None  # local files found by the launcher (None: load by name)
+    language: str | None
+    beam_size: int
+    temperatures: tuple[float, ...]
+    vad: bool
+    min_voiced: float
+    no_speech_threshold: float
+    logprob_threshold: float
+    compression_ratio_threshold: float
+    max_ngram_repeats: int
+    window_s: float = 120.0  # audio transcribed per call, ending at a quiet moment
+    batch_size: int = 4  # videos per RunInference batch (whole videos: keep it small)
+
+    @property
+    def model_id(self) -> str:
+        """backend:name, or backend:<last two path parts> for local files."""
+        if self.model_path or os.sep in self.model:
+            name = "/".join(self.model.rstrip("/").split("/")[-2:])
+        else:
+            name = self.model
+        return f"{self.backend}:{name}"
+
 
 SAMPLE_RATE = 16000
 OFFLINE_HINT = (
@@ -130,17 +159,19 @@ def transcribe_array(model: Any, audio: np.ndarray, cfg: AsrConfig) -> Transcrip
 class WhisperModelHandler(ModelHandler[AsrTask, Any, Any]):
     """RunInference handler: one Whisper per worker process, a video per element.
 
-    run_inference yields (task, outcome) pairs, where outcome is the AsrResult, or the
-    exception that stopped this video (bad audio, a backend failure): one broken video
-    never fails its batch, and each becomes that video's error row.
+    run_inference yields (task, outcome) pairs, where outcome is what `transcribe`
+    (the stage's own processing: audio windows, guards) made of the task with the
+    loaded model, or the exception that stopped this video (bad audio, a backend
+    failure): one broken video never fails its batch, and each becomes that video's
+    error row. The handler loads, batches and runs; it knows nothing of the stage.
     """
 
-    def __init__(self, cfg: AsrConfig, max_batch_size: int = 4,
-                 limits: MediaLimits = DEFAULT_LIMITS) -> None:
+    def __init__(self, cfg: AsrConfig, transcribe: Callable[[AsrTask, Any], Any],
+                 max_batch_size: int = 4) -> None:
         super().__init__()
         self.cfg = cfg
+        self.transcribe = transcribe  # picklable: a module-level function or a partial
         self.max_batch_size = max_batch_size
-        self.limits = limits  # for the ffmpeg that streams the audio
 
     def load_model(self) -> Any:
         return load_backend(self.cfg)
@@ -154,10 +185,8 @@ class WhisperModelHandler(ModelHandler[AsrTask, Any, Any]):
 
     def run_inference(self, batch: Sequence[AsrTask], model: Any,
                       inference_args: dict[str, Any] | None = None) -> Iterable[Any]:
-        from vidcurate.transforms.asr import transcribe_task
-
         for task in batch:
             try:
-                yield task, transcribe_task(task, model, self.cfg, self.limits)
+                yield task, self.transcribe(task, model)
             except Exception as e:  # one video's failure never fails its batch
                 yield task, e

@@ -14,9 +14,38 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from vidcurate.pipeline.options import ClipConfig, TeachersConfig
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source
 from vidcurate.transforms.media import MediaError
+from vidcurate.transforms.models.clip import ClipConfig
+
+
+@dataclass(frozen=True)
+class VlmConfig:
+    url: str | None
+    model: str | None
+    api_key_env: str
+    timeout_s: float
+    retries: int
+    concurrency: int
+    max_images: int
+    max_tokens: int
+    backoff_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class TeachersConfig:
+    names: tuple[str, ...]
+    priority: tuple[str, ...]
+    vocabulary: str | None  # None: the shipped vocabulary
+    zero_shot_templates: tuple[str, ...]
+    zero_shot_top_k: int
+    speech_max_words: int
+    captioner_model: str
+    captioner_max_tokens: int
+    vlm: VlmConfig
+    captioner_path: str | None = None  # local folder found by the launcher
+
 
 TEACHERS: dict[str, type[Teacher]] = {}
 

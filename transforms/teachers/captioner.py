@@ -14,7 +14,7 @@ import os
 import threading
 from typing import Any, ClassVar
 
-from vidcurate.pipeline.options import ConfigError
+from vidcurate.transforms.core import ConfigError
 from vidcurate.transforms.models import import_transformers
 from vidcurate.transforms.teachers.base import (
     ClipContext,

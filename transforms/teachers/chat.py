@@ -15,9 +15,8 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from vidcurate.pipeline.options import VlmConfig
 from vidcurate.transforms.retry import backoff_s, retry_after_s
-from vidcurate.transforms.teachers.base import TeacherError
+from vidcurate.transforms.teachers.base import TeacherError, VlmConfig
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
