@@ -44,8 +44,17 @@ def test_outside_the_checkout_only_vidcurate_is_ours(tmp_path):
 
 
 def test_a_built_wheel_holds_the_vidcurate_namespace_and_works(tmp_path):
+    # Built from a copy: setuptools leaves build/ folders beside the sources.
+    import shutil
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "pipeline", "transforms", "schemas"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                          if (ROOT / name).is_dir() else {}))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(tmp_path), str(ROOT)], check=True,
+                    "--no-build-isolation", "-w", str(tmp_path), str(src)], check=True,
                    capture_output=True)
     wheel = next(tmp_path.glob("vidcurate-*.whl"))
     with zipfile.ZipFile(wheel) as z:
