@@ -14,10 +14,12 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import apache_beam as beam
 
 from vidcurate.schemas.records import ClipRecord, ClipTask, Span, SplitVideo
+from vidcurate.transforms.core import AddArgument, check
 from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
 from vidcurate.transforms.manifest import is_local
 from vidcurate.transforms.media import (
@@ -39,6 +41,34 @@ class MediaConfig:
     keyframe_width: int
     ffmpeg_threads: int
     limits: MediaLimits = MediaLimits()
+
+    @staticmethod
+    def add_arguments(add: AddArgument) -> None:
+        add("clip-media", default="copy", choices=CLIP_MEDIA_MODES,
+            help="copy: ffmpeg stream copy (fast, starts at the keyframe before the span); "
+            "exact: frame-accurate re-encode; none: no clip files.")
+        add("keyframes", type=int, default=3,
+            help="JPEG keyframes per clip, spread from 5%% to 95%% of the clip (0 for none).")
+        add("keyframe-width", type=int, default=1280,
+            help="Keyframes are downscaled to at most this width (0 keeps full size); "
+            "OCR reads them, so small on-screen text needs ~1280.")
+        add("ffmpeg-threads", type=int, default=0,
+            help="Threads per ffmpeg process (0 lets ffmpeg choose).")
+        MediaLimits.add_arguments(add)
+
+    @classmethod
+    def from_options(cls, o: Any, output: str) -> MediaConfig:
+        check(
+            (0 <= o.keyframes <= 32, f"--keyframes must be in [0, 32], got {o.keyframes}"),
+            (o.keyframe_width >= 0, f"--keyframe-width must be >= 0, got {o.keyframe_width}"),
+            (o.ffmpeg_threads >= 0, f"--ffmpeg-threads must be >= 0, got {o.ffmpeg_threads}"),
+        )
+        return cls(output=output, clip_media=o.clip_media, keyframes=o.keyframes,
+                   keyframe_width=o.keyframe_width, ffmpeg_threads=o.ffmpeg_threads,
+                   limits=MediaLimits.from_options(o))
+
+
+CLIP_MEDIA_MODES = ("copy", "exact", "none")
 
 
 PLAN_STAGE = "plan_clips"

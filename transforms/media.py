@@ -26,6 +26,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from vidcurate.schemas.records import VideoInfo
+from vidcurate.transforms.core import AddArgument, check
 
 _CHUNK = 1 << 20
 # Containers mp4 can take by stream copy; anything else is copied into Matroska.
@@ -90,6 +91,30 @@ class MediaLimits:
     def seconds(self, base_s: float, per_video_s: float, duration_s: float) -> float:
         """A time limit that grows with the (verified) duration, up to the hard cap."""
         return min(self.max_seconds, base_s + per_video_s * max(0.0, duration_s))
+
+    @staticmethod
+    def add_arguments(add: AddArgument) -> None:
+        add("tool-memory-mb", type=int, default=4096,
+            help="Address space of one ffmpeg / ffprobe process, MB (0: no limit); past it "
+            "the video ends as a memory_limit error row.")
+        add("max-pixels", type=int, default=7680 * 4320,
+            help="Largest frame (width x height) a source may have; larger ones end as "
+            "frame_too_large error rows (default: 8K UHD).")
+        add("tool-max-seconds", type=float, default=4 * 3600.0,
+            help="Hard cap on the time of one ffmpeg / ffprobe process, s, whatever the "
+            "video's length.")
+
+    @classmethod
+    def from_options(cls, o: Any) -> MediaLimits:
+        check(
+            (o.tool_memory_mb == 0 or o.tool_memory_mb >= 256,
+             f"--tool-memory-mb must be 0 (no limit) or >= 256, got {o.tool_memory_mb}"),
+            (o.max_pixels >= 64 * 64, f"--max-pixels must be >= 4096, got {o.max_pixels}"),
+            (o.tool_max_seconds >= 10, f"--tool-max-seconds must be >= 10, got "
+             f"{o.tool_max_seconds}"),
+        )
+        return cls(memory_bytes=o.tool_memory_mb * 1024**2, max_pixels=o.max_pixels,
+                   max_seconds=o.tool_max_seconds)
 
 
 DEFAULT_LIMITS = MediaLimits()

@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from vidcurate.transforms.core import AddArgument, check
 
 
 @dataclass(frozen=True)
@@ -43,3 +46,118 @@ class SplitConfig:
     def params_hash(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# PySceneDetect's detectors by option value (scenes.make_detector builds them), with
+# their default thresholds; Panda-70M used ContentDetector(threshold=25).
+DETECTORS = ("content", "adaptive")
+DEFAULT_THRESHOLDS = {"content": 25.0, "adaptive": 3.0}
+
+# Factors that move Panda-70M's distances (ImageBind = OpenCLIP ViT-H-14 image features)
+# onto another model's scale. Only entries that were measured belong here; see README
+# "Calibrating the stitching distances" and benchmarks/clip_bench.py --calibrate.
+CALIBRATED_SCALES: dict[str, float] = {
+    "ViT-H-14": 1.0,  # ImageBind's vision tower is OpenCLIP ViT-H-14: Panda's own scale
+}
+
+
+def default_scale(model: str) -> float:
+    return CALIBRATED_SCALES.get(model, 1.0)
+
+
+def add_split_arguments(add: AddArgument) -> None:
+    """Cut detection, clip rules and semantic stitching."""
+    add("detector", default="content", choices=DETECTORS,
+        help="PySceneDetect detector: content (Panda-70M) or adaptive.")
+    add("scene-threshold", type=float, default=None,
+        help="Detector threshold (default 25 for content as Panda-70M, 3.0 for adaptive).")
+    add("min-scene-len", type=int, default=15,
+        help="Minimum shot length in frames between two detected cuts (Panda-70M: 15).")
+    add("detect-width", type=int, default=256,
+        help="Frames are downscaled to this width for cut detection (never upscaled).")
+    add("max-cut-len", type=float, default=5.0,
+        help="In a shot with no cut for --force-cut-after seconds, force a cut every "
+        "this many seconds (Panda-70M: 5). 0 disables forced cuts.")
+    add("force-cut-after", type=float, default=7.0,
+        help="Shot length in seconds beyond which forced cuts apply (Panda-70M: 7).")
+    add("min-clip-s", type=float, default=2.5, help="Shortest clip kept, seconds (Panda: 2.5).")
+    add("max-clip-s", type=float, default=60.0,
+        help="Longest clip, seconds (Panda: 60); longer spans are split evenly.")
+    add("trim-fraction", type=float, default=0.0,
+        help="Fraction of each span cut from both ends (0 to <0.5).")
+    add("no-stitch", action="store_true",
+        help="Keep every cut-scene as its own event (no CLIP stitching).")
+    add("stitch-positions", default="0.05,0.95",
+        help="Where in each cut-scene its start and end frames are taken (Panda-70M: "
+        "5%% and 95%%).")
+    add("transition-distance", type=float, default=1.0,
+        help="Drop a cut-scene whose start and end frames are further apart than this "
+        "(a transition effect; Panda-70M: 1.0).")
+    add("merge-distance", type=float, default=0.6,
+        help="Merge a cut-scene into the previous event when their boundary frames are "
+        "this close (Panda-70M: 0.6).")
+    add("still-distance", type=float, default=0.15,
+        help="Drop an event whose first and last frames are closer than this (nothing "
+        "changes; Panda-70M: 0.15).")
+    add("redundant-distance", type=float, default=0.3,
+        help="Drop an event whose mean embedding is this close to one already kept in "
+        "the same video (Panda-70M: 0.3). 0 disables.")
+    add("stitch-scale", type=float, default=None,
+        help="Multiplies the four distances above, to move Panda-70M's thresholds onto "
+        "the scale of the CLIP model in use (default: the model's entry in the "
+        "calibration table, else 1.0; see README).")
+
+
+def split_config(o: Any, clip_model: str | None, clip_model_id: str) -> SplitConfig:
+    """The split parameters from the options; clip_model None: CLIP is off (no
+    stitching). Raises ConfigError."""
+    threshold = o.scene_threshold
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLDS[o.detector]
+    check(
+        (threshold > 0, f"--scene-threshold must be > 0, got {threshold}"),
+        (o.min_scene_len >= 1, f"--min-scene-len must be >= 1 frame, got {o.min_scene_len}"),
+        (o.detect_width >= 16, f"--detect-width must be >= 16 pixels, got {o.detect_width}"),
+        (o.max_cut_len >= 0, f"--max-cut-len must be >= 0, got {o.max_cut_len}"),
+        (o.max_cut_len == 0 or o.force_cut_after >= o.max_cut_len,
+         f"--force-cut-after ({o.force_cut_after}) must be >= --max-cut-len "
+         f"({o.max_cut_len})"),
+        (o.min_clip_s >= 0, f"--min-clip-s must be >= 0, got {o.min_clip_s}"),
+        (o.max_clip_s > o.min_clip_s,
+         f"--max-clip-s ({o.max_clip_s}) must be greater than --min-clip-s "
+         f"({o.min_clip_s})"),
+        (0 <= o.trim_fraction < 0.5, f"--trim-fraction must be in [0, 0.5), got "
+         f"{o.trim_fraction}"),
+        (_positions(o.stitch_positions) is not None,
+         f"--stitch-positions must be two fractions start,end with 0 <= start < end <= 1,"
+         f" got {o.stitch_positions!r}"),
+        (min(o.transition_distance, o.merge_distance, o.still_distance,
+             o.redundant_distance) >= 0, "stitching distances must be >= 0"),
+        (o.stitch_scale is None or o.stitch_scale > 0,
+         f"--stitch-scale must be > 0, got {o.stitch_scale}"),
+    )
+    stitch = None
+    if clip_model is not None and not o.no_stitch:
+        scale = o.stitch_scale if o.stitch_scale is not None else default_scale(clip_model)
+        start, end = _positions(o.stitch_positions) or (0.05, 0.95)
+        stitch = StitchConfig(
+            model_id=clip_model_id, start_position=start, end_position=end,
+            transition_distance=o.transition_distance * scale,
+            merge_distance=o.merge_distance * scale,
+            still_distance=o.still_distance * scale,
+            redundant_distance=o.redundant_distance * scale, scale=scale)
+    return SplitConfig(
+        detector=o.detector, threshold=float(threshold), min_scene_len=o.min_scene_len,
+        detect_width=o.detect_width, max_cut_len=o.max_cut_len,
+        force_cut_after=o.force_cut_after, min_clip_s=o.min_clip_s,
+        max_clip_s=o.max_clip_s, trim_fraction=o.trim_fraction, stitch=stitch)
+
+
+def _positions(text: str) -> tuple[float, float] | None:
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        return None
+    if len(values) != 2 or not 0 <= values[0] < values[1] <= 1:
+        return None
+    return values[0], values[1]

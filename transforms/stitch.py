@@ -59,18 +59,6 @@ FRAMES_PER_CALL = 16
 # 24 seeks into a 60 s 720p video with 10 s GOPs took 3x one pass over it).
 SEEK_COST_S = 2.0
 
-# Factors that move Panda-70M's distances (ImageBind = OpenCLIP ViT-H-14 image features)
-# onto another model's scale. Only entries that were measured belong here; see README
-# "Calibrating the stitching distances" and benchmarks/clip_bench.py --calibrate.
-CALIBRATED_SCALES: dict[str, float] = {
-    "ViT-H-14": 1.0,  # ImageBind's vision tower is OpenCLIP ViT-H-14: Panda's own scale
-}
-
-
-def default_scale(model: str) -> float:
-    return CALIBRATED_SCALES.get(model, 1.0)
-
-
 def boundary_frames(span: Span, start_position: float, end_position: float) -> tuple[int, int]:
     """The frames embedded for a cut-scene (Panda: int(0.95*s + 0.05*(e-1)) and the
     mirror at 95%)."""

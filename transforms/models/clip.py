@@ -22,7 +22,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.utils import shared
 
-from vidcurate.transforms.core import ConfigError
+from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.models import import_open_clip
 
 
@@ -51,6 +51,34 @@ class ClipConfig:
         else:
             tag = self.pretrained
         return f"open_clip:{self.model}/{tag}"
+
+    @staticmethod
+    def add_arguments(add: AddArgument) -> None:
+        add("no-clip", action="store_true",
+            help="Run without CLIP: no stitching, no embeddings, captions "
+            "selected by teacher priority (recorded in runs).")
+        add("clip-model", default=DEFAULT_CLIP_MODEL,
+            help="open_clip architecture name (see open_clip.list_models()), or the name "
+            "defined by --clip-model-config.")
+        add("clip-pretrained", default=DEFAULT_CLIP_PRETRAINED,
+            help="open_clip pretrained tag (downloaded on first use) or a local checkpoint "
+            "file (.pt / .bin / .safetensors in open_clip's format).")
+        add("clip-model-config", default=None,
+            help="JSON model config (open_clip's model_configs format) for an architecture "
+            "open_clip does not know; its file name without .json is the model name.")
+        add("clip-batch-size", type=int, default=32,
+            help="Images or texts per CLIP forward pass.")
+
+    @classmethod
+    def from_options(cls, o: Any) -> ClipConfig:
+        check((o.clip_batch_size >= 1, f"--clip-batch-size must be >= 1, got "
+               f"{o.clip_batch_size}"))
+        return cls(enabled=not o.no_clip, model=o.clip_model, pretrained=o.clip_pretrained,
+                   model_config=o.clip_model_config, batch_size=o.clip_batch_size)
+
+
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 
 
 OFFLINE_HINT = (

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from vidcurate.transforms.core import AddArgument, check
 from vidcurate.transforms.models import import_rapidocr
 
 
@@ -15,6 +16,28 @@ class OcrConfig:
     min_confidence: float
     det_side: int
     angle_cls: bool
+
+    @staticmethod
+    def add_arguments(add: AddArgument) -> None:
+        add("no-ocr", action="store_true",
+            help="Skip OCR (the ocr_* columns stay null).")
+        add("ocr-min-confidence", type=float, default=0.5,
+            help="Recognised lines below this confidence are dropped.")
+        add("ocr-det-side", type=int, default=960,
+            help="OCR text detection works on frames resized so the long side is at most "
+            "this many pixels (RapidOCR default 736 on the short side is slower on video).")
+        add("ocr-angle-cls", action="store_true",
+            help="Run the text-angle classifier (rotated text; ~30%% slower).")
+
+    @classmethod
+    def from_options(cls, o: Any) -> OcrConfig:
+        check(
+            (0 <= o.ocr_min_confidence <= 1,
+             f"--ocr-min-confidence must be in [0, 1], got {o.ocr_min_confidence}"),
+            (o.ocr_det_side >= 32, f"--ocr-det-side must be >= 32, got {o.ocr_det_side}"),
+        )
+        return cls(enabled=not o.no_ocr, min_confidence=o.ocr_min_confidence,
+                   det_side=o.ocr_det_side, angle_cls=o.ocr_angle_cls)
 
 
 def engine_params(cfg: OcrConfig) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
 from vidcurate.schemas.records import AsrTask, Segment, Word
-from vidcurate.transforms.core import ConfigError
+from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.models import import_faster_whisper, import_openai_whisper
 
 
@@ -49,6 +49,77 @@ class AsrConfig:
         else:
             name = self.model
         return f"{self.backend}:{name}"
+
+    @staticmethod
+    def add_arguments(add: AddArgument) -> None:
+        add("no-asr", action="store_true",
+            help="Skip speech recognition (transcript columns stay null).")
+        add("asr-backend", default="faster-whisper", choices=ASR_BACKENDS,
+            help="faster-whisper (CTranslate2, int8 on CPU) or openai-whisper.")
+        add("asr-model", default="small",
+            help="Official Whisper model name (tiny, base, small, medium, large-v3, ..., "
+            "downloaded on first use) or a local path: a CTranslate2 model folder for "
+            "faster-whisper, a .pt checkpoint for openai-whisper.")
+        add("asr-language", default=None,
+            help="Spoken language code (e.g. en); default: detected per video.")
+        add("asr-beam-size", type=int, default=5, help="Beam size for decoding.")
+        add("asr-temperature", default="0,0.2,0.4,0.6,0.8,1.0",
+            help="Whisper's temperature schedule: decode greedily / by beam at the first, "
+            "and fall back to sampling at the next ones when a window fails Whisper's "
+            "quality checks. A single 0 makes decoding deterministic.")
+        add("no-asr-vad", action="store_true",
+            help="Turn the voice-activity guard off (Silero VAD: decode only "
+            "voiced audio, drop segments that are not voiced).")
+        add("asr-min-voiced", type=float, default=0.3,
+            help="Drop a segment when less than this fraction of it is voiced (VAD).")
+        add("asr-no-speech-threshold", type=float, default=0.6,
+            help="Drop a segment whose no_speech_prob is above this.")
+        add("asr-logprob-threshold", type=float, default=-1.0,
+            help="Drop a segment whose avg_logprob is below this.")
+        add("asr-compression-ratio-threshold", type=float, default=2.4,
+            help="Drop a segment whose gzip compression ratio is above this (repetition).")
+        add("asr-max-ngram-repeats", type=int, default=4,
+            help="Drop a segment in which one word 3-gram occurs more than this many times.")
+        add("asr-window-s", type=float, default=120.0,
+            help="Transcribe a video's audio in windows of at most this many seconds, each "
+            "ending at a quiet moment, so memory does not grow with the video's length.")
+
+    @classmethod
+    def from_options(cls, o: Any) -> AsrConfig:
+        check(
+            (o.asr_beam_size >= 1, f"--asr-beam-size must be >= 1, got {o.asr_beam_size}"),
+            (o.asr_window_s >= 30, f"--asr-window-s must be >= 30 (Whisper reads 30 s at a "
+             f"time), got {o.asr_window_s}"),
+            (_temperatures(o.asr_temperature) is not None,
+             f"--asr-temperature must be comma-separated numbers in [0, 1], got "
+             f"{o.asr_temperature!r}"),
+            (0 <= o.asr_min_voiced <= 1, f"--asr-min-voiced must be in [0, 1], got "
+             f"{o.asr_min_voiced}"),
+            (0 <= o.asr_no_speech_threshold <= 1,
+             f"--asr-no-speech-threshold must be in [0, 1], got {o.asr_no_speech_threshold}"),
+            (o.asr_compression_ratio_threshold > 0, "--asr-compression-ratio-threshold must "
+             "be > 0"),
+            (o.asr_max_ngram_repeats >= 1, "--asr-max-ngram-repeats must be >= 1"),
+        )
+        return cls(
+            enabled=not o.no_asr, backend=o.asr_backend, model=o.asr_model, model_path=None,
+            language=o.asr_language, beam_size=o.asr_beam_size,
+            temperatures=_temperatures(o.asr_temperature) or (0.0,), vad=not o.no_asr_vad,
+            min_voiced=o.asr_min_voiced, no_speech_threshold=o.asr_no_speech_threshold,
+            logprob_threshold=o.asr_logprob_threshold,
+            compression_ratio_threshold=o.asr_compression_ratio_threshold,
+            max_ngram_repeats=o.asr_max_ngram_repeats, window_s=o.asr_window_s)
+
+
+ASR_BACKENDS = ("faster-whisper", "openai-whisper")
+
+
+def _temperatures(text: str) -> tuple[float, ...] | None:
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        return None
+    return values if values and all(0 <= v <= 1 for v in values) else None
 
 
 SAMPLE_RATE = 16000
