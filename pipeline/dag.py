@@ -21,7 +21,7 @@ from vidcurate.transforms.resume import SkipDone
 from vidcurate.transforms.rules import ApplyClipRules
 from vidcurate.transforms.scenes import DetectScenes
 from vidcurate.transforms.scoring import ScoreCaptions
-from vidcurate.transforms.sinks import CountAll, WriteTable
+from vidcurate.transforms.sinks import WriteTable
 from vidcurate.transforms.stitch import Stitch
 
 
@@ -91,15 +91,11 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     } | "VideoRows" >> BuildVideoRows(run_id, keep_downloads=cfg.fetch.keep_downloads)
 
     output = cfg.output
-    written = [
+    _ = [
         videos | "WriteVideos" >> WriteTable(output, "videos", run_id),
         clips | "WriteClips" >> WriteTable(output, "clips", run_id, cfg.clip.embed_dim
                                            if cfg.clip.enabled else None),
         errors | "WriteErrors" >> WriteTable(output, "errors", run_id),
         scored["captions"] | "WriteCaptions" >> WriteTable(output, "captions", run_id),
     ]
-    # One last step that depends on every table write. Beam's DaskRunner computes only
-    # the graph's last transform and what feeds it; elsewhere this is a no-op join.
-    _ = (tuple(written) | "AllTablesWritten" >> beam.Flatten()
-         | "CountShards" >> CountAll())
     return Outputs(sources=listed["sources"], videos=videos, clips=clips, errors=errors)

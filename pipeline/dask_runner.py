@@ -15,26 +15,33 @@ Beam 2.77 translates a pipeline to dask.bag with faults that matter to us (READM
     Reshuffle give `--dask_npartitions` partitions at most (default: twice the cluster's
     worker threads), and Reshuffle spreads its elements over them, so a long video's
     clips are shared out across workers.
-  - A ParDo with several outputs delivers them all as its main output; that one is
-    left as it is, and our DAG avoids such ParDos (transforms/errors.split_outputs,
-    transforms/inference.py).
+  - A ParDo with several outputs delivered them all to its main output (tagged outputs
+    as raw windowed values). Here a ParDo's bag holds (tag, value) pairs, and each
+    output PCollection reads its own tag from it.
+  - Only the graph's last transform (and what feeds it) ran. Here every leaf runs: every
+    bag that no transform reads, so each table write runs without a final joining step.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import hashlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import dask.bag as db
-from apache_beam import DoFn, ParDo
+from apache_beam import DoFn, ParDo, pvalue
 from apache_beam.internal import pickler
+from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 from apache_beam.runners.common import DoFnContext, DoFnInvoker, DoFnSignature, _OutputHandler
 from apache_beam.runners.dask import dask_runner
 from apache_beam.runners.dask import overrides as dask_overrides
 from apache_beam.runners.dask import transform_evaluator as evaluator
 from apache_beam.runners.runner import PipelineState
+from apache_beam.transforms.sideinputs import SideInputMap
 
 from vidcurate.pipeline.options import ConfigError
 
@@ -97,12 +104,49 @@ class _Reshuffle(evaluator.DaskBagOp):
                 .flatten())
 
 
+# Set-up DoFn instances of this worker process that no bundle is using, by step. Beam
+# lets a runner reuse an instance for many bundles (setup once, teardown when the worker
+# goes): a RunInference step then keeps its model across partitions instead of loading
+# it again for each one. An instance serves one bundle at a time (worker threads).
+# The steps of the latest runs only: a long-lived cluster runs many pipelines, and the
+# DoFns of finished ones are torn down (and their models released) as newer ones come.
+_IDLE: collections.OrderedDict[tuple[str, bytes], list[Any]] = collections.OrderedDict()
+_IDLE_LOCK = threading.Lock()
+MAX_IDLE_STEPS = 256
+
+
+def _take_fn(label: str, fn_bytes: bytes) -> tuple[Any, bool]:
+    """An idle instance of this step's DoFn, or a new one; and whether it is new."""
+    key = (label, hashlib.sha256(fn_bytes).digest())
+    with _IDLE_LOCK:
+        idle = _IDLE.get(key)
+        if idle:
+            _IDLE.move_to_end(key)
+            return idle.pop(), False
+    return pickler.loads(fn_bytes), True
+
+
+def _give_back(label: str, fn_bytes: bytes, fn: Any) -> None:
+    evicted: list[Any] = []
+    with _IDLE_LOCK:
+        key = (label, hashlib.sha256(fn_bytes).digest())
+        _IDLE.setdefault(key, []).append(fn)
+        _IDLE.move_to_end(key)
+        while len(_IDLE) > MAX_IDLE_STEPS:
+            evicted.extend(_IDLE.popitem(last=False)[1])
+    for old in evicted:
+        with contextlib.suppress(Exception):  # teardown is best effort, as in Beam
+            old.teardown()
+
+
 def _run_bundle(items: Any, fn_bytes: bytes, window_fn: Any, label: str, side_inputs: Any,
                 args: Any, kwargs: Any) -> list[Any]:
-    """One partition as one bundle, with its own DoFn instance and output receivers."""
+    """One partition as one bundle, with its own output receivers, on a DoFn instance
+    no other bundle is using (set up once, reused by later bundles of the step)."""
+    fn, new = _take_fn(label, fn_bytes)
     receivers = evaluator.OneReceiver()
     invoker = DoFnInvoker.create_invoker(
-        DoFnSignature(pickler.loads(fn_bytes)),
+        DoFnSignature(fn),
         _OutputHandler(window_fn=window_fn, main_receivers=receivers[None],
                        tagged_receivers=receivers, per_element_output_counter=None,
                        output_batch_converter=None, process_yields_batches=False,
@@ -110,13 +154,22 @@ def _run_bundle(items: Any, fn_bytes: bytes, window_fn: Any, label: str, side_in
         context=DoFnContext(label, state=None), side_inputs=side_inputs, input_args=args,
         input_kwargs=kwargs, user_state_context=None,
         bundle_finalizer_param=DoFn.BundleFinalizerParam())
-    invoker.invoke_setup()
+    if new:
+        invoker.invoke_setup()
     invoker.invoke_start_bundle()
     for item in items:
         invoker.invoke_process(item)
     invoker.invoke_finish_bundle()
-    invoker.invoke_teardown()
-    return [v.value for v in receivers.values]
+    # A bundle that raised fails its task; its instance is not reused (Dask retries the
+    # task with a fresh one).
+    _give_back(label, fn_bytes, fn)
+    # (tag, element): None for the main output; each output PCollection picks its own.
+    return [(v.tag, v.value.value) if isinstance(v, pvalue.TaggedOutput) else (None, v.value)
+            for v in receivers.values]
+
+
+def _only_tag(partition: list[tuple[Any, Any]], tag: str | None) -> list[Any]:
+    return [element for t, element in partition if t == tag]
 
 
 class _ParDo(evaluator.ParDo):
@@ -159,6 +212,64 @@ def _our_translations() -> Iterator[None]:
                 evaluator.TRANSLATIONS[k] = v
 
 
+@dataclasses.dataclass
+class _Visitor(PipelineVisitor):
+    """Beam's DaskBagVisitor (dask_runner.to_dask_bag_visitor), with a bag per output:
+    `bags` holds each transform's main output (as Beam's), `tagged` a ParDo's other
+    outputs, and `read` what some transform consumes (the rest are the graph's leaves)."""
+
+    bag_kwargs: dict[str, Any]
+    bags: dict[AppliedPTransform, db.Bag] = dataclasses.field(
+        default_factory=collections.OrderedDict)
+    tagged: dict[tuple[AppliedPTransform, str], db.Bag] = dataclasses.field(
+        default_factory=dict)
+    read: set[int] = dataclasses.field(default_factory=set)
+
+    def _bag_of(self, value: Any) -> db.Bag | None:
+        producer, tag = value.producer, getattr(value, "tag", None)
+        bag = self.tagged.get((producer, tag)) if tag is not None else None
+        if bag is None:
+            bag = self.bags.get(producer)
+        if bag is not None:
+            self.read.add(id(bag))
+        return bag
+
+    def visit_transform(self, node: AppliedPTransform) -> None:
+        op_class = evaluator.TRANSLATIONS.get(node.transform.__class__, evaluator.NoOp)
+        op = op_class(node, bag_kwargs=self.bag_kwargs)
+        op_kws: dict[str, Any] = {"input_bag": None, "side_inputs": None}
+        inputs = list(node.inputs)
+        if inputs:
+            bag_inputs = []
+            for value in inputs:
+                if isinstance(value, pvalue.PBegin):
+                    bag_inputs.append(None)
+                bag = self._bag_of(value)
+                if bag is not None:
+                    bag_inputs.append(bag)
+            # Flatten always takes a list, even of one input.
+            one = len(bag_inputs) == 1 and not isinstance(op, evaluator.Flatten)
+            op_kws["input_bag"] = bag_inputs[0] if one else bag_inputs
+        if node.side_inputs:
+            op_kws["side_inputs"] = [
+                SideInputMap(type(si), si._view_options(),
+                             evaluator.DaskBagWindowedIterator(
+                                 self._bag_of(si.pvalue), si._window_mapping_fn))
+                for si in node.side_inputs]
+        bag = op.apply(**op_kws)
+        if isinstance(op, _ParDo):
+            for tag in node.outputs:
+                if tag is not None:
+                    self.tagged[(node, tag)] = bag.map_partitions(_only_tag, tag)
+            bag = bag.map_partitions(_only_tag, None)
+        self.bags[node] = bag
+
+    def leaves(self) -> list[db.Bag]:
+        """The bags no transform reads: computing them runs the whole graph."""
+        return [b for b in [*self.bags.values(), *self.tagged.values()]
+                if id(b) not in self.read]
+
+
 class DaskRunner(dask_runner.DaskRunner):
     """Beam's DaskRunner with our ParDo, Flatten, GroupByKey and Reshuffle (see the
     module docstring)."""
@@ -184,9 +295,12 @@ class DaskRunner(dask_runner.DaskRunner):
         visitor = self.to_dask_bag_visitor(bag_kwargs)
         with _our_translations():
             pipeline.visit(visitor)
-        # As Beam's runner: the last bag depends on the whole graph (see pipeline/dag.py).
-        graph = dask.optimize(list(visitor.bags.values())[-1])
-        return _Result(client, client.compute(graph))
+        # Every leaf, where Beam's runner computes only the last bag.
+        return _Result(client, client.compute(dask.optimize(*visitor.leaves())))
+
+    @staticmethod
+    def to_dask_bag_visitor(bag_kwargs: dict[str, Any] | None = None) -> _Visitor:
+        return _Visitor(bag_kwargs or {})
 
 
 class _Result(dask_runner.DaskRunnerResult):
@@ -194,6 +308,8 @@ class _Result(dask_runner.DaskRunnerResult):
     and spends 30 s trying to reconnect."""
 
     def wait_until_finish(self, duration: int | None = None) -> str:
+        if self._state in TERMINAL:  # waited for already (and the client is closed)
+            return self._state
         try:
             return super().wait_until_finish(duration)
         finally:

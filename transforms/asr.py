@@ -190,10 +190,6 @@ def _task(video: ProbedVideo) -> AsrTask:
     return AsrTask(video.video_id, video.source.uri, video.local_path, video.info)
 
 
-def _task_video(task: AsrTask) -> str:
-    return task.video_id
-
-
 def _each_task_failed(failure: tuple[list[AsrTask], Exception]
                       ) -> Iterator[tuple[AsrTask, Exception]]:
     batch, exc = failure
@@ -253,8 +249,7 @@ class Transcribe(beam.PTransform):
             | "Tasks" >> beam.Map(_task)
             | "Spread" >> beam.Reshuffle()
             | "Whisper" >> Infer(handler, model_identifier=f"asr:{self.cfg.backend}:"
-                                 f"{self.cfg.model_path or self.cfg.model}",
-                                 group_key=_task_video)
+                                 f"{self.cfg.model_path or self.cfg.model}")
         )
         # The handler catches each video's failure; a batch that raises anyway (a bug in
         # a backend) still ends as one error row per video.

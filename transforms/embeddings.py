@@ -23,7 +23,6 @@ from vidcurate.transforms.models.clip import (
     ClipModelHandler,
     EmbedRequest,
     failed_owners,
-    request_owner,
 )
 
 STAGE = "clip_embed"
@@ -94,8 +93,7 @@ class EmbedClips(beam.PTransform):
         requests = split_outputs(clips, "KeyframeRequests", _RequestsFn(self.run_id),
                                  ERRORS, "clips", main="requests")
         embedded = requests["requests"] | "Embed" >> Infer(
-            ClipModelHandler(self.cfg), model_identifier=f"clip:{self.cfg.model_id}",
-            group_key=request_owner)
+            ClipModelHandler(self.cfg), model_identifier=f"clip:{self.cfg.model_id}")
         features = embedded[RESULTS] | "ByClip" >> beam.Map(
             lambda kv: (kv[0][0], (kv[0][1], kv[1])))
         failed = embedded[FAILED] | "FailedByClip" >> beam.FlatMap(failed_owners)

@@ -11,7 +11,6 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -92,47 +91,8 @@ def error_record(
     )
 
 
-# ------------------------------------------------------------------ portable outputs
-class _CarryTags(beam.DoFn):
-    """Runs a DoFn and emits (tag, value) pairs through its one main output.
-
-    Beam's DaskRunner mishandles ParDos with several outputs: it delivered every element
-    to the tagged output and none to the main one. Carrying the tag in the element and
-    splitting with ordinary single-output steps gives the same result on every runner.
-    """
-
-    def __init__(self, fn: beam.DoFn, main: str) -> None:
-        self.fn, self.main = fn, main
-
-    def setup(self) -> None:
-        self.fn.setup()
-
-    def start_bundle(self) -> None:
-        self.fn.start_bundle()
-
-    def process(self, element):  # noqa: ANN001, ANN201 - no hints: Beam would check them
-        for out in self.fn.process(element) or ():
-            if isinstance(out, beam.pvalue.TaggedOutput):
-                yield out.tag, out.value
-            else:
-                yield self.main, out
-
-    def finish_bundle(self) -> None:
-        self.fn.finish_bundle()
-
-    def teardown(self) -> None:
-        self.fn.teardown()
-
-
-def _only(pair: tuple[str, Any], tag: str) -> Iterator[Any]:
-    if pair[0] == tag:
-        yield pair[1]
-
-
 def split_outputs(pcoll: beam.PCollection, label: str, fn: beam.DoFn, *tags: str,
                   main: str) -> dict[str, beam.PCollection]:
-    """`pcoll | ParDo(fn).with_outputs(*tags, main=main)`, as a dict of PCollections,
-    correct on runners whose multi-output ParDo is broken (see _CarryTags)."""
-    carried = pcoll | label >> beam.ParDo(_CarryTags(fn, main))
-    return {tag: carried | f"{label}:{tag}" >> beam.FlatMap(_only, tag)
-            for tag in (main, *tags)}
+    """`pcoll | label >> ParDo(fn).with_outputs(*tags, main=main)`, as a dict."""
+    outputs = pcoll | label >> beam.ParDo(fn).with_outputs(*tags, main=main)
+    return {tag: outputs[tag] for tag in (main, *tags)}

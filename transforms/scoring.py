@@ -25,7 +25,6 @@ from vidcurate.transforms.models.clip import (
     ClipModelHandler,
     EmbedRequest,
     failed_owners,
-    request_owner,
 )
 
 STAGE = "score_captions"
@@ -143,8 +142,7 @@ class ScoreCaptions(beam.PTransform):
                      | "Distinct" >> beam.Distinct()
                      | "TextRequests" >> beam.Map(_text_request))
             embedded = texts | "Embed" >> Infer(
-                ClipModelHandler(self.clip), model_identifier=f"clip:{self.clip.model_id}",
-                group_key=request_owner)
+                ClipModelHandler(self.clip), model_identifier=f"clip:{self.clip.model_id}")
             parts["texts"] = embedded[RESULTS] | "ByClip" >> beam.Map(
                 lambda kv: (kv[0][0], ((kv[0][1], kv[0][2]), kv[1])))
             parts["failed"] = embedded[FAILED] | "FailedByClip" >> beam.FlatMap(

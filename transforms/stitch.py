@@ -45,7 +45,6 @@ from vidcurate.transforms.models.clip import (
     ClipModelHandler,
     EmbedRequest,
     failed_owners,
-    request_owner,
 )
 from vidcurate.transforms.split_config import SplitConfig, StitchConfig
 
@@ -319,7 +318,7 @@ class Stitch(beam.PTransform):
                                ERRORS, "videos", main="requests")
         embedded = frames["requests"] | "Embed" >> Infer(
             ClipModelHandler(self.clip, namespace="clip_model"),
-            model_identifier=f"clip:{self.clip.model_id}", group_key=request_owner)
+            model_identifier=f"clip:{self.clip.model_id}")
         features = embedded[RESULTS] | "ByVideo" >> beam.Map(
             lambda kv: (kv[0][0], (kv[0][1], kv[0][2], kv[1])))
         failed = embedded[FAILED] | "FailedByVideo" >> beam.FlatMap(failed_owners)

@@ -298,12 +298,11 @@ def _embed_requests() -> list[EmbedRequest]:
     return requests
 
 
-@pytest.mark.parametrize("grouped", [False, True])
-def test_both_inference_paths_give_every_request_its_embedding(clip_cfg, grouped):
-    """Infer is RunInference, or (on Dask) batches grouped by owner: the same embeddings,
-    a failing batch on the dead-letter output, RunInference's metric names."""
+def test_inference_gives_every_request_its_embedding(clip_cfg):
+    """Infer (RunInference on every runner): the same embeddings as the handler alone,
+    a failing batch on the dead-letter output, every request accounted for once."""
     from vidcurate.transforms.inference import FAILED, RESULTS, Infer
-    from vidcurate.transforms.models.clip import request_owner, shared_clip
+    from vidcurate.transforms.models.clip import shared_clip
 
     requests = _embed_requests()
     handler = ClipModelHandler(clip_cfg, namespace="infer_test")
@@ -312,58 +311,16 @@ def test_both_inference_paths_give_every_request_its_embedding(clip_cfg, grouped
 
     def matches(results):
         got = dict(results)
-        if grouped:  # a failing batch takes only its owner's requests with it
-            assert got.keys() == expected.keys()
         for key, embedding in got.items():
             np.testing.assert_allclose(embedding, expected[key], atol=1e-5)
 
     p = TestPipeline()
     out = (p | beam.Create([*requests, bad])
-           | Infer(handler, f"clip:{clip_cfg.model_id}", request_owner, grouped=grouped))
+           | Infer(handler, f"clip:{clip_cfg.model_id}"))
     assert_that(out[RESULTS], matches, label="results")
     # Every request ends as a result or inside a failed batch, once.
     accounted = ((out[RESULTS] | "ResultKeys" >> beam.Map(lambda kv: kv[0]),
                   out[FAILED] | "FailedKeys" >> beam.FlatMap(lambda f: [r.key for r in f[0]]))
                  | beam.Flatten())
     assert_that(accounted, equal_to([r.key for r in [*requests, bad]]), label="accounted")
-    result = p.run()
-    result.wait_until_finish()
-    if grouped:  # by owner, at most batch_size (8) each: clipA 8 + 2, clipB 3, clipC 4
-        query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(
-            "infer_test"))
-        counters = {m.key.metric.name: m.committed for m in query["counters"]}
-        batches = {m.key.metric.name: m.committed.count for m in query["distributions"]}
-        assert counters["num_inferences"] == len(requests)
-        assert counters["failed_batches_counter"] == 1
-        assert batches["inference_batch_latency_micro_secs"] == 4
-
-
-def test_grouped_inference_loads_the_model_once_per_process(clip_cfg, monkeypatch):
-    """Dask sets a DoFn up and tears it down for every partition."""
-    import vidcurate.transforms.inference as inference
-
-    loads = []
-
-    class Counting(ClipModelHandler):
-        def load_model(self):
-            loads.append(1)
-            return super().load_model()
-
-    monkeypatch.setattr(inference, "_LOADED", {})
-    for _ in range(3):
-        fn = inference._RunBatches(Counting(clip_cfg), "clip:once")
-        fn.setup()
-        assert list(fn.process([EmbedRequest(key=("c", 0), text="a star")]))
-        fn.teardown()
-    assert loads == [1]
-
-
-def test_the_grouped_path_is_chosen_for_dask_only():
-    from apache_beam.runners.dask.dask_runner import DaskRunner as BeamDask
-    from apache_beam.runners.direct.direct_runner import DirectRunner
-
-    from vidcurate.pipeline.dask_runner import DaskRunner
-    from vidcurate.transforms.inference import groups_batches
-
-    assert groups_batches(DaskRunner()) and groups_batches(BeamDask())
-    assert not groups_batches(DirectRunner())
+    p.run().wait_until_finish()

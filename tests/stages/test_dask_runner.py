@@ -71,3 +71,36 @@ def test_every_partition_returns_its_own_outputs_and_finish_bundle_ones():
     batches = _values([bag for label, bag in bags.items() if label.startswith("Batch/")][-1])
     assert sorted(x for batch in batches for x in batch) == list(range(40))
     assert all(len(batch) <= 7 for batch in batches)
+
+
+class _ByRemainder(beam.DoFn):
+    def process(self, x: int):  # noqa: ANN201 - no hints: Beam would check them
+        if x % 3 == 0:
+            yield beam.pvalue.TaggedOutput("three", x)
+        elif x % 3 == 1:
+            yield beam.pvalue.TaggedOutput("one", x * 10)
+        else:
+            yield x
+
+
+def test_each_output_of_a_pardo_reaches_its_own_consumers_and_every_leaf_runs():
+    p = beam.Pipeline(runner=DaskRunner())
+    out = (p | "Src" >> beam.Create(range(30))
+           | "Split" >> beam.ParDo(_ByRemainder()).with_outputs("three", "one", main="rest"))
+    _ = out["rest"] | "Rest" >> beam.Map(lambda x: x)
+    _ = out["three"] | "Three" >> beam.Map(lambda x: x)
+    _ = out["one"] | "One" >> beam.Map(lambda x: x)
+    _ = (out["three"], out["rest"]) | "Both" >> beam.Flatten()
+    p.replace_all(dask_overrides())
+    visitor = DaskRunner.to_dask_bag_visitor({"npartitions": 2, "max_partitions": 3})
+    with _our_translations():
+        p.visit(visitor)
+    bags = {node.full_label: bag for node, bag in visitor.bags.items()}
+    assert sorted(_values(bags["Rest"])) == [x for x in range(30) if x % 3 == 2]
+    assert sorted(_values(bags["Three"])) == [x for x in range(30) if x % 3 == 0]
+    assert sorted(_values(bags["One"])) == [x * 10 for x in range(30) if x % 3 == 1]
+    assert sorted(_values(bags["Both"])) == [x for x in range(30) if x % 3 != 1]
+    # The run computes every bag nothing reads: all four branches, not the last alone.
+    leaves = {id(b) for b in visitor.leaves()}
+    assert {label for label, bag in bags.items() if id(bag) in leaves} == {
+        "Rest", "Three", "One", "Both"}

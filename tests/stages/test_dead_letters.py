@@ -1,7 +1,7 @@
 """A model step that raises gives exactly one `errors` row per clip or video it failed,
 and leaves every other element as it would have been: stitching, clip embeddings,
-caption scoring and ASR, on both paths of Infer (RunInference's dead-letter output, and
-the batches grouped by owner that Dask runs, here forced on the DirectRunner).
+caption scoring and ASR, through RunInference's dead-letter output, on the DirectRunner
+and on our DaskRunner (an in-process cluster, so that the patched handlers apply).
 
 The handlers raise for whole batches holding a chosen owner's requests; with batches of
 one, an owner with several requests fails several batches, and must still get one row."""
@@ -12,7 +12,7 @@ import dataclasses
 import random
 import traceback
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +44,26 @@ from vidcurate.transforms.probe import probe_source
 from vidcurate.transforms.scoring import ScoreCaptions
 from vidcurate.transforms.stitch import Stitch
 
-PATHS = {"runinference": False, "grouped": True}
+
+@pytest.fixture(scope="module")
+def dask_address() -> Iterator[str]:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
 
 
-@pytest.fixture(params=list(PATHS))
-def grouped(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    """Which path Infer takes; the grouped one is what Beam's DaskRunner runs."""
-    on = PATHS[request.param]
-    monkeypatch.setattr(inference, "groups_batches", lambda runner: on)
-    return on
+@pytest.fixture(params=["direct", "dask"])
+def pipeline(request: pytest.FixtureRequest) -> Callable[[], TestPipeline]:
+    """A TestPipeline on the DirectRunner, or on our DaskRunner."""
+    if request.param == "direct":
+        return TestPipeline
+    from vidcurate.pipeline.dask_runner import DaskRunner
+
+    address = request.getfixturevalue("dask_address")
+    return lambda: TestPipeline(runner=DaskRunner(), options=PipelineOptions(
+        ["--dask_client_address", address]))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +118,7 @@ def _keyed(expected: dict[str, Any]) -> Callable[[list[tuple[str, Any]]], None]:
     return match
 
 
-def test_stitching_failure_is_one_row_per_video(cfg, grouped, monkeypatch, tmp_path):
+def test_stitching_failure_is_one_row_per_video(cfg, pipeline, monkeypatch, tmp_path):
     scenes = [("circle", "red", "white", [1.0, 0.0, 0.5, 0.5]),
               ("square", "blue", "black", [1.0, 0.5, 0.5, 0.5])]
     videos = []
@@ -118,7 +129,7 @@ def test_stitching_failure_is_one_row_per_video(cfg, grouped, monkeypatch, tmp_p
                                   shots=(Span(0, 15, 0.0, 1.5), Span(15, 30, 1.5, 3.0)),
                                   decoded_frames=30))
     failed = _raise_for(monkeypatch, ClipModelHandler, request_owner, {"vbad"})
-    with TestPipeline() as p:
+    with pipeline() as p:
         out = p | beam.Create(videos) | Stitch(cfg.clip, cfg.split, "r")
         _errors(out[ERRORS], "stitch", [("vbad", None)], "vbad")
         # The others are stitched: both cut-scenes embedded and judged.
@@ -148,11 +159,11 @@ def _clip(clip_id: str, keyframes: tuple[str, ...] = (),
                       clip_embedding=embedding)
 
 
-def test_embedding_failure_is_one_row_per_clip(cfg, grouped, monkeypatch, tmp_path):
+def test_embedding_failure_is_one_row_per_clip(cfg, pipeline, monkeypatch, tmp_path):
     rng = random.Random(1)
     clips = [_clip(c, _keyframes(tmp_path, c, rng)) for c in ("cbad", "c1", "c2")]
     failed = _raise_for(monkeypatch, ClipModelHandler, request_owner, {"cbad"})
-    with TestPipeline() as p:
+    with pipeline() as p:
         out = p | beam.Create(clips) | EmbedClips(cfg.clip, "r")
         _errors(out[ERRORS], "clip_embed", [("v-cbad", "cbad")], "cbad")
         # Every clip goes on; only the failed one lacks its embedding.
@@ -161,7 +172,7 @@ def test_embedding_failure_is_one_row_per_clip(cfg, grouped, monkeypatch, tmp_pa
     assert failed == {"cbad": 3}  # one batch per keyframe
 
 
-def test_scoring_failure_is_one_row_per_clip(cfg, grouped, monkeypatch):
+def test_scoring_failure_is_one_row_per_clip(cfg, pipeline, monkeypatch):
     rng = np.random.default_rng(2)
     clips, candidates = [], []
     for c in ("cbad", "c1", "c2"):
@@ -170,7 +181,7 @@ def test_scoring_failure_is_one_row_per_clip(cfg, grouped, monkeypatch):
         candidates += [CaptionCandidate(c, f"v-{c}", teacher, None, None, f"{teacher} says {c}")
                        for teacher in ("metadata", "speech", "ocr")]
     failed = _raise_for(monkeypatch, ClipModelHandler, request_owner, {"cbad"})
-    with TestPipeline() as p:
+    with pipeline() as p:
         out = {"clips": p | "Clips" >> beam.Create(clips),
                "candidates": p | "Candidates" >> beam.Create(candidates)} | ScoreCaptions(
             cfg.clip, cfg.teachers.priority, "r")
@@ -185,11 +196,11 @@ def test_scoring_failure_is_one_row_per_clip(cfg, grouped, monkeypatch):
     assert failed == {"cbad": 3}  # one batch per candidate text
 
 
-def test_asr_failure_is_one_row_per_video(cfg, grouped, monkeypatch, sounds):
+def test_asr_failure_is_one_row_per_video(cfg, pipeline, monkeypatch, sounds):
     videos = [probe_source(Source(uri=str(sounds / f"{n}.mp4"), video_id=n))
               for n in ("tone", "silence", "noise")]
     failed = _raise_for(monkeypatch, WhisperModelHandler, lambda t: t.video_id, {"tone"})
-    with TestPipeline() as p:
+    with pipeline() as p:
         out = p | beam.Create(videos) | Transcribe(cfg.asr, "r")
         _errors(out[ERRORS], "asr", [("tone", None)], "tone")
         assert_that(out["results"] | beam.Map(lambda r: (r.video_id, r.note)),
@@ -220,4 +231,4 @@ def test_a_runinference_dead_letter_becomes_its_exception(exc: Exception):
         assert str(rebuilt) == f"_TwoArgs: {exc}"
     else:
         assert type(rebuilt) is type(exc) and str(rebuilt) == str(exc)
-    assert inference.as_exception(([1], exc)) == ([1], exc)  # the grouped path's form
+    assert inference.as_exception(([1], exc)) == ([1], exc)  # already an exception
