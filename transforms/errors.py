@@ -18,7 +18,7 @@ from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import ErrorRecord
 from vidcurate.transforms import progress
-from vidcurate.transforms.media import MediaError
+from vidcurate.transforms.core import StageError
 
 ERRORS = "errors"  # the tag of every stage's error output
 SKIPPED = "skipped"
@@ -73,8 +73,9 @@ def error_record(
     video_id: str | None = None,
     clip_id: str | None = None,
 ) -> ErrorRecord:
-    """An error row for a failure; unexpected exceptions keep their type and last frame."""
-    if isinstance(exc, MediaError):
+    """An error row for a failure: a StageError's own type and message; unexpected
+    exceptions keep their type and last frame."""
+    if isinstance(exc, StageError):
         error_type, message = exc.error_type, str(exc)
     else:
         frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []

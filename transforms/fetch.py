@@ -38,8 +38,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import Fetched, Source
+from vidcurate.transforms.core import StageError
 from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
-from vidcurate.transforms.media import MediaError, file_digest, forget, is_remote, publish
+from vidcurate.transforms.media import file_digest, forget, is_remote, publish
 from vidcurate.transforms.probe import Skip
 from vidcurate.transforms.retry import backoff_s, retry_after_s
 
@@ -70,7 +71,7 @@ _CHUNK = 1 << 20
 _MAX_REDIRECTS = 10
 
 
-class FetchError(MediaError):
+class FetchError(StageError):
     """A source that could not be fetched; `retryable` failures were retried first."""
 
     def __init__(self, error_type: str, message: str, retryable: bool = False,

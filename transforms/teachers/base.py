@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source
-from vidcurate.transforms.media import MediaError
+from vidcurate.transforms.core import StageError
 from vidcurate.transforms.models.clip import ClipConfig
 
 
@@ -73,7 +73,7 @@ class Proposal:
     model: str | None = None  # when not the teacher's model_id (e.g. a fallback)
 
 
-class TeacherError(MediaError):
+class TeacherError(StageError):
     """A teacher could not caption this clip; becomes an error row, never a crash."""
 
 
