@@ -39,7 +39,7 @@ from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import Fetched, Source
 from vidcurate.transforms.core import StageError
-from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
+from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, guarded, split_outputs
 from vidcurate.transforms.media import file_digest, forget, is_remote, publish
 from vidcurate.transforms.probe import Skip
 from vidcurate.transforms.retry import backoff_s, retry_after_s
@@ -537,19 +537,16 @@ class _FetchFn(beam.DoFn):
         self.downloads = Metrics.counter(STAGE, "downloads")
 
     def process(self, source: Source) -> Iterator[Fetched | beam.pvalue.TaggedOutput]:
-        with self.metrics.timed():
-            try:
-                fetched = fetch_source(source, self.cfg, limiter_for(self.cfg),
-                                       on_retry=lambda e: self.retries.inc())
-            except Exception as e:
-                yield self.metrics.failure(e, source_uri=source.uri,
-                    run_id=self.run_id, video_id=source.video_id)
-                return
-        self.metrics.processed.inc()
+        yield from guarded(self.metrics, self._fetch, source, source_uri=source.uri,
+                           run_id=self.run_id, video_id=source.video_id)
+
+    def _fetch(self, source: Source) -> list[Fetched]:
+        fetched = fetch_source(source, self.cfg, limiter_for(self.cfg),
+                               on_retry=lambda e: self.retries.inc())
         self.bytes.inc(fetched.bytes)
         if fetched.downloaded:
             self.downloads.inc()
-        yield fetched
+        return [fetched]
 
 
 def _order(fetched: Fetched) -> tuple[str, str]:
