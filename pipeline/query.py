@@ -18,8 +18,6 @@ import pyarrow as pa
 from vidcurate.schemas.tables import TABLES
 from vidcurate.transforms.manifest import is_local
 
-VIEWS = ("videos", "clips", "captions", "errors", "runs")
-
 
 class OutputNotFound(FileNotFoundError):
     pass

@@ -20,7 +20,6 @@ import numpy as np
 from vidcurate.schemas.redact import redact_text, redact_url
 
 VIDEO_STATUSES = ("ok", "failed", "skipped")
-BOUNDARY_KINDS = ("detected", "forced")
 
 
 @dataclass(frozen=True)

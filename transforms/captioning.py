@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Fetched
-from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded, split_outputs
 from vidcurate.transforms.models.clip import ClipConfig
 from vidcurate.transforms.teachers import TEACHERS, ClipContext, Teacher, TeacherError
 from vidcurate.transforms.teachers.base import TeachersConfig
@@ -45,18 +45,19 @@ class _TeacherFn(beam.DoFn):
 
     def process(self, ctx: ClipContext) -> Iterator[CaptionCandidate | beam.pvalue.TaggedOutput]:
         clip = ctx.clip
-        with self.metrics.timed():
-            try:
-                found = self.teacher.candidates(ctx)
-            except Exception as e:
-                if isinstance(e, TeacherError):
-                    e = TeacherError(f"{self.name}:{e.error_type}", f"{self.name}: {e}")
-                yield self.metrics.failure(e, source_uri=clip.source_uri, run_id=self.run_id,
-                                           video_id=clip.video_id, clip_id=clip.clip_id)
-                return
-        self.metrics.processed.inc()
-        (self.proposed.inc(len(found)) if found else self.empty.inc())
-        yield from found
+        yield from guarded(self.metrics, self._propose, ctx, source_uri=clip.source_uri,
+                           run_id=self.run_id, video_id=clip.video_id, clip_id=clip.clip_id)
+
+    def _propose(self, ctx: ClipContext) -> list[CaptionCandidate]:
+        try:
+            found = self.teacher.candidates(ctx)
+        except TeacherError as e:  # the row names the teacher: all share one stage
+            raise TeacherError(f"{self.name}:{e.error_type}", f"{self.name}: {e}") from e
+        if found:
+            self.proposed.inc(len(found))
+        else:
+            self.empty.inc()
+        return found
 
 
 def _with_candidates(joined: tuple[str, dict[str, list]]) -> Iterator[ClipContext]:

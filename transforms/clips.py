@@ -20,7 +20,7 @@ import apache_beam as beam
 
 from vidcurate.schemas.records import ClipRecord, ClipTask, Span, SplitVideo
 from vidcurate.transforms.core import AddArgument, check
-from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded, split_outputs
 from vidcurate.transforms.manifest import is_local
 from vidcurate.transforms.media import (
     MediaLimits,
@@ -200,14 +200,12 @@ class _PlanFn(beam.DoFn):
         if not split.spans:
             return
         video = split.scened.video
-        try:
-            tasks = plan_clips(split, self.media, self.params_hash)
-        except Exception as e:
-            yield self.metrics.failure(e, source_uri=video.source.uri,
-                run_id=self.run_id, video_id=video.video_id)
-            return
-        self.metrics.processed.inc()
-        yield from tasks
+        # Untimed: planning has no latency in the runs table; cutting (_CutFn) has.
+        yield from guarded(self.metrics, self._plan, split, source_uri=video.source.uri,
+                           run_id=self.run_id, video_id=video.video_id, timed=False)
+
+    def _plan(self, split: SplitVideo) -> list[ClipTask]:
+        return plan_clips(split, self.media, self.params_hash)
 
 
 class _CutFn(beam.DoFn):
@@ -216,15 +214,11 @@ class _CutFn(beam.DoFn):
         self.metrics = StageMetrics(STAGE)
 
     def process(self, task: ClipTask) -> Iterator[ClipRecord | beam.pvalue.TaggedOutput]:
-        with self.metrics.timed():
-            try:
-                record = cut_one(task, self.media, self.params_hash, self.run_id)
-            except Exception as e:
-                yield self.metrics.failure(e, source_uri=task.source_uri,
-                    run_id=self.run_id, video_id=task.video_id, clip_id=task.clip_id)
-                return
-        self.metrics.processed.inc()
-        yield record
+        yield from guarded(self.metrics, self._cut, task, source_uri=task.source_uri,
+                           run_id=self.run_id, video_id=task.video_id, clip_id=task.clip_id)
+
+    def _cut(self, task: ClipTask) -> list[ClipRecord]:
+        return [cut_one(task, self.media, self.params_hash, self.run_id)]
 
 
 class CutClips(beam.PTransform):

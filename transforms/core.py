@@ -1,5 +1,6 @@
-"""What every layer may need: the configuration error, and the small interface through
-which each stage declares its command-line flags and checks their values.
+"""What every layer may need: the configuration error, the small interface through
+which each stage declares its command-line flags and checks their values, and the base
+of every stage's expected failures.
 
 A stage's config dataclass has `add_arguments(add)` (its flags) and `from_options(o)`
 (its values, validated, raising ConfigError); pipeline/options.py composes them.
@@ -24,3 +25,25 @@ def check(*rules: tuple[Any, str]) -> None:
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+
+
+class StageError(Exception):
+    """An expected failure of one element in a stage (bad media, a failed download, a
+    teacher that could not answer): it becomes an error row with its `error_type` and
+    message, never a crash."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions unpickle as cls(*args), and ours take more than the message. Runners
+        # pickle them where a failure crosses a step boundary (Beam's dead-letter outputs).
+        return _restore_error, (type(self), str(self), dict(self.__dict__))
+
+
+def _restore_error(cls: type[StageError], message: str, state: dict[str, Any]) -> StageError:
+    error = Exception.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error

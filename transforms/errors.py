@@ -2,25 +2,30 @@
 
 Every stage counts what it processed, skipped and failed in the Beam metrics
 namespace of its name, and records its per-element latency; `pipeline.run` reads
-them back for the `runs` table and the end-of-run summary.
+them back for the `runs` table and the end-of-run summary. `guarded` runs one
+element's step with all of that: its outputs, or its error row.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import TypeVar
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import ErrorRecord
 from vidcurate.transforms import progress
-from vidcurate.transforms.media import MediaError
+from vidcurate.transforms.core import StageError
 
 ERRORS = "errors"  # the tag of every stage's error output
 SKIPPED = "skipped"
+
+E = TypeVar("E")  # the element a step takes
+T = TypeVar("T")  # what it outputs
 
 
 class _Counter:
@@ -63,6 +68,27 @@ class StageMetrics:
             self.latency_ms.update(int((time.perf_counter() - start) * 1000))
 
 
+def guarded(metrics: StageMetrics, step: Callable[[E], Iterable[T]], element: E, *,
+            source_uri: str, run_id: str, video_id: str | None = None,
+            clip_id: str | None = None, timed: bool = True,
+            ) -> Iterator[T | beam.pvalue.TaggedOutput]:
+    """One element through a stage's step, all or nothing: the step's outputs, counted
+    'processed', or, when it raises, only its error row, counted 'failed'; timed into the
+    stage's latency unless `timed` is False.
+
+    The outputs are collected before the first goes out, so a step that fails partway
+    emits none of them (a stage that streams its outputs keeps its own try)."""
+    with metrics.timed() if timed else nullcontext():
+        try:
+            outputs = list(step(element))
+        except Exception as e:  # any failure is this element's error row, never a crash
+            yield metrics.failure(e, source_uri=source_uri, run_id=run_id, video_id=video_id,
+                                  clip_id=clip_id)
+            return
+    metrics.processed.inc()
+    yield from outputs
+
+
 def error_record(
     exc: BaseException,
     *,
@@ -72,8 +98,9 @@ def error_record(
     video_id: str | None = None,
     clip_id: str | None = None,
 ) -> ErrorRecord:
-    """An error row for a failure; unexpected exceptions keep their type and last frame."""
-    if isinstance(exc, MediaError):
+    """An error row for a failure: a StageError's own type and message; unexpected
+    exceptions keep their type and last frame."""
+    if isinstance(exc, StageError):
         error_type, message = exc.error_type, str(exc)
     else:
         frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []

@@ -38,9 +38,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import Fetched, Source
-from vidcurate.transforms.core import AddArgument, ConfigError, check
-from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
-from vidcurate.transforms.media import MediaError, file_digest, forget, is_remote, publish
+from vidcurate.transforms.core import AddArgument, ConfigError, StageError, check
+from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, guarded, split_outputs
+from vidcurate.transforms.media import file_digest, forget, is_remote, publish
 from vidcurate.transforms.probe import Skip
 from vidcurate.transforms.retry import backoff_s, retry_after_s
 
@@ -187,7 +187,7 @@ _CHUNK = 1 << 20
 _MAX_REDIRECTS = 10
 
 
-class FetchError(MediaError):
+class FetchError(StageError):
     """A source that could not be fetched; `retryable` failures were retried first."""
 
     def __init__(self, error_type: str, message: str, retryable: bool = False,
@@ -653,19 +653,16 @@ class _FetchFn(beam.DoFn):
         self.downloads = Metrics.counter(STAGE, "downloads")
 
     def process(self, source: Source) -> Iterator[Fetched | beam.pvalue.TaggedOutput]:
-        with self.metrics.timed():
-            try:
-                fetched = fetch_source(source, self.cfg, limiter_for(self.cfg),
-                                       on_retry=lambda e: self.retries.inc())
-            except Exception as e:
-                yield self.metrics.failure(e, source_uri=source.uri,
-                    run_id=self.run_id, video_id=source.video_id)
-                return
-        self.metrics.processed.inc()
+        yield from guarded(self.metrics, self._fetch, source, source_uri=source.uri,
+                           run_id=self.run_id, video_id=source.video_id)
+
+    def _fetch(self, source: Source) -> list[Fetched]:
+        fetched = fetch_source(source, self.cfg, limiter_for(self.cfg),
+                               on_retry=lambda e: self.retries.inc())
         self.bytes.inc(fetched.bytes)
         if fetched.downloaded:
             self.downloads.inc()
-        yield fetched
+        return [fetched]
 
 
 def _order(fetched: Fetched) -> tuple[str, str]:

@@ -26,7 +26,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from vidcurate.schemas.records import VideoInfo
-from vidcurate.transforms.core import AddArgument, check
+from vidcurate.transforms.core import AddArgument, StageError, check
 
 _CHUNK = 1 << 20
 # Containers mp4 can take by stream copy; anything else is copied into Matroska.
@@ -34,24 +34,8 @@ _MP4_VIDEO = {"h264", "hevc", "mpeg4", "av1", "vp9", "mjpeg", "mpeg2video", "mpe
 _MP4_AUDIO = {None, "aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
 
 
-class MediaError(Exception):
+class MediaError(StageError):
     """A media file that cannot be processed; becomes an error row, never a crash."""
-
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Exceptions unpickle as cls(*args), and ours take more than the message. Runners
-        # pickle them where a failure crosses a step boundary (Beam's dead-letter outputs).
-        return _restore_error, (type(self), str(self), dict(self.__dict__))
-
-
-def _restore_error(cls: type[MediaError], message: str, state: dict[str, Any]) -> MediaError:
-    error = Exception.__new__(cls)
-    Exception.__init__(error, message)
-    error.__dict__.update(state)
-    return error
 
 
 class NoVideoStream(MediaError):

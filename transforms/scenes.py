@@ -18,7 +18,7 @@ from scenedetect import AdaptiveDetector, ContentDetector, SceneDetector
 from scenedetect.common import FrameTimecode
 
 from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Span
-from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded, split_outputs
 from vidcurate.transforms.media import DEFAULT_LIMITS, MediaLimits, decode_frames_downscaled
 from vidcurate.transforms.split_config import SplitConfig
 
@@ -111,15 +111,11 @@ class _DetectFn(beam.DoFn):
         self.metrics = StageMetrics(STAGE)
 
     def process(self, video: ProbedVideo) -> Iterator[ScenedVideo | beam.pvalue.TaggedOutput]:
-        with self.metrics.timed():
-            try:
-                scened = detect_scenes(video, self.cfg, self.threads, self.limits)
-            except Exception as e:
-                yield self.metrics.failure(e, source_uri=video.source.uri,
-                    run_id=self.run_id, video_id=video.video_id)
-                return
-        self.metrics.processed.inc()
-        yield scened
+        yield from guarded(self.metrics, self._detect, video, source_uri=video.source.uri,
+                           run_id=self.run_id, video_id=video.video_id)
+
+    def _detect(self, video: ProbedVideo) -> list[ScenedVideo]:
+        return [detect_scenes(video, self.cfg, self.threads, self.limits)]
 
 
 class DetectScenes(beam.PTransform):

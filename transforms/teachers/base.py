@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source
-from vidcurate.transforms.core import AddArgument, ConfigError, check
-from vidcurate.transforms.media import MediaError
+from vidcurate.transforms.core import AddArgument, ConfigError, StageError, check
 from vidcurate.transforms.models.clip import ClipConfig
 
 
@@ -159,7 +158,7 @@ class Proposal:
     model: str | None = None  # when not the teacher's model_id (e.g. a fallback)
 
 
-class TeacherError(MediaError):
+class TeacherError(StageError):
     """A teacher could not caption this clip; becomes an error row, never a crash."""
 
 
