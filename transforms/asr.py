@@ -30,7 +30,7 @@ from vidcurate.schemas.records import (
     Segment,
     Word,
 )
-from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.media import DEFAULT_LIMITS, MediaError, MediaLimits, audio_windows
 from vidcurate.transforms.models.whisper import (
@@ -254,8 +254,10 @@ class Transcribe(beam.PTransform):
         # The handler catches each video's failure; a batch that raises anyway (a bug in
         # a backend) still ends as one error row per video.
         failed = whisper[FAILED] | "FailedBatches" >> beam.FlatMap(_each_task_failed)
-        collected = split_outputs((whisper[RESULTS], failed) | "Outcomes" >> beam.Flatten(),
-                                  "Guarded", _Collect(self.run_id), ERRORS, main="results")
+        collected = (
+            (whisper[RESULTS], failed) | "Outcomes" >> beam.Flatten()
+            | "Guarded" >> beam.ParDo(_Collect(self.run_id))
+            .with_outputs(ERRORS, main="results"))
         results = (collected["results"], silent) | "AllResults" >> beam.Flatten()
         return {"results": results, ERRORS: collected[ERRORS]}
 

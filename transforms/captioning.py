@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Fetched
-from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.models.clip import ClipConfig
 from vidcurate.transforms.teachers import TEACHERS, ClipContext, Teacher, TeacherError
 from vidcurate.transforms.teachers.base import TeachersConfig
@@ -82,9 +82,11 @@ class Teachers(beam.PTransform):
              ) -> tuple[list[beam.PCollection], list[beam.PCollection]]:
         candidates, errors = [], []
         for name in names:
-            out = split_outputs(contexts, f"Teacher:{name}",
-                                _TeacherFn(name, self.cfg, self.clip, self.run_id),
-                                ERRORS, main="candidates")
+            out = (
+                contexts
+                | f"Teacher:{name}" >> beam.ParDo(
+                    _TeacherFn(name, self.cfg, self.clip, self.run_id))
+                .with_outputs(ERRORS, main="candidates"))
             candidates.append(out["candidates"])
             errors.append(out[ERRORS])
         return candidates, errors

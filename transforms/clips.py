@@ -20,7 +20,7 @@ import apache_beam as beam
 
 from vidcurate.schemas.records import ClipRecord, ClipTask, Span, SplitVideo
 from vidcurate.transforms.core import AddArgument, check
-from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.manifest import is_local
 from vidcurate.transforms.media import (
     MediaLimits,
@@ -229,11 +229,14 @@ class CutClips(beam.PTransform):
         self.media, self.params_hash, self.run_id = media, params_hash, run_id
 
     def expand(self, splits: beam.PCollection) -> dict[str, beam.PCollection]:
-        planned = split_outputs(splits, "Plan",
-                                _PlanFn(self.media, self.params_hash, self.run_id), ERRORS,
-                                main="tasks")
+        planned = (
+            splits
+            | "Plan" >> beam.ParDo(_PlanFn(self.media, self.params_hash, self.run_id))
+            .with_outputs(ERRORS, main="tasks"))
         spread = planned["tasks"] | "Spread" >> beam.Reshuffle()
-        cut = split_outputs(spread, "Cut", _CutFn(self.media, self.params_hash, self.run_id),
-                            ERRORS, main="clips")
+        cut = (
+            spread
+            | "Cut" >> beam.ParDo(_CutFn(self.media, self.params_hash, self.run_id))
+            .with_outputs(ERRORS, main="clips"))
         errors = (planned[ERRORS], cut[ERRORS]) | "MergeErrors" >> beam.Flatten()
         return {"clips": cut["clips"], ERRORS: errors}

@@ -15,7 +15,7 @@ import apache_beam as beam
 import numpy as np
 
 from vidcurate.schemas.records import ClipRecord
-from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.media import read_frame
 from vidcurate.transforms.models.clip import (
@@ -90,16 +90,19 @@ class EmbedClips(beam.PTransform):
         self.cfg, self.run_id = cfg, run_id
 
     def expand(self, clips: beam.PCollection) -> dict[str, beam.PCollection]:
-        requests = split_outputs(clips, "KeyframeRequests", _RequestsFn(self.run_id),
-                                 ERRORS, "clips", main="requests")
+        requests = (
+            clips
+            | "KeyframeRequests" >> beam.ParDo(_RequestsFn(self.run_id))
+            .with_outputs(ERRORS, "clips", main="requests"))
         embedded = requests["requests"] | "Embed" >> Infer(
             ClipModelHandler(self.cfg), model_identifier=f"clip:{self.cfg.model_id}")
         features = embedded[RESULTS] | "ByClip" >> beam.Map(
             lambda kv: (kv[0][0], (kv[0][1], kv[1])))
         failed = embedded[FAILED] | "FailedByClip" >> beam.FlatMap(failed_owners)
-        pooled = split_outputs(
+        pooled = (
             {"clips": requests["clips"], "features": features, "failed": failed}
-            | "Join" >> beam.CoGroupByKey(),
-            "Pool", _PoolFn(self.cfg.model_id, self.run_id), ERRORS, main="clips")
+            | "Join" >> beam.CoGroupByKey()
+            | "Pool" >> beam.ParDo(_PoolFn(self.cfg.model_id, self.run_id))
+            .with_outputs(ERRORS, main="clips"))
         errors = (requests[ERRORS], pooled[ERRORS]) | "Errors" >> beam.Flatten()
         return {"clips": pooled["clips"], ERRORS: errors}

@@ -116,10 +116,3 @@ def error_record(
         video_id=video_id,
         clip_id=clip_id,
     )
-
-
-def split_outputs(pcoll: beam.PCollection, label: str, fn: beam.DoFn, *tags: str,
-                  main: str) -> dict[str, beam.PCollection]:
-    """`pcoll | label >> ParDo(fn).with_outputs(*tags, main=main)`, as a dict."""
-    outputs = pcoll | label >> beam.ParDo(fn).with_outputs(*tags, main=main)
-    return {tag: outputs[tag] for tag in (main, *tags)}

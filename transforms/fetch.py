@@ -39,7 +39,7 @@ from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import Fetched, Source
 from vidcurate.transforms.core import AddArgument, ConfigError, StageError, check
-from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, guarded, split_outputs
+from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, guarded
 from vidcurate.transforms.media import file_digest, forget, is_remote, publish
 from vidcurate.transforms.probe import Skip
 from vidcurate.transforms.retry import backoff_s, retry_after_s
@@ -703,13 +703,17 @@ class Fetch(beam.PTransform):
         self.cfg, self.run_id = cfg, run_id
 
     def expand(self, sources: beam.PCollection) -> dict[str, beam.PCollection]:
-        got = split_outputs(sources, "Get", _FetchFn(self.cfg, self.run_id), ERRORS,
-                            main="fetched")
+        got = (
+            sources
+            | "Get" >> beam.ParDo(_FetchFn(self.cfg, self.run_id))
+            .with_outputs(ERRORS, main="fetched"))
         grouped = (
             got["fetched"]
             | "BySha" >> beam.Map(lambda f: (f.sha256, f))
             | "SameContent" >> beam.GroupByKey()
         )
-        unique = split_outputs(grouped, "FirstCopy", _FirstByContent(self.cfg.keep_downloads),
-                               SKIPPED, main="unique")
+        unique = (
+            grouped
+            | "FirstCopy" >> beam.ParDo(_FirstByContent(self.cfg.keep_downloads))
+            .with_outputs(SKIPPED, main="unique"))
         return {"fetched": unique["unique"], SKIPPED: unique[SKIPPED], ERRORS: got[ERRORS]}

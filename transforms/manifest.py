@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import ErrorRecord, Source
-from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics
 
 STAGE = "manifest"
 MANIFEST_EXTENSIONS = ("csv", "tsv", "jsonl", "ndjson", "json", "parquet")
@@ -253,9 +253,10 @@ class ReadManifest(beam.PTransform):
         self.exclude = exclude
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
-        listed = split_outputs(pbegin | "Input" >> beam.Create([self.input_uri]), "Expand",
-                               _ExpandInput(self.extensions, self.run_id, self.exclude),
-                               ERRORS, main="sources")
+        listed = (
+            (pbegin | "Input" >> beam.Create([self.input_uri]))
+            | "Expand" >> beam.ParDo(_ExpandInput(self.extensions, self.run_id, self.exclude))
+            .with_outputs(ERRORS, main="sources"))
         sources = (
             listed["sources"]
             | "ByVideoId" >> beam.Map(lambda s: (s.video_id, s))

@@ -21,7 +21,7 @@ import numpy as np
 from apache_beam.utils import shared
 
 from vidcurate.schemas.records import ClipRecord, OcrLine
-from vidcurate.transforms.errors import ERRORS, StageMetrics, error_record, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics, error_record
 from vidcurate.transforms.media import MediaError, read_frame
 from vidcurate.transforms.models.ocr import OcrConfig
 
@@ -205,5 +205,7 @@ class OCR(beam.PTransform):
         self.cfg, self.run_id = cfg, run_id
 
     def expand(self, clips: beam.PCollection) -> dict[str, beam.PCollection]:
-        return split_outputs(clips, "RapidOCR", _OcrFn(self.cfg, self.run_id), ERRORS,
-                             main="clips")
+        return (
+            clips
+            | "RapidOCR" >> beam.ParDo(_OcrFn(self.cfg, self.run_id))
+            .with_outputs(ERRORS, main="clips"))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from vidcurate.schemas.records import Fetched, ProbedVideo, Source
-from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, split_outputs
+from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics
 from vidcurate.transforms.media import (
     DEFAULT_LIMITS,
     MediaError,
@@ -83,5 +83,7 @@ class Probe(beam.PTransform):
         self.run_id, self.limits = run_id, limits
 
     def expand(self, fetched: beam.PCollection) -> dict[str, beam.PCollection]:
-        return split_outputs(fetched, "Ffprobe", _ProbeFn(self.run_id, self.limits), ERRORS,
-                             SKIPPED, main="videos")
+        return (
+            fetched
+            | "Ffprobe" >> beam.ParDo(_ProbeFn(self.run_id, self.limits))
+            .with_outputs(ERRORS, SKIPPED, main="videos"))

@@ -18,7 +18,7 @@ from scenedetect import AdaptiveDetector, ContentDetector, SceneDetector
 from scenedetect.common import FrameTimecode
 
 from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Span
-from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.media import DEFAULT_LIMITS, MediaLimits, decode_frames_downscaled
 from vidcurate.transforms.split_config import SplitConfig
 
@@ -127,6 +127,7 @@ class DetectScenes(beam.PTransform):
         self.cfg, self.threads, self.run_id, self.limits = cfg, threads, run_id, limits
 
     def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
-        return split_outputs(videos, "Detect",
-                             _DetectFn(self.cfg, self.threads, self.run_id, self.limits),
-                             ERRORS, main="scened")
+        return (
+            videos
+            | "Detect" >> beam.ParDo(_DetectFn(self.cfg, self.threads, self.run_id, self.limits))
+            .with_outputs(ERRORS, main="scened"))

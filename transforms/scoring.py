@@ -18,7 +18,7 @@ import apache_beam as beam
 import numpy as np
 
 from vidcurate.schemas.records import CaptionCandidate, CaptionRow, ClipRecord
-from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.models.clip import (
     ClipConfig,
@@ -147,7 +147,8 @@ class ScoreCaptions(beam.PTransform):
                 lambda kv: (kv[0][0], ((kv[0][1], kv[0][2]), kv[1])))
             parts["failed"] = embedded[FAILED] | "FailedByClip" >> beam.FlatMap(
                 failed_owners)
-        selected = split_outputs(parts | "Join" >> beam.CoGroupByKey(), "Select",
-                                 _SelectFn(self.priority, self.run_id), ERRORS, "captions",
-                                 main="clips")
+        selected = (
+            (parts | "Join" >> beam.CoGroupByKey())
+            | "Select" >> beam.ParDo(_SelectFn(self.priority, self.run_id))
+            .with_outputs(ERRORS, "captions", main="clips"))
         return selected

@@ -30,7 +30,7 @@ import apache_beam as beam
 import numpy as np
 
 from vidcurate.schemas.records import Boundary, DroppedShot, ScenedVideo, Span
-from vidcurate.transforms.errors import ERRORS, StageMetrics, split_outputs
+from vidcurate.transforms.errors import ERRORS, StageMetrics
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.media import (
     DEFAULT_LIMITS,
@@ -314,17 +314,20 @@ class Stitch(beam.PTransform):
     def expand(self, scened: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self.split.stitch
         assert cfg is not None
-        frames = split_outputs(scened, "BoundaryFrames", _FramesFn(cfg, self.run_id, self.limits),
-                               ERRORS, "videos", main="requests")
+        frames = (
+            scened
+            | "BoundaryFrames" >> beam.ParDo(_FramesFn(cfg, self.run_id, self.limits))
+            .with_outputs(ERRORS, "videos", main="requests"))
         embedded = frames["requests"] | "Embed" >> Infer(
             ClipModelHandler(self.clip, namespace="clip_model"),
             model_identifier=f"clip:{self.clip.model_id}")
         features = embedded[RESULTS] | "ByVideo" >> beam.Map(
             lambda kv: (kv[0][0], (kv[0][1], kv[0][2], kv[1])))
         failed = embedded[FAILED] | "FailedByVideo" >> beam.FlatMap(failed_owners)
-        stitched = split_outputs(
+        stitched = (
             {"videos": frames["videos"], "features": features, "failed": failed}
-            | "Join" >> beam.CoGroupByKey(),
-            "Stitch", _StitchFn(cfg, self.split, self.run_id), ERRORS, main="scened")
+            | "Join" >> beam.CoGroupByKey()
+            | "Stitch" >> beam.ParDo(_StitchFn(cfg, self.split, self.run_id))
+            .with_outputs(ERRORS, main="scened"))
         errors = (frames[ERRORS], stitched[ERRORS]) | "Errors" >> beam.Flatten()
         return {"scened": stitched["scened"], ERRORS: errors}

@@ -173,25 +173,6 @@ def test_build_video_rows_one_per_source():
                               ("c", "skipped", "probe: no video stream")]))
 
 
-def test_split_outputs_routes_tagged_values_like_with_outputs():
-    from vidcurate.transforms.errors import split_outputs
-
-    class Parity(beam.DoFn):
-        def setup(self):
-            self.ready = True
-
-        def process(self, x):
-            assert self.ready  # setup() of the wrapped DoFn ran
-            yield x if x % 2 == 0 else beam.pvalue.TaggedOutput("odd", x)
-            if x == 3:
-                yield beam.pvalue.TaggedOutput("three", "three")
-
-    with TestPipeline() as p:
-        out = split_outputs(p | beam.Create(range(6)), "Split", Parity(), "odd", "three",
-                            main="even")
-        assert_that(out["even"], equal_to([0, 2, 4]), label="even")
-        assert_that(out["odd"], equal_to([1, 3, 5]), label="odd")
-        assert_that(out["three"], equal_to(["three"]), label="three")
 
 
 def test_dask_runner_by_name():
