@@ -21,7 +21,7 @@ from typing import Any
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from vidcurate.transforms.clips import CLIP_MEDIA_MODES, MediaConfig
-from vidcurate.transforms.core import ConfigError, check
+from vidcurate.transforms.core import ConfigError, check, is_local
 from vidcurate.transforms.fetch import FetchConfig
 from vidcurate.transforms.manifest import input_kind
 from vidcurate.transforms.models.clip import (
@@ -145,7 +145,7 @@ class RunConfig:
         if any(c in output for c in "[]*?"):
             raise ConfigError(f"--output {o.output!r} holds a glob character ([, ], * or ?): "
                               "Beam's file sinks read it as a pattern; choose another name")
-        if "://" not in output or output.startswith("file://"):
+        if is_local(output):
             # Clip and keyframe uris are stored as given: make them absolute.
             output = os.path.abspath(output.removeprefix("file://"))
         run_id = o.run_id or new_run_id()

@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from vidcurate.schemas.tables import TABLES
-from vidcurate.transforms.manifest import is_local
+from vidcurate.transforms.core import is_local
 
 
 class OutputNotFound(FileNotFoundError):

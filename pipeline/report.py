@@ -16,6 +16,7 @@ import shutil
 from typing import Any
 
 from vidcurate.pipeline.query import connect
+from vidcurate.transforms.core import is_local
 
 THUMB_WIDTH = 320
 
@@ -117,7 +118,7 @@ def _thumb(uri: str, dest: str) -> bool:
 
 
 def _relative(path: str | None, start: str) -> str | None:
-    if not path or "://" in path or not os.path.isfile(path):
+    if not path or not is_local(path) or not os.path.isfile(path):
         return None
     try:
         return os.path.relpath(path, start)

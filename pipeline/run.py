@@ -24,7 +24,8 @@ from vidcurate.pipeline.dag import build
 from vidcurate.pipeline.options import ConfigError, FetchConfig, RunConfig, check_flags
 from vidcurate.schemas.redact import redact_options, redact_url
 from vidcurate.schemas.tables import SCHEMA_VERSION
-from vidcurate.transforms.manifest import input_kind, is_local
+from vidcurate.transforms.core import is_local, is_remote
+from vidcurate.transforms.manifest import input_kind
 from vidcurate.transforms.media import ffmpeg_version
 
 log = logging.getLogger("vidcurate")
@@ -91,7 +92,7 @@ def check_environment(cfg: RunConfig) -> RunConfig:
         if os.path.exists(out) and not os.path.isdir(out):
             raise ConfigError(f"--output {cfg.output!r} exists and is not a folder")
     work = cfg.fetch.work_dir
-    if "://" not in work and os.path.lexists(work):
+    if is_local(work) and os.path.lexists(work):
         # The run removes this folder afterwards: it must be the run's own.
         raise ConfigError(f"the run's download folder {work} already exists (--work-dir "
                           "holds a folder of this run id): choose another --run-id")
@@ -339,7 +340,7 @@ def _remove_run_work(fetch: FetchConfig) -> None:
     there before the run."""
     from vidcurate.transforms.fetch import local_work_dir
 
-    if "://" in fetch.work_dir and not fetch.work_dir.startswith("file://"):
+    if is_remote(fetch.work_dir):
         with contextlib.suppress(Exception):  # already empty, or never created
             # A path ending in "/" deletes what lies under it (Beam's object stores).
             FileSystems.delete([fetch.work_dir.rstrip("/") + "/"])

@@ -19,9 +19,8 @@ from typing import Any
 import apache_beam as beam
 
 from vidcurate.schemas.records import ClipRecord, ClipTask, Span, SplitVideo
-from vidcurate.transforms.core import AddArgument, check
+from vidcurate.transforms.core import AddArgument, check, is_local
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
-from vidcurate.transforms.manifest import is_local
 from vidcurate.transforms.media import (
     MediaLimits,
     clip_extension,

@@ -16,6 +16,16 @@ from typing import Any
 AddArgument = Callable[..., None]
 
 
+def is_local(uri: str) -> bool:
+    """A path on this machine: no scheme, or file://."""
+    return "://" not in uri or uri.startswith("file://")
+
+
+def is_remote(uri: str) -> bool:
+    """Anything Beam's FileSystems or HTTP reach: gs://, s3://, http(s)://, ..."""
+    return not is_local(uri)
+
+
 class ConfigError(ValueError):
     """A bad option or input location, found before any work starts."""
 

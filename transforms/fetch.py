@@ -38,9 +38,16 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import Fetched, Source
-from vidcurate.transforms.core import AddArgument, ConfigError, StageError, check
+from vidcurate.transforms.core import (
+    AddArgument,
+    ConfigError,
+    StageError,
+    check,
+    is_local,
+    is_remote,
+)
 from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, guarded
-from vidcurate.transforms.media import file_digest, forget, is_remote, publish
+from vidcurate.transforms.media import file_digest, forget, publish
 from vidcurate.transforms.probe import Skip
 from vidcurate.transforms.retry import backoff_s, retry_after_s
 
@@ -137,7 +144,7 @@ class FetchConfig:
         # Downloads go to a folder of this run's own inside --work-dir, the only thing a
         # run removes afterwards (never the work dir itself: it may hold the user's files).
         work_dir = o.work_dir or os.path.join(tempfile.gettempdir(), "vidcurate-work")
-        if "://" not in work_dir or work_dir.startswith("file://"):
+        if is_local(work_dir):
             work_dir = os.path.abspath(work_dir.removeprefix("file://"))
             _check_work_dir(work_dir, output, o.input)
         return cls(
@@ -170,9 +177,9 @@ def _check_work_dir(work_dir: str, output: str, input_uri: str) -> None:
     removes its download folder there."""
     work = os.path.realpath(work_dir)
     named = []
-    if "://" not in output:
+    if is_local(output):
         named.append(("--output", os.path.realpath(output)))
-    if "://" not in input_uri or input_uri.startswith("file://"):
+    if is_local(input_uri):
         source = os.path.realpath(input_uri.removeprefix("file://"))
         if os.path.isdir(source):  # a folder of videos (a file cannot hold the work dir)
             named.append(("--input", source))

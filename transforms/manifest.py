@@ -25,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import ErrorRecord, Source
+from vidcurate.transforms.core import is_local
 from vidcurate.transforms.errors import ERRORS, StageMetrics
 
 STAGE = "manifest"
@@ -41,10 +42,6 @@ class ManifestRowError(ValueError):
 class RowProblem:
     origin: str  # manifest path and row number
     reason: str
-
-
-def is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
 
 
 def normalise_uri(uri: str, base_dir: str | None = None) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from vidcurate.schemas.records import VideoInfo
-from vidcurate.transforms.core import AddArgument, StageError, check
+from vidcurate.transforms.core import AddArgument, StageError, check, is_local, is_remote
 
 _CHUNK = 1 << 20
 # Containers mp4 can take by stream copy; anything else is copied into Matroska.
@@ -702,7 +702,7 @@ def publish(local_path: str, dest_uri: str) -> None:
     name and a rename across file systems). Other file systems (gs://, s3://, ...) go
     through Beam's FileSystems, whose object stores show a file only once complete.
     """
-    if "://" not in dest_uri or dest_uri.startswith("file://"):
+    if is_local(dest_uri):
         dest = dest_uri.removeprefix("file://")
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         try:
@@ -724,10 +724,6 @@ def publish(local_path: str, dest_uri: str) -> None:
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "vidcurate-cache")
 CACHE_BYTES = 20 * 1024**3
 _cache_lock = threading.Lock()
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
 
 
 def localise(uri: str) -> str:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from vidcurate.schemas.tables import TABLES, table_schema
-from vidcurate.transforms.manifest import is_local
+from vidcurate.transforms.core import is_local
 
 
 def table_dir(output: str, table: str) -> str:
