@@ -12,7 +12,6 @@ import datetime as dt
 import io
 import json
 import os
-import secrets
 import tarfile
 import tempfile
 from typing import Any
@@ -23,15 +22,11 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from vidcurate.pipeline.options import ConfigError
+from vidcurate.pipeline.options import ConfigError, new_run_id
 from vidcurate.pipeline.query import connect
 from vidcurate.transforms.balance import Matcher, balance, read_entries
 from vidcurate.transforms.dedup import DedupConfig, FindDuplicates, Item
 from vidcurate.transforms.sinks import write_rows
-
-
-def _pass_id() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def _commit(output: str, pass_id: str, kind: str, at: dt.datetime, params: dict[str, Any],
@@ -64,7 +59,7 @@ def dedup(output: str, cfg: DedupConfig, beam_args: list[str] | None = None
     if len(dims) > 1:
         raise ConfigError(f"clips carry embeddings of {len(dims)} sizes (runs with different "
                           "CLIP models): dedup needs one model")
-    pass_id = _pass_id()
+    pass_id = new_run_id()
     with tempfile.TemporaryDirectory(prefix="vidcurate-dedup-") as tmp:
         source = os.path.join(tmp, "embeddings.parquet")
         table = con.sql("SELECT clip_id, video_id, clip_index, "
@@ -119,7 +114,7 @@ def balance_output(output: str, vocabulary: str, cap: int, seed: int = 0,
     texts = connect(output).sql(BALANCE_TEXT).fetchall()
     matches = {clip_id: match(text or "") for clip_id, text in texts}
     kept, counts = balance(matches, cap, seed, keep_unmatched)
-    pass_id, now = _pass_id(), dt.datetime.now(dt.UTC)
+    pass_id, now = new_run_id(), dt.datetime.now(dt.UTC)
     write_rows(output, "balance_counts", pass_id, [
         {"pass_id": pass_id, "entry": e, "count_before": b, "count_after": a, "cap": cap}
         for e, (b, a) in counts.items()])

@@ -47,7 +47,7 @@ from vidcurate.transforms.core import (
     is_remote,
 )
 from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, guarded
-from vidcurate.transforms.media import file_digest, forget, publish
+from vidcurate.transforms.media import TooLarge, file_digest, forget, publish
 from vidcurate.transforms.probe import Skip
 from vidcurate.transforms.retry import backoff_s, retry_after_s
 
@@ -515,21 +515,14 @@ def download_http(url: str, dest: str, cfg: FetchConfig, limiter: HostLimiter,
 def hash_filesystem(uri: str, cfg: FetchConfig) -> tuple[int, str]:
     """gs://, s3://, ... through Beam FileSystems: read once, streamed, to size and hash
     it. The object is not copied: workers read it where it is (media.localise)."""
-    digest, size = hashlib.sha256(), 0
     try:
-        with FileSystems.open(uri, compression_type="uncompressed") as src:
-            while chunk := src.read(_CHUNK):
-                size += len(chunk)
-                if cfg.max_bytes and size > cfg.max_bytes:
-                    raise FetchError("too_large", f"over --max-bytes {cfg.max_bytes}")
-                digest.update(chunk)
-    except FetchError:
-        raise
+        return file_digest(uri, cfg.max_bytes)
+    except TooLarge as e:
+        raise FetchError("too_large", str(e)) from e
     except Exception as e:
         kind = "not_found" if "not found" in str(e).lower() or isinstance(
             e, FileNotFoundError) else "fetch_failed"
         raise FetchError(kind, f"{type(e).__name__}: {e}") from e
-    return size, digest.hexdigest()
 
 
 def fetch_ytdlp(url: str, video_id: str, cfg: FetchConfig) -> tuple[Download, dict[str, Any]]:

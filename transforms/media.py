@@ -281,14 +281,23 @@ def verify_info(info: VideoInfo, packets: PacketSpan, limits: MediaLimits) -> Vi
     return info
 
 
-def file_digest(path: str) -> tuple[int, str]:
-    """Size and sha256 of a file, streamed (never the whole file in memory)."""
+class TooLarge(MediaError):
+    def __init__(self, limit: int) -> None:
+        super().__init__("too_large", f"over --max-bytes {limit}")
+
+
+def file_digest(uri: str, max_bytes: int = 0) -> tuple[int, str]:
+    """Size and sha256 of a file or object (any Beam FileSystems uri), streamed: never
+    the whole file in memory, the bytes as stored (no decompression by extension), and
+    TooLarge past max_bytes (0: no limit)."""
     digest = hashlib.sha256()
     size = 0
-    with FileSystems.open(path) as f:
+    with FileSystems.open(uri, compression_type="uncompressed") as f:
         while chunk := f.read(_CHUNK):
-            digest.update(chunk)
             size += len(chunk)
+            if max_bytes and size > max_bytes:
+                raise TooLarge(max_bytes)
+            digest.update(chunk)
     return size, digest.hexdigest()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,6 +22,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.utils import shared
 
 from vidcurate.transforms.core import AddArgument, ConfigError, check
+from vidcurate.transforms.media import file_digest
 from vidcurate.transforms.models import import_open_clip
 
 
@@ -130,14 +130,6 @@ def _register_config(cfg: ClipConfig) -> None:
         open_clip.add_model_config(cfg.model_config)
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cached_or_downloaded(pretrained_cfg: dict[str, Any]) -> str:
     """The weights file: from the local cache when present, else downloaded once."""
     open_clip = import_open_clip()
@@ -194,7 +186,7 @@ def resolve_clip(cfg: ClipConfig) -> ClipConfig:
                               + OFFLINE_HINT)
         path = os.path.abspath(cfg.pretrained)
         return dataclasses.replace(cfg, pretrained=path, checkpoint_path=path,
-                                   checkpoint_sha256=_sha256(path))
+                                   checkpoint_sha256=file_digest(path)[1])
     pretrained_cfg = open_clip.get_pretrained_cfg(cfg.model, cfg.pretrained)
     if not pretrained_cfg:
         tags = open_clip.list_pretrained_tags_by_model(cfg.model)
