@@ -16,13 +16,11 @@ import numpy as np
 
 from vidcurate.schemas.records import ClipRecord
 from vidcurate.transforms.errors import ERRORS, StageMetrics
-from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.media import read_frame
 from vidcurate.transforms.models.clip import (
     ClipConfig,
-    ClipModelHandler,
+    EmbedByOwner,
     EmbedRequest,
-    failed_owners,
 )
 
 STAGE = "clip_embed"
@@ -68,7 +66,7 @@ class _PoolFn(beam.DoFn):
                 ) -> Iterator[ClipRecord | beam.pvalue.TaggedOutput]:
         _, parts = joined
         for clip in parts["clips"]:
-            features = dict(parts["features"])
+            features = {rest[0]: f for rest, f in parts["features"]}  # by keyframe
             if parts["failed"]:
                 yield self.metrics.failure(
                     RuntimeError(f"CLIP could not embed the keyframes: {parts['failed'][0]}"),
@@ -94,13 +92,9 @@ class EmbedClips(beam.PTransform):
             clips
             | "KeyframeRequests" >> beam.ParDo(_RequestsFn(self.run_id))
             .with_outputs(ERRORS, "clips", main="requests"))
-        embedded = requests["requests"] | "Embed" >> Infer(
-            ClipModelHandler(self.cfg), model_identifier=f"clip:{self.cfg.model_id}")
-        features = embedded[RESULTS] | "ByClip" >> beam.Map(
-            lambda kv: (kv[0][0], (kv[0][1], kv[1])))
-        failed = embedded[FAILED] | "FailedByClip" >> beam.FlatMap(failed_owners)
+        embedded = requests["requests"] | "Embed" >> EmbedByOwner(self.cfg)
         pooled = (
-            {"clips": requests["clips"], "features": features, "failed": failed}
+            {"clips": requests["clips"], **embedded}
             | "Join" >> beam.CoGroupByKey()
             | "Pool" >> beam.ParDo(_PoolFn(self.cfg.model_id, self.run_id))
             .with_outputs(ERRORS, main="clips"))

@@ -19,12 +19,10 @@ import numpy as np
 
 from vidcurate.schemas.records import CaptionCandidate, CaptionRow, ClipRecord
 from vidcurate.transforms.errors import ERRORS, StageMetrics
-from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.models.clip import (
     ClipConfig,
-    ClipModelHandler,
+    EmbedByOwner,
     EmbedRequest,
-    failed_owners,
 )
 
 STAGE = "score_captions"
@@ -141,12 +139,8 @@ class ScoreCaptions(beam.PTransform):
             texts = (candidates
                      | "Distinct" >> beam.Distinct()
                      | "TextRequests" >> beam.Map(_text_request))
-            embedded = texts | "Embed" >> Infer(
-                ClipModelHandler(self.clip), model_identifier=f"clip:{self.clip.model_id}")
-            parts["texts"] = embedded[RESULTS] | "ByClip" >> beam.Map(
-                lambda kv: (kv[0][0], ((kv[0][1], kv[0][2]), kv[1])))
-            parts["failed"] = embedded[FAILED] | "FailedByClip" >> beam.FlatMap(
-                failed_owners)
+            embedded = texts | "Embed" >> EmbedByOwner(self.clip)
+            parts["texts"], parts["failed"] = embedded["features"], embedded["failed"]
         selected = (
             (parts | "Join" >> beam.CoGroupByKey())
             | "Select" >> beam.ParDo(_SelectFn(self.priority, self.run_id))

@@ -31,7 +31,6 @@ import numpy as np
 
 from vidcurate.schemas.records import Boundary, DroppedShot, ScenedVideo, Span
 from vidcurate.transforms.errors import ERRORS, StageMetrics
-from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.media import (
     DEFAULT_LIMITS,
     MediaError,
@@ -42,9 +41,8 @@ from vidcurate.transforms.media import (
 )
 from vidcurate.transforms.models.clip import (
     ClipConfig,
-    ClipModelHandler,
+    EmbedByOwner,
     EmbedRequest,
-    failed_owners,
 )
 from vidcurate.transforms.split_config import SplitConfig, StitchConfig
 
@@ -295,7 +293,7 @@ class _StitchFn(beam.DoFn):
                     video_id=scened.video.video_id)
                 continue
             with self.metrics.timed():
-                features = {(i, pos): f for i, pos, f in parts["features"]}
+                features = dict(parts["features"])  # by (cut-scene, start/end)
                 stitched = stitch_video(scened, features, self.cfg, self.split)
             (self.metrics.processed if stitched.events else self.metrics.skipped).inc()
             yield stitched
@@ -318,14 +316,9 @@ class Stitch(beam.PTransform):
             scened
             | "BoundaryFrames" >> beam.ParDo(_FramesFn(cfg, self.run_id, self.limits))
             .with_outputs(ERRORS, "videos", main="requests"))
-        embedded = frames["requests"] | "Embed" >> Infer(
-            ClipModelHandler(self.clip, namespace="clip_model"),
-            model_identifier=f"clip:{self.clip.model_id}")
-        features = embedded[RESULTS] | "ByVideo" >> beam.Map(
-            lambda kv: (kv[0][0], (kv[0][1], kv[0][2], kv[1])))
-        failed = embedded[FAILED] | "FailedByVideo" >> beam.FlatMap(failed_owners)
+        embedded = frames["requests"] | "Embed" >> EmbedByOwner(self.clip)
         stitched = (
-            {"videos": frames["videos"], "features": features, "failed": failed}
+            {"videos": frames["videos"], **embedded}
             | "Join" >> beam.CoGroupByKey()
             | "Stitch" >> beam.ParDo(_StitchFn(cfg, self.split, self.run_id))
             .with_outputs(ERRORS, main="scened"))

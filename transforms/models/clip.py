@@ -17,11 +17,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.utils import shared
 
 from vidcurate.transforms.core import AddArgument, ConfigError, check
+from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.media import file_digest
 from vidcurate.transforms.models import import_open_clip
 
@@ -99,8 +101,7 @@ class EmbedRequest:
 
 
 def request_owner(request: EmbedRequest) -> Any:
-    """The first part of a request's key: the video or clip it belongs to (requests of
-    one owner may share a batch on runners that batch by grouping; see inference.py)."""
+    """The first part of a request's key: the video or clip it belongs to."""
     return request.key[0]
 
 
@@ -110,6 +111,27 @@ def failed_owners(failure: tuple[Sequence[EmbedRequest], Exception]
     batch, exc = failure
     for owner in sorted({request_owner(r) for r in batch}):
         yield owner, f"{type(exc).__name__}: {exc}"
+
+
+def _by_owner(result: tuple[tuple[Any, ...], np.ndarray]) -> tuple[Any, tuple[Any, Any]]:
+    key, embedding = result
+    return key[0], (key[1:], embedding)
+
+
+class EmbedByOwner(beam.PTransform):
+    """EmbedRequests keyed (owner, *rest) -> {'features': (owner, (rest, embedding)),
+    'failed': (owner, reason) once per owner of each batch that failed}: what the
+    stitching, clip-embedding and caption-scoring stages join back to their owners."""
+
+    def __init__(self, cfg: ClipConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, requests: beam.PCollection) -> dict[str, beam.PCollection]:
+        embedded = requests | "Infer" >> Infer(
+            ClipModelHandler(self.cfg), model_identifier=f"clip:{self.cfg.model_id}")
+        return {"features": embedded[RESULTS] | "ByOwner" >> beam.Map(_by_owner),
+                "failed": embedded[FAILED] | "FailedByOwner" >> beam.FlatMap(failed_owners)}
 
 
 @dataclasses.dataclass(frozen=True)
