@@ -231,17 +231,3 @@ def test_audio_that_cannot_be_decoded_is_a_media_error(tmp_path, videos):
         list(audio_windows(str(broken), video.info, 16000))
     assert e.value.error_type == "audio_failed"
     assert "no audio could be decoded" in str(e.value)
-
-
-def test_media_errors_survive_pickling_with_their_fields():
-    """Runners pickle failures that cross a step boundary (dead-letter outputs)."""
-    import pickle
-
-    from vidcurate.transforms.fetch import FetchError
-    from vidcurate.transforms.media import MediaError, NoVideoStream
-
-    for error in (MediaError("audio_failed", "ffmpeg: no audio"), NoVideoStream("an mp3"),
-                  FetchError("http_error", "503 from host", retryable=True, retry_after=2.0)):
-        back = pickle.loads(pickle.dumps(error))
-        assert type(back) is type(error) and str(back) == str(error)
-        assert back.__dict__ == error.__dict__
