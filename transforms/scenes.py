@@ -10,7 +10,8 @@ kept with its kind (detected / forced) for auditing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol
 
 import apache_beam as beam
 import numpy as np
@@ -35,13 +36,26 @@ def make_detector(cfg: SplitConfig) -> SceneDetector:
     raise ValueError(f"unknown detector {cfg.detector!r}")
 
 
+class FrameObserver(Protocol):
+    """Anything else that reads the cut detector's frames (transitions, quality
+    signals): it sees every frame of the one downscaled decode, in order, so no
+    analysis decodes the video again."""
+
+    def observe(self, frame: np.ndarray) -> None:
+        """One BGR frame, ``detect_width`` wide, frame i at i / fps."""
+
+
 def detect_cut_frames(
-    frames: Iterable[np.ndarray], fps: float, detector: SceneDetector
+    frames: Iterable[np.ndarray], fps: float, detector: SceneDetector,
+    observers: Sequence[FrameObserver] = (),
 ) -> tuple[list[int], int]:
-    """Frame numbers where a new shot starts, and the number of frames seen."""
+    """Frame numbers where a new shot starts, and the number of frames seen; every
+    frame is also shown to each observer."""
     cuts: list[int] = []
     n = 0
     for n, frame in enumerate(frames, start=1):  # noqa: B007 - n is the count afterwards
+        for observer in observers:
+            observer.observe(frame)
         cuts.extend(tc.frame_num for tc in detector.process_frame(FrameTimecode(n - 1, fps), frame))
     if n:
         cuts.extend(tc.frame_num for tc in detector.post_process(FrameTimecode(n - 1, fps)))
