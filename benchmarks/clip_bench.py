@@ -35,7 +35,7 @@ from tests.support.media import Clip, make_cuts_video  # noqa: E402
 from vidcurate.pipeline.options import ClipConfig, SplitConfig, StitchConfig  # noqa: E402
 from vidcurate.schemas.records import ProbedVideo, Source  # noqa: E402
 from vidcurate.transforms.manifest import video_id_for  # noqa: E402
-from vidcurate.transforms.media import MediaError  # noqa: E402
+from vidcurate.transforms.media.limits import MediaError  # noqa: E402
 from vidcurate.transforms.models import import_open_clip  # noqa: E402
 from vidcurate.transforms.models.clip import (  # noqa: E402
     LoadedClip,

@@ -20,7 +20,7 @@ from tests.support.media import Text, TextShot, make_text_video  # noqa: E402
 from vidcurate.pipeline.options import OcrConfig  # noqa: E402
 from vidcurate.pipeline.query import connect  # noqa: E402
 from vidcurate.pipeline.run import run  # noqa: E402
-from vidcurate.transforms.media import read_frame  # noqa: E402
+from vidcurate.transforms.media.decoding import read_frame  # noqa: E402
 from vidcurate.transforms.models import import_rapidocr  # noqa: E402
 from vidcurate.transforms.models.ocr import engine_params  # noqa: E402
 

@@ -164,7 +164,7 @@ def floors(corpus: Path, out: Path, whisper: str, clip_path: Path) -> dict[str, 
 
     from vidcurate.pipeline.options import SplitConfig
     from vidcurate.schemas.records import Source
-    from vidcurate.transforms.media import read_frame
+    from vidcurate.transforms.media.decoding import read_frame
     from vidcurate.transforms.models.ocr import load_engine
     from vidcurate.transforms.probe import probe_source
     from vidcurate.transforms.scenes import detect_scenes

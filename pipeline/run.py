@@ -26,7 +26,7 @@ from vidcurate.schemas.redact import redact_options, redact_url
 from vidcurate.schemas.tables import SCHEMA_VERSION
 from vidcurate.transforms.core import is_local, is_remote
 from vidcurate.transforms.manifest import input_kind
-from vidcurate.transforms.media import ffmpeg_version
+from vidcurate.transforms.media.tools import ffmpeg_version
 
 log = logging.getLogger("vidcurate")
 

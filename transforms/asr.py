@@ -32,7 +32,8 @@ from vidcurate.schemas.records import (
 )
 from vidcurate.transforms.errors import ERRORS, StageMetrics
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
-from vidcurate.transforms.media import DEFAULT_LIMITS, MediaError, MediaLimits, audio_windows
+from vidcurate.transforms.media.audio import audio_windows
+from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits
 from vidcurate.transforms.models.whisper import (
     SAMPLE_RATE,
     AsrConfig,

@@ -21,15 +21,10 @@ import apache_beam as beam
 from vidcurate.schemas.records import ClipRecord, ClipTask, Span, SplitVideo
 from vidcurate.transforms.core import AddArgument, check, is_local
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
-from vidcurate.transforms.media import (
-    MediaLimits,
-    clip_extension,
-    cut_clip,
-    extract_frames,
-    keyframe_times,
-    media_duration,
-    publish,
-)
+from vidcurate.transforms.media.cutting import clip_extension, cut_clip, extract_frames
+from vidcurate.transforms.media.limits import MediaLimits
+from vidcurate.transforms.media.probing import keyframe_times, media_duration
+from vidcurate.transforms.media.storage import publish
 
 
 @dataclass(frozen=True)

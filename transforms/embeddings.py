@@ -16,7 +16,7 @@ import numpy as np
 
 from vidcurate.schemas.records import ClipRecord
 from vidcurate.transforms.errors import ERRORS, StageMetrics
-from vidcurate.transforms.media import read_frame
+from vidcurate.transforms.media.decoding import read_frame
 from vidcurate.transforms.models.clip import (
     ClipConfig,
     EmbedByOwner,

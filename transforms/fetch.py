@@ -47,7 +47,8 @@ from vidcurate.transforms.core import (
     is_remote,
 )
 from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics, guarded
-from vidcurate.transforms.media import TooLarge, file_digest, forget, publish
+from vidcurate.transforms.media.limits import TooLarge
+from vidcurate.transforms.media.storage import file_digest, forget, publish
 from vidcurate.transforms.probe import Skip
 from vidcurate.transforms.retry import backoff_s, retry_after_s
 

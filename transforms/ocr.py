@@ -22,7 +22,8 @@ from apache_beam.utils import shared
 
 from vidcurate.schemas.records import ClipRecord, OcrLine
 from vidcurate.transforms.errors import ERRORS, StageMetrics, error_record
-from vidcurate.transforms.media import MediaError, read_frame
+from vidcurate.transforms.media.decoding import read_frame
+from vidcurate.transforms.media.limits import MediaError
 from vidcurate.transforms.models.ocr import OcrConfig
 
 STAGE = "ocr"

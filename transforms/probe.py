@@ -10,17 +10,9 @@ import apache_beam as beam
 
 from vidcurate.schemas.records import Fetched, ProbedVideo, Source
 from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics
-from vidcurate.transforms.media import (
-    DEFAULT_LIMITS,
-    MediaError,
-    MediaLimits,
-    NoVideoStream,
-    file_digest,
-    parse_probe,
-    probe,
-    verify_info,
-    video_packet_span,
-)
+from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits, NoVideoStream
+from vidcurate.transforms.media.probing import parse_probe, probe, verify_info, video_packet_span
+from vidcurate.transforms.media.storage import file_digest
 
 STAGE = "probe"
 

@@ -20,7 +20,8 @@ from scenedetect.common import FrameTimecode
 
 from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Span
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
-from vidcurate.transforms.media import DEFAULT_LIMITS, MediaLimits, decode_frames_downscaled
+from vidcurate.transforms.media.decoding import decode_frames_downscaled
+from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaLimits
 from vidcurate.transforms.split_config import SplitConfig
 
 STAGE = "detect_scenes"

@@ -31,14 +31,10 @@ import numpy as np
 
 from vidcurate.schemas.records import Boundary, DroppedShot, ScenedVideo, Span
 from vidcurate.transforms.errors import ERRORS, StageMetrics
-from vidcurate.transforms.media import (
-    DEFAULT_LIMITS,
-    MediaError,
-    MediaLimits,
-    extract_frames,
-    frames_by_number,
-    mean_keyframe_interval_s,
-)
+from vidcurate.transforms.media.cutting import extract_frames
+from vidcurate.transforms.media.decoding import frames_by_number
+from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits
+from vidcurate.transforms.media.probing import mean_keyframe_interval_s
 from vidcurate.transforms.models.clip import (
     ClipConfig,
     EmbedByOwner,

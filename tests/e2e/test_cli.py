@@ -18,7 +18,7 @@ from tests.support.media import ffmpeg, frame_at, same_frame
 from vidcurate.pipeline.options import ConfigError
 from vidcurate.pipeline.query import connect
 from vidcurate.pipeline.run import run
-from vidcurate.transforms.media import media_duration
+from vidcurate.transforms.media.probing import media_duration
 
 WEIRD = "clip with spaces ünïcødé $(touch PWNED) ; & `id` 'q\".mp4"
 

@@ -24,7 +24,6 @@ from tests.support.media import Clip, Text, TextShot, ffmpeg, make_cuts_video, m
 from vidcurate.pipeline.query import connect
 from vidcurate.schemas.records import Source
 from vidcurate.transforms import fetch as fetch_module
-from vidcurate.transforms import media
 from vidcurate.transforms.fetch import (
     FetchError,
     HostLimiter,
@@ -32,6 +31,10 @@ from vidcurate.transforms.fetch import (
     fetch_source,
     public_address,
 )
+from vidcurate.transforms.media.decoding import decode_frames_downscaled
+from vidcurate.transforms.media.limits import MediaError, MediaLimits
+from vidcurate.transforms.media.probing import video_packet_span
+from vidcurate.transforms.media.tools import check_format, run_tool
 from vidcurate.transforms.probe import probe_source
 
 # On-screen text of the "private" video that hostile playlists point at; it must never
@@ -138,14 +141,14 @@ def test_playlists_and_manifests_never_open_other_files(private_video, videos, t
 def test_probe_refuses_formats_off_the_list(private_video, tmp_path):
     playlist = tmp_path / "x.mp4"
     playlist.write_bytes(_hls(private_video / "private.ts"))
-    with pytest.raises(media.MediaError) as e:
+    with pytest.raises(MediaError) as e:
         probe_source(Source(uri=str(playlist), video_id="x"))
     assert e.value.error_type == "format_not_allowed" and "'hls'" in str(e.value)
     # The probed name is checked too, as ffmpeg matches it: any listed alias passes.
-    media.check_format("mov,mp4,m4a,3gp,3g2,mj2")
+    check_format("mov,mp4,m4a,3gp,3g2,mj2")
     for name in ("hls", "dash", "concat", "image2", "libgme", "webm_dash_manifest", "", None):
-        with pytest.raises(media.MediaError) as e:
-            media.check_format(name)
+        with pytest.raises(MediaError) as e:
+            check_format(name)
         assert e.value.error_type == "format_not_allowed"
     # A real transport stream is read.
     assert probe_source(Source(uri=str(private_video / "private.ts"),
@@ -197,10 +200,10 @@ def test_hostile_media_end_as_error_rows(hostile_media, tmp_path):
 
 def test_duration_is_checked_against_the_packets(hostile_media, videos):
     liar = Source(uri=str(hostile_media / "liar.mkv"), video_id="x")
-    with pytest.raises(media.MediaError) as e:
+    with pytest.raises(MediaError) as e:
         probe_source(liar)
     assert e.value.error_type == "duration_mismatch" and "1e+09 s" in str(e.value)
-    span = media.video_packet_span(str(videos.cuts), videos.cuts.stat().st_size)
+    span = video_packet_span(str(videos.cuts), videos.cuts.stat().st_size)
     info = probe_source(Source(uri=str(videos.cuts), video_id="y")).info
     assert span.count == info.nb_frames and span.span_s + 1 / info.fps == pytest.approx(
         info.duration_s, abs=0.05)
@@ -208,34 +211,34 @@ def test_duration_is_checked_against_the_packets(hostile_media, videos):
 
 def test_frame_size_and_memory_are_limited(hostile_media):
     huge = Source(uri=str(hostile_media / "huge.mp4"), video_id="x")
-    with pytest.raises(media.MediaError) as e:
+    with pytest.raises(MediaError) as e:
         probe_source(huge)
     assert e.value.error_type == "frame_too_large" and "8000x8000" in str(e.value)
     # Past --max-pixels the decoder itself refuses the frames, whatever the probe said.
-    allowed = media.MediaLimits(max_pixels=10**8)
+    allowed = MediaLimits(max_pixels=10**8)
     video = probe_source(huge, allowed)
-    with pytest.raises(media.MediaError) as e, media.decode_frames_downscaled(
+    with pytest.raises(MediaError) as e, decode_frames_downscaled(
             video.local_path, video.info, 64, limits=dataclasses.replace(
                 allowed, max_pixels=10**6)) as frames:
         list(frames)
     assert e.value.error_type == "frame_too_large"
     # The address-space limit reaches the child: a decoder that needs more fails.
-    with pytest.raises(media.MediaError), media.decode_frames_downscaled(
+    with pytest.raises(MediaError), decode_frames_downscaled(
             video.local_path, video.info, 64, limits=dataclasses.replace(
                 allowed, memory_bytes=300 << 20)) as frames:
         list(frames)
-    with media.decode_frames_downscaled(video.local_path, video.info, 64,
+    with decode_frames_downscaled(video.local_path, video.info, 64,
                                         limits=allowed) as frames:
         assert len(list(frames)) == 1
 
 
 def test_every_child_process_gets_the_memory_limit():
-    limits = media.MediaLimits(memory_bytes=700 << 20)
+    limits = MediaLimits(memory_bytes=700 << 20)
     script = "import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0])"
-    out = media.run_tool(["python3", "-c", script], 10, "python", limits)
+    out = run_tool(["python3", "-c", script], 10, "python", limits)
     assert int(out.stdout) == 700 << 20
-    with pytest.raises(media.MediaError) as e:
-        media.run_tool(["python3", "-c", "b = bytearray(1 << 30)"], 10, "python", limits)
+    with pytest.raises(MediaError) as e:
+        run_tool(["python3", "-c", "b = bytearray(1 << 30)"], 10, "python", limits)
     assert e.value.error_type == "memory_limit"
 
 

@@ -211,7 +211,7 @@ def test_windowed_transcription_keeps_the_words_and_their_times(speech, whisper_
     video times are those of one long window, up to Whisper's own variation."""
     from vidcurate.schemas.records import AsrTask, Source
     from vidcurate.transforms.asr import transcribe_task
-    from vidcurate.transforms.media import audio_windows
+    from vidcurate.transforms.media.audio import audio_windows
     from vidcurate.transforms.models.whisper import load_backend
     from vidcurate.transforms.probe import probe_source
 

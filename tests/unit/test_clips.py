@@ -12,7 +12,8 @@ from vidcurate.transforms.clips import (
     keyframe_positions,
     plan_clips,
 )
-from vidcurate.transforms.media import MediaError, media_duration
+from vidcurate.transforms.media.limits import MediaError
+from vidcurate.transforms.media.probing import media_duration
 from vidcurate.transforms.probe import probe_source
 from vidcurate.transforms.rules import apply_rules
 from vidcurate.transforms.scenes import detect_scenes

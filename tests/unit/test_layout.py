@@ -13,7 +13,8 @@ from tests.support.helpers import ROOT
 PROBE = """
 import importlib, json, sys
 found = {}
-for name in ("vidcurate.pipeline.cli", "vidcurate.transforms.media", "vidcurate.schemas.tables"):
+for name in ("vidcurate.pipeline.cli", "vidcurate.transforms.media.tools",
+             "vidcurate.schemas.tables"):
     found[name] = importlib.import_module(name).__file__
 for name in ("pipeline", "transforms", "schemas"):
     try:
@@ -70,7 +71,8 @@ def test_a_built_wheel_holds_the_vidcurate_namespace_and_works(tmp_path):
     # The wheel's copy is what Python imports when it comes first on the path.
     site = tmp_path / "site"
     found = _imports(tmp_path, str(site))
-    assert found["vidcurate.transforms.media"] == str(site / "vidcurate/transforms/media.py")
+    assert found["vidcurate.transforms.media.tools"] == str(
+        site / "vidcurate/transforms/media/tools.py")
     assert found["pipeline"] is None or not found["pipeline"].startswith(str(site))
 
 

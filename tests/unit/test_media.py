@@ -4,19 +4,16 @@ import numpy as np
 import pytest
 
 from vidcurate.schemas.records import Source
-from vidcurate.transforms.media import (
-    MediaError,
-    NoVideoStream,
-    clip_extension,
-    detect_size,
-    file_digest,
-    frames_by_number,
+from vidcurate.transforms.media.cutting import clip_extension
+from vidcurate.transforms.media.decoding import detect_size, frames_by_number, select_expression
+from vidcurate.transforms.media.limits import MediaError, NoVideoStream
+from vidcurate.transforms.media.probing import (
     keyframe_times,
     mean_keyframe_interval_s,
     parse_probe,
     probe,
-    select_expression,
 )
+from vidcurate.transforms.media.storage import file_digest
 
 
 def _probe_json(**video):
@@ -100,16 +97,18 @@ def test_keyframe_times_follow_the_gop(videos):
 
 
 def test_tools_are_time_limited(videos, monkeypatch):
-    from vidcurate.transforms import media
+    from vidcurate.transforms.media.decoding import decode_frames_downscaled
+    from vidcurate.transforms.media.limits import MediaLimits
+    from vidcurate.transforms.media.tools import run_tool
     from vidcurate.transforms.probe import probe_source
 
     with pytest.raises(MediaError) as e:
-        media.run_tool(["sleep", "5"], 0.2, "sleeping")
+        run_tool(["sleep", "5"], 0.2, "sleeping")
     assert e.value.error_type == "timeout" and "sleeping took longer than 0 s" in str(e.value)
     video = probe_source(Source(uri=str(videos.long_shot), video_id="x"))
     # The hard cap wins over the limit the duration would give.
-    capped = media.MediaLimits(max_seconds=0.05)
-    with pytest.raises(MediaError) as e, media.decode_frames_downscaled(
+    capped = MediaLimits(max_seconds=0.05)
+    with pytest.raises(MediaError) as e, decode_frames_downscaled(
             video.local_path, video.info, 64, limits=capped) as frames:
         for _ in frames:
             pass
@@ -150,10 +149,10 @@ def test_frames_by_number_are_exact_at_cuts_and_match_seeking(videos):
 
 
 def test_frames_by_number_stream_in_chunks_and_stop_at_the_end(videos, monkeypatch):
-    from vidcurate.transforms import media
+    from vidcurate.transforms.media import decoding
     from vidcurate.transforms.probe import probe_source
 
-    monkeypatch.setattr(media, "SELECT_MAX_FRAMES", 3)
+    monkeypatch.setattr(decoding, "SELECT_MAX_FRAMES", 3)
     video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
     wanted = [5, 1, 9, 5, 30, 31, 200, 399, 5000]  # 400 frames: 5000 is past the end
     got = [n for n, _ in frames_by_number(video.local_path, video.info, wanted, 160)]
@@ -192,7 +191,7 @@ def test_audio_windows_cover_the_audio_and_end_at_quiet_moments(tmp_path):
     and carry their start on the video's clock."""
     import subprocess
 
-    from vidcurate.transforms.media import audio_windows, quietest_point
+    from vidcurate.transforms.media.audio import audio_windows, quietest_point
     from vidcurate.transforms.probe import probe_source
 
     assert quietest_point(np.array([5, 5, 5, 5, 0, 0, 5, 5], np.float32), 2) == 5
@@ -221,7 +220,7 @@ def test_audio_windows_cover_the_audio_and_end_at_quiet_moments(tmp_path):
 
 
 def test_audio_that_cannot_be_decoded_is_a_media_error(tmp_path, videos):
-    from vidcurate.transforms.media import audio_windows
+    from vidcurate.transforms.media.audio import audio_windows
     from vidcurate.transforms.probe import probe_source
 
     video = probe_source(Source(uri=str(videos.cuts), video_id="v"))

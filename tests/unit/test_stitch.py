@@ -203,7 +203,7 @@ def test_boundary_frames_are_the_same_read_in_one_pass_or_by_seeking(scened_cuts
 
 def test_frames_a_failed_pass_did_not_give_are_read_by_seeking(scened_cuts, monkeypatch):
     from vidcurate.transforms import stitch as stitch_module
-    from vidcurate.transforms.media import MediaError
+    from vidcurate.transforms.media.limits import MediaError
 
     real = stitch_module.frames_by_number
 
@@ -219,7 +219,7 @@ def test_frames_a_failed_pass_did_not_give_are_read_by_seeking(scened_cuts, monk
 
 
 def test_no_readable_frame_is_a_media_error(scened_cuts, tmp_path):
-    from vidcurate.transforms.media import MediaError
+    from vidcurate.transforms.media.limits import MediaError
 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video any more")

@@ -24,7 +24,7 @@ from apache_beam.utils import shared
 
 from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
-from vidcurate.transforms.media import file_digest
+from vidcurate.transforms.media.storage import file_digest
 from vidcurate.transforms.models import import_open_clip
 
 

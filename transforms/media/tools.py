@@ -1,0 +1,181 @@
+"""Running ffmpeg / ffprobe on source media: argument lists only (never a shell), the
+demuxer and protocol allow-list, memory and time limits, streamed stdout.
+
+Local files are passed to ffmpeg as ``file:<absolute path>`` so that names with
+colons, spaces, quotes or shell metacharacters are taken literally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import resource
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits
+from vidcurate.transforms.media.storage import localise
+
+
+def ff_path(path: str) -> str:
+    """How ffmpeg must be given a local path so that it is read literally."""
+    return "file:" + os.path.abspath(path)
+
+
+# Demuxers of real single-file containers, the only ones ffmpeg / ffprobe may pick for
+# source media (matched per name, as ffmpeg matches "mov,mp4,m4a,..."). Never listed:
+# playlists and manifests (hls, dash, concat) that open the files or URLs they name,
+# image sequences (image2), subfile, data, tty, and the game-music / tracker demuxers
+# (libgme, libopenmpt) that expand a few KB into gigabytes.
+ALLOWED_DEMUXERS = (
+    "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "flv", "mpegts",
+    "mpeg", "ogg", "asf", "gif", "mxf", "nut", "ivf", "dv", "h264", "hevc", "m4v",
+    "mpegvideo",
+)
+
+
+def source_input(path: str, limits: MediaLimits = DEFAULT_LIMITS) -> list[str]:
+    """ffmpeg / ffprobe arguments that open one source file: only the allowed demuxers,
+    only the local file protocol (no playlist can reach another file or URL), and no
+    decoded frame larger than --max-pixels."""
+    return ["-format_whitelist", ",".join(ALLOWED_DEMUXERS), "-protocol_whitelist", "file",
+            "-max_pixels", str(min(limits.max_pixels, 2**31 - 1)),
+            "-i", ff_path(localise(path))]
+
+
+def check_format(format_name: str | None) -> None:
+    """The probed container must be an allowed one (as ffmpeg matches its whitelist)."""
+    names = (format_name or "").split(",")
+    if not any(n in ALLOWED_DEMUXERS for n in names):
+        raise MediaError("format_not_allowed", f"container format {format_name!r} is not "
+                         "a single-file video container vidcurate reads")
+
+
+def stderr_tail(stderr: bytes | str | None, limit: int = 400) -> str:
+    if not stderr:
+        return ""
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    # "[mov,mp4 @ 0x55d1c2]" -> "[mov,mp4]": the address differs on every run, which
+    # would keep equal errors from grouping together.
+    text = re.sub(r" @ 0x[0-9a-fA-F]+\]", "]", text)
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-3:])[-limit:]
+
+
+def limit_memory(pid: int, limits: MediaLimits) -> None:
+    # Set from outside right after the start (no preexec_fn: unsafe in threaded
+    # workers); what the child allocated before this is tiny.
+    if limits.memory_bytes:
+        with contextlib.suppress(OSError, ValueError):
+            resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory_bytes,
+                                                       limits.memory_bytes))
+
+
+_OUT_OF_MEMORY = re.compile(r"cannot allocate memory|out of memory|malloc of size|"
+                            r"failed to allocate|bad_alloc|failed to map segment|"
+                            r"MemoryError", re.IGNORECASE)
+
+
+_NOT_ALLOWED = re.compile(r"\[([^\]]+)\] Format not on whitelist")
+
+
+_TOO_LARGE = re.compile(r"Picture size (\d+x\d+) exceeds specified max pixel count")
+
+
+def classify_failure(stderr: str, returncode: int, limits: MediaLimits) -> MediaError | None:
+    """The limit a failed tool ran into, as a MediaError; None for other failures."""
+    if m := _NOT_ALLOWED.search(stderr):
+        return MediaError("format_not_allowed", f"container format {m.group(1)!r} is not "
+                          "a single-file video container vidcurate reads")
+    if m := _TOO_LARGE.search(stderr):
+        return MediaError("frame_too_large", f"frames of {m.group(1)} exceed --max-pixels "
+                          f"{limits.max_pixels}")
+    # SIGABRT / SIGKILL / SIGSEGV: how an allocation failure can end a process too.
+    if limits.memory_bytes and (_OUT_OF_MEMORY.search(stderr) or returncode in (-6, -9, -11)):
+        return MediaError("memory_limit", f"ffmpeg needed more than --tool-memory-mb "
+                          f"{limits.memory_bytes >> 20} (exit {returncode})")
+    return None
+
+
+def run_tool(args: list[str], timeout_s: float, what: str,
+             limits: MediaLimits = DEFAULT_LIMITS) -> subprocess.CompletedProcess:
+    """Run ffmpeg / ffprobe within the memory limit; raises MediaError('timeout') past its
+    time limit, and the limit's own MediaError when it failed on one."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    limit_memory(proc.pid, limits)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        proc.kill()
+        proc.communicate()
+        raise MediaError("timeout", f"{what} took longer than {timeout_s:.0f} s") from e
+    if proc.returncode != 0 and (
+            limit := classify_failure(stderr_tail(err, 4000), proc.returncode, limits)):
+        raise limit
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+@contextlib.contextmanager
+def streamed(args: list[str], block_bytes: int, timeout_s: float, what: str,
+              nothing: MediaError, limits: MediaLimits = DEFAULT_LIMITS
+              ) -> Iterator[Iterator[bytes]]:
+    """Run ffmpeg writing to stdout and stream it in blocks of block_bytes (the last one
+    may be shorter). The context yields the block iterator; on exit the process is
+    stopped and checked: past timeout_s it is killed (MediaError 'timeout'), and a
+    process that wrote nothing at all raises `nothing`, with ffmpeg's message."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err,
+                                bufsize=min(block_bytes * 4, 1 << 24))
+        limit_memory(proc.pid, limits)
+        watchdog = threading.Timer(timeout_s, proc.kill)
+        watchdog.start()
+        wrote = False
+
+        def blocks() -> Iterator[bytes]:
+            nonlocal wrote
+            assert proc.stdout is not None
+            while buf := proc.stdout.read(block_bytes):
+                wrote = True
+                yield buf
+
+        try:
+            yield blocks()
+        finally:
+            if proc.stdout:
+                proc.stdout.close()
+            code = proc.wait()
+            timed_out = not watchdog.is_alive()
+            watchdog.cancel()
+            err.seek(0)
+            stderr = err.read()
+            tail = stderr_tail(stderr)
+        if timed_out:
+            raise MediaError("timeout", f"{what} took longer than {timeout_s:.0f} s")
+        if code != 0 and (limit := classify_failure(stderr_tail(stderr, 4000), code, limits)):
+            raise limit
+        if not wrote:
+            raise MediaError(nothing.error_type,
+                             f"{nothing} (exit {code}){': ' + tail if tail else ''}")
+
+
+@contextlib.contextmanager
+def raw_frames(args: list[str], width: int, height: int, timeout_s: float, what: str,
+                limits: MediaLimits = DEFAULT_LIMITS) -> Iterator[Iterator[np.ndarray]]:
+    """Stream the frames of ffmpeg writing rawvideo (3 bytes a pixel) to stdout; a
+    decoder that gave no frame raises MediaError 'decode_failed'."""
+    frame_bytes = width * height * 3
+    with streamed(args, frame_bytes, timeout_s, what,
+                   MediaError("decode_failed", "ffmpeg decoded no frame"), limits) as blocks:
+        yield (np.frombuffer(buf, np.uint8).reshape(height, width, 3)
+               for buf in blocks if len(buf) == frame_bytes)
+
+
+def ffmpeg_version() -> str:
+    out = subprocess.run(["ffmpeg", "-version"], capture_output=True, check=False)
+    first = out.stdout.decode("utf-8", "replace").splitlines()
+    return first[0] if first else "unknown"
