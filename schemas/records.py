@@ -101,6 +101,27 @@ class ProbedVideo:
 
 
 @dataclass(frozen=True)
+class Transition:
+    """A gradual transition (dissolve, fade, wipe, flash): frames [start_frame,
+    end_frame) belong to no clip."""
+
+    kind: str  # dissolve | fade_out | fade_in | wipe | flash
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class DecodeError:
+    """Where the decoder reported damaged data (time on the video's clock, approximate
+    to a few frames) and what it said."""
+
+    time_s: float
+    message: str
+
+
+@dataclass(frozen=True)
 class Boundary:
     """A shot boundary: the first frame of a new shot."""
 
@@ -281,6 +302,17 @@ class ClipRecord:
     best_teacher: str | None = None
     clip_score: float | None = None  # the selected caption's cosine with the clip embedding
     selection_method: str | None = None  # clip | priority (no CLIP scores to compare)
+    # Quality signals (README "Quality signals and curation"; null when not measured).
+    motion_score: float | None = None  # global motion, frame diagonals per second
+    motion_patch_min: float | None = None  # the least moving patch, same unit
+    brightness: float | None = None  # mean luma, 0-1
+    contrast: float | None = None  # luma standard deviation, 0-1
+    sharpness: float | None = None  # variance of the Laplacian at a fixed width
+    content_box: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 without bars
+    decode_error_count: int | None = None  # decoder errors inside the clip's span
+    subtitle_box: tuple[int, int, int, int] | None = None  # burned-in subtitle band
+    aesthetic_score: float | None = None  # LAION aesthetic head over clip_embedding
+    quality_flags: tuple[str, ...] | None = None
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -320,6 +352,16 @@ class ClipRecord:
             "best_teacher": self.best_teacher,
             "clip_score": self.clip_score,
             "selection_method": self.selection_method,
+            "motion_score": self.motion_score,
+            "motion_patch_min": self.motion_patch_min,
+            "brightness": self.brightness,
+            "contrast": self.contrast,
+            "sharpness": self.sharpness,
+            "content_box": None if self.content_box is None else list(self.content_box),
+            "decode_error_count": self.decode_error_count,
+            "subtitle_box": None if self.subtitle_box is None else list(self.subtitle_box),
+            "aesthetic_score": self.aesthetic_score,
+            "quality_flags": None if self.quality_flags is None else list(self.quality_flags),
             "run_id": self.run_id,
         }
 
@@ -409,6 +451,8 @@ class VideoRow:
     fetched: Fetched | None = None
     event_count: int | None = None  # after stitching; None when stitching is off
     stitch_dropped: tuple[DroppedShot, ...] = ()
+    transitions: tuple[Transition, ...] = ()
+    decode_errors: tuple[DecodeError, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in VIDEO_STATUSES:
@@ -430,6 +474,8 @@ class VideoRow:
             "reason": self.reason and redact_text(self.reason),  # skips quote other uris
             **info,
             "shot_boundaries": [dataclasses.asdict(b) for b in self.boundaries],
+            "transitions": [dataclasses.asdict(t) for t in self.transitions],
+            "decode_errors": [dataclasses.asdict(d) for d in self.decode_errors],
             "shot_count": self.shot_count,
             "event_count": self.event_count,
             "stitch_dropped": [dataclasses.asdict(d) for d in self.stitch_dropped],

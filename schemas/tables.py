@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 METADATA_KEY = b"vidcurate.schema"
 
+TRANSITION = pa.struct([
+    pa.field("kind", pa.string()),
+    pa.field("start_frame", pa.int64()),
+    pa.field("end_frame", pa.int64()),
+    pa.field("start_s", pa.float64()),
+    pa.field("end_s", pa.float64()),
+])
+DECODE_ERROR = pa.struct([pa.field("time_s", pa.float64()), pa.field("message", pa.string())])
 BOUNDARY = pa.struct(
     [
         pa.field("frame", pa.int64()),
@@ -113,6 +121,8 @@ VIDEOS = _schema(
         pa.field("bytes", pa.int64()),
         pa.field("content_sha256", pa.string()),
         pa.field("shot_boundaries", pa.list_(BOUNDARY)),
+        pa.field("transitions", pa.list_(TRANSITION)),
+        pa.field("decode_errors", pa.list_(DECODE_ERROR)),
         pa.field("shot_count", pa.int32()),
         pa.field("event_count", pa.int32()),
         pa.field("stitch_dropped", pa.list_(DROPPED_SHOT)),
@@ -163,6 +173,16 @@ CLIPS = _schema(
         pa.field("best_teacher", pa.string()),
         pa.field("clip_score", pa.float32()),
         pa.field("selection_method", pa.string()),
+        pa.field("motion_score", pa.float32()),
+        pa.field("motion_patch_min", pa.float32()),
+        pa.field("brightness", pa.float32()),
+        pa.field("contrast", pa.float32()),
+        pa.field("sharpness", pa.float32()),
+        pa.field("content_box", pa.list_(pa.int32())),
+        pa.field("decode_error_count", pa.int32()),
+        pa.field("subtitle_box", pa.list_(pa.int32())),
+        pa.field("aesthetic_score", pa.float32()),
+        pa.field("quality_flags", pa.list_(pa.string())),
         pa.field("run_id", pa.string(), nullable=False),
     ],
 )
