@@ -29,7 +29,8 @@ USAGE = """vidcurate <command> ...
 
 def _run(argv: list[str]) -> int:
     from vidcurate.pipeline.options import ConfigError, CurationOptions
-    from vidcurate.pipeline.run import STAGES, run
+    from vidcurate.pipeline.run import run
+    from vidcurate.pipeline.runs import STAGES
 
     if any(a in ("-h", "--help") for a in argv):
         parser = argparse.ArgumentParser(

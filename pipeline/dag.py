@@ -10,9 +10,10 @@ from vidcurate.pipeline.options import RunConfig
 from vidcurate.transforms.asr import AttachTranscripts, Transcribe
 from vidcurate.transforms.captioning import Teachers
 from vidcurate.transforms.clips import CutClips
+from vidcurate.transforms.content_dedup import DedupContent
 from vidcurate.transforms.embeddings import EmbedClips
 from vidcurate.transforms.errors import ERRORS, SKIPPED
-from vidcurate.transforms.fetch import Fetch
+from vidcurate.transforms.fetch import Fetch, RemoveDownloads
 from vidcurate.transforms.manifest import ReadManifest
 from vidcurate.transforms.ocr import OCR
 from vidcurate.transforms.outcomes import BuildVideoRows
@@ -43,7 +44,8 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     if previous_runs:
         todo = todo | "SkipDone" >> SkipDone(cfg.output, previous_runs, cfg.retry_failed)
     fetched = todo | "Fetch" >> Fetch(cfg.fetch, run_id)
-    probed = fetched["fetched"] | "Probe" >> Probe(run_id, cfg.media.limits)
+    unique = fetched["fetched"] | "DedupContent" >> DedupContent(cfg.fetch.keep_downloads)
+    probed = unique["unique"] | "Probe" >> Probe(run_id, cfg.media.limits)
     scened = probed["videos"] | "DetectScenes" >> DetectScenes(
         cfg.split, cfg.media.ffmpeg_threads, run_id, cfg.media.limits)
     events = scened["scened"]
@@ -70,7 +72,7 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
         embedded = clips | "EmbedClips" >> EmbedClips(cfg.clip, run_id)
         clips = embedded["clips"]
         stage_errors.append(embedded[ERRORS])
-    taught = {"clips": clips, "fetched": fetched["fetched"]} | "Teachers" >> Teachers(
+    taught = {"clips": clips, "fetched": unique["unique"]} | "Teachers" >> Teachers(
         cfg.teachers, cfg.clip, run_id)
     stage_errors.append(taught[ERRORS])
     scored = {"clips": clips, "candidates": taught["candidates"]} | "ScoreCaptions" >> \
@@ -81,14 +83,16 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     errors = tuple(stage_errors) | "AllErrors" >> beam.Flatten()
     videos = {
         "sources": todo,
-        "fetched": fetched["fetched"],
+        "fetched": unique["unique"],
         "probed": probed["videos"],
-        "skipped": (fetched[SKIPPED], probed[SKIPPED]) | "AllSkips" >> beam.Flatten(),
+        "skipped": (unique[SKIPPED], probed[SKIPPED]) | "AllSkips" >> beam.Flatten(),
         "splits": splits,
         "clips": clips,
         "asr": asr_results,
         "errors": errors,
-    } | "VideoRows" >> BuildVideoRows(run_id, keep_downloads=cfg.fetch.keep_downloads)
+    } | "VideoRows" >> BuildVideoRows(run_id)
+    if not cfg.fetch.keep_downloads:
+        videos = videos | "RemoveDownloads" >> RemoveDownloads()
 
     output = cfg.output
     _ = [

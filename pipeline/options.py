@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from vidcurate.transforms.clips import CLIP_MEDIA_MODES, MediaConfig
 from vidcurate.transforms.core import ConfigError, check, is_local
-from vidcurate.transforms.fetch import FetchConfig
+from vidcurate.transforms.fetch_config import FetchConfig
 from vidcurate.transforms.manifest import input_kind
 from vidcurate.transforms.models.clip import (
     DEFAULT_CLIP_MODEL,

@@ -101,6 +101,15 @@ class ProbedVideo:
 
 
 @dataclass(frozen=True)
+class Skip:
+    """A valid input that yields nothing, with the reason (becomes status 'skipped')."""
+
+    video_id: str
+    stage: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Transition:
     """A gradual transition (dissolve, fade, wipe, flash): frames [start_frame,
     end_frame) belong to no clip."""

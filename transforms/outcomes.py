@@ -16,12 +16,12 @@ from vidcurate.schemas.records import (
     ErrorRecord,
     Fetched,
     ProbedVideo,
+    Skip,
     Source,
     SplitVideo,
     VideoRow,
 )
 from vidcurate.transforms.clips import STAGE as CUT_STAGE
-from vidcurate.transforms.probe import Skip
 
 # Stages that add to clips that exist: their errors are noted on the video, not fatal.
 ENRICHING_STAGES = ("ocr", "asr")
@@ -85,18 +85,12 @@ def video_outcome(
                     failed_clip_count=len(clip_errors), **common)
 
 
-def _row_from_join(item: tuple[str, dict[str, list]], run_id: str,
-                   keep_downloads: bool) -> list[VideoRow]:
+def _row_from_join(item: tuple[str, dict[str, list]], run_id: str) -> list[VideoRow]:
     _, parts = item
     sources = list(parts["sources"])
     if not sources:
         return []  # every video id comes from a source; nothing else can reach here
     fetched = next(iter(parts["fetched"]), None)
-    if not keep_downloads:
-        # Every stage that reads the file has reported for this video: free the disk.
-        from vidcurate.transforms.fetch import remove_download
-
-        remove_download(fetched)
     return [video_outcome(
         sources[0],
         run_id,
@@ -113,10 +107,9 @@ def _row_from_join(item: tuple[str, dict[str, list]], run_id: str,
 class BuildVideoRows(beam.PTransform):
     """{sources, probed, skipped, splits, clips, errors} -> VideoRow, one per source."""
 
-    def __init__(self, run_id: str, keep_downloads: bool = False) -> None:
+    def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
-        self.keep_downloads = keep_downloads
 
     def expand(self, parts: dict[str, beam.PCollection]) -> beam.PCollection:
         keyed = {
@@ -137,5 +130,5 @@ class BuildVideoRows(beam.PTransform):
         return (
             keyed
             | "Join" >> beam.CoGroupByKey()
-            | "Outcome" >> beam.FlatMap(_row_from_join, self.run_id, self.keep_downloads)
+            | "Outcome" >> beam.FlatMap(_row_from_join, self.run_id)
         )

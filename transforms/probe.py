@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import apache_beam as beam
 
-from vidcurate.schemas.records import Fetched, ProbedVideo, Source
+from vidcurate.schemas.records import Fetched, ProbedVideo, Skip, Source
 from vidcurate.transforms.errors import ERRORS, SKIPPED, StageMetrics
 from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits, NoVideoStream
 from vidcurate.transforms.media.probing import parse_probe, probe, verify_info, video_packet_span
 from vidcurate.transforms.media.storage import file_digest
 
 STAGE = "probe"
-
-
-@dataclass(frozen=True)
-class Skip:
-    """A valid input that yields nothing, with the reason (becomes status 'skipped')."""
-
-    video_id: str
-    stage: str
-    reason: str
 
 
 def probe_fetched(fetched: Fetched, limits: MediaLimits = DEFAULT_LIMITS) -> ProbedVideo:

@@ -12,15 +12,10 @@ from tests.support.helpers import fetch_config, run_cli
 from tests.support.httpserver import LoopbackServer
 from vidcurate.pipeline.query import connect
 from vidcurate.pipeline.run import run
-from vidcurate.transforms.fetch import (
-    FetchError,
-    HostLimiter,
-    backoff_s,
-    check_address,
-    check_scheme,
-    is_video_site,
-)
-from vidcurate.transforms.retry import retry_after_s
+from vidcurate.transforms.downloads import HostLimiter, check_address
+from vidcurate.transforms.fetch_config import FetchError, check_scheme
+from vidcurate.transforms.retry import backoff_s, retry_after_s
+from vidcurate.transforms.video_sites import is_video_site
 
 QUICK = ["--read-timeout", "1", "--fetch-retries", "2", "--backoff", "0.05",
          "--backoff-max", "2", "--rate-per-host", "0", "--no-asr", "--no-ocr",
@@ -106,7 +101,7 @@ def test_retries_backoff_andretry_after_s(url_run):
     run_row = _rows(out, "SELECT counts FROM runs")[0]
     counts = {(c["stage"], c["name"]): c["value"] for c in run_row["counts"]}
     assert counts[("fetch", "retries")] == 2 + 1 + 2 + 2  # flaky, busy, slow, short
-    assert counts[("fetch", "duplicate_content")] == 1
+    assert counts[("content_dedup", "duplicates")] == 1
     assert counts[("manifest", "duplicates")] == 1
 
 
@@ -209,7 +204,7 @@ def test_shared_work_dir_stages_downloads_and_reads_bucket_objects(server, video
 
 
 def test_site_subtitles_are_kept_and_their_files_removed(tmp_path):
-    from vidcurate.transforms.fetch import collect_subtitles
+    from vidcurate.transforms.video_sites import collect_subtitles
 
     vtt = tmp_path / "v.en.vtt"
     vtt.write_text("WEBVTT\n\n00:00.000 --> 00:01.000\nHello there\n")

@@ -23,14 +23,10 @@ from tests.support.httpserver import Loopback
 from tests.support.media import Clip, Text, TextShot, ffmpeg, make_cuts_video, make_text_video
 from vidcurate.pipeline.query import connect
 from vidcurate.schemas.records import Source
-from vidcurate.transforms import fetch as fetch_module
-from vidcurate.transforms.fetch import (
-    FetchError,
-    HostLimiter,
-    download_http,
-    fetch_source,
-    public_address,
-)
+from vidcurate.transforms import downloads as downloads_module
+from vidcurate.transforms.downloads import HostLimiter, download_http, public_address
+from vidcurate.transforms.fetch import fetch_source
+from vidcurate.transforms.fetch_config import FetchError
 from vidcurate.transforms.media.decoding import decode_frames_downscaled
 from vidcurate.transforms.media.limits import MediaError, MediaLimits
 from vidcurate.transforms.media.probing import video_packet_span
@@ -365,7 +361,7 @@ def test_untrusted_connections_go_to_the_checked_address(videos, tmp_path, monke
 
         monkeypatch.setattr(server.server.RequestHandlerClass, "do_GET", seen)
         monkeypatch.setattr(socket, "getaddrinfo", _resolver({"video.test": ["127.0.0.1"]}, []))
-        monkeypatch.setattr(fetch_module, "is_public", lambda ip: ip.is_loopback)
+        monkeypatch.setattr(downloads_module, "is_public", lambda ip: ip.is_loopback)
         cfg = fetch_config(tmp_path, untrusted=True, retries=0)
         got = download_http(f"http://video.test:{port}/v.mp4", str(tmp_path / "x"), cfg,
                             HostLimiter(0, 4))

@@ -10,10 +10,11 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.support.helpers import fetch_config
 from vidcurate.pipeline.options import MediaConfig
-from vidcurate.schemas.records import Source
+from vidcurate.schemas.records import Fetched, Source, VideoRow
 from vidcurate.transforms.clips import CutClips
+from vidcurate.transforms.content_dedup import DedupContent
 from vidcurate.transforms.errors import ERRORS, SKIPPED
-from vidcurate.transforms.fetch import Fetch
+from vidcurate.transforms.fetch import Fetch, RemoveDownloads
 from vidcurate.transforms.manifest import ReadManifest, normalise_uri, video_id_for
 from vidcurate.transforms.outcomes import BuildVideoRows
 from vidcurate.transforms.probe import Probe, probe_source
@@ -101,6 +102,53 @@ def test_probe_outputs(tmp_path, videos):
     assert _counter(result, "fetch", "failed") == 2
 
 
+def test_dedup_content_keeps_the_first_copy_and_removes_the_others(tmp_path):
+    """Same bytes under three uris: the first in manifest order goes on, the others
+    are skipped naming it, and their downloads are gone (none of the kept one)."""
+    files = [tmp_path / f"copy{i}.mp4" for i in range(3)]
+    for f in files:
+        f.write_bytes(b"same bytes")
+    (tmp_path / "other.mp4").write_bytes(b"other bytes")
+
+    def fetched(path, sha, row):
+        source = Source(uri=str(path), video_id=path.stem, origin=f"m.csv#row={row}")
+        return Fetched(source, str(path), 10, sha, downloaded=True)
+
+    items = [fetched(files[2], "a" * 64, 30), fetched(files[0], "a" * 64, 1),
+             fetched(files[1], "a" * 64, 9), fetched(tmp_path / "other.mp4", "b" * 64, 4)]
+    p = TestPipeline()
+    out = p | beam.Create(items) | DedupContent(keep_downloads=False)
+    assert_that(out["unique"] | beam.Map(lambda f: f.video_id),
+                equal_to(["copy0", "other"]), label="main")
+    assert_that(out[SKIPPED] | beam.Map(lambda s: (s.video_id, s.stage,
+                                                   "as " + str(files[0]) in s.reason)),
+                equal_to([("copy1", "content_dedup", True), ("copy2", "content_dedup", True)]),
+                label="skipped")
+    result = p.run()
+    result.wait_until_finish()
+    assert [f.exists() for f in files] == [True, False, False]
+    assert _counter(result, "content_dedup", "duplicates") == 2
+
+
+def test_remove_downloads_deletes_only_what_fetch_downloaded(tmp_path):
+    made, users = tmp_path / "download.mp4", tmp_path / "users.mp4"
+    made.write_bytes(b"x")
+    users.write_bytes(b"y")
+    rows = [VideoRow(_src(made), "ok", None, "run1",
+                     fetched=Fetched(_src(made), str(made), 1, "a", downloaded=True)),
+            VideoRow(_src(users), "ok", None, "run1",
+                     fetched=Fetched(_src(users), str(users), 1, "b", downloaded=False)),
+            VideoRow(_src(tmp_path / "gone.mp4"), "failed", "fetch: not found", "run1")]
+    p = TestPipeline()
+    out = p | beam.Create(rows) | RemoveDownloads()
+    assert_that(out | beam.Map(lambda r: r.source.video_id),
+                equal_to([r.source.video_id for r in rows]))
+    result = p.run()
+    result.wait_until_finish()
+    assert not made.exists() and users.exists()
+    assert _counter(result, "fetch", "downloads_removed") == 1
+
+
 def test_detect_scenes_outputs(tmp_path, videos, split_cfg):
     good = probe_source(_src(videos.cuts))
     text = tmp_path / "t.mp4"
@@ -148,8 +196,7 @@ def test_clip_rules_and_cut_clips(tmp_path, videos, split_cfg):
 
 
 def test_build_video_rows_one_per_source():
-    from vidcurate.schemas.records import ErrorRecord
-    from vidcurate.transforms.probe import Skip
+    from vidcurate.schemas.records import ErrorRecord, Skip
 
     a, b, c = (Source(uri=f"/v/{n}.mp4", video_id=n) for n in "abc")
     err = ErrorRecord("probe", "/v/b.mp4", "probe_failed", "bad", "run1", video_id="b")

@@ -8,7 +8,7 @@ import pytest
 
 from vidcurate.transforms.core import StageError
 from vidcurate.transforms.errors import error_record
-from vidcurate.transforms.fetch import FetchError
+from vidcurate.transforms.fetch_config import FetchError
 from vidcurate.transforms.media.limits import MediaError, NoVideoStream
 from vidcurate.transforms.teachers import TeacherError
 

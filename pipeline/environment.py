@@ -1,0 +1,111 @@
+"""Before a run: the tools and models it needs are there (ffmpeg, optional extras,
+weights), with a clear message otherwise; and the versions a runs row records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import logging
+import os
+import shutil
+
+from apache_beam.io.filesystems import FileSystems
+
+from vidcurate.pipeline import __version__
+from vidcurate.pipeline.options import ConfigError, RunConfig
+from vidcurate.transforms.core import is_local
+from vidcurate.transforms.manifest import input_kind
+from vidcurate.transforms.media.tools import ffmpeg_version
+
+log = logging.getLogger("vidcurate")
+
+
+_PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "numpy",
+             "opencv-python-headless", "rapidocr", "onnxruntime", "faster-whisper",
+             "ctranslate2", "openai-whisper", "torch", "open_clip_torch")
+
+
+def check_environment(cfg: RunConfig) -> RunConfig:
+    """Fail before building the graph when the run cannot work at all; returns the
+    config with the ASR model's local files resolved."""
+    for tool in ("ffmpeg", "ffprobe"):
+        if shutil.which(tool) is None:
+            raise ConfigError(f"{tool} is not on PATH: install ffmpeg (e.g. apt-get install "
+                              f"ffmpeg) before running vidcurate")
+    if cfg.ocr.enabled:
+        from vidcurate.transforms.models import MissingExtra, import_rapidocr
+
+        try:
+            import_rapidocr()
+        except MissingExtra as e:
+            raise ConfigError(str(e)) from e
+    path = cfg.input.removeprefix("file://")
+    if is_local(cfg.input):
+        if not os.path.exists(path):
+            raise ConfigError(f"--input {cfg.input!r} does not exist")
+    else:
+        pattern = cfg.input.rstrip("/") + (
+            "/**" if input_kind(cfg.input, cfg.video_extensions) == "folder" else "")
+        try:
+            found = FileSystems.match([pattern])[0].metadata_list
+        except Exception as e:  # unknown scheme (http manifests) or missing extra
+            raise ConfigError(f"--input {cfg.input!r} cannot be listed: {e}") from e
+        if not found:
+            raise ConfigError(f"--input {cfg.input!r} matches nothing")
+    if is_local(cfg.output):
+        out = cfg.output.removeprefix("file://")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ConfigError(f"--output {cfg.output!r} exists and is not a folder")
+    work = cfg.fetch.work_dir
+    if is_local(work) and os.path.lexists(work):
+        # The run removes this folder afterwards: it must be the run's own.
+        raise ConfigError(f"the run's download folder {work} already exists (--work-dir "
+                          "holds a folder of this run id): choose another --run-id")
+    # A run id names its shards: reusing one would mix two runs' files.
+    try:
+        taken = FileSystems.match([f"{cfg.output}/*/{cfg.run_id}*.parquet"])[0].metadata_list
+    except Exception:
+        taken = []
+    if taken:
+        raise ConfigError(f"--run-id {cfg.run_id!r} was already used in {cfg.output}; "
+                          "choose another (or leave it out)")
+    if cfg.asr.enabled:
+        from vidcurate.transforms.models import MissingExtra
+        from vidcurate.transforms.models.whisper import resolve_model
+
+        try:
+            cfg = dataclasses.replace(cfg, asr=resolve_model(cfg.asr))
+        except MissingExtra as e:
+            raise ConfigError(str(e)) from e
+        log.info("ASR: %s (%s)", cfg.asr.model_id, cfg.asr.model_path or "by name")
+    if cfg.clip.enabled:
+        from vidcurate.transforms.models import MissingExtra
+        from vidcurate.transforms.models.clip import resolve_clip
+
+        try:
+            cfg = cfg.with_clip(resolve_clip(cfg.clip))
+        except MissingExtra as e:
+            raise ConfigError(str(e)) from e
+        log.info("CLIP: %s (%s)", cfg.clip.model_id, cfg.clip.checkpoint_path or "by name")
+    if "captioner" in cfg.teachers.names:
+        from vidcurate.transforms.models import MissingExtra, import_transformers
+        from vidcurate.transforms.teachers.captioner import resolve_captioner
+
+        try:
+            import_transformers()
+        except MissingExtra as e:
+            raise ConfigError(str(e)) from e
+        cfg = dataclasses.replace(cfg, teachers=dataclasses.replace(
+            cfg.teachers, captioner_path=resolve_captioner(cfg.teachers.captioner_model)))
+    return cfg
+
+
+def versions() -> dict[str, str]:
+    found = {"vidcurate": __version__, "ffmpeg": ffmpeg_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found

@@ -1,0 +1,286 @@
+"""HTTP downloads: streamed, hashed while they stream, size-, time- and pace-limited,
+retried with backoff, polite per host, and (--untrusted-input) connecting only to the
+globally routable address that was checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import socket
+import threading
+import time
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from vidcurate.transforms.fetch_config import FetchConfig, FetchError, check_scheme
+from vidcurate.transforms.retry import backoff_s, retry_after_s
+
+_CHUNK = 1 << 20
+
+
+_MAX_REDIRECTS = 10
+
+
+# ---------------------------------------------------------------- politeness per host
+class HostLimiter:
+    """Token bucket (rate per second, burst 1) plus a concurrency cap, per host."""
+
+    def __init__(self, rate: float, concurrency: int) -> None:
+        self.rate, self.concurrency = rate, concurrency
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+
+    def slot(self, host: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            return self._slots.setdefault(host, threading.BoundedSemaphore(self.concurrency))
+
+    def wait_turn(self, host: str) -> None:
+        """Block until this host may get its next request."""
+        if self.rate <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next.get(host, now))
+            self._next[host] = at + 1.0 / self.rate
+        if at > now:
+            time.sleep(at - now)
+
+
+_LIMITERS: dict[tuple[float, int], HostLimiter] = {}
+
+
+_LIMITERS_LOCK = threading.Lock()
+
+
+def limiter_for(cfg: FetchConfig) -> HostLimiter:
+    """One limiter per worker process and settings, shared by every thread there."""
+    key = (cfg.rate_per_host, cfg.concurrency_per_host)
+    with _LIMITERS_LOCK:
+        return _LIMITERS.setdefault(key, HostLimiter(*key))
+
+
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable unicast: not private, loopback, link-local, shared (100.64/10),
+    reserved, documentation, multicast or unspecified; IPv4-mapped IPv6 as its IPv4."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def public_address(host: str) -> str:
+    """Resolve host once and return the address to connect to; every address it
+    resolves to must be public (FetchError 'refused_address' otherwise), so that a
+    manifest cannot make workers reach internal services."""
+    try:
+        literal = ipaddress.ip_address(host.strip("[]"))
+        addresses = [literal]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (socket.gaierror, UnicodeError) as e:
+            raise FetchError("dns_failed", f"cannot resolve {host!r}: {e}",
+                             retryable=True) from e
+        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    if not addresses:
+        raise FetchError("dns_failed", f"{host!r} resolves to no address", retryable=True)
+    for ip in addresses:
+        if not is_public(ip):
+            raise FetchError("refused_address", f"{host} resolves to {ip}, not a public "
+                             "address (--untrusted-input)")
+    return str(addresses[0])
+
+
+def check_address(url: str) -> None:
+    """Refuse a URL whose host resolves to an address that is not public."""
+    public_address(urlsplit(url).hostname or "")
+
+
+def _checked_connections() -> tuple[type, type]:
+    """urllib3 connection classes that resolve the host themselves, refuse it unless
+    public, and connect to exactly the address that was checked (a second lookup could
+    answer 127.0.0.1: DNS rebinding). TLS still verifies the host name."""
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    class Checked:
+        _dns_host: str
+
+        def _new_conn(self):  # noqa: ANN202 - urllib3's own signature
+            name = self._dns_host
+            self._dns_host = public_address(name.rstrip("."))
+            try:
+                return super()._new_conn()  # type: ignore[misc]
+            finally:
+                self._dns_host = name  # Host header and TLS server name stay the name
+
+    class CheckedHTTP(Checked, HTTPConnection):
+        pass
+
+    class CheckedHTTPS(Checked, HTTPSConnection):
+        pass
+
+    return CheckedHTTP, CheckedHTTPS
+
+
+def http_session(cfg: FetchConfig) -> Any:
+    """A requests session; for untrusted input, one whose connections go only to the
+    public address each host was checked to have (no proxies from the environment: the
+    proxy would resolve the name itself)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    session = requests.Session()
+    session.headers["User-Agent"] = cfg.user_agent
+    if not cfg.untrusted:
+        return session
+    checked_http, checked_https = _checked_connections()
+
+    class CheckedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = checked_http
+
+    class CheckedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = checked_https
+
+    class CheckedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": CheckedHTTPPool,
+                                                       "https": CheckedHTTPSPool}
+
+    session.trust_env = False
+    adapter = CheckedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+# ---------------------------------------------------------------- http
+@dataclasses.dataclass
+class Download:
+    path: str
+    bytes: int
+    sha256: str
+    attempts: int
+    final_url: str
+    content_type: str | None
+
+
+def _http_once(session: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
+    """One attempt: follow redirects by hand (each hop checked), stream to dest."""
+    import requests
+
+    seen = []
+    for _ in range(_MAX_REDIRECTS + 1):
+        # Untrusted input: the session's connections check each host's address as they
+        # connect (http_session), redirects included.
+        if url in seen:
+            raise FetchError("redirect_loop", f"redirect loop: {' -> '.join(seen + [url])}")
+        seen.append(url)
+        try:
+            response = session.get(url, stream=True, allow_redirects=False,
+                                   timeout=(cfg.connect_timeout_s, cfg.read_timeout_s))
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise FetchError("connection_failed", f"{type(e).__name__}: {e}",
+                             retryable=True) from e
+        except requests.RequestException as e:
+            raise FetchError("bad_request", f"{type(e).__name__}: {e}") from e
+        with response:
+            if response.is_redirect:
+                location = response.headers.get("Location")
+                if not location:
+                    raise FetchError("http_error", f"HTTP {response.status_code} without "
+                                     "a Location")
+                url = urljoin(url, location)
+                check_scheme(url, cfg)
+                continue
+            status = response.status_code
+            if status == 429 or status >= 500:
+                raise FetchError(f"http_{status}", f"HTTP {status} from {url}",
+                                 retryable=True,
+                                 retry_after=retry_after_s(response.headers.get("Retry-After")))
+            if status >= 400:
+                raise FetchError(f"http_{status}", f"HTTP {status} from {url}")
+            return _stream_body(response, url, dest, cfg)
+    raise FetchError("redirect_loop", f"more than {_MAX_REDIRECTS} redirects from {seen[0]}")
+
+
+def _stream_body(response: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
+    from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+    declared = response.headers.get("Content-Length")
+    expected = int(declared) if declared and declared.isdigit() else None
+    if cfg.max_bytes and expected is not None and expected > cfg.max_bytes:
+        raise FetchError("too_large", f"{expected} bytes declared, over --max-bytes "
+                         f"{cfg.max_bytes}")
+    digest, size = hashlib.sha256(), 0
+    start = time.monotonic()
+    try:
+        with open(dest, "wb") as f:
+            # read1: whatever has arrived (at most a chunk), so that a server trickling a
+            # byte at a time meets the deadline and rate checks between reads.
+            # decode_content=False: count and hash the bytes as sent.
+            while chunk := response.raw.read1(_CHUNK, decode_content=False):
+                size += len(chunk)
+                if cfg.max_bytes and size > cfg.max_bytes:
+                    raise FetchError("too_large", f"body exceeded --max-bytes {cfg.max_bytes}")
+                digest.update(chunk)
+                f.write(chunk)
+                check_pace(size, time.monotonic() - start, cfg)
+    except (ReadTimeoutError, TimeoutError) as e:
+        raise FetchError("read_timeout", f"read timed out after {size} bytes "
+                         f"({cfg.read_timeout_s:g} s without data)", retryable=True) from e
+    except ProtocolError as e:  # urllib3 wraps IncompleteRead / a connection closed early
+        raise FetchError("truncated", f"body ended after {size} of {expected} bytes",
+                         retryable=True) from e
+    except OSError as e:
+        raise FetchError("connection_failed", f"{type(e).__name__}: {e}",
+                         retryable=True) from e
+    if expected is not None and size != expected:
+        raise FetchError("truncated", f"body ended after {size} of {expected} bytes",
+                         retryable=True)
+    return Download(dest, size, digest.hexdigest(), 1, url,
+                    response.headers.get("Content-Type"))
+
+
+def check_pace(size: int, elapsed_s: float, cfg: FetchConfig) -> None:
+    """Stop a download past its deadline, or slower than the minimum rate once it had
+    --read-timeout seconds to get going (not retried: it would hold the worker again)."""
+    if elapsed_s > cfg.download_deadline_s:
+        raise FetchError("too_slow", f"{size} bytes in {elapsed_s:.0f} s: over "
+                         f"--download-deadline {cfg.download_deadline_s:g} s")
+    if cfg.min_rate and elapsed_s > cfg.read_timeout_s and size < cfg.min_rate * elapsed_s:
+        raise FetchError("too_slow", f"{size} bytes in {elapsed_s:.1f} s "
+                         f"({size / elapsed_s:.0f} B/s), under --min-download-rate "
+                         f"{cfg.min_rate} B/s")
+
+
+def download_http(url: str, dest: str, cfg: FetchConfig, limiter: HostLimiter,
+                  on_retry: Any = None) -> Download:
+    """Download with retries; raises FetchError (retryable ones after the last try)."""
+
+    host = (urlsplit(url).hostname or "").lower()
+    session = http_session(cfg)
+    attempts = cfg.retries + 1
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                with limiter.slot(host):
+                    limiter.wait_turn(host)
+                    result = _http_once(session, url, dest, cfg)
+                result.attempts = attempt
+                return result
+            except FetchError as e:
+                if not e.retryable or attempt == attempts:
+                    if e.retryable:
+                        e.args = (f"{e.args[0]} (gave up after {attempt} attempts)",)
+                    raise
+                if on_retry:
+                    on_retry(e)
+                wait = e.retry_after if e.retry_after is not None else backoff_s(attempt, cfg)
+                time.sleep(min(wait, cfg.backoff_max_s))
+    finally:
+        session.close()
+    raise AssertionError("unreachable")
