@@ -1,6 +1,6 @@
 """OCR: on-screen text, boxes and text coverage for every clip, from its keyframes.
 
-The RapidOCR engine is loaded once per worker process (``shared.Shared``) and reused
+The RapidOCR engine is loaded once per worker process (models.loading.ProcessCache) and reused
 by every thread and DoFn instance there. Per clip: the lines read in each keyframe
 (text, confidence, box, keyframe index), the merged text (reading order, duplicates
 across keyframes removed), and the fraction of the frame covered by text boxes (max
@@ -18,12 +18,12 @@ from typing import Any
 import apache_beam as beam
 import cv2
 import numpy as np
-from apache_beam.utils import shared
 
 from vidcurate.schemas.records import ClipRecord, OcrLine
 from vidcurate.transforms.errors import ERRORS, StageMetrics, error_record
 from vidcurate.transforms.media.decoding import read_frame
 from vidcurate.transforms.media.limits import MediaError
+from vidcurate.transforms.models.loading import ProcessCache
 from vidcurate.transforms.models.ocr import OcrConfig
 
 STAGE = "ocr"
@@ -145,15 +145,9 @@ def ocr_clip(clip: ClipRecord, engine: Any, cfg: OcrConfig,
     ), failures
 
 
-class _Engine:
-    """Holder for shared.Shared (which needs a weak-referenceable object)."""
-
-    # One handle per worker process: every OCR DoFn there, in any thread or transform,
-    # gets the same engine for the same settings.
-    handle = shared.Shared()
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
+# One engine per worker process and settings: every OCR DoFn there, in any thread or
+# transform, gets the same one.
+_ENGINES: ProcessCache[Any] = ProcessCache()
 
 
 class _OcrFn(beam.DoFn):
@@ -162,17 +156,13 @@ class _OcrFn(beam.DoFn):
         self.metrics = StageMetrics(STAGE)
         self.frames_with_text = beam.metrics.Metrics.counter(STAGE, "frames_with_text")
         self.frames = beam.metrics.Metrics.counter(STAGE, "frames")
-        self._holder: _Engine | None = None
         self.engine: Any = None
 
     def setup(self) -> None:
         from vidcurate.transforms.models.ocr import load_engine
 
         cfg = self.cfg
-        # Keep the holder: Shared only keeps a weak reference to it.
-        self._holder = _Engine.handle.acquire(lambda: _Engine(load_engine(cfg)),
-                                              tag=f"rapidocr:{cfg}")
-        self.engine = self._holder.engine
+        self.engine = _ENGINES.get(cfg, lambda: load_engine(cfg))
 
     def process(self, clip: ClipRecord) -> Iterator[ClipRecord | beam.pvalue.TaggedOutput]:
         if not clip.keyframe_uris:

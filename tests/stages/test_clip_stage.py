@@ -23,6 +23,7 @@ from vidcurate.pipeline.run import run
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source, Span
 from vidcurate.transforms.embeddings import EmbedClips
 from vidcurate.transforms.models.clip import ClipModelHandler, EmbedRequest, resolve_clip
+from vidcurate.transforms.models.loading import ProcessCache
 from vidcurate.transforms.scoring import ScoreCaptions
 from vidcurate.transforms.teachers import TEACHERS, ClipContext
 from vidcurate.transforms.teachers.zero_shot import top_concepts
@@ -74,15 +75,13 @@ def test_steps_of_one_process_share_one_model(clip_cfg, monkeypatch):
     """Stitching, embeddings and scoring are three RunInference steps: one model, also
     when the steps run in different stages (the runner tears a stage down before the
     next one starts)."""
-    from apache_beam.utils import shared
-
     import vidcurate.transforms.models.clip as clip_module
+    from vidcurate.transforms.models.loading import ProcessCache
 
     loads = []
     real = clip_module.load_clip
     monkeypatch.setattr(clip_module, "load_clip", lambda cfg: loads.append(1) or real(cfg))
-    monkeypatch.setattr(clip_module, "_PROCESS_MODELS", shared.Shared())
-    monkeypatch.setattr(clip_module, "_KEPT", {})
+    monkeypatch.setattr(clip_module, "_PROCESS_MODELS", ProcessCache())
     with TestPipeline() as p:
         texts = p | beam.Create([EmbedRequest(key=i, text=f"t {i}") for i in range(6)])
         for step in ("A", "B"):
@@ -102,12 +101,12 @@ def test_the_model_outlives_the_steps_that_used_it(clip_cfg, monkeypatch):
     from apache_beam.utils import shared
 
     import vidcurate.transforms.models.clip as clip_module
+    from vidcurate.transforms.models.loading import ProcessCache
 
     loads = []
     real = clip_module.load_clip
     monkeypatch.setattr(clip_module, "load_clip", lambda cfg: loads.append(1) or real(cfg))
-    monkeypatch.setattr(clip_module, "_PROCESS_MODELS", shared.Shared())
-    monkeypatch.setattr(clip_module, "_KEPT", {})
+    monkeypatch.setattr(clip_module, "_PROCESS_MODELS", ProcessCache())
     held = clip_module.shared_clip(clip_cfg)
     del held  # what a torn-down step does
 
@@ -230,7 +229,7 @@ def test_zero_shot_teacher_picks_the_right_concept(clip_cfg, tmp_path, monkeypat
     assert len(list((tmp_path / "cache" / "zero_shot").glob("*.npy"))) == 1
     import vidcurate.transforms.models.clip as clip_module
 
-    monkeypatch.setattr(TEACHERS["zero_shot"], "_matrices", {})
+    monkeypatch.setattr(TEACHERS["zero_shot"], "_matrices", ProcessCache())
     monkeypatch.setattr(clip_module, "shared_clip", lambda cfg: pytest.fail("model loaded"))
     again = TEACHERS["zero_shot"](cfg=teachers, clip=clip_cfg)
     again.setup()

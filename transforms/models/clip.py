@@ -20,12 +20,12 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
-from apache_beam.utils import shared
 
 from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.media.storage import file_digest
 from vidcurate.transforms.models import import_open_clip
+from vidcurate.transforms.models.loading import ProcessCache, fetching_weights
 
 
 @dataclass(frozen=True)
@@ -214,12 +214,8 @@ def resolve_clip(cfg: ClipConfig) -> ClipConfig:
         tags = open_clip.list_pretrained_tags_by_model(cfg.model)
         raise ConfigError(f"open_clip has no pretrained {cfg.pretrained!r} for "
                           f"{cfg.model}; known: {', '.join(tags) or 'none'}")
-    try:
+    with fetching_weights(f"CLIP weights {cfg.model}/{cfg.pretrained}", OFFLINE_HINT):
         path = _cached_or_downloaded(pretrained_cfg)
-    except Exception as e:  # no network, hub errors, disk
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise ConfigError(f"cannot get CLIP weights {cfg.model}/{cfg.pretrained} "
-                          f"({type(e).__name__}: {first[:200]}). " + OFFLINE_HINT) from e
     return dataclasses.replace(cfg, checkpoint_path=path)
 
 
@@ -271,22 +267,14 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 
 
 # One model per worker process for all the steps that use it (stitching, embeddings,
-# scoring): RunInference loads a model per step, even with one model_identifier.
-_PROCESS_MODELS = shared.Shared()
-
-
-# Models stay loaded for the life of the worker process. shared.Shared alone keeps only
-# the last object acquired in the process alive; Beam tears down a stage's steps after
-# 60 s idle, and OCR's engine is acquired meanwhile, so after a long ASR stage the clip
-# embeddings loaded the model again (3 s and a 0.8 GB spike on a 30-minute video).
-_KEPT: dict[str, LoadedClip] = {}
+# scoring, zero-shot): RunInference loads a model per step, even with one
+# model_identifier.
+_PROCESS_MODELS: ProcessCache[LoadedClip] = ProcessCache()
 
 
 def shared_clip(cfg: ClipConfig) -> LoadedClip:
     """This process's model for cfg, loaded on first use and kept."""
-    model = _PROCESS_MODELS.acquire(lambda: load_clip(cfg), tag=cfg.model_id)
-    _KEPT[cfg.model_id] = model
-    return model
+    return _PROCESS_MODELS.get(cfg.model_id, lambda: load_clip(cfg))
 
 
 class ClipModelHandler(ModelHandler[EmbedRequest, tuple[Any, np.ndarray], LoadedClip]):

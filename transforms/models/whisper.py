@@ -21,6 +21,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from vidcurate.schemas.records import AsrTask, Segment, Word
 from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.models import import_faster_whisper, import_openai_whisper
+from vidcurate.transforms.models.loading import fetching_weights
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def resolve_model(cfg: AsrConfig) -> AsrConfig:
     raises ConfigError with how to pass a local path when that fails."""
     if os.path.exists(cfg.model) or os.sep in cfg.model:
         return dataclasses.replace(cfg, model_path=_check_local(cfg, cfg.model))
-    try:
+    with fetching_weights(f"Whisper model {cfg.model!r}", OFFLINE_HINT):
         if cfg.backend == "faster-whisper":
             fw = import_faster_whisper()
             from faster_whisper.utils import available_models, download_model
@@ -176,11 +177,6 @@ def resolve_model(cfg: AsrConfig) -> AsrConfig:
                                   f"{', '.join(whisper.available_models())}")
             root = os.path.join(os.path.expanduser("~"), ".cache", "whisper")
             path = whisper._download(whisper._MODELS[cfg.model], root, False)
-    except ConfigError:
-        raise
-    except Exception as e:  # no network, hub errors, disk
-        raise ConfigError(f"cannot get Whisper model {cfg.model!r} ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}). " + OFFLINE_HINT) from e
     return dataclasses.replace(cfg, model_path=path)
 
 

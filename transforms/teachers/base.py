@@ -3,7 +3,7 @@
 A teacher is one class in one module of this package, registered by name with
 ``@register``; the package imports every module in it, so adding a teacher needs no
 change elsewhere. ``setup()`` runs once per worker (load models there, through a
-process-wide ``shared.Shared`` handle when they are large); ``propose()`` runs per
+process-wide ``models.loading.ProcessCache`` when they are large); ``propose()`` runs per
 clip and returns zero or more proposals. Expected failures (a server that keeps
 answering 500, an unreadable keyframe) raise ``TeacherError``: the clip gets an error
 row for this teacher and keeps the other teachers' candidates.

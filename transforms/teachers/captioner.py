@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 from typing import Any, ClassVar
 
 from vidcurate.transforms.core import ConfigError
 from vidcurate.transforms.models import import_transformers
+from vidcurate.transforms.models.loading import ProcessCache, fetching_weights
 from vidcurate.transforms.teachers.base import (
     ClipContext,
     Proposal,
@@ -47,15 +47,11 @@ def resolve_captioner(name: str) -> str:
         return snapshot_download(name, local_files_only=True)
     except Exception:
         pass
-    try:
+    with fetching_weights(f"captioner model {name!r}", OFFLINE_HINT):
         from huggingface_hub import model_info
 
         model_info(name, timeout=10)  # fails fast without a network
         return snapshot_download(name)
-    except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise ConfigError(f"cannot get captioner model {name!r} ({type(e).__name__}: "
-                          f"{first[:200]}). " + OFFLINE_HINT) from e
 
 
 def load_captioner(path: str) -> tuple[Any, Any]:
@@ -83,8 +79,7 @@ def caption_images(processor: Any, model: Any, images: list[Any], max_tokens: in
 @register
 class CaptionerTeacher(Teacher):
     name = "captioner"
-    _models: ClassVar[dict[str, tuple[Any, Any]]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _models: ClassVar[ProcessCache[tuple[Any, Any]]] = ProcessCache()
 
     @property
     def model_id(self) -> str:
@@ -94,10 +89,7 @@ class CaptionerTeacher(Teacher):
 
     def setup(self) -> None:
         path = self.cfg.captioner_path or self.cfg.captioner_model
-        with self._lock:
-            if path not in self._models:
-                self._models[path] = load_captioner(path)
-        self.processor, self.model = self._models[path]
+        self.processor, self.model = self._models.get(path, lambda: load_captioner(path))
 
     def propose(self, ctx: ClipContext) -> list[Proposal]:
         from PIL import Image, UnidentifiedImageError

@@ -13,8 +13,9 @@ import json
 import os
 import threading
 import time
-from typing import Any, ClassVar
+from typing import Any
 
+from vidcurate.transforms.models.loading import ProcessCache
 from vidcurate.transforms.retry import backoff_s, retry_after_s
 from vidcurate.transforms.teachers.base import TeacherError, VlmConfig
 
@@ -46,8 +47,6 @@ def answer_text(payload: Any) -> str:
 
 
 class ChatClient:
-    _clients: ClassVar[dict[VlmConfig, ChatClient]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, cfg: VlmConfig) -> None:
         import requests
@@ -63,10 +62,7 @@ class ChatClient:
     @classmethod
     def shared(cls, cfg: VlmConfig) -> ChatClient:
         """The process's client for this server (its semaphore bounds all threads)."""
-        with cls._lock:
-            if cfg not in cls._clients:
-                cls._clients[cfg] = cls(cfg)
-            return cls._clients[cfg]
+        return _CLIENTS.get(cfg, lambda: cls(cfg))
 
     def complete(self, messages: list[dict[str, Any]]) -> str:
         """The server's answer to one chat; retries transient failures."""
@@ -108,3 +104,6 @@ class ChatClient:
             "unreachable" if last.startswith("connection") else "http_retries_exhausted")
         raise TeacherError(error_type, f"{url}: {last} (after {self.cfg.retries + 1} "
                            f"attempts)")
+
+
+_CLIENTS: ProcessCache[ChatClient] = ProcessCache()

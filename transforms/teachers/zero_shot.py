@@ -15,11 +15,11 @@ import contextlib
 import hashlib
 import json
 import os
-import threading
 from typing import Any, ClassVar
 
 import numpy as np
 
+from vidcurate.transforms.models.loading import ProcessCache
 from vidcurate.transforms.teachers.base import ClipContext, Proposal, Teacher, register
 
 SHIPPED_VOCABULARY = os.path.join(os.path.dirname(__file__), "vocabulary.txt")
@@ -64,8 +64,7 @@ def top_concepts(clip_embedding: np.ndarray, matrix: np.ndarray, concepts: list[
 class ZeroShotTeacher(Teacher):
     name = "zero_shot"
     # The concept matrix costs thousands of text-tower passes: build it once per process.
-    _matrices: ClassVar[dict[tuple, tuple[list[str], np.ndarray]]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _matrices: ClassVar[ProcessCache[tuple[list[str], np.ndarray]]] = ProcessCache()
 
     @property
     def model_id(self) -> str:
@@ -77,11 +76,12 @@ class ZeroShotTeacher(Teacher):
 
     def setup(self) -> None:
         key = (self.clip, self.vocabulary_path, self.cfg.zero_shot_templates)
-        with self._lock:
-            if key not in self._matrices:
-                concepts = read_vocabulary(self.vocabulary_path)
-                self._matrices[key] = (concepts, self._matrix(concepts))
-        self.concepts, self.matrix = self._matrices[key]
+
+        def build() -> tuple[list[str], np.ndarray]:
+            concepts = read_vocabulary(self.vocabulary_path)
+            return concepts, self._matrix(concepts)
+
+        self.concepts, self.matrix = self._matrices.get(key, build)
 
     def _matrix(self, concepts: list[str]) -> np.ndarray:
         """The concept matrix from the on-disk cache, else computed (a few thousand text
