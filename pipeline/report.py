@@ -100,7 +100,29 @@ def _figures(con: Any) -> list[tuple[str, str, str | None]]:
     fig.update_layout(barmode="stack", xaxis_title="stage", yaxis_title="errors")
     out.append(("Errors by stage and type", html_of(fig) if errors else "",
                 None if errors else "no errors"))
+    curation = _curation_funnel(con)
+    if curation is not None:  # only once a curate pass exists: plots without it say nothing
+        title, steps, clips = curation
+        fig = go.Figure(go.Funnel(
+            y=["all clips"] + [s["rule"] for s in steps],
+            x=[clips] + [s["kept_after"] for s in steps],
+            text=[""] + [f"-{s['dropped']}" + (f", {s['unmeasured']} unmeasured"
+                                               if s["unmeasured"] else "") for s in steps],
+            textinfo="value+text"))
+        fig.update_layout(xaxis_title="clips kept after each rule")
+        out.append((title, html_of(fig), None))
     return out
+
+
+def _curation_funnel(con: Any) -> tuple[str, list[dict[str, Any]], int] | None:
+    """(plot title, funnel steps, clip count) of the newest curate pass, or None."""
+    row = con.sql("SELECT summary_json FROM passes WHERE kind = 'curate' "
+                  "ORDER BY created_at DESC, pass_id DESC LIMIT 1").fetchall()
+    if not row:
+        return None
+    summary = json.loads(row[0][0])
+    return (f"Curation funnel (profile {summary['profile']}, kept {summary['kept']} of "
+            f"{summary['clips']})", summary["funnel"], summary["clips"])
 
 
 def _thumb(uri: str, dest: str) -> bool:
