@@ -244,17 +244,8 @@ def _balance(argv: list[str]) -> int:
     return 0
 
 
-def print_funnel(curation: Any) -> None:
-    """The funnel of a curate pass: per rule in order, clips dropped and left."""
-    rows = [["(all clips)", "", "", curation.clips, ""]]
-    for s in curation.steps:
-        rows.append([s.rule, s.reached, s.dropped, s.kept_after,
-                     f"{s.unmeasured} ({s.if_null})" if s.unmeasured else "0"])
-    _print_rows(["rule", "reached", "dropped", "kept after", "unmeasured (if_null)"], rows)
-
-
 def _curate(argv: list[str]) -> int:
-    from vidcurate.pipeline.curate import curate, shipped_profiles
+    from vidcurate.pipeline.curate import curate, describe, shipped_profiles
     from vidcurate.transforms.curation import parse_override
 
     parser = argparse.ArgumentParser(
@@ -274,17 +265,9 @@ def _curate(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     overrides = [parse_override(o) for o in args.overrides]
     result = curate(args.output, args.profile, overrides)
-    print(f"curate {result.pass_id}: profile {result.profile.name} "
-          f"(sha256 {result.profile_sha256[:12]}), {result.clips} clips\n")
-    print_funnel(result)
-    for s in result.steps:
-        if s.reached and s.unmeasured == s.reached:
-            print(f"note: rule {s.rule} could not judge any of the {s.reached} clips that "
-                  f"reached it (its signal is NULL for all of them); if_null={s.if_null} "
-                  f"{'kept' if s.if_null == 'keep' else 'dropped'} them all")
-    print(f"\nkept {result.kept} of {result.clips} clips. Curated set: vidcurate query "
-          f"{args.output} \"SELECT * FROM clips_curated\"; why each clip went: "
-          f"\"SELECT * FROM curation\"")
+    print("\n".join(describe(result)))
+    print(f"\nCurated set: vidcurate query {args.output} \"SELECT * FROM clips_curated\"; "
+          "why each clip went: \"SELECT * FROM curation\"")
     return 0
 
 

@@ -129,7 +129,7 @@ def curate(output: str, profile_spec: str = "default",
     all_used = set().union(*used.values())
     params = {p: v for p, v in profile.params.items() if p in all_used}
     try:
-        table = con.execute(verdict_sql(INPUT_SQL, profile.rules), params).to_arrow_table()
+        table = con.sql(verdict_sql(INPUT_SQL, profile.rules), params=params).to_arrow_table()
     except duckdb.Error as e:  # e.g. a cast that fails on some clip's value
         raise ConfigError(f"profile {profile.name}: evaluating the rules failed: "
                           f"{_error(e)}") from e
@@ -161,3 +161,28 @@ def curate(output: str, profile_spec: str = "default",
                                   sort_keys=True),
         "summary_json": json.dumps(result.summary(), sort_keys=True)}])
     return result
+
+
+def describe(result: Curation) -> list[str]:
+    """The funnel as text lines: per rule in order, clips that reached it, dropped, kept
+    after it and unmeasured; then a note for each rule that judged nobody, and the
+    total."""
+    header = ["rule", "reached", "dropped", "kept after", "unmeasured (if_null)"]
+    rows = [["(all clips)", "", "", str(result.clips), ""]]
+    rows += [[s.rule, str(s.reached), str(s.dropped), str(s.kept_after),
+              f"{s.unmeasured} ({s.if_null})" if s.unmeasured else "0"] for s in result.steps]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [f"curate {result.pass_id}: profile {result.profile.name} "
+             f"(sha256 {result.profile_sha256[:12]}), {result.clips} clips", ""]
+    for i, row in enumerate([header, *rows]):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    for s in result.steps:
+        if s.reached and s.unmeasured == s.reached:
+            lines.append(f"note: rule {s.rule} could not judge any of the {s.reached} clips "
+                         f"that reached it (its signal is NULL for all of them); "
+                         f"if_null={s.if_null} {'kept' if s.if_null == 'keep' else 'dropped'} "
+                         "them all")
+    lines.append(f"kept {result.kept} of {result.clips} clips (view clips_curated)")
+    return lines
