@@ -36,6 +36,7 @@ from vidcurate.transforms.curation import (
 from vidcurate.transforms.sinks import write_arrow, write_rows
 
 PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")
+MAX_PROFILE_BYTES = 1 << 20
 
 # What a rule can read: the current clips, and beside their own columns the results of
 # the newest dedup and balance passes and the video's resolution. is_duplicate and
@@ -73,6 +74,10 @@ def load_profile(spec: str) -> tuple[Profile, str]:
             raise ConfigError(f"--profile {spec}: no such file (shipped profiles: "
                               f"{', '.join(shipped_profiles())})")
     try:
+        # A profile is a page of rules: a huge file named by mistake is refused unread.
+        if os.path.getsize(path) > MAX_PROFILE_BYTES:
+            raise ConfigError(f"--profile {spec}: over {MAX_PROFILE_BYTES // 1024} KiB; a "
+                              "profile is a short TOML file of rules")
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:

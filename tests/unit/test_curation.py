@@ -147,3 +147,21 @@ def test_overrides_keep_the_kind_of_each_threshold():
         with_overrides(profile, [("min_x", "high")])
     with pytest.raises(ConfigError, match="expected a value like"):
         with_overrides(profile, [("min_x", True)])
+
+
+def test_profile_files_by_path(tmp_path):
+    mine = tmp_path / "mine.toml"
+    mine.write_text(PROFILE)
+    assert load_profile(str(mine))[0].name == "tiny"
+    with pytest.raises(ConfigError, match="no such file"):
+        load_profile(str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="no such file"):
+        load_profile(str(tmp_path))  # a folder is not a profile
+    big = tmp_path / "big.toml"
+    big.write_text(PROFILE + "#" * (2 << 20))
+    with pytest.raises(ConfigError, match="KiB"):
+        load_profile(str(big))
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(ConfigError, match="cannot read it"):
+        load_profile(str(binary))
