@@ -183,11 +183,10 @@ def describe(result: Curation) -> list[str]:
         lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
-    for s in result.steps:
-        if s.reached and s.unmeasured == s.reached:
-            lines.append(f"note: rule {s.rule} could not judge any of the {s.reached} clips "
-                         f"that reached it (its signal is NULL for all of them); "
-                         f"if_null={s.if_null} {'kept' if s.if_null == 'keep' else 'dropped'} "
-                         "them all")
+    blind = [f"{s.rule} ({s.if_null})" for s in result.steps
+             if s.reached and s.unmeasured == s.reached]
+    if blind:  # a signal no run measured: say so rather than let if_null decide quietly
+        lines.append(f"note: these rules could judge none of the clips that reached them (the "
+                     f"signal is NULL for all; if_null decided): {', '.join(blind)}")
     lines.append(f"kept {result.kept} of {result.clips} clips (view clips_curated)")
     return lines
