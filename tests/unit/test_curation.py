@@ -165,3 +165,22 @@ def test_profile_files_by_path(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00name")
     with pytest.raises(ConfigError, match="cannot read it"):
         load_profile(str(binary))
+
+
+def test_rules_run_sandboxed_even_past_the_expression_check(tmp_path, monkeypatch):
+    """Defence in depth: with the parse check switched off, a rule that reads a file
+    outside the output still fails, because curate runs the rules in the sandboxed
+    connection, and nothing is written."""
+    import vidcurate.pipeline.curate as curate_module
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("canary")
+    out = tmp_path / "out"
+    out.mkdir()
+    profile = tmp_path / "leak.toml"
+    profile.write_text(f"name = 'leak'\n[[rules]]\nname = 'reads'\nkeep = \"(SELECT count(*) "
+                       f"FROM read_text('{secret}')) > 0\"\nif_null = 'keep'\n")
+    monkeypatch.setattr(curate_module, "check_expression", lambda con, rule: set())
+    with pytest.raises(ConfigError, match="rule reads: .*(Permission|disabled)"):
+        curate_module.curate(str(out), str(profile))
+    assert list(out.iterdir()) == []
