@@ -20,6 +20,7 @@ USAGE = """vidcurate <command> ...
   report OUTPUT [--out DIR]                              static HTML report (offline)
   dedup  OUTPUT [--threshold 0.95]                       mark near-duplicate clips (CLIP)
   balance OUTPUT --vocabulary FILE --cap T               MetaCLIP-style balanced subset
+  curate OUTPUT [--profile NAME|FILE] [--set NAME=VALUE]  quality rules -> clips_curated
   export OUTPUT DEST [--shard-clips N|--shard-bytes B]   WebDataset tar shards
   demo   [--output DIR] [run options]                     run on bundled sample footage
 
@@ -244,8 +245,35 @@ def _balance(argv: list[str]) -> int:
     return 0
 
 
+def _curate(argv: list[str]) -> int:
+    from vidcurate.pipeline.curate import curate, describe, shipped_profiles
+    from vidcurate.transforms.curation import parse_override
+
+    parser = argparse.ArgumentParser(
+        prog="vidcurate curate",
+        description="Judge every clip with a profile of named SQL rules (no decoding). "
+        "Writes <output>/curation/ (each clip's verdict and the first rule that dropped "
+        "it); the view clips_curated holds the kept clips. A rerun replaces the "
+        "previous curation.")
+    parser.add_argument("output")
+    parser.add_argument("--profile", default="default",
+                        help=f"a shipped profile ({', '.join(shipped_profiles())}) or a "
+                        "TOML file (default: default)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="NAME=VALUE",
+                        help="override one of the profile's [params], e.g. "
+                        "--set min_aesthetic=5 (repeatable)")
+    args = parser.parse_args(argv)
+    overrides = [parse_override(o) for o in args.overrides]
+    result = curate(args.output, args.profile, overrides)
+    print("\n".join(describe(result)))
+    print(f"\nCurated set: vidcurate query {args.output} \"SELECT * FROM clips_curated\"; "
+          "why each clip went: \"SELECT * FROM curation\"")
+    return 0
+
+
 def _export(argv: list[str]) -> int:
-    from vidcurate.pipeline.commands import ExportConfig, export_webdataset
+    from vidcurate.pipeline.commands import EXPORT_VIEWS, ExportConfig, export_webdataset
 
     parser = argparse.ArgumentParser(
         prog="vidcurate export",
@@ -259,7 +287,7 @@ def _export(argv: list[str]) -> int:
     parser.add_argument("--shard-bytes", type=float, default=1 << 30,
                         help="bytes per shard (a shard closes at whichever comes first)")
     parser.add_argument("--view", default="clips",
-                        choices=("clips", "clips_unique", "clips_balanced"))
+                        choices=EXPORT_VIEWS)
     parser.add_argument("--no-keyframes", action="store_true")
     args = parser.parse_args(argv)
     cfg = ExportConfig(dest=args.dest, shard_clips=args.shard_clips,
@@ -329,8 +357,8 @@ def _demo(argv: list[str]) -> int:
 
 
 COMMANDS = {"run": _run, "query": _query, "reselect": _reselect, "stats": _stats,
-            "report": _report, "dedup": _dedup, "balance": _balance, "export": _export,
-            "demo": _demo}
+            "report": _report, "dedup": _dedup, "balance": _balance, "curate": _curate,
+            "export": _export, "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:

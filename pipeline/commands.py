@@ -142,12 +142,15 @@ EXPORT_QUERY = """
     ORDER BY c.video_id, c.clip_index"""
 
 
+EXPORT_VIEWS = ("clips", "clips_unique", "clips_balanced", "clips_curated")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
     dest: str
     shard_clips: int = 1000  # a shard closes at this many clips ...
     shard_bytes: int = 1 << 30  # ... or this many bytes, whichever comes first
-    view: str = "clips"  # clips, clips_unique or clips_balanced
+    view: str = "clips"  # clips, clips_unique, clips_balanced or clips_curated
     keyframes: bool = True
 
 
@@ -209,8 +212,8 @@ class ShardWriter:
 
 def export_webdataset(output: str, cfg: ExportConfig) -> dict[str, Any]:
     """Tar shards <dest>/shard-000000.tar ... of the chosen view; returns a summary."""
-    if cfg.view not in ("clips", "clips_unique", "clips_balanced"):
-        raise ConfigError(f"--view must be clips, clips_unique or clips_balanced: {cfg.view}")
+    if cfg.view not in EXPORT_VIEWS:
+        raise ConfigError(f"--view must be one of {', '.join(EXPORT_VIEWS)}: {cfg.view}")
     if cfg.shard_clips < 1 or cfg.shard_bytes < 1:
         raise ConfigError("--shard-clips and --shard-bytes must be >= 1")
     reader = connect(output).sql(EXPORT_QUERY.replace("{clips}", cfg.view)).to_arrow_reader(256)

@@ -220,6 +220,15 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     con.sql(WIN_RATES_QUERY).show(max_width=160)
     print(f"Try: {command_name()} query {output} "
           f"\"SELECT clip_id, start_s, end_s, media_uri FROM clips\"")
+    from vidcurate.pipeline.curate import curate, describe
+
+    # The curation pass over what the run made: the default profile, and the funnel.
+    curation = curate(out, "default")
+    print("\nCuration (default profile; signals a run did not measure count as "
+          "unmeasured and follow each rule's if_null):")
+    print("\n".join(describe(curation)))
+    print(f"Curated clips: {curation.kept} of {curation.clips}. Tune a threshold with: "
+          f"{command_name()} curate {output} --set min_duration_s=1.5")
     from vidcurate.pipeline.report import write_report
 
     index = write_report(out)

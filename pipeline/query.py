@@ -114,6 +114,12 @@ def connect(output: str, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
                          ORDER BY created_at DESC, pass_id DESC LIMIT 1);
         CREATE VIEW clips_balanced AS
         SELECT c.* FROM clips c SEMI JOIN balance b ON b.clip_id = c.clip_id AND b.kept;
+        CREATE VIEW curation AS
+        SELECT k.* FROM raw_curation k SEMI JOIN clips c USING (clip_id, run_id)
+        WHERE k.pass_id = (SELECT pass_id FROM raw_passes WHERE kind = 'curate'
+                           ORDER BY created_at DESC, pass_id DESC LIMIT 1);
+        CREATE VIEW clips_curated AS
+        SELECT c.* FROM clips c SEMI JOIN curation k ON k.clip_id = c.clip_id AND k.kept;
         CREATE VIEW errors_all AS
         SELECT e.* FROM raw_errors e SEMI JOIN runs r USING (run_id);
         CREATE VIEW errors AS

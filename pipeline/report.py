@@ -47,8 +47,8 @@ def _figures(con: Any) -> list[tuple[str, str, str | None]]:
     """(title, plot html or '', note) per plot."""
     import plotly.graph_objects as go
 
-    def html_of(fig: Any) -> str:
-        fig.update_layout(height=320, margin={"l": 40, "r": 10, "t": 30, "b": 40},
+    def html_of(fig: Any, height: int = 320) -> str:
+        fig.update_layout(height=height, margin={"l": 40, "r": 10, "t": 30, "b": 40},
                           template="plotly_white")
         return fig.to_html(full_html=False, include_plotlyjs=False,
                            config={"displaylogo": False, "responsive": True})
@@ -100,7 +100,32 @@ def _figures(con: Any) -> list[tuple[str, str, str | None]]:
     fig.update_layout(barmode="stack", xaxis_title="stage", yaxis_title="errors")
     out.append(("Errors by stage and type", html_of(fig) if errors else "",
                 None if errors else "no errors"))
+    curation = _curation_funnel(con)
+    if curation is not None:  # only once a curate pass exists: plots without it say nothing
+        title, steps, clips = curation
+        # One line per bar: what is left, and what this rule took and could not judge.
+        text = [f"{clips} clips"] + [
+            f"{s['kept_after']} kept, {s['dropped']} dropped"
+            + (f", {s['unmeasured']} unmeasured ({s['if_null']})" if s["unmeasured"] else "")
+            for s in steps]
+        fig = go.Figure(go.Funnel(y=["all clips"] + [s["rule"] for s in steps],
+                                  x=[clips] + [s["kept_after"] for s in steps],
+                                  text=text, textinfo="text", textposition="inside",
+                                  insidetextanchor="middle"))
+        fig.update_layout(xaxis_title="clips kept after each rule", uniformtext_minsize=10)
+        out.append((title, html_of(fig, max(320, 60 + 28 * len(text))), None))
     return out
+
+
+def _curation_funnel(con: Any) -> tuple[str, list[dict[str, Any]], int] | None:
+    """(plot title, funnel steps, clip count) of the newest curate pass, or None."""
+    row = con.sql("SELECT summary_json FROM passes WHERE kind = 'curate' "
+                  "ORDER BY created_at DESC, pass_id DESC LIMIT 1").fetchall()
+    if not row:
+        return None
+    summary = json.loads(row[0][0])
+    return (f"Curation funnel (profile {summary['profile']}, kept {summary['kept']} of "
+            f"{summary['clips']})", summary["funnel"], summary["clips"])
 
 
 def _thumb(uri: str, dest: str) -> bool:

@@ -279,12 +279,31 @@ BALANCE_COUNTS = _schema(
     ],
 )
 
-# One row per dedup / balance pass, written last: the pass's commit marker.
+# Written by `vidcurate curate`: every clip's verdict under one profile.
+CURATION = _schema(
+    "curation",
+    [
+        pa.field("pass_id", pa.string(), nullable=False),
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string()),
+        pa.field("run_id", pa.string()),  # the run whose clip row was judged
+        pa.field("kept", pa.bool_(), nullable=False),
+        pa.field("dropped_by", pa.string()),  # the first rule that dropped it; null: kept
+        # Rules the clip reached whose expression was NULL (an unmeasured signal); each
+        # rule's if_null decided those.
+        pa.field("unmeasured", pa.list_(pa.string())),
+        pa.field("profile", pa.string(), nullable=False),
+        pa.field("profile_sha256", pa.string(), nullable=False),  # rules + thresholds
+    ],
+)
+
+# One row per dedup / balance / curate pass, written last: the pass's commit marker.
 PASSES = _schema(
     "passes",
     [
         pa.field("pass_id", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),  # dedup | balance
+        pa.field("kind", pa.string(), nullable=False),  # dedup | balance | curate
         pa.field("created_at", pa.timestamp("us", tz="UTC")),
         pa.field("params_json", pa.string()),
         pa.field("summary_json", pa.string()),
@@ -311,5 +330,6 @@ TABLES: dict[str, pa.Schema] = {
     "duplicates": DUPLICATES,
     "balance": BALANCE,
     "balance_counts": BALANCE_COUNTS,
+    "curation": CURATION,
     "passes": PASSES,
 }

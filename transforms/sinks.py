@@ -151,3 +151,10 @@ def write_rows(output: str, table: str, name: str, rows: list[dict[str, Any]]) -
     """Write a small table file from the launcher (the `runs` row), atomically."""
     return _put(f"{table_dir(output, table)}/{name}.parquet",
                 pa.Table.from_pylist(rows, schema=TABLES[table]))
+
+
+def write_arrow(output: str, table: str, name: str, columns: dict[str, Any]) -> str:
+    """Like write_rows, from columns (lists or Arrow arrays): a pass over many clips
+    writes its column-wise result without a Python dict per row."""
+    return _put(f"{table_dir(output, table)}/{name}.parquet",
+                pa.Table.from_pydict(columns, schema=TABLES[table]))

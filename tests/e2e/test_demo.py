@@ -73,6 +73,10 @@ def test_make_demo(demo_run):
     assert len(captions) == 11
     assert all(n >= 1 and chosen == 1 and unscored for _, n, chosen, unscored in captions)
     assert con.sql("SELECT DISTINCT best_teacher FROM clips").fetchall() == [("metadata",)]
+    # The curation pass ran with the default profile and its count is printed.
+    kept = con.sql("SELECT count(*) FROM clips_curated").fetchall()[0][0]
+    assert f"Curated clips: {kept} of 11." in proc.stdout
+    assert con.sql("SELECT DISTINCT profile FROM curation").fetchall() == [("default",)]
     # The demo ends with the HTML report and says where it is.
     assert (out / "report" / "index.html").is_file()
     assert f"open {out / 'report' / 'index.html'}" in proc.stdout

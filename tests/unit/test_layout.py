@@ -66,7 +66,9 @@ def test_a_built_wheel_holds_the_vidcurate_namespace_and_works(tmp_path):
     assert names and all(n.startswith("vidcurate/") for n in names), names
     # Package data travels with the code.
     assert {"vidcurate/pipeline/report.js",
-            "vidcurate/transforms/teachers/vocabulary.txt"} <= set(names)
+            "vidcurate/transforms/teachers/vocabulary.txt",
+            "vidcurate/pipeline/profiles/default.toml",
+            "vidcurate/pipeline/profiles/open_sora.toml"} <= set(names)
     assert "vidcurate = vidcurate.pipeline.cli:main" in entry_points
     # The wheel's copy is what Python imports when it comes first on the path.
     site = tmp_path / "site"

@@ -1,0 +1,214 @@
+"""`vidcurate curate` through the CLI, on an output whose clip columns are known: the
+funnel adds up, the first failing rule is the one recorded, one threshold moves exactly
+the clips it should, bad profiles change nothing, and the curated set exports and shows
+in the report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.helpers import run_cli
+from vidcurate.pipeline.query import connect
+from vidcurate.transforms.sinks import write_rows
+
+NOW = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+GOOD = dict(duration_s=5.0, brightness=0.5, quality_flags=[], aesthetic_score=6.0,
+            ocr_coverage_mean=0.0, decode_error_count=0, best_caption="a red car")
+# Clip -> what differs from a good clip, and the default profile's verdict on it.
+CLIPS = {
+    "good": ({}, None),
+    "damaged_and_dark": ({"decode_error_count": 3, "brightness": 0.02}, "damaged"),
+    "short": ({"duration_s": 1.5}, "too_short"),
+    "uncaptioned": ({"best_caption": "  "}, "no_caption"),
+    "still": ({"quality_flags": ["static", "letterboxed"]}, "static"),
+    "dark": ({"brightness": 0.05}, "too_dark"),
+    "dim": ({"brightness": 0.12}, None),  # above the default 0.1
+    "glaring": ({"brightness": 0.95}, "overexposed"),
+    "slide": ({"ocr_coverage_mean": 0.5}, "text_heavy"),
+    "plain": ({"aesthetic_score": 4.0}, "low_aesthetic"),
+    "unscored": ({"aesthetic_score": None}, None),  # unmeasured: if_null = keep
+    "letterboxed": ({"quality_flags": ["letterboxed", "subtitles"]}, None),
+}
+
+
+def write_output(out: Path, clips: dict[str, dict]) -> None:
+    """A complete output (one run, one video) whose clips have the given columns."""
+    write_rows(str(out), "runs", "r1", [dict(run_id="r1", status="complete", started_at=NOW,
+                                             finished_at=NOW, options_json="{}",
+                                             versions_json="{}")])
+    write_rows(str(out), "videos", "r1", [dict(
+        video_id="v", source_uri="file:///v.mp4", status="ok", duration_s=60.0,
+        width=640, height=360, run_id="r1", title="known values")])
+    rows = []
+    for i, (name, values) in enumerate(clips.items()):
+        rows.append({"clip_id": name, "video_id": "v", "source_uri": "file:///v.mp4",
+                     "clip_index": i, "start_s": float(i), "end_s": i + 1.0,
+                     "run_id": "r1", **values})
+    write_rows(str(out), "clips", "r1", rows)
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    write_output(out, {name: GOOD | changes for name, (changes, _) in CLIPS.items()})
+    return out
+
+
+def _verdicts(out: Path) -> dict[str, str | None]:
+    return dict(connect(str(out)).sql("SELECT clip_id, dropped_by FROM curation").fetchall())
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_funnel_adds_up_and_the_first_failing_rule_is_recorded(out):
+    proc = run_cli("curate", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert _verdicts(out) == {name: rule for name, (_, rule) in CLIPS.items()}
+    con = connect(str(out))
+    kept = {c for (c,) in con.sql("SELECT clip_id FROM clips_curated").fetchall()}
+    assert kept == {name for name, (_, rule) in CLIPS.items() if rule is None}
+    summary = json.loads(con.sql("SELECT summary_json FROM passes WHERE kind = 'curate'"
+                                 ).fetchall()[0][0])
+    steps = summary["funnel"]
+    assert sum(s["dropped"] for s in steps) + summary["kept"] == summary["clips"] == len(CLIPS)
+    assert steps[-1]["kept_after"] == summary["kept"] == len(kept)
+    for before, after in zip(steps, steps[1:], strict=False):
+        assert after["reached"] == before["kept_after"] == before["reached"] - before["dropped"]
+    by_rule = {s["rule"]: s for s in steps}
+    assert by_rule["damaged"]["dropped"] == 1  # the dark damaged clip counts once
+    assert by_rule["too_dark"]["dropped"] == 1
+    # The clip without an aesthetic score reached the rule unmeasured and was kept.
+    assert by_rule["low_aesthetic"]["unmeasured"] == 1
+    assert con.sql("SELECT unmeasured FROM curation WHERE clip_id = 'unscored'"
+                   ).fetchall() == [(["low_aesthetic", "duplicate"],)]
+    # dedup never ran: the duplicate rule judged nobody and says so.
+    assert by_rule["duplicate"]["unmeasured"] == by_rule["duplicate"]["reached"]
+    note = next(line for line in proc.stdout.splitlines() if line.startswith("note:"))
+    assert note.endswith(": duplicate (keep)")  # the only rule that judged nobody
+    # The printed funnel: one line per rule, in the profile's order, with its numbers.
+    lines = [line.split() for line in proc.stdout.splitlines()]
+    printed = [row[0] for row in lines if row and row[0] in by_rule]
+    assert printed == [s["rule"] for s in steps]
+    for row in lines:
+        if row and row[0] in by_rule:
+            s = by_rule[row[0]]
+            assert row[1:4] == [str(s["reached"]), str(s["dropped"]), str(s["kept_after"])]
+    assert f"kept {len(kept)} of {len(CLIPS)} clips" in proc.stdout
+    rows = con.sql("SELECT DISTINCT profile, profile_sha256, pass_id FROM curation").fetchall()
+    assert len(rows) == 1 and rows[0][0] == "default" and rows[0][2] == summary["pass_id"]
+
+
+def test_one_threshold_moves_exactly_its_clips_and_reruns_replace(out):
+    assert run_cli("curate", str(out)).returncode == 0
+    before = _verdicts(out)
+    proc = run_cli("curate", str(out), "--set", "min_brightness=0.15")
+    assert proc.returncode == 0, proc.stderr
+    after = _verdicts(out)
+    changed = {c: (before[c], after[c]) for c in before if before[c] != after[c]}
+    assert changed == {"dim": (None, "too_dark")}  # 0.12 is under 0.15; nothing else moves
+    con = connect(str(out))
+    assert "dim" not in {c for (c,) in con.sql("SELECT clip_id FROM clips_curated").fetchall()}
+    hashes = [h for (h,) in con.sql("SELECT DISTINCT profile_sha256 FROM raw_curation")
+              .fetchall()]
+    assert len(hashes) == 2  # another threshold is another profile hash
+    params = json.loads(con.sql("SELECT params_json FROM passes WHERE kind = 'curate' "
+                                "ORDER BY created_at DESC LIMIT 1").fetchall()[0][0])
+    assert params["params"]["min_brightness"] == 0.15
+    assert params["overrides"] == {"min_brightness": 0.15}
+    # Back to the default: the same verdicts as the first pass (the view follows it).
+    assert run_cli("curate", str(out)).returncode == 0
+    assert _verdicts(out) == before
+
+
+def test_a_rule_can_use_the_dedup_result(out, tmp_path):
+    profile = tmp_path / "dups.toml"
+    profile.write_text('name = "dups"\n[[rules]]\nname = "duplicate"\n'
+                       'keep = "NOT is_duplicate"\nif_null = "drop"\n')
+    write_rows(str(out), "duplicates", "p1", [dict(pass_id="p1", created_at=NOW,
+                                                    clip_id="dim", duplicate_of="good")])
+    write_rows(str(out), "passes", "p1", [dict(pass_id="p1", kind="dedup", created_at=NOW)])
+    assert run_cli("curate", str(out), "--profile", str(profile)).returncode == 0
+    verdicts = _verdicts(out)
+    assert verdicts.pop("dim") == "duplicate" and set(verdicts.values()) == {None}
+
+
+BAD_RULES = {
+    "unknown column": ('keep = "no_such_signal > 1"', "no_such_signal"),
+    "syntax error": ('keep = "brightness >>> = 0.1"', "not a SQL expression"),
+    "not boolean": ('keep = "brightness + 1"', "must be a boolean expression"),
+    "reads a file": ("keep = \"(SELECT count(*) FROM read_text('/etc/passwd')) > 0\"",
+                     "subqueries are not allowed"),
+    "smuggled FROM": ("keep = \"true) FROM read_csv('/etc/passwd') WHERE (true\"",
+                      "no FROM, WHERE"),
+    "second statement": ("keep = \"true); COPY clips TO '{leak}'; SELECT (true\"",
+                         "one boolean expression, not a statement"),
+    "undefined parameter": ('keep = "brightness > $nope"', "$nope not defined"),
+    "no if_null": ('keep = "true"\nif_null = "maybe"', "`if_null` must be"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RULES))
+def test_bad_profiles_fail_clearly_and_change_nothing(out, tmp_path, case):
+    rule, message = BAD_RULES[case]
+    leak = tmp_path / "leak.csv"
+    profile = tmp_path / "bad.toml"
+    body = rule.replace("{leak}", str(leak))
+    if "if_null" not in body:
+        body += '\nif_null = "keep"'
+    profile.write_text(f'name = "bad"\n[[rules]]\nname = "broken_rule"\n{body}\n')
+    before = _files(out)
+    proc = run_cli("curate", str(out), "--profile", str(profile))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert _files(out) == before and not leak.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--profile", "missing.toml"], "no such file"),
+    (["--profile", "nonesuch"], "no shipped profile"),
+    (["--set", "no_such_threshold=1"], "has no parameter 'no_such_threshold'"),
+    (["--set", "min_brightness=dark"], "expected a value like 0.1"),
+    (["--set", "min_brightness"], "write NAME=VALUE"),
+])
+def test_bad_arguments_fail_clearly_and_change_nothing(out, args, message):
+    before = _files(out)
+    proc = run_cli("curate", str(out), *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert _files(out) == before
+
+
+def test_export_of_the_curated_view(out, tmp_path):
+    assert run_cli("curate", str(out)).returncode == 0
+    dest = tmp_path / "wds"
+    proc = run_cli("export", str(out), str(dest), "--view", "clips_curated")
+    assert proc.returncode == 0, proc.stderr
+    keys = set()
+    for shard in dest.glob("shard-*.tar"):
+        with tarfile.open(shard) as tar:
+            keys |= {m.name.rsplit(".", 1)[0] for m in tar.getmembers()}
+    assert keys == {name for name, (_, rule) in CLIPS.items() if rule is None}
+
+
+def test_report_plots_the_funnel_of_the_newest_pass(out, tmp_path):
+    from vidcurate.pipeline.report import write_report
+
+    page = Path(write_report(str(out), str(tmp_path / "before"))).read_text()
+    assert "Curation funnel" not in page  # no curate pass yet: no plot
+    assert run_cli("curate", str(out), "--set", "min_brightness=0.15").returncode == 0
+    page = Path(write_report(str(out), str(tmp_path / "after"))).read_text()
+    assert "Curation funnel" in page
+    section = page[page.index("Curation funnel"):].split("</section>")[0]
+    assert "js-plotly-plot" in section or "plotly-graph-div" in section
+    steps = json.loads(connect(str(out)).sql(
+        "SELECT summary_json FROM passes WHERE kind = 'curate'").fetchall()[0][0])["funnel"]
+    for s in steps:
+        assert f'"{s["rule"]}' in section  # every rule is a bar of the plot
