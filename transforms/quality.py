@@ -268,13 +268,27 @@ def keyframe_features(clip: ClipRecord) -> np.ndarray | None:
 
 class _AestheticRequestsFn(beam.DoFn):
     """Every clip keyed for the join ('clips'), and a request for each that has CLIP
-    embeddings."""
+    embeddings of the head's size; embeddings of another size are an error row here
+    (in a batch they would fail every clip batched with them)."""
+
+    def __init__(self, input_dim: int | None, run_id: str) -> None:
+        self.input_dim, self.run_id = input_dim, run_id
+        self.metrics = StageMetrics(STAGE)
 
     def process(self, clip: ClipRecord) -> Iterator[Any]:
         yield beam.pvalue.TaggedOutput("clips", (clip.clip_id, clip))
         features = keyframe_features(clip)
-        if features is not None:
-            yield clip.clip_id, features
+        if features is None:
+            return
+        if self.input_dim is not None and features.shape[1] != self.input_dim:
+            yield self.metrics.failure(
+                ValueError(f"the aesthetic head takes {self.input_dim}-d CLIP embeddings, "
+                           f"the clip has {features.shape[1]}-d ones ({clip.clip_model}): "
+                           "it is meant for another CLIP model"),
+                source_uri=clip.source_uri, run_id=self.run_id, video_id=clip.video_id,
+                clip_id=clip.clip_id)
+            return
+        yield clip.clip_id, features
 
 
 class _JudgeFn(beam.DoFn):
@@ -326,8 +340,9 @@ class JudgeClips(beam.PTransform):
         if not self.aesthetic.enabled:
             judged = clips | "Judge" >> beam.ParDo(judge).with_outputs(ERRORS, main="clips")
             return {"clips": judged["clips"], ERRORS: judged[ERRORS]}
-        requests = (clips | "AestheticRequests" >> beam.ParDo(_AestheticRequestsFn())
-                    .with_outputs("clips", main="requests"))
+        requests = (clips | "AestheticRequests" >> beam.ParDo(
+            _AestheticRequestsFn(self.aesthetic.input_dim, self.run_id))
+            .with_outputs("clips", ERRORS, main="requests"))
         scored = requests["requests"] | "Aesthetic" >> Infer(
             AestheticModelHandler(self.aesthetic), model_identifier=self.aesthetic.model_id)
         judged = (
@@ -335,4 +350,5 @@ class JudgeClips(beam.PTransform):
              "failed": scored[FAILED] | "FailedByClip" >> beam.FlatMap(_failed_keys)}
             | "Join" >> beam.CoGroupByKey()
             | "Judge" >> beam.ParDo(judge).with_outputs(ERRORS, main="clips"))
-        return {"clips": judged["clips"], ERRORS: judged[ERRORS]}
+        errors = (requests[ERRORS], judged[ERRORS]) | "Errors" >> beam.Flatten()
+        return {"clips": judged["clips"], ERRORS: errors}
