@@ -12,7 +12,7 @@ import torch
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.support.subtitles import write_aesthetic_head
+from tests.support.judging import write_aesthetic_head
 from vidcurate.pipeline.options import AestheticConfig, QualityConfig
 from vidcurate.schemas.records import ClipRecord, OcrLine, Span
 from vidcurate.transforms.errors import ERRORS

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.subtitles import write_aesthetic_head
+from tests.support.judging import write_aesthetic_head
 from vidcurate.pipeline.options import AestheticConfig, ConfigError
 from vidcurate.transforms.models import aesthetic
 from vidcurate.transforms.models.aesthetic import DEFAULT_AESTHETIC_HEAD, resolve_aesthetic

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.support.helpers import run_config
-from tests.support.subtitles import SUBTITLES, make_subtitled_video, write_aesthetic_head
+from tests.support.judging import SUBTITLES, make_subtitled_video, write_aesthetic_head
 from vidcurate.pipeline.options import ConfigError, MediaConfig, OcrConfig, SplitConfig
 from vidcurate.schemas.records import ClipRecord, OcrLine, Source, Span
 from vidcurate.transforms.clips import cut_one, plan_clips

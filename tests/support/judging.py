@@ -56,3 +56,21 @@ def write_aesthetic_head(path: Path, input_dim: int = 768, seed: int = 0) -> Pat
     torch.manual_seed(seed)
     torch.save(MLP().state_dict(), path)
     return path
+
+
+def random_tiny_clip(out_dir: Path, seed: int = 0):
+    """The tiny CLIP of tiny_clip.py untrained: written in open_clip's formats in a blink,
+    for tests that need real CLIP embeddings of the right size, not meaningful ones."""
+    import torch
+
+    from tests.support.tiny_clip import CHECKPOINT_NAME, CONFIG, MODEL_NAME, TinyClip, _write_config
+    from vidcurate.transforms.models import import_open_clip
+
+    open_clip = import_open_clip()
+    config_path = _write_config(Path(out_dir))
+    open_clip.add_model_config(str(config_path))
+    torch.manual_seed(seed)
+    model = open_clip.create_model(MODEL_NAME, pretrained=None)
+    checkpoint_path = Path(out_dir) / CHECKPOINT_NAME
+    torch.save({"state_dict": model.state_dict()}, checkpoint_path)
+    return TinyClip(MODEL_NAME, config_path, checkpoint_path, CONFIG["embed_dim"])
