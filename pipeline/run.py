@@ -32,7 +32,8 @@ log = logging.getLogger("vidcurate")
 
 # Stages in graph order, for reports.
 STAGES = ("manifest", "resume", "fetch", "probe", "detect_scenes", "stitch", "clip_rules",
-          "plan_clips", "cut_clips", "ocr", "asr", "clip_embed", "teachers", "score_captions")
+          "plan_clips", "cut_clips", "ocr", "asr", "clip_embed", "judge", "teachers",
+          "score_captions")
 _PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "numpy",
              "opencv-python-headless", "rapidocr", "onnxruntime", "faster-whisper",
              "ctranslate2", "openai-whisper", "torch", "open_clip_torch")
