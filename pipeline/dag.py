@@ -18,6 +18,7 @@ from vidcurate.transforms.manifest import ReadManifest
 from vidcurate.transforms.ocr import OCR
 from vidcurate.transforms.outcomes import BuildVideoRows
 from vidcurate.transforms.probe import Probe
+from vidcurate.transforms.quality import JudgeClips
 from vidcurate.transforms.resume import SkipDone
 from vidcurate.transforms.rules import ApplyClipRules
 from vidcurate.transforms.scenes import DetectScenes
@@ -72,6 +73,11 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
         embedded = clips | "EmbedClips" >> EmbedClips(cfg.clip, run_id)
         clips = embedded["clips"]
         stage_errors.append(embedded[ERRORS])
+    # After every stage whose columns it reads (OCR lines, CLIP keyframe embeddings, the
+    # picture signals): subtitles, the aesthetic score and the quality flags.
+    judged = clips | "JudgeClips" >> JudgeClips(cfg.quality, cfg.aesthetic, run_id)
+    clips = judged["clips"]
+    stage_errors.append(judged[ERRORS])
     taught = {"clips": clips, "fetched": unique["unique"]} | "Teachers" >> Teachers(
         cfg.teachers, cfg.clip, run_id)
     stage_errors.append(taught[ERRORS])

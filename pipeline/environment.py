@@ -88,6 +88,15 @@ def check_environment(cfg: RunConfig) -> RunConfig:
         except MissingExtra as e:
             raise ConfigError(str(e)) from e
         log.info("CLIP: %s (%s)", cfg.clip.model_id, cfg.clip.checkpoint_path or "by name")
+    if cfg.aesthetic.enabled:
+        from vidcurate.transforms.models.aesthetic import resolve_aesthetic
+
+        clip = cfg.clip
+        cfg = dataclasses.replace(cfg, aesthetic=resolve_aesthetic(
+            cfg.aesthetic, clip.model if clip.enabled else None, clip.pretrained, clip.local,
+            clip.embed_dim))
+        log.info("aesthetic head: %s (%s)", cfg.aesthetic.model_id,
+                 cfg.aesthetic.checkpoint_path)
     if "captioner" in cfg.teachers.names:
         from vidcurate.transforms.models import MissingExtra, import_transformers
         from vidcurate.transforms.teachers.captioner import resolve_captioner

@@ -24,6 +24,7 @@ from vidcurate.transforms.clips import CLIP_MEDIA_MODES, MediaConfig
 from vidcurate.transforms.core import ConfigError, check, is_local
 from vidcurate.transforms.fetch_config import FetchConfig
 from vidcurate.transforms.manifest import input_kind
+from vidcurate.transforms.models.aesthetic import AestheticConfig
 from vidcurate.transforms.models.clip import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
@@ -31,6 +32,7 @@ from vidcurate.transforms.models.clip import (
 )
 from vidcurate.transforms.models.ocr import OcrConfig
 from vidcurate.transforms.models.whisper import ASR_BACKENDS, AsrConfig
+from vidcurate.transforms.quality import QualityConfig
 from vidcurate.transforms.split_config import (
     DETECTORS,
     SplitConfig,
@@ -47,10 +49,10 @@ from vidcurate.transforms.teachers.base import (
 
 # The stages' configs and defaults, composed here; importable from this module too.
 __all__ = ["ASR_BACKENDS", "CLIP_MEDIA_MODES", "DEFAULT_CLIP_MODEL", "DEFAULT_CLIP_PRETRAINED",
-           "DEFAULT_TEACHERS", "DEFAULT_TEACHER_PRIORITY", "DETECTORS", "AsrConfig",
-           "ClipConfig", "ConfigError", "CurationOptions", "FetchConfig", "MediaConfig",
-           "OcrConfig", "RunConfig", "SplitConfig", "StitchConfig", "TeachersConfig",
-           "VlmConfig", "check_flags", "new_run_id"]
+           "DEFAULT_TEACHERS", "DEFAULT_TEACHER_PRIORITY", "DETECTORS", "AestheticConfig",
+           "AsrConfig", "ClipConfig", "ConfigError", "CurationOptions", "FetchConfig",
+           "MediaConfig", "OcrConfig", "QualityConfig", "RunConfig", "SplitConfig",
+           "StitchConfig", "TeachersConfig", "VlmConfig", "check_flags", "new_run_id"]
 
 VIDEO_EXTENSIONS = (
     "mp4,m4v,mov,mkv,webm,avi,flv,wmv,mpg,mpeg,ts,m2ts,mts,3gp,ogv,gif"
@@ -88,6 +90,8 @@ class CurationOptions(PipelineOptions):
         AsrConfig.add_arguments(add)
         TeachersConfig.add_arguments(add)
         ClipConfig.add_arguments(add)
+        QualityConfig.add_arguments(add)
+        AestheticConfig.add_arguments(add)
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ class RunConfig:
     asr: AsrConfig
     clip: ClipConfig
     teachers: TeachersConfig
+    quality: QualityConfig = QualityConfig()
+    aesthetic: AestheticConfig = AestheticConfig(model=None, batch_size=256)
     force: bool = False
     retry_failed: bool = True
 
@@ -119,7 +125,11 @@ class RunConfig:
                            "keyframes": self.media.keyframes,
                            "keyframe_width": self.media.keyframe_width,
                            "ocr": asdict(self.ocr), "asr": asr,
-                           "teachers": asdict(self.teachers)}, sort_keys=True)
+                           "teachers": asdict(self.teachers),
+                           # Flags and the aesthetic score are written columns too.
+                           "quality": asdict(self.quality),
+                           "aesthetic": self.aesthetic.model_id
+                           if self.aesthetic.enabled else None}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
@@ -135,6 +145,9 @@ class RunConfig:
              "OCR reads the clip keyframes: use --keyframes >= 1, or --no-ocr"),
             (o.no_clip or o.keyframes > 0,
              "CLIP embeds the clip keyframes: use --keyframes >= 1, or --no-clip"),
+            (not o.aesthetic_model or not o.no_clip,
+             "--aesthetic-model scores CLIP embeddings: drop --no-clip, or leave "
+             "--aesthetic-model out"),
         )
         extensions = tuple(
             e.strip().lower().lstrip(".") for e in o.video_extensions.split(",") if e.strip()
@@ -168,6 +181,8 @@ class RunConfig:
             asr=AsrConfig.from_options(o),
             clip=clip,
             teachers=TeachersConfig.from_options(o, clip.enabled),
+            quality=QualityConfig.from_options(o),
+            aesthetic=AestheticConfig.from_options(o),
             force=o.force,
             retry_failed=not o.no_retry_failed,
         )

@@ -213,6 +213,7 @@ class ClipTask:
     audio_codec: str | None
     keyframe_before_start_s: float | None  # for copy mode: where stream copy really starts
     seek_offset_s: float = 0.0  # VideoInfo.seek_offset_s of the source
+    frame_size: tuple[int, int] | None = None  # VideoInfo.display_size of the source
 
 
 @dataclass(frozen=True)
@@ -292,6 +293,9 @@ class ClipRecord:
     keyframe_uris: tuple[str, ...]
     keyframe_times_s: tuple[float, ...]
     run_id: str
+    # The source's width and height as displayed (VideoInfo.display_size): what pixel
+    # boxes (content_box, subtitle_box) are measured in. Not a column (videos has it).
+    frame_size: tuple[int, int] | None = None
     # OCR (null when OCR did not run on the clip).
     ocr_text: str | None = None
     ocr_lines: tuple[OcrLine, ...] | None = None

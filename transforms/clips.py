@@ -116,6 +116,7 @@ def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[
                 keyframe_at_or_before(keyframes, span.start_s) if keyframes is not None else None
             ),
             seek_offset_s=info.seek_offset_s,
+            frame_size=info.display_size,
         )
         for i, span in enumerate(split.spans)
     ]
@@ -180,6 +181,7 @@ def cut_one(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str) -
             keyframe_uris=tuple(uris),
             keyframe_times_s=tuple(times),
             run_id=run_id,
+            frame_size=task.frame_size,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

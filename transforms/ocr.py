@@ -96,6 +96,13 @@ def _key(text: str) -> str:
     return re.sub(r"\W+", " ", text.casefold()).strip()
 
 
+def same_text(a: str, b: str) -> bool:
+    """Two OCR readings of (nearly) the same text: case, punctuation and a character or
+    two that OCR varies between frames do not count."""
+    ka, kb = _key(a), _key(b)
+    return ka == kb or difflib.SequenceMatcher(None, ka, kb).ratio() >= _SAME_TEXT
+
+
 def merge_text(frames: Sequence[Sequence[OcrLine]]) -> str:
     """One text for the clip: each frame in reading order, frames in time order, and a
     line dropped when (nearly) the same text was already read in an earlier frame."""
