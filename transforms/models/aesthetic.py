@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
-from apache_beam.utils import shared
 
 from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.media.storage import file_digest
+from vidcurate.transforms.models.loading import ProcessCache, fetching_weights
 
 
 @dataclass(frozen=True)
@@ -169,13 +169,10 @@ def resolve_aesthetic(cfg: AestheticConfig, clip_model: str | None,
                 f"{public.clip_pretrained}, or leave --aesthetic-model out")
         path = os.path.join(cache_dir(), f"{cfg.model}.pth")
         if not os.path.isfile(path):
-            try:
+            with fetching_weights(f"aesthetic head {cfg.model} from {public.url}",
+                                  "On a machine without internet copy that file here and "
+                                  "pass --aesthetic-model PATH"):
                 download(public.url, path)
-            except Exception as e:  # no network, HTTP errors, disk
-                raise ConfigError(
-                    f"cannot download aesthetic head {cfg.model} from {public.url} "
-                    f"({type(e).__name__}: {str(e)[:200]}). On a machine without internet "
-                    "copy that file here and pass --aesthetic-model PATH") from e
     else:
         path = os.path.abspath(cfg.model or "")
         if not os.path.isfile(path):
@@ -232,22 +229,12 @@ def score_embeddings(head: Any, frames: np.ndarray) -> np.ndarray:
         return head.layers(torch.from_numpy(x)).reshape(-1).numpy().astype(np.float64)
 
 
-# One head per worker process, kept for its life (see clip.py's _KEPT for why).
-_PROCESS_HEADS = shared.Shared()
-_KEPT: dict[str, Any] = {}
-
-
-class _Head:
-    """Holder for shared.Shared (which needs a weak-referenceable object)."""
-
-    def __init__(self, module: Any) -> None:
-        self.module = module
+# One head per worker process, kept for its life (models.loading says why).
+_PROCESS_HEADS: ProcessCache[Any] = ProcessCache()
 
 
 def shared_head(cfg: AestheticConfig) -> Any:
-    holder = _PROCESS_HEADS.acquire(lambda: _Head(load_head(cfg)), tag=cfg.model_id)
-    _KEPT[cfg.model_id] = holder
-    return holder.module
+    return _PROCESS_HEADS.get(cfg.model_id, lambda: load_head(cfg))
 
 
 class AestheticModelHandler(ModelHandler[tuple[Any, np.ndarray], tuple[Any, float], Any]):
