@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from tests.support.media import Clip, make_cuts_video  # noqa: E402
-from vidcurate.pipeline.options import ClipConfig, SplitConfig, StitchConfig  # noqa: E402
+from vidcurate.pipeline.options import ClipModelConfig, SplitConfig, StitchConfig  # noqa: E402
 from vidcurate.schemas.records import ProbedVideo, Source  # noqa: E402
 from vidcurate.transforms.manifest import video_id_for  # noqa: E402
 from vidcurate.transforms.media.limits import MediaError  # noqa: E402
@@ -56,7 +56,7 @@ SOURCES = ["testsrc2", "mandelbrot", "gradients", "cellauto", "smpte", "zoom"]
 
 def load(model: str, pretrained: str | None, config: str | None) -> tuple[LoadedClip, str]:
     if pretrained:
-        cfg = resolve_clip(ClipConfig(enabled=True, model=model, pretrained=pretrained,
+        cfg = resolve_clip(ClipModelConfig(enabled=True, model=model, pretrained=pretrained,
                                       model_config=config, batch_size=32))
         return load_clip(cfg), cfg.model_id
     oc = import_open_clip()

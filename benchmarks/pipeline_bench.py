@@ -199,10 +199,10 @@ def floors(corpus: Path, out: Path, whisper: str, clip_path: Path) -> dict[str, 
     result["ocr"] = time.perf_counter() - start
     # CLIP at its batch size on the same keyframes plus the two stitching frames of every
     # shot (as many images as the pipeline embeds), and one text per clip.
-    from vidcurate.pipeline.options import ClipConfig
+    from vidcurate.pipeline.options import ClipModelConfig
     from vidcurate.transforms.models.clip import embed_images, embed_texts, load_clip, resolve_clip
 
-    clip = load_clip(resolve_clip(ClipConfig(True, "ViT-B-32", str(clip_path), None, 32)))
+    clip = load_clip(resolve_clip(ClipModelConfig(True, "ViT-B-32", str(clip_path), None, 32)))
     con = connect(str(out))
     shots = con.sql("SELECT coalesce(sum(shot_count), 0) FROM videos").fetchall()[0][0]
     candidates = con.sql("SELECT count(*) FROM captions").fetchall()[0][0]

@@ -52,7 +52,7 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     events = scened["scened"]
     stage_errors = [listed[ERRORS], fetched[ERRORS], probed[ERRORS], scened[ERRORS]]
     if cfg.split.stitch is not None:
-        stitched = events | "Stitch" >> Stitch(cfg.clip, cfg.split, run_id, cfg.media.limits)
+        stitched = events | "Stitch" >> Stitch(cfg.clip_model, cfg.split, run_id, cfg.media.limits)
         events = stitched["scened"]
         stage_errors.append(stitched[ERRORS])
     splits = events | "ClipRules" >> ApplyClipRules(cfg.split)
@@ -69,8 +69,8 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
         asr_results = heard["results"]
         stage_errors.append(heard[ERRORS])
         clips = {"clips": clips, "asr": asr_results} | "Transcripts" >> AttachTranscripts()
-    if cfg.clip.enabled:
-        embedded = clips | "EmbedClips" >> EmbedClips(cfg.clip, run_id)
+    if cfg.clip_model.enabled:
+        embedded = clips | "EmbedClips" >> EmbedClips(cfg.clip_model, run_id)
         clips = embedded["clips"]
         stage_errors.append(embedded[ERRORS])
     # After every stage whose columns it reads (OCR lines, CLIP keyframe embeddings, the
@@ -79,10 +79,10 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     clips = judged["clips"]
     stage_errors.append(judged[ERRORS])
     taught = {"clips": clips, "fetched": unique["unique"]} | "Teachers" >> Teachers(
-        cfg.teachers, cfg.clip, run_id)
+        cfg.teachers, cfg.clip_model, run_id)
     stage_errors.append(taught[ERRORS])
     scored = {"clips": clips, "candidates": taught["candidates"]} | "ScoreCaptions" >> \
-        ScoreCaptions(cfg.clip, cfg.teachers.priority, run_id)
+        ScoreCaptions(cfg.clip_model, cfg.teachers.priority, run_id)
     clips = scored["clips"]
     stage_errors.append(scored[ERRORS])
 
@@ -103,8 +103,8 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     output = cfg.output
     _ = [
         videos | "WriteVideos" >> WriteTable(output, "videos", run_id),
-        clips | "WriteClips" >> WriteTable(output, "clips", run_id, cfg.clip.embed_dim
-                                           if cfg.clip.enabled else None),
+        clips | "WriteClips" >> WriteTable(output, "clips", run_id, cfg.clip_model.embed_dim
+                                           if cfg.clip_model.enabled else None),
         errors | "WriteErrors" >> WriteTable(output, "errors", run_id),
         scored["captions"] | "WriteCaptions" >> WriteTable(output, "captions", run_id),
     ]

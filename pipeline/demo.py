@@ -168,11 +168,15 @@ def _names_clip(args: list[str]) -> bool:
 def default_clip_or_off() -> list[str]:
     """The real default CLIP weights when they can be had (cached or downloadable), else
     a run without CLIP: an untrained model's scores must never pass for quality scores."""
-    from vidcurate.pipeline.options import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, ClipConfig
+    from vidcurate.pipeline.options import (
+        DEFAULT_CLIP_MODEL,
+        DEFAULT_CLIP_PRETRAINED,
+        ClipModelConfig,
+    )
     from vidcurate.transforms.models import MissingExtra
     from vidcurate.transforms.models.clip import resolve_clip
 
-    cfg = ClipConfig(enabled=True, model=DEFAULT_CLIP_MODEL,
+    cfg = ClipModelConfig(enabled=True, model=DEFAULT_CLIP_MODEL,
                      pretrained=DEFAULT_CLIP_PRETRAINED, model_config=None, batch_size=32)
     try:
         resolve_clip(cfg)

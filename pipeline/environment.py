@@ -79,19 +79,20 @@ def check_environment(cfg: RunConfig) -> RunConfig:
         except MissingExtra as e:
             raise ConfigError(str(e)) from e
         log.info("ASR: %s (%s)", cfg.asr.model_id, cfg.asr.model_path or "by name")
-    if cfg.clip.enabled:
+    if cfg.clip_model.enabled:
         from vidcurate.transforms.models import MissingExtra
         from vidcurate.transforms.models.clip import resolve_clip
 
         try:
-            cfg = cfg.with_clip(resolve_clip(cfg.clip))
+            cfg = cfg.with_clip_model(resolve_clip(cfg.clip_model))
         except MissingExtra as e:
             raise ConfigError(str(e)) from e
-        log.info("CLIP: %s (%s)", cfg.clip.model_id, cfg.clip.checkpoint_path or "by name")
+        log.info("CLIP: %s (%s)", cfg.clip_model.model_id,
+                 cfg.clip_model.checkpoint_path or "by name")
     if cfg.aesthetic.enabled:
         from vidcurate.transforms.models.aesthetic import resolve_aesthetic
 
-        clip = cfg.clip
+        clip = cfg.clip_model
         cfg = dataclasses.replace(cfg, aesthetic=resolve_aesthetic(
             cfg.aesthetic, clip.model if clip.enabled else None, clip.pretrained, clip.local,
             clip.embed_dim))

@@ -28,7 +28,7 @@ from vidcurate.transforms.models.aesthetic import AestheticConfig
 from vidcurate.transforms.models.clip import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
-    ClipConfig,
+    ClipModelConfig,
 )
 from vidcurate.transforms.models.ocr import OcrConfig
 from vidcurate.transforms.models.whisper import ASR_BACKENDS, AsrConfig
@@ -50,7 +50,7 @@ from vidcurate.transforms.teachers.base import (
 # The stages' configs and defaults, composed here; importable from this module too.
 __all__ = ["ASR_BACKENDS", "CLIP_MEDIA_MODES", "DEFAULT_CLIP_MODEL", "DEFAULT_CLIP_PRETRAINED",
            "DEFAULT_TEACHERS", "DEFAULT_TEACHER_PRIORITY", "DETECTORS", "AestheticConfig",
-           "AsrConfig", "ClipConfig", "ConfigError", "CurationOptions", "FetchConfig",
+           "AsrConfig", "ClipModelConfig", "ConfigError", "CurationOptions", "FetchConfig",
            "MediaConfig", "OcrConfig", "QualityConfig", "RunConfig", "SplitConfig",
            "StitchConfig", "TeachersConfig", "VlmConfig", "check_flags", "new_run_id"]
 
@@ -89,7 +89,7 @@ class CurationOptions(PipelineOptions):
         OcrConfig.add_arguments(add)
         AsrConfig.add_arguments(add)
         TeachersConfig.add_arguments(add)
-        ClipConfig.add_arguments(add)
+        ClipModelConfig.add_arguments(add)
         QualityConfig.add_arguments(add)
         AestheticConfig.add_arguments(add)
 
@@ -105,7 +105,7 @@ class RunConfig:
     media: MediaConfig
     ocr: OcrConfig
     asr: AsrConfig
-    clip: ClipConfig
+    clip_model: ClipModelConfig
     teachers: TeachersConfig
     quality: QualityConfig = QualityConfig()
     aesthetic: AestheticConfig = AestheticConfig(model=None, batch_size=256)
@@ -119,7 +119,7 @@ class RunConfig:
         asr = asdict(self.asr)
         asr.pop("model_path")  # where the files sit differs per machine, not the model
         asr.pop("batch_size")  # how work is grouped, not what it makes
-        clip = {"model_id": self.clip.model_id} if self.clip.enabled else None
+        clip = {"model_id": self.clip_model.model_id} if self.clip_model.enabled else None
         blob = json.dumps({"split": asdict(self.split), "clip": clip,
                            "clip_media": self.media.clip_media,
                            "keyframes": self.media.keyframes,
@@ -166,7 +166,7 @@ class RunConfig:
             shown = run_id if len(run_id) <= 80 else run_id[:60] + f"… ({len(run_id)} chars)"
             raise ConfigError(f"--run-id may hold up to {MAX_RUN_ID} letters, digits, '-' "
                               f"and '_': {shown!r}")
-        clip = ClipConfig.from_options(o)
+        clip = ClipModelConfig.from_options(o)
         return cls(
             run_id=run_id,
             input=o.input,
@@ -179,7 +179,7 @@ class RunConfig:
             media=MediaConfig.from_options(o, output),
             ocr=OcrConfig.from_options(o),
             asr=AsrConfig.from_options(o),
-            clip=clip,
+            clip_model=clip,
             teachers=TeachersConfig.from_options(o, clip.enabled),
             quality=QualityConfig.from_options(o),
             aesthetic=AestheticConfig.from_options(o),
@@ -187,13 +187,14 @@ class RunConfig:
             retry_failed=not o.no_retry_failed,
         )
 
-    def with_clip(self, clip: ClipConfig) -> RunConfig:
+    def with_clip_model(self, clip_model: ClipModelConfig) -> RunConfig:
         """The config with the resolved CLIP model; its id goes into the stitching
         parameters (another model stitches differently, so its clips get other ids)."""
         split = self.split
         if split.stitch is not None:
-            split = replace(split, stitch=replace(split.stitch, model_id=clip.model_id))
-        return replace(self, clip=clip, split=split)
+            split = replace(split, stitch=replace(split.stitch,
+                                                  model_id=clip_model.model_id))
+        return replace(self, clip_model=clip_model, split=split)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

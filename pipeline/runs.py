@@ -109,7 +109,7 @@ def runs_row(outcome: RunOutcome, options: PipelineOptions, status: str) -> dict
         "versions_json": json.dumps(versions(), sort_keys=True),
         "counts": counts,
         "schema_version": SCHEMA_VERSION,
-        "clip_model": cfg.clip.model_id if cfg.clip.enabled else None,
+        "clip_model": cfg.clip_model.model_id if cfg.clip_model.enabled else None,
         "notes": run_notes(cfg),
     }
 
@@ -117,7 +117,7 @@ def runs_row(outcome: RunOutcome, options: PipelineOptions, status: str) -> dict
 def run_notes(cfg: RunConfig) -> list[str]:
     """What someone reading this run's rows must know about how they were made."""
     notes = []
-    if not cfg.clip.enabled:
+    if not cfg.clip_model.enabled:
         notes.append("CLIP was off (--no-clip or no weights): no semantic stitching, no clip "
                      "embeddings, no CLIP scores; captions were selected by teacher priority")
     elif cfg.split.stitch is None:
@@ -127,7 +127,7 @@ def run_notes(cfg: RunConfig) -> list[str]:
     if not cfg.ocr.enabled:
         notes.append("OCR was off (--no-ocr): no on-screen text")
     notes.append(f"caption teachers: {', '.join(cfg.teachers.names) or 'none'}; selection "
-                 + ("by CLIP score, ties by teacher priority" if cfg.clip.enabled else
+                 + ("by CLIP score, ties by teacher priority" if cfg.clip_model.enabled else
                     "by teacher priority") + f" ({', '.join(cfg.teachers.priority)})")
     return notes
 

@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Fetched
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
-from vidcurate.transforms.models.clip import ClipConfig
+from vidcurate.transforms.models.clip import ClipModelConfig
 from vidcurate.transforms.teachers import TEACHERS, ClipContext, Teacher, TeacherError
 from vidcurate.transforms.teachers.base import TeachersConfig
 
@@ -32,14 +32,15 @@ def contexts_for(clips: list[ClipRecord], fetched: list[Fetched]) -> list[ClipCo
 
 
 class _TeacherFn(beam.DoFn):
-    def __init__(self, name: str, cfg: TeachersConfig, clip: ClipConfig, run_id: str) -> None:
-        self.name, self.cfg, self.clip, self.run_id = name, cfg, clip, run_id
+    def __init__(self, name: str, cfg: TeachersConfig, clip_model: ClipModelConfig,
+                 run_id: str) -> None:
+        self.name, self.cfg, self.clip_model, self.run_id = name, cfg, clip_model, run_id
         self.metrics = StageMetrics(STAGE)
         self.proposed = Metrics.counter(STAGE, f"{name}_candidates")
         self.empty = Metrics.counter(STAGE, f"{name}_no_candidate")
 
     def setup(self) -> None:
-        self.teacher: Teacher = TEACHERS[self.name](cfg=self.cfg, clip=self.clip)
+        self.teacher: Teacher = TEACHERS[self.name](cfg=self.cfg, clip_model=self.clip_model)
         self.teacher.setup()
         self.teacher._ready = True
 
@@ -71,12 +72,13 @@ class Teachers(beam.PTransform):
     """{'clips': ClipRecord, 'fetched': Fetched} -> CaptionCandidate ('candidates') and
     ErrorRecord ('errors')."""
 
-    def __init__(self, cfg: TeachersConfig, clip: ClipConfig, run_id: str) -> None:
+    def __init__(self, cfg: TeachersConfig, clip_model: ClipModelConfig,
+                 run_id: str) -> None:
         super().__init__()
         unknown = [n for n in cfg.names if n not in TEACHERS]
         if unknown:
             raise ValueError(f"unknown teachers {unknown}")
-        self.cfg, self.clip, self.run_id = cfg, clip, run_id
+        self.cfg, self.clip_model, self.run_id = cfg, clip_model, run_id
 
     def _run(self, contexts: beam.PCollection, names: list[str]
              ) -> tuple[list[beam.PCollection], list[beam.PCollection]]:
@@ -85,7 +87,7 @@ class Teachers(beam.PTransform):
             out = (
                 contexts
                 | f"Teacher:{name}" >> beam.ParDo(
-                    _TeacherFn(name, self.cfg, self.clip, self.run_id))
+                    _TeacherFn(name, self.cfg, self.clip_model, self.run_id))
                 .with_outputs(ERRORS, main="candidates"))
             candidates.append(out["candidates"])
             errors.append(out[ERRORS])

@@ -18,7 +18,7 @@ from vidcurate.schemas.records import ClipRecord
 from vidcurate.transforms.errors import ERRORS, StageMetrics
 from vidcurate.transforms.media.decoding import read_frame
 from vidcurate.transforms.models.clip import (
-    ClipConfig,
+    ClipModelConfig,
     EmbedByOwner,
     EmbedRequest,
 )
@@ -83,7 +83,7 @@ class _PoolFn(beam.DoFn):
 class EmbedClips(beam.PTransform):
     """ClipRecord -> ClipRecord with clip_embedding (main) and ErrorRecord ('errors')."""
 
-    def __init__(self, cfg: ClipConfig, run_id: str) -> None:
+    def __init__(self, cfg: ClipModelConfig, run_id: str) -> None:
         super().__init__()
         self.cfg, self.run_id = cfg, run_id
 

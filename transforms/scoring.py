@@ -20,7 +20,7 @@ import numpy as np
 from vidcurate.schemas.records import CaptionCandidate, CaptionRow, ClipRecord
 from vidcurate.transforms.errors import ERRORS, StageMetrics
 from vidcurate.transforms.models.clip import (
-    ClipConfig,
+    ClipModelConfig,
     EmbedByOwner,
     EmbedRequest,
 )
@@ -125,9 +125,9 @@ class ScoreCaptions(beam.PTransform):
     """{'clips': ClipRecord, 'candidates': CaptionCandidate} -> clips with the selected
     caption (main 'clips'), CaptionRow ('captions') and ErrorRecord ('errors')."""
 
-    def __init__(self, clip: ClipConfig, priority: Sequence[str], run_id: str) -> None:
+    def __init__(self, clip_model: ClipModelConfig, priority: Sequence[str], run_id: str) -> None:
         super().__init__()
-        self.clip, self.priority, self.run_id = clip, tuple(priority), run_id
+        self.clip_model, self.priority, self.run_id = clip_model, tuple(priority), run_id
 
     def expand(self, inputs: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
         candidates = inputs["candidates"]
@@ -135,11 +135,11 @@ class ScoreCaptions(beam.PTransform):
             "clips": inputs["clips"] | "KeyClips" >> beam.Map(lambda c: (c.clip_id, c)),
             "candidates": candidates | "KeyCandidates" >> beam.Map(lambda c: (c.clip_id, c)),
         }
-        if self.clip.enabled:
+        if self.clip_model.enabled:
             texts = (candidates
                      | "Distinct" >> beam.Distinct()
                      | "TextRequests" >> beam.Map(_text_request))
-            embedded = texts | "Embed" >> EmbedByOwner(self.clip)
+            embedded = texts | "Embed" >> EmbedByOwner(self.clip_model)
             parts["texts"], parts["failed"] = embedded["features"], embedded["failed"]
         selected = (
             (parts | "Join" >> beam.CoGroupByKey())

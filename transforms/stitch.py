@@ -36,7 +36,7 @@ from vidcurate.transforms.media.decoding import frames_by_number
 from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits
 from vidcurate.transforms.media.probing import mean_keyframe_interval_s
 from vidcurate.transforms.models.clip import (
-    ClipConfig,
+    ClipModelConfig,
     EmbedByOwner,
     EmbedRequest,
 )
@@ -298,12 +298,12 @@ class _StitchFn(beam.DoFn):
 class Stitch(beam.PTransform):
     """ScenedVideo -> ScenedVideo with events (main) and ErrorRecord ('errors')."""
 
-    def __init__(self, clip: ClipConfig, split: SplitConfig, run_id: str,
+    def __init__(self, clip_model: ClipModelConfig, split: SplitConfig, run_id: str,
                  limits: MediaLimits = DEFAULT_LIMITS) -> None:
         super().__init__()
         if split.stitch is None:
             raise ValueError("Stitch needs a split config with stitching on")
-        self.clip, self.split, self.run_id, self.limits = clip, split, run_id, limits
+        self.clip_model, self.split, self.run_id, self.limits = clip_model, split, run_id, limits
 
     def expand(self, scened: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self.split.stitch
@@ -312,7 +312,7 @@ class Stitch(beam.PTransform):
             scened
             | "BoundaryFrames" >> beam.ParDo(_FramesFn(cfg, self.run_id, self.limits))
             .with_outputs(ERRORS, "videos", main="requests"))
-        embedded = frames["requests"] | "Embed" >> EmbedByOwner(self.clip)
+        embedded = frames["requests"] | "Embed" >> EmbedByOwner(self.clip_model)
         stitched = (
             {"videos": frames["videos"], **embedded}
             | "Join" >> beam.CoGroupByKey()

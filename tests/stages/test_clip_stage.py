@@ -17,7 +17,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tests.support.helpers import run_config
 from tests.support.shapes_video import scene_video
 from tests.support.tiny_clip import BACKGROUNDS, COLOURS, SHAPES, caption, jpeg, render
-from vidcurate.pipeline.options import ClipConfig, ConfigError
+from vidcurate.pipeline.options import ClipModelConfig, ConfigError
 from vidcurate.pipeline.query import connect
 from vidcurate.pipeline.run import run
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source, Span
@@ -32,8 +32,8 @@ TEACHER_NAMES = ("metadata", "speech", "ocr", "captioner", "vlm")
 
 
 @pytest.fixture(scope="module")
-def clip_cfg(tiny_clip) -> ClipConfig:
-    return resolve_clip(ClipConfig(enabled=True, model=tiny_clip.model_name,
+def clip_cfg(tiny_clip) -> ClipModelConfig:
+    return resolve_clip(ClipModelConfig(enabled=True, model=tiny_clip.model_name,
                                    pretrained=str(tiny_clip.checkpoint_path),
                                    model_config=str(tiny_clip.config_path), batch_size=8))
 
@@ -44,10 +44,10 @@ def test_resolve_checks_local_weights_and_names_them_by_content(tiny_clip, clip_
     with pytest.raises(ConfigError, match="--clip-pretrained PATH"):
         resolve_clip(dataclasses.replace(clip_cfg, pretrained=str(tmp_path / "none.pt")))
     with pytest.raises(ConfigError, match="--clip-pretrained PATH"):
-        resolve_clip(ClipConfig(enabled=True, model="ViT-B-32", pretrained="laion2b_s34b_b79k",
+        resolve_clip(ClipModelConfig(enabled=True, model="ViT-B-32", pretrained="laion2b_s34b_b79k",
                                 model_config=None, batch_size=8))  # no network here
     with pytest.raises(ConfigError, match="no pretrained"):
-        resolve_clip(ClipConfig(enabled=True, model="ViT-B-32", pretrained="nonsense",
+        resolve_clip(ClipModelConfig(enabled=True, model="ViT-B-32", pretrained="nonsense",
                                 model_config=None, batch_size=8))
 
 
@@ -222,7 +222,7 @@ def test_zero_shot_teacher_picks_the_right_concept(clip_cfg, tmp_path, monkeypat
         run_config().teachers, names=("zero_shot",), vocabulary=str(vocabulary),
         zero_shot_templates=("a {} on a white background", "a {} on a black background"),
         zero_shot_top_k=1)
-    teacher = TEACHERS["zero_shot"](cfg=teachers, clip=clip_cfg)
+    teacher = TEACHERS["zero_shot"](cfg=teachers, clip_model=clip_cfg)
     teacher.setup()
     assert teacher.concepts == concepts
     # The concept matrix is cached on disk: a new process reuses it without the model.
@@ -231,7 +231,7 @@ def test_zero_shot_teacher_picks_the_right_concept(clip_cfg, tmp_path, monkeypat
 
     monkeypatch.setattr(TEACHERS["zero_shot"], "_matrices", ProcessCache())
     monkeypatch.setattr(clip_module, "shared_clip", lambda cfg: pytest.fail("model loaded"))
-    again = TEACHERS["zero_shot"](cfg=teachers, clip=clip_cfg)
+    again = TEACHERS["zero_shot"](cfg=teachers, clip_model=clip_cfg)
     again.setup()
     assert np.array_equal(again.matrix, teacher.matrix)
     monkeypatch.undo()

@@ -73,7 +73,7 @@ def cfg(clip_args: list[str], whisper_tiny_en: Path) -> RunConfig:
     cfg = RunConfig.from_options(PipelineOptions([
         "--input", "i", "--output", "o", *clip_args, "--clip-batch-size", "1",
         "--asr-model", str(whisper_tiny_en)]))
-    cfg = cfg.with_clip(resolve_clip(cfg.clip))
+    cfg = cfg.with_clip_model(resolve_clip(cfg.clip_model))
     return dataclasses.replace(cfg, asr=dataclasses.replace(resolve_model(cfg.asr),
                                                             batch_size=1))
 
@@ -130,7 +130,7 @@ def test_stitching_failure_is_one_row_per_video(cfg, pipeline, monkeypatch, tmp_
                                   decoded_frames=30))
     failed = _raise_for(monkeypatch, ClipModelHandler, request_owner, {"vbad"})
     with pipeline() as p:
-        out = p | beam.Create(videos) | Stitch(cfg.clip, cfg.split, "r")
+        out = p | beam.Create(videos) | Stitch(cfg.clip_model, cfg.split, "r")
         _errors(out[ERRORS], "stitch", [("vbad", None)], "vbad")
         # The others are stitched: both cut-scenes embedded and judged.
         assert_that(out["scened"] | beam.Map(
@@ -164,7 +164,7 @@ def test_embedding_failure_is_one_row_per_clip(cfg, pipeline, monkeypatch, tmp_p
     clips = [_clip(c, _keyframes(tmp_path, c, rng)) for c in ("cbad", "c1", "c2")]
     failed = _raise_for(monkeypatch, ClipModelHandler, request_owner, {"cbad"})
     with pipeline() as p:
-        out = p | beam.Create(clips) | EmbedClips(cfg.clip, "r")
+        out = p | beam.Create(clips) | EmbedClips(cfg.clip_model, "r")
         _errors(out[ERRORS], "clip_embed", [("v-cbad", "cbad")], "cbad")
         # Every clip goes on; only the failed one lacks its embedding.
         assert_that(out["clips"] | beam.Map(lambda c: (c.clip_id, c.clip_embedding is None)),
@@ -176,7 +176,7 @@ def test_scoring_failure_is_one_row_per_clip(cfg, pipeline, monkeypatch):
     rng = np.random.default_rng(2)
     clips, candidates = [], []
     for c in ("cbad", "c1", "c2"):
-        emb = rng.standard_normal(cfg.clip.embed_dim).astype(np.float32)
+        emb = rng.standard_normal(cfg.clip_model.embed_dim).astype(np.float32)
         clips.append(_clip(c, embedding=emb / np.linalg.norm(emb)))
         candidates += [CaptionCandidate(c, f"v-{c}", teacher, None, None, f"{teacher} says {c}")
                        for teacher in ("metadata", "speech", "ocr")]
@@ -184,7 +184,7 @@ def test_scoring_failure_is_one_row_per_clip(cfg, pipeline, monkeypatch):
     with pipeline() as p:
         out = {"clips": p | "Clips" >> beam.Create(clips),
                "candidates": p | "Candidates" >> beam.Create(candidates)} | ScoreCaptions(
-            cfg.clip, cfg.teachers.priority, "r")
+            cfg.clip_model, cfg.teachers.priority, "r")
         _errors(out[ERRORS], "score_captions", [("v-cbad", "cbad")], "cbad")
         # The failed clip is still captioned, by teacher priority; the others by CLIP.
         assert_that(out["clips"] | beam.Map(lambda c: (c.clip_id, c.selection_method)),

@@ -91,7 +91,8 @@ def _context(tmp_path, candidates=()) -> ClipContext:
 
 def _teacher(name: str, cfg: VlmConfig):
     teachers = run_config().teachers
-    return TEACHERS[name](cfg=dataclasses.replace(teachers, vlm=cfg), clip=run_config().clip)
+    return TEACHERS[name](cfg=dataclasses.replace(teachers, vlm=cfg),
+                          clip_model=run_config().clip_model)
 
 
 def test_vlm_teacher_sends_keyframes_and_context(server, tmp_path):

@@ -21,7 +21,7 @@ def config(*args: str) -> RunConfig:
 
 def teacher(name: str, *args: str):
     cfg = config(*args)
-    return TEACHERS[name](cfg=cfg.teachers, clip=cfg.clip)
+    return TEACHERS[name](cfg=cfg.teachers, clip_model=cfg.clip_model)
 
 
 def clip(**fields) -> ClipRecord:
@@ -163,7 +163,7 @@ def test_captioner_runs_a_transformers_model_from_a_local_folder(tiny_captioner,
                  "--captioner-max-tokens", "3")
     teachers = dataclasses.replace(cfg.teachers,
                                    captioner_path=resolve_captioner(str(tiny_captioner)))
-    captioner = TEACHERS["captioner"](cfg=teachers, clip=cfg.clip)
+    captioner = TEACHERS["captioner"](cfg=teachers, clip_model=cfg.clip_model)
     context = ClipContext(clip=dataclasses.replace(clip(), keyframe_uris=tuple(frames)),
                           source=Source(uri="/v.mp4", video_id="v"))
     found = captioner.candidates(context)

@@ -29,7 +29,7 @@ from vidcurate.transforms.models.loading import ProcessCache, fetching_weights
 
 
 @dataclass(frozen=True)
-class ClipConfig:
+class ClipModelConfig:
     enabled: bool
     model: str
     pretrained: str  # a tag, or a local checkpoint path
@@ -72,7 +72,7 @@ class ClipConfig:
             help="Images or texts per CLIP forward pass.")
 
     @classmethod
-    def from_options(cls, o: Any) -> ClipConfig:
+    def from_options(cls, o: Any) -> ClipModelConfig:
         check((o.clip_batch_size >= 1, f"--clip-batch-size must be >= 1, got "
                f"{o.clip_batch_size}"))
         return cls(enabled=not o.no_clip, model=o.clip_model, pretrained=o.clip_pretrained,
@@ -123,7 +123,7 @@ class EmbedByOwner(beam.PTransform):
     'failed': (owner, reason) once per owner of each batch that failed}: what the
     stitching, clip-embedding and caption-scoring stages join back to their owners."""
 
-    def __init__(self, cfg: ClipConfig) -> None:
+    def __init__(self, cfg: ClipModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
 
@@ -142,7 +142,7 @@ class LoadedClip:
     dim: int
 
 
-def _register_config(cfg: ClipConfig) -> None:
+def _register_config(cfg: ClipModelConfig) -> None:
     open_clip = import_open_clip()
     if cfg.model_config:
         name = os.path.splitext(os.path.basename(cfg.model_config))[0]
@@ -178,7 +178,7 @@ def _cached_or_downloaded(pretrained_cfg: dict[str, Any]) -> str:
     return path
 
 
-def resolve_clip(cfg: ClipConfig) -> ClipConfig:
+def resolve_clip(cfg: ClipModelConfig) -> ClipModelConfig:
     """Check the model and find its weights before the graph is built (download named
     weights once); raises ConfigError saying how to pass a local path when that fails."""
     if not cfg.enabled:
@@ -219,7 +219,7 @@ def resolve_clip(cfg: ClipConfig) -> ClipConfig:
     return dataclasses.replace(cfg, checkpoint_path=path)
 
 
-def load_clip(cfg: ClipConfig) -> LoadedClip:
+def load_clip(cfg: ClipModelConfig) -> LoadedClip:
     """The model in eval mode with its preprocessing and tokenizer (local weights when
     the launcher found them here, else by name)."""
     import torch
@@ -272,7 +272,7 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 _PROCESS_MODELS: ProcessCache[LoadedClip] = ProcessCache()
 
 
-def shared_clip(cfg: ClipConfig) -> LoadedClip:
+def shared_clip(cfg: ClipModelConfig) -> LoadedClip:
     """This process's model for cfg, loaded on first use and kept."""
     return _PROCESS_MODELS.get(cfg.model_id, lambda: load_clip(cfg))
 
@@ -282,7 +282,7 @@ class ClipModelHandler(ModelHandler[EmbedRequest, tuple[Any, np.ndarray], Loaded
     step that uses it. A batch may mix images and texts; each tower runs once per batch.
     Yields (key, embedding)."""
 
-    def __init__(self, cfg: ClipConfig, namespace: str = "clip_model") -> None:
+    def __init__(self, cfg: ClipModelConfig, namespace: str = "clip_model") -> None:
         super().__init__()
         self.cfg = cfg
         self.namespace = namespace

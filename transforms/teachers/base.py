@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source
 from vidcurate.transforms.core import AddArgument, ConfigError, StageError, check
-from vidcurate.transforms.models.clip import ClipConfig
+from vidcurate.transforms.models.clip import ClipModelConfig
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ class Teacher:
     name: ClassVar[str]
     fuses: ClassVar[bool] = False  # runs after the others and reads their candidates
     cfg: TeachersConfig
-    clip: ClipConfig
+    clip_model: ClipModelConfig
     _ready: bool = field(default=False, init=False, repr=False)
 
     @property

@@ -68,14 +68,14 @@ class ZeroShotTeacher(Teacher):
 
     @property
     def model_id(self) -> str:
-        return self.clip.model_id
+        return self.clip_model.model_id
 
     @property
     def vocabulary_path(self) -> str:
         return self.cfg.vocabulary or SHIPPED_VOCABULARY
 
     def setup(self) -> None:
-        key = (self.clip, self.vocabulary_path, self.cfg.zero_shot_templates)
+        key = (self.clip_model, self.vocabulary_path, self.cfg.zero_shot_templates)
 
         def build() -> tuple[list[str], np.ndarray]:
             concepts = read_vocabulary(self.vocabulary_path)
@@ -89,14 +89,14 @@ class ZeroShotTeacher(Teacher):
         from vidcurate.transforms.models.clip import embed_texts, shared_clip
 
         digest = hashlib.sha256(json.dumps(
-            [self.clip.model_id, concepts, list(self.cfg.zero_shot_templates)]).encode())
+            [self.clip_model.model_id, concepts, list(self.cfg.zero_shot_templates)]).encode())
         path = os.path.join(cache_dir(), f"{digest.hexdigest()[:32]}.npy")
         if os.path.isfile(path):
             with contextlib.suppress(OSError, ValueError):
                 matrix = np.load(path)
                 if matrix.shape[0] == len(concepts):
                     return matrix
-        model = shared_clip(self.clip)
+        model = shared_clip(self.clip_model)
         matrix = concept_matrix(lambda texts: embed_texts(model, texts), concepts,
                                 self.cfg.zero_shot_templates)
         with contextlib.suppress(OSError):
