@@ -56,6 +56,14 @@ _RAMP_TOL, _RAMP_SHARE = 0.5, 0.02
 _HARD_SHARE = 0.5
 # A transition's ends: where its frames are this share of the way from A's level to B's.
 _END_SHARE = 0.03
+# Between two shots most of the picture changes; a person walking past the camera (a
+# wipe to a cell-grid eye) changes a few cells. At least this share of the cells must
+# change by at least this share of the mean change.
+_COVERED, _COVER_SHARE = 0.5, 0.5
+# A wipe's cells are exactly A's or B's but for the few under its edge, so its residual
+# must be this much smaller than a dissolve's; a fast pan slides the picture across the
+# grid and comes close.
+_WIPE_SHARE = 0.6
 # Half-lengths (frames) at which windows are tried; scaled to the frame rate below.
 _HALF_LENGTHS_25FPS = (2, 3, 4, 6, 8, 11, 15, 20, 27, 36)
 _LUMA = np.array([0.114, 0.587, 0.299], np.float32)  # BGR
@@ -139,11 +147,12 @@ def detect_transitions(grids: np.ndarray, fps: float, cfg: TransitionConfig
     """Transitions in a video given its frames' grids (n, h, w, 3), sorted, disjoint."""
     g = grids.reshape(len(grids), -1).astype(np.float32)
     luma = (grids.astype(np.float32) @ _LUMA).reshape(len(grids), -1)
-    fades = _fades(g, luma, fps, cfg)
+    step = np.r_[0.0, np.abs(np.diff(g, axis=0)).mean(1)]  # step[t]: frame t-1 -> t
+    fades = _fades(g, luma, step, fps, cfg)
     taken = np.zeros(len(g), bool)
     for t in fades:
         taken[t.start_frame:t.end_frame] = True
-    gradual = _gradual(g, taken, fps, cfg)
+    gradual = _gradual(g, step, taken, fps, cfg)
     return tuple(sorted(fades + gradual, key=lambda t: t.start_frame))
 
 
@@ -169,8 +178,8 @@ def _ramp_length(dist: np.ndarray) -> int:
     return length
 
 
-def _fades(g: np.ndarray, luma: np.ndarray, fps: float, cfg: TransitionConfig
-           ) -> list[Transition]:
+def _fades(g: np.ndarray, luma: np.ndarray, step: np.ndarray, fps: float,
+           cfg: TransitionConfig) -> list[Transition]:
     mean, spread = luma.mean(1), luma.std(1)
     solid = (spread < _SOLID_STD) & ((mean < _BLACK) | (mean > _WHITE))
     longest = max(2, int(round(cfg.max_s * fps)))
@@ -184,6 +193,12 @@ def _fades(g: np.ndarray, luma: np.ndarray, fps: float, cfg: TransitionConfig
         before = _ramp_length(dist[max(lo, a - 2 * longest):a])
         after = _ramp_length(dist[b:min(hi, b + 2 * longest)][::-1])
         start, end = a - before, b + after
+        # An eased fade, or one that dissolves the last of the shot away (xfade's
+        # fadeblack), ends after the distance to the colour has levelled off.
+        if before > 2:
+            start = _settle(step, start, a, max(2, before))[0]
+        if after > 2:
+            end = _settle(step, b, end, max(2, after))[1]
         white = mean[a:b].mean() > _WHITE
         if before <= 2 and after <= 2:
             if not white or b - a > cfg.flash_max_s * fps:
@@ -215,6 +230,7 @@ class _Fit:
     blend: np.ndarray  # dissolve residual, share of the change
     switch: np.ndarray  # wipe residual, share of the change
     spread: np.ndarray  # cells switch at different times (a wipe, not a cut)
+    coverage: np.ndarray  # share of the cells that change (a new picture, not an object)
 
 
 def _models(g: np.ndarray, starts: np.ndarray, length: int) -> _Fit:
@@ -238,7 +254,8 @@ def _models(g: np.ndarray, starts: np.ndarray, length: int) -> _Fit:
     mean = (times * moving).sum(1) / count
     std = np.sqrt((((times - mean[:, None]) ** 2) * moving).sum(1) / count)
     spread = (moving.sum(1) >= 4) & (std >= max(1.0, length / 8))
-    return _Fit(change, blend, switch, spread)
+    coverage = (_cells(np.abs(b - a)) > _COVER_SHARE * change[:, None]).mean(1)
+    return _Fit(change, blend, switch, spread, coverage)
 
 
 def _ramp_fit(p: np.ndarray, min_len: int, max_len: int) -> tuple[int, int]:
@@ -287,14 +304,13 @@ def _window_max(x: np.ndarray, width: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(x, width).max(-1)
 
 
-def _gradual(g: np.ndarray, taken: np.ndarray, fps: float, cfg: TransitionConfig
-             ) -> list[Transition]:
+def _gradual(g: np.ndarray, step: np.ndarray, taken: np.ndarray, fps: float,
+             cfg: TransitionConfig) -> list[Transition]:
     n = len(g)
     scale = fps / 25.0
     longest = max(2, int(round(cfg.max_s * fps)))
     halves = sorted({max(1, int(round(h * scale))) for h in _HALF_LENGTHS_25FPS
                      if 2 * h * scale <= longest})
-    step = np.r_[0.0, np.abs(np.diff(g, axis=0)).mean(1)]  # step[t]: frame t-1 -> t
     found: list[tuple[float, int, int]] = []  # (change, start, end) of passing windows
     for h in halves:
         length = 2 * h
@@ -313,8 +329,9 @@ def _gradual(g: np.ndarray, taken: np.ndarray, fps: float, cfg: TransitionConfig
         for lo in range(0, len(starts), 256):  # bounded memory on long videos
             batch = starts[lo:lo + 256]
             fit = _models(g, batch, length)
-            good = (fit.blend <= cfg.max_residual) | (
-                (fit.switch <= cfg.max_residual) & fit.spread)
+            good = ((fit.blend <= cfg.max_residual) | (
+                (fit.switch <= _WIPE_SHARE * cfg.max_residual) & fit.spread)) & (
+                fit.coverage >= _COVERED)
             found += [(float(c), int(s), int(s) + length)
                       for c, s in zip(fit.change[good], batch[good], strict=True)]
     out: list[Transition] = []
@@ -332,19 +349,24 @@ def _gradual(g: np.ndarray, taken: np.ndarray, fps: float, cfg: TransitionConfig
 
 
 def _settle(step: np.ndarray, s: int, e: int, reach: int) -> tuple[int, int]:
-    """Widen [s, e) while the steps just outside stay well above the shot's own steps
-    (the median of the next few): the tail of an eased or composite transition."""
+    """Widen [s, e) by up to `reach` frames a side while the steps just outside stay well
+    above the shot's own (their median beyond the reach): the tail of an eased or
+    composite transition."""
     n = len(step)
-    for _ in range(reach):
-        after = step[e + 2:e + 2 + _PLATEAU]
-        if e + 1 >= n or not len(after) or step[e + 1] <= 2 * np.median(after) + 1:
-            break
-        e += 1
-    for _ in range(reach):
-        before = step[max(0, s - 1 - _PLATEAU):s - 1]
-        if s - 1 <= 0 or not len(before) or step[s - 1] <= 2 * np.median(before) + 1:
-            break
-        s -= 1
+    after = step[e + 1 + reach:e + 1 + reach + _PLATEAU]
+    if len(after):
+        level = 2 * float(np.median(after)) + 1
+        for _ in range(reach):
+            if e + 1 >= n or step[e + 1] <= level:
+                break
+            e += 1
+    before = step[max(0, s - reach - _PLATEAU):max(0, s - reach)]
+    if len(before):
+        level = 2 * float(np.median(before)) + 1
+        for _ in range(reach):
+            if s - 1 <= 0 or step[s - 1] <= level:
+                break
+            s -= 1
     return s, e
 
 
@@ -378,10 +400,11 @@ def _refine(g: np.ndarray, step: np.ndarray, taken: np.ndarray, s0: int, e0: int
         return None
     fit = _models(g, np.array([s]), e - s)
     change = float(fit.change[0])
-    if change < cfg.min_change or step[s:e + 1].max() > _HARD_SHARE * change:
+    if (change < cfg.min_change or step[s:e + 1].max() > _HARD_SHARE * change
+            or fit.coverage[0] < _COVERED):
         return None
     if fit.blend[0] <= cfg.max_residual:
         return s, e, "dissolve"
-    if fit.switch[0] <= cfg.max_residual and fit.spread[0]:
+    if fit.switch[0] <= _WIPE_SHARE * cfg.max_residual and fit.spread[0]:
         return s, e, "wipe"
     return None

@@ -230,7 +230,8 @@ def make_joined_video(path: Path, shots: list[Clip], joins: list[Join], *,
         args += _shot_input(shot.source, shot.seconds, w, h, fps, footage)
         # Whole frames per shot, so the truth below is exact.
         graph.append(f"[{i}:v]scale={w}:{h},fps={fps},setsar=1,format=yuv420p,"
-                     f"trim=end_frame={round(shot.seconds * fps)},setpts=PTS-STARTPTS,settb=1/{fps}[s{i}]")
+                     f"trim=end_frame={round(shot.seconds * fps)},setpts=PTS-STARTPTS,"
+                     f"settb=1/{fps}[s{i}]")
     truth = []
     length = round(shots[0].seconds * fps)  # frames of the joined video so far
     prev = "s0"
