@@ -23,7 +23,7 @@ from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.media.decoding import decode_frames_downscaled
 from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaLimits
 from vidcurate.transforms.split_config import SplitConfig
-from vidcurate.transforms.transitions import TransitionObserver
+from vidcurate.transforms.transitions import ZONE_GUARD_FRAMES, TransitionObserver
 
 STAGE = "detect_scenes"
 # A decode that stops this much short of the probed duration is reported on the video.
@@ -91,7 +91,10 @@ def shots_from_cuts(
     not being adjacent), and forced cuts are placed in the pieces between zones, so
     none puts a clip across one. Every detected cut stays a boundary, for auditing,
     even one inside a zone (a fade that tripped the detector)."""
-    zones = sorted((t.start_frame, t.end_frame) for t in transitions)
+    # Widened by the detector's end tolerance: a transition's first and last frames are
+    # nearly all one shot, and found to within a few frames.
+    zones = sorted((max(0, t.start_frame - ZONE_GUARD_FRAMES),
+                    min(n_frames, t.end_frame + ZONE_GUARD_FRAMES)) for t in transitions)
     in_zone = np.zeros(n_frames + 1, bool)
     for a, b in zones:
         in_zone[a:b] = True

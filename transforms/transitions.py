@@ -40,6 +40,9 @@ import numpy as np
 from vidcurate.schemas.records import Transition
 from vidcurate.transforms.core import AddArgument, check
 
+# Frames either side of a transition that no clip gets either: its ends are found to
+# within about this much (tests: 3 frames), and its first and last frames hold a trace.
+ZONE_GUARD_FRAMES = 3
 # Cells of the grid every frame is reduced to (width, height): 16x16-pixel blocks of the
 # default 256-wide decode; enough to see a wipe's edge travel, cheap to keep per frame.
 GRID = (16, 9)
