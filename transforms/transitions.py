@@ -41,8 +41,9 @@ from vidcurate.schemas.records import Transition
 from vidcurate.transforms.core import AddArgument, check
 
 # Frames either side of a transition that no clip gets either: its ends are found to
-# within about this much (tests: 3 frames), and its first and last frames hold a trace.
-ZONE_GUARD_FRAMES = 3
+# within about this much (tests: 3 frames, one wipe 5 short), and its first and last
+# frames still hold a trace of the other shot.
+ZONE_GUARD_FRAMES = 5
 # Cells of the grid every frame is reduced to (width, height): 16x16-pixel blocks of the
 # default 256-wide decode; enough to see a wipe's edge travel, cheap to keep per frame.
 GRID = (16, 9)
