@@ -24,10 +24,12 @@ search then runs once over the whole video:
    projection is 0 before, 1 after and ramps between, so a clamped ramp fitted by
    least squares gives the first and last transition frame.
 
-Compared (benchmarks/transition_bench.py): twin comparison (Zhang et al. 1993, low
-threshold opens a candidate, accumulated frame difference over the cut threshold
-confirms it) on the same grid finds fades and dissolves but also fires inside every
-shot with steady motion, and its ends follow the motion, not the transition.
+Ends were compared on generated footage (README): a straight ramp fitted by least
+squares ends eased and pixel-random dissolves up to 8 frames off; where the projection
+leaves its levels (3% of the way) is within 3 frames for all but one wipe. Twin
+comparison (Zhang et al. 1993) was read, not measured: on frame differences alone it
+cannot tell a dissolve from steady motion (testsrc2's steps are as large as a
+dissolve's), which the blend and switch models do.
 """
 
 from __future__ import annotations
