@@ -70,6 +70,19 @@ _COVERED, _COVER_SHARE = 0.5, 0.5
 # must be this much smaller than a dissolve's; a fast pan slides the picture across the
 # grid and comes close.
 _WIPE_SHARE = 0.6
+# A frame-to-frame step this large (0-255) is a hard cut: no transition's frames reach
+# across it.
+_CUT_STEP = _HARD_SHARE * 255 / 4
+# A transition's shots change by at most this share of the change across it over as
+# many frames just before and after it (see _outside_change); measured only on sides
+# of at least _MIN_SIDE frames.
+_STEADY_SHARE, _MIN_SIDE = 0.9, 4
+# A transition adds change / length to each frame's step on top of the shots' motion:
+# its median step must exceed theirs (_outside_step) by this share of that.
+_STEP_GAIN = 0.25
+# Two shots differ in brightness, not only in colour: the luma cells must change by at
+# least this share of the change (a hue cycle changes colour at constant luma).
+_LUMA_SHARE = 0.35
 # Half-lengths (frames) at which windows are tried; scaled to the frame rate below.
 _HALF_LENGTHS_25FPS = (2, 3, 4, 6, 8, 11, 15, 20, 27, 36)
 _LUMA = np.array([0.114, 0.587, 0.299], np.float32)  # BGR
@@ -331,6 +344,13 @@ def _gradual(g: np.ndarray, step: np.ndarray, taken: np.ndarray, fps: float,
         jumps = _window_max(step, length + 1)[starts]
         ok &= jumps <= _HARD_SHARE * change
         ok &= ~_window_max(taken, length + 2)[starts - 1]
+        # Only windows whose change is the largest within a window's length either side
+        # are fitted: a transition's windows peak where they span it, and refining
+        # finds its real ends from any one of them (most of the cost was fitting every
+        # window of a moving shot).
+        score = np.where(ok, change, -1.0)
+        pad = np.r_[np.full(2, -1.0), score, np.full(2, -1.0)]
+        ok &= score >= _window_max(pad, 5)
         starts = starts[ok]
         for lo in range(0, len(starts), 256):  # bounded memory on long videos
             batch = starts[lo:lo + 256]
@@ -376,6 +396,46 @@ def _settle(step: np.ndarray, s: int, e: int, reach: int) -> tuple[int, int]:
     return s, e
 
 
+def _outside_change(g: np.ndarray, step: np.ndarray, taken: np.ndarray, s: int, e: int
+                    ) -> float:
+    """How much the picture changes just before and just after [s, e), on the window's
+    scale: the larger of the two sides' change over up to the window's length (not
+    across a hard cut or another transition), scaled by the square root of the lengths'
+    ratio (a shot's own motion grows with time, less than linearly). A dissolve joins
+    two shots that change little over its length compared with it; a pan, a zoom or a
+    hue cycle changes as much before and after as across."""
+    n, length = len(g), e - s
+    sides = []
+    for edge, direction in ((s - 1, -1), (e, 1)):
+        span = 0
+        while span < length:
+            t = edge + direction * (span + 1)
+            if not 0 <= t < n:
+                break
+            crossed = step[t] if direction > 0 else step[t + 1]  # step[t]: t - 1 -> t
+            if taken[t] or crossed > _CUT_STEP:
+                break
+            span += 1
+        if span >= _MIN_SIDE:
+            other = edge + direction * span
+            sides.append(float(np.abs(g[other] - g[edge]).mean()) * np.sqrt(length / span))
+    return max(sides, default=0.0)
+
+
+def _outside_step(step: np.ndarray, taken: np.ndarray, s: int, e: int) -> float:
+    """The larger median frame-to-frame step over up to the window's length before and
+    after [s, e) (hard cuts and other transitions left out; 0 for a side too short). A
+    dissolve adds its own change to every step of the shots' motion, so its steps are
+    larger than the shots' either side; a steadily changing shot's are not."""
+    n, length = len(step), e - s
+    out = 0.0
+    for lo, hi in ((max(1, s - length), s - 1), (e + 2, min(n, e + 1 + length))):
+        seg = step[lo:hi][~taken[lo:hi] & (step[lo:hi] <= _CUT_STEP)]
+        if len(seg) >= _MIN_SIDE:
+            out = max(out, float(np.median(seg)))
+    return out
+
+
 def _refine(g: np.ndarray, step: np.ndarray, taken: np.ndarray, s0: int, e0: int,
             longest: int, cfg: TransitionConfig) -> tuple[int, int, str] | None:
     """The transition around a passing window [s0, e0): its ends from a ramp fit of the
@@ -386,11 +446,11 @@ def _refine(g: np.ndarray, step: np.ndarray, taken: np.ndarray, s0: int, e0: int
     w0, w1 = max(1, s0 - margin), min(n - 1, e0 + margin)
     # Not across a hard cut or another transition.
     for t in range(s0 - 1, w0 - 1, -1):
-        if taken[t] or step[t + 1] > _HARD_SHARE * 255 / 4:
+        if taken[t] or step[t + 1] > _CUT_STEP:
             w0 = t + 1
             break
     for t in range(e0 + 1, w1):
-        if taken[t] or step[t] > _HARD_SHARE * 255 / 4:
+        if taken[t] or step[t] > _CUT_STEP:
             w1 = t
             break
     if w1 - w0 < 4:
@@ -409,6 +469,14 @@ def _refine(g: np.ndarray, step: np.ndarray, taken: np.ndarray, s0: int, e0: int
     if (change < cfg.min_change or step[s:e + 1].max() > _HARD_SHARE * change
             or fit.coverage[0] < _COVERED):
         return None
+    if _outside_change(g, step, taken, s, e) > _STEADY_SHARE * change:
+        return None  # the picture changes as much outside: motion (a pan, a zoom)
+    inside = float(np.median(step[s:e + 1]))
+    if _outside_step(step, taken, s, e) > inside - _STEP_GAIN * change / (e - s):
+        return None  # frames move as fast outside as inside: a shot's own motion
+    a, b = g[s - 1].reshape(-1, 3) @ _LUMA, g[e].reshape(-1, 3) @ _LUMA
+    if np.abs(b - a).mean() < _LUMA_SHARE * change:
+        return None  # colour changes, brightness stays: a hue cycle or a grade, not a cut
     if fit.blend[0] <= cfg.max_residual:
         return s, e, "dissolve"
     if fit.switch[0] <= _WIPE_SHARE * cfg.max_residual and fit.spread[0]:
