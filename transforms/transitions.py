@@ -83,6 +83,10 @@ _STEP_GAIN = 0.25
 # Two shots differ in brightness, not only in colour: the luma cells must change by at
 # least this share of the change (a hue cycle changes colour at constant luma).
 _LUMA_SHARE = 0.35
+# A wipe whose cells' switch times (frames) fit a plane this closely is straight.
+_PLANE_RMS = 1.5
+# ... once the worst cells are left out, keeping at least this share of them.
+_PLANE_KEPT = 0.7
 # Half-lengths (frames) at which windows are tried; scaled to the frame rate below.
 _HALF_LENGTHS_25FPS = (2, 3, 4, 6, 8, 11, 15, 20, 27, 36)
 _LUMA = np.array([0.114, 0.587, 0.299], np.float32)  # BGR
@@ -480,5 +484,43 @@ def _refine(g: np.ndarray, step: np.ndarray, taken: np.ndarray, s0: int, e0: int
     if fit.blend[0] <= cfg.max_residual:
         return s, e, "dissolve"
     if fit.switch[0] <= _WIPE_SHARE * cfg.max_residual and fit.spread[0]:
-        return s, e, "wipe"
+        return (*_wipe_ends(g, s, e, w0, w1), "wipe")
     return None
+
+
+def _wipe_ends(g: np.ndarray, s: int, e: int, w0: int, w1: int) -> tuple[int, int]:
+    """A wipe's ends from its cells' switch times: each cell that changes is A's
+    until the edge passes it, then B's; the wipe runs from the first cell's switch to
+    the last's. A ramp fitted to the whole picture's projection misplaces the ends of
+    a fast wipe, whose first and last cells are a small share of the picture."""
+    a, b = _cells(g[s - 1]), _cells(g[e])
+    moving = np.abs(b - a) > _COVER_SHARE * np.abs(b - a).mean()
+    frames = _cells(g[w0:w1])[:, moving]  # (frames, moving cells)
+    nearer_b = np.abs(frames - b[moving]) < np.abs(frames - a[moving])
+    # A cell's switch: the first frame from which it stays nearer B (a moving shot's
+    # cell may flicker across half-way before the edge comes).
+    stays = np.flip(np.cumprod(np.flip(nearer_b, 0), 0), 0).astype(bool)
+    switched = stays.any(0)  # a cell of a moving shot may never settle nearer B
+    if switched.sum() < 4:
+        return s, e
+    switch = (w0 + stays.argmax(0)).astype(np.float64)[switched]
+    moving[moving] = switched
+    # Cells the same in both shots (a border, a shared background) show no switch. A
+    # straight wipe's switch times are a plane over the cells: fitted on the moving
+    # cells, it gives the times of all of them. A wipe of another shape (a circle, a
+    # clock) keeps the observed times.
+    ys, xs = np.divmod(np.arange(GRID[0] * GRID[1]), GRID[0])
+    design = np.c_[np.ones_like(xs), xs, ys].astype(np.float64)
+    rows = design[moving]
+    coef, *_ = np.linalg.lstsq(rows, switch, rcond=None)
+    # Once more without the outliers (a cell whose own motion moved its switch).
+    keep = np.abs(rows @ coef - switch) <= max(_PLANE_RMS, 2 * float(
+        np.median(np.abs(rows @ coef - switch))))
+    coef, *_ = np.linalg.lstsq(rows[keep], switch[keep], rcond=None)
+    if keep.mean() >= _PLANE_KEPT and np.sqrt(
+            np.mean((rows[keep] @ coef - switch[keep]) ** 2)) <= _PLANE_RMS:
+        plane = design @ coef
+        first, last = round(float(plane.min())), round(float(plane.max()))
+    else:
+        first, last = int(switch.min()), int(switch.max())
+    return int(min(first, e - 1)), int(max(last + 1, s + 1))

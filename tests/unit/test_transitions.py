@@ -82,8 +82,6 @@ def _covering(found: tuple[Transition, ...], truth: JoinedTruth) -> list[Transit
     return near
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the 0.6 s wipeleft (car -> life) ends "
-                   "8 frames late; every other kind is within 3 frames")
 def test_every_transition_found_within_three_frames(footage, split_cfg):
     scened, _ = _scened(footage.edited, split_cfg)
     found = scened.transitions
