@@ -145,20 +145,58 @@ def grid_of(frame: np.ndarray) -> np.ndarray:
 
 
 class TransitionObserver:
-    """A FrameObserver: keeps each frame's grid; `transitions()` searches them."""
+    """A FrameObserver: keeps the frames' grids and searches them in chunks of
+    `chunk_s` seconds that overlap by enough for any transition and the shot either
+    side the search looks at, so memory is bounded whatever the video's length (an
+    hour at 30 fps would be 47 MB of grids). Each chunk reports the transitions that
+    start in its first part; the overlap is searched again with the next chunk."""
 
-    def __init__(self, cfg: TransitionConfig, fps: float) -> None:
+    def __init__(self, cfg: TransitionConfig, fps: float, chunk_s: float = 60.0) -> None:
         self.cfg = cfg
         self.fps = fps
+        longest = max(2, int(round(cfg.max_s * fps)))
+        # Context a transition's search reads either side: a fade's ramps (twice the
+        # longest), the shots' steadiness (as long again) and the steps after that.
+        self.overlap = 2 * (3 * longest + 2 * _PLATEAU)
+        self.chunk = max(int(round(chunk_s * fps)), self.overlap)
         self.grids: list[np.ndarray] = []
+        self.offset = 0  # video frame of grids[0]
+        self.found: list[Transition] = []
+        self.peak = 0  # most grids held at once
+        self.reported_to = 0  # video frame: transitions starting before it are reported
 
     def observe(self, frame: np.ndarray) -> None:
         self.grids.append(grid_of(frame))
+        self.peak = max(self.peak, len(self.grids))
+        if len(self.grids) >= self.chunk + self.overlap:
+            self._search(final=False)
+
+    def _search(self, final: bool) -> None:
+        found = detect_transitions(np.stack(self.grids), self.fps, self.cfg)
+        # Reported by this chunk: transitions starting before the middle of the overlap
+        # at its end (so with at least half the overlap of context after them), all of
+        # them on the last chunk. Later chunks skip what an earlier one reported.
+        keep = len(self.grids) if final else len(self.grids) - self.overlap // 2
+        last = max(self.found[-1].end_frame if self.found else 0, self.reported_to)
+        for t in found:
+            start = t.start_frame + self.offset
+            if last <= start < self.offset + keep:
+                self.found.append(_transition(t.kind, start, t.end_frame + self.offset,
+                                              self.fps))
+                last = self.found[-1].end_frame
+        self.reported_to = self.offset + keep
+        if not final:
+            # The next chunk starts an overlap before this one's end; what it reports
+            # begins half an overlap later, so it has that much context before.
+            drop = len(self.grids) - self.overlap
+            self.grids = self.grids[drop:]
+            self.offset += drop
 
     def transitions(self) -> tuple[Transition, ...]:
-        if not self.grids:
-            return ()
-        return detect_transitions(np.stack(self.grids), self.fps, self.cfg)
+        if self.grids:
+            self._search(final=True)
+            self.grids = []
+        return tuple(self.found)
 
 
 def _transition(kind: str, start: int, end: int, fps: float) -> Transition:

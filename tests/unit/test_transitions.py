@@ -14,11 +14,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from tests.support.media import Clip, Join, JoinedTruth, ffmpeg, make_joined_video
 from vidcurate.pipeline.options import ConfigError, RunConfig
 from vidcurate.schemas.records import Source, Span, Transition
+from vidcurate.transforms.media.decoding import decode_frames_downscaled
 from vidcurate.transforms.probe import probe_source
 from vidcurate.transforms.rules import apply_rules
 from vidcurate.transforms.scenes import detect_scenes, shots_from_cuts
 from vidcurate.transforms.stitch import stitch
-from vidcurate.transforms.transitions import TransitionConfig, detect_transitions
+from vidcurate.transforms.transitions import (
+    TransitionConfig,
+    TransitionObserver,
+    detect_transitions,
+)
 
 TOLERANCE_FRAMES = 3
 LIFE = ("life=size={w}x{h}:rate={fps}:mold=10:ratio=0.2:death_color=#204060:"
@@ -209,3 +214,33 @@ def test_options_switch_and_validate():
                        (["--flash-max-s", "-1"], "--flash-max-s")]:
         with pytest.raises(ConfigError, match=flag):
             _cfg(*args)
+
+
+def test_search_in_chunks_holds_bounded_memory_and_finds_the_same(footage, split_cfg):
+    # The edited video's grids three times over (1719 frames, hard cuts between copies),
+    # searched whole and as frames stream in chunks of one overlap.
+    from vidcurate.transforms import transitions
+
+    cfg = TransitionConfig()
+    whole_video = TransitionObserver(cfg, 25.0, chunk_s=3600.0)
+    video = probe_source(Source(uri=str(footage.edited), video_id="t"))
+    with decode_frames_downscaled(video.local_path, video.info, split_cfg.detect_width) as fs:
+        for frame in fs:
+            whole_video.observe(frame)
+    grids = np.concatenate([np.stack(whole_video.grids)] * 3)
+    whole = detect_transitions(grids, 25.0, cfg)
+    chunked = TransitionObserver(cfg, 25.0, chunk_s=1.0)
+    original = transitions.grid_of
+    transitions.grid_of = lambda frame: frame  # the frames are grids already
+    try:
+        for grid in grids:
+            chunked.observe(grid)
+    finally:
+        transitions.grid_of = original
+    assert chunked.chunk + chunked.overlap < len(grids) / 2  # it did search in chunks
+    assert chunked.peak <= chunked.chunk + chunked.overlap
+    found = chunked.transitions()
+    assert len(found) == len(whole) == 3 * len(detect_transitions(grids[:573], 25.0, cfg))
+    for a, b in zip(found, whole, strict=True):
+        assert a.kind == b.kind
+        assert abs(a.start_frame - b.start_frame) <= 2 and abs(a.end_frame - b.end_frame) <= 2
