@@ -33,8 +33,8 @@ from vidcurate.transforms.transitions import TransitionConfig, detect_transition
 
 CFG = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
 TOLERANCE = 3
-# lavfi's gradients picks random colours unless seeded: the footage must be the same
-# every run (some colourings make the 0.4 s fade after it harder; README).
+# lavfi's gradients moves randomly; seeded, yet its frames still differ from run to run
+# (ffmpeg 6), and with some runs' colours the 0.4 s fade after it is missed (README).
 GRADIENTS = "gradients=size={w}x{h}:rate={fps}:speed=0.02:seed=1"
 SHOTS = [Clip("testsrc2", 3), Clip("mandelbrot", 3), Clip("bunny", 4), Clip("street", 2.4),
          Clip("car", 3.5), Clip("zoom", 3), Clip("smpte", 3), Clip(GRADIENTS, 3),

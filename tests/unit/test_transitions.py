@@ -26,8 +26,8 @@ from vidcurate.transforms.transitions import (
 )
 
 TOLERANCE_FRAMES = 3
-# lavfi's gradients picks random colours unless seeded: the footage must be the same
-# every run (some colourings make the 0.4 s fade after it harder; README).
+# lavfi's gradients moves randomly; seeded, yet its frames still differ from run to run
+# (ffmpeg 6), and with some runs' colours the 0.4 s fade after it is missed (README).
 GRADIENTS = "gradients=size={w}x{h}:rate={fps}:speed=0.02:seed=1"
 LIFE = ("life=size={w}x{h}:rate={fps}:mold=10:ratio=0.2:death_color=#204060:"
         "life_color=#e0c040")
