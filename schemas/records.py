@@ -170,6 +170,8 @@ class ScenedVideo:
     # None when stitching is off.
     events: tuple[Span, ...] | None = None
     stitch_dropped: tuple[DroppedShot, ...] = ()
+    # Gradual transitions: their frames are in no shot, event or clip.
+    transitions: tuple[Transition, ...] = ()
 
     @property
     def units(self) -> tuple[Span, ...]:

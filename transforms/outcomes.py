@@ -55,7 +55,7 @@ def video_outcome(
         scened = split.scened
         common.update(boundaries=scened.boundaries, shot_count=len(scened.shots),
                       event_count=None if scened.events is None else len(scened.events),
-                      stitch_dropped=scened.stitch_dropped)
+                      stitch_dropped=scened.stitch_dropped, transitions=scened.transitions)
     if video_errors:
         first = video_errors[0]
         return VideoRow(status="failed", reason=f"{first.stage}: {first.message}", **common)

@@ -18,11 +18,12 @@ import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector, SceneDetector
 from scenedetect.common import FrameTimecode
 
-from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Span
+from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Span, Transition
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.media.decoding import decode_frames_downscaled
 from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaLimits
 from vidcurate.transforms.split_config import SplitConfig
+from vidcurate.transforms.transitions import ZONE_GUARD_FRAMES, TransitionObserver
 
 STAGE = "detect_scenes"
 # A decode that stops this much short of the probed duration is reported on the video.
@@ -81,21 +82,34 @@ def forced_cut_frames(
 
 
 def shots_from_cuts(
-    cut_frames: list[int], n_frames: int, fps: float, cfg: SplitConfig
+    cut_frames: list[int], n_frames: int, fps: float, cfg: SplitConfig,
+    transitions: Sequence[Transition] = (),
 ) -> tuple[tuple[Boundary, ...], tuple[Span, ...]]:
-    """Boundaries (detected and forced) and the shots between them, covering all frames."""
-    edges = [0, *cut_frames, n_frames]
-    boundaries = []
+    """Boundaries (detected and forced) and the shots between them, covering every frame
+    outside the transitions. A transition is a boundary zone: its frames belong to no
+    shot (so to no clip, and stitching never merges across it, the shots either side
+    not being adjacent), and forced cuts are placed in the pieces between zones, so
+    none puts a clip across one. Every detected cut stays a boundary, for auditing,
+    even one inside a zone (a fade that tripped the detector)."""
+    # Widened by the detector's end tolerance: a transition's first and last frames are
+    # nearly all one shot, and found to within a few frames.
+    zones = sorted((max(0, t.start_frame - ZONE_GUARD_FRAMES),
+                    min(n_frames, t.end_frame + ZONE_GUARD_FRAMES)) for t in transitions)
+    in_zone = np.zeros(n_frames + 1, bool)
+    for a, b in zones:
+        in_zone[a:b] = True
+    edges = sorted({0, n_frames, *cut_frames, *(f for zone in zones for f in zone)})
+    boundaries = [Boundary(frame=f, time_s=f / fps, kind="detected") for f in cut_frames]
+    pieces = []
     for a, b in zip(edges, edges[1:], strict=False):
-        if a > 0:
-            boundaries.append(Boundary(frame=a, time_s=a / fps, kind="detected"))
-        boundaries.extend(
-            Boundary(frame=f, time_s=f / fps, kind="forced")
-            for f in forced_cut_frames(a, b, fps, cfg.max_cut_len, cfg.force_cut_after)
-        )
-    starts = [0, *(b.frame for b in boundaries)]
-    ends = [*(b.frame for b in boundaries), n_frames]
-    shots = tuple(Span(s, e, s / fps, e / fps) for s, e in zip(starts, ends, strict=True) if e > s)
+        if b <= a or in_zone[a]:
+            continue  # a zone's frames: no shot
+        forced = forced_cut_frames(a, b, fps, cfg.max_cut_len, cfg.force_cut_after)
+        boundaries.extend(Boundary(frame=f, time_s=f / fps, kind="forced") for f in forced)
+        bounds = [a, *forced, b]
+        pieces.extend(zip(bounds, bounds[1:], strict=False))
+    boundaries.sort(key=lambda x: x.frame)
+    shots = tuple(Span(s, e, s / fps, e / fps) for s, e in pieces if e > s)
     return tuple(boundaries), shots
 
 
@@ -103,17 +117,23 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
                   limits: MediaLimits = DEFAULT_LIMITS) -> ScenedVideo:
     """Decode once (downscaled), detect cuts, add forced cuts; raises MediaError."""
     info = video.info
+    # Transitions are searched on the same frames (no second decode).
+    transition_observer = (TransitionObserver(cfg.transitions, info.fps)
+                           if cfg.transitions is not None else None)
+    observers: list[FrameObserver] = [o for o in (transition_observer,) if o is not None]
     with decode_frames_downscaled(video.local_path, info, cfg.detect_width, threads,
                                   limits) as frames:
-        cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg))
-    boundaries, shots = shots_from_cuts(cut_frames, n_frames, info.fps, cfg)
+        cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg),
+                                                 observers)
+    transitions = transition_observer.transitions() if transition_observer else ()
+    boundaries, shots = shots_from_cuts(cut_frames, n_frames, info.fps, cfg, transitions)
     note = None
     decoded_s = n_frames / info.fps
     if info.duration_s - decoded_s > _SHORT_DECODE_S:
         note = (f"decoder stopped at {decoded_s:.2f} s of {info.duration_s:.2f} s "
                 f"(damaged or truncated file); split the decodable part")
     return ScenedVideo(video=video, boundaries=boundaries, shots=shots,
-                       decoded_frames=n_frames, detect_note=note)
+                       decoded_frames=n_frames, detect_note=note, transitions=transitions)
 
 
 class _DetectFn(beam.DoFn):

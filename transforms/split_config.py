@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vidcurate.transforms.core import AddArgument, check
+from vidcurate.transforms.transitions import TransitionConfig
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class SplitConfig:
     max_clip_s: float
     trim_fraction: float
     stitch: StitchConfig | None = None  # None: every cut-scene is an event
+    transitions: TransitionConfig | None = None  # None: gradual transitions not searched
 
     @property
     def params_hash(self) -> str:
@@ -106,6 +108,7 @@ def add_split_arguments(add: AddArgument) -> None:
         help="Multiplies the four distances above, to move Panda-70M's thresholds onto "
         "the scale of the CLIP model in use (default: the model's entry in the "
         "calibration table, else 1.0; see README).")
+    TransitionConfig.add_arguments(add)
 
 
 def split_config(o: Any, clip_model: str | None, clip_model_id: str) -> SplitConfig:
@@ -150,7 +153,8 @@ def split_config(o: Any, clip_model: str | None, clip_model_id: str) -> SplitCon
         detector=o.detector, threshold=float(threshold), min_scene_len=o.min_scene_len,
         detect_width=o.detect_width, max_cut_len=o.max_cut_len,
         force_cut_after=o.force_cut_after, min_clip_s=o.min_clip_s,
-        max_clip_s=o.max_clip_s, trim_fraction=o.trim_fraction, stitch=stitch)
+        max_clip_s=o.max_clip_s, trim_fraction=o.trim_fraction, stitch=stitch,
+        transitions=TransitionConfig.from_options(o))
 
 
 def _positions(text: str) -> tuple[float, float] | None:

