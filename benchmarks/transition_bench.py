@@ -33,9 +33,10 @@ from vidcurate.transforms.transitions import TransitionConfig, detect_transition
 
 CFG = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
 TOLERANCE = 3
-# lavfi's gradients moves randomly; seeded, yet its frames still differ from run to run
-# (ffmpeg 6), and with some runs' colours the 0.4 s fade after it is missed (README).
-GRADIENTS = "gradients=size={w}x{h}:rate={fps}:speed=0.02:seed=1"
+# A smoothly moving colour field, like lavfi's gradients but the same on every run (the
+# gradients source moves randomly even when seeded, so its frames differed run to run).
+GRADIENTS = ("nullsrc=size={w}x{h}:rate={fps},geq=r='128+90*sin(X/37+T*0.4)':"
+             "g='128+90*sin(Y/23-T*0.3)':b='128+90*cos((X+Y)/51+T*0.35)'")
 SHOTS = [Clip("testsrc2", 3), Clip("mandelbrot", 3), Clip("bunny", 4), Clip("street", 2.4),
          Clip("car", 3.5), Clip("zoom", 3), Clip("smpte", 3), Clip(GRADIENTS, 3),
          Clip("cellauto", 3), Clip("testsrc2", 3), Clip("mandelbrot", 3)]

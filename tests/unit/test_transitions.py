@@ -26,9 +26,10 @@ from vidcurate.transforms.transitions import (
 )
 
 TOLERANCE_FRAMES = 3
-# lavfi's gradients moves randomly; seeded, yet its frames still differ from run to run
-# (ffmpeg 6), and with some runs' colours the 0.4 s fade after it is missed (README).
-GRADIENTS = "gradients=size={w}x{h}:rate={fps}:speed=0.02:seed=1"
+# A smoothly moving colour field, like lavfi's gradients but the same on every run (the
+# gradients source moves randomly even when seeded, so its frames differed run to run).
+GRADIENTS = ("nullsrc=size={w}x{h}:rate={fps},geq=r='128+90*sin(X/37+T*0.4)':"
+             "g='128+90*sin(Y/23-T*0.3)':b='128+90*cos((X+Y)/51+T*0.35)'")
 LIFE = ("life=size={w}x{h}:rate={fps}:mold=10:ratio=0.2:death_color=#204060:"
         "life_color=#e0c040")
 # Every xfade kind the issue names, 0.4-1.5 s, and a hard cut, between lavfi sources and
