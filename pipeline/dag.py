@@ -8,21 +8,21 @@ import apache_beam as beam
 
 from vidcurate.pipeline.options import RunConfig
 from vidcurate.transforms.asr import AttachTranscripts, Transcribe
-from vidcurate.transforms.captioning import Teachers
+from vidcurate.transforms.captioning import Captioning
 from vidcurate.transforms.clips import CutClips
-from vidcurate.transforms.content_dedup import DedupContent
-from vidcurate.transforms.embeddings import EmbedClips
+from vidcurate.transforms.content_dedup import ContentDedup
+from vidcurate.transforms.embed_clips import EmbedClips
 from vidcurate.transforms.errors import ERRORS, SKIPPED
 from vidcurate.transforms.fetch import Fetch, RemoveDownloads
+from vidcurate.transforms.judge_clips import JudgeClips
 from vidcurate.transforms.manifest import ReadManifest
 from vidcurate.transforms.ocr import OCR
 from vidcurate.transforms.outcomes import BuildVideoRows
 from vidcurate.transforms.probe import Probe
-from vidcurate.transforms.quality import JudgeClips
 from vidcurate.transforms.resume import SkipDone
 from vidcurate.transforms.rules import ApplyClipRules
 from vidcurate.transforms.scenes import DetectScenes
-from vidcurate.transforms.scoring import ScoreCaptions
+from vidcurate.transforms.score_captions import ScoreCaptions
 from vidcurate.transforms.sinks import WriteTable
 from vidcurate.transforms.stitch import Stitch
 
@@ -39,13 +39,13 @@ class Outputs:
 
 def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = None) -> Outputs:
     run_id = cfg.run_id
-    listed = p | "ReadManifest" >> ReadManifest(cfg.input, cfg.video_extensions, run_id,
+    listed = p | "Manifest" >> ReadManifest(cfg.input, cfg.video_extensions, run_id,
                                                 exclude=cfg.output)
     todo = listed["sources"]
     if previous_runs:
-        todo = todo | "SkipDone" >> SkipDone(cfg.output, previous_runs, cfg.retry_failed)
+        todo = todo | "Resume" >> SkipDone(cfg.output, previous_runs, cfg.retry_failed)
     fetched = todo | "Fetch" >> Fetch(cfg.fetch, run_id)
-    unique = fetched["fetched"] | "DedupContent" >> DedupContent(cfg.fetch.keep_downloads)
+    unique = fetched["fetched"] | "ContentDedup" >> ContentDedup(cfg.fetch.keep_downloads)
     probed = unique["unique"] | "Probe" >> Probe(run_id, cfg.media.limits)
     scened = probed["videos"] | "DetectScenes" >> DetectScenes(
         cfg.split, cfg.media.ffmpeg_threads, run_id, cfg.media.limits)
@@ -65,7 +65,7 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
         stage_errors.append(read[ERRORS])
     asr_results = p | "NoAsr" >> beam.Create([])
     if cfg.asr.enabled:
-        heard = probed["videos"] | "Transcribe" >> Transcribe(cfg.asr, run_id, cfg.media.limits)
+        heard = probed["videos"] | "ASR" >> Transcribe(cfg.asr, run_id, cfg.media.limits)
         asr_results = heard["results"]
         stage_errors.append(heard[ERRORS])
         clips = {"clips": clips, "asr": asr_results} | "Transcripts" >> AttachTranscripts()
@@ -78,7 +78,7 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     judged = clips | "JudgeClips" >> JudgeClips(cfg.quality, cfg.aesthetic, run_id)
     clips = judged["clips"]
     stage_errors.append(judged[ERRORS])
-    taught = {"clips": clips, "fetched": unique["unique"]} | "Teachers" >> Teachers(
+    taught = {"clips": clips, "fetched": unique["unique"]} | "Captioning" >> Captioning(
         cfg.teachers, cfg.clip_model, run_id)
     stage_errors.append(taught[ERRORS])
     scored = {"clips": clips, "candidates": taught["candidates"]} | "ScoreCaptions" >> \

@@ -23,6 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from vidcurate.transforms.clips import CLIP_MEDIA_MODES, MediaConfig
 from vidcurate.transforms.core import ConfigError, check, is_local
 from vidcurate.transforms.fetch_config import FetchConfig
+from vidcurate.transforms.judge_clips import QualityConfig
 from vidcurate.transforms.manifest import input_kind
 from vidcurate.transforms.models.aesthetic import AestheticConfig
 from vidcurate.transforms.models.clip import (
@@ -32,7 +33,6 @@ from vidcurate.transforms.models.clip import (
 )
 from vidcurate.transforms.models.ocr import OcrConfig
 from vidcurate.transforms.models.whisper import ASR_BACKENDS, AsrConfig
-from vidcurate.transforms.quality import QualityConfig
 from vidcurate.transforms.split_config import (
     DETECTORS,
     SplitConfig,

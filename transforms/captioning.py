@@ -1,4 +1,4 @@
-"""Teachers: every selected teacher proposes candidate captions for every clip.
+"""Captioning: every selected teacher proposes candidate captions for every clip.
 
 Clips are joined with their video's source (title, description, video-site metadata),
 then each teacher runs as its own step, so a slow one (a VLM server) never holds up a
@@ -20,7 +20,7 @@ from vidcurate.transforms.models.clip import ClipModelConfig
 from vidcurate.transforms.teachers import TEACHERS, ClipContext, Teacher, TeacherError
 from vidcurate.transforms.teachers.base import TeachersConfig
 
-STAGE = "teachers"
+STAGE = "captioning"
 
 
 def contexts_for(clips: list[ClipRecord], fetched: list[Fetched]) -> list[ClipContext]:
@@ -68,7 +68,7 @@ def _with_candidates(joined: tuple[str, dict[str, list]]) -> Iterator[ClipContex
         yield ClipContext(clip=ctx.clip, source=ctx.source, candidates=tuple(ordered))
 
 
-class Teachers(beam.PTransform):
+class Captioning(beam.PTransform):
     """{'clips': ClipRecord, 'fetched': Fetched} -> CaptionCandidate ('candidates') and
     ErrorRecord ('errors')."""
 

@@ -1,4 +1,4 @@
-"""DedupContent: the same bytes under several uris are processed once.
+"""ContentDedup: the same bytes under several uris are processed once.
 
 Runs right after Fetch, whose rows carry each file's sha256: the first copy in
 manifest order goes on, every other one becomes a `skipped` video naming the copy that
@@ -49,7 +49,7 @@ class _FirstByContent(beam.DoFn):
                 f"(video {first.source.video_id})"))
 
 
-class DedupContent(beam.PTransform):
+class ContentDedup(beam.PTransform):
     """Fetched -> the first Fetched of each content (main), Skip for the others
     ('skipped')."""
 

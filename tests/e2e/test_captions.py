@@ -109,10 +109,10 @@ def test_a_failing_vlm_server_never_stops_the_run(videos, tmp_path):
     assert con.sql("SELECT status FROM videos").fetchall() == [("ok",)]
     clips = con.sql("SELECT count(*) FROM clips").fetchall()[0][0]
     answered = con.sql("SELECT count(*) FROM captions WHERE teacher = 'vlm'").fetchall()[0][0]
-    failed = dict(con.sql("SELECT error_type, count(*) FROM errors WHERE stage = 'teachers' "
+    failed = dict(con.sql("SELECT error_type, count(*) FROM errors WHERE stage = 'captioning' "
                           "GROUP BY 1").fetchall())
     assert answered + sum(failed.values()) == clips
     assert answered and set(failed) <= {"vlm:http_retries_exhausted", "vlm:bad_response"}
     assert failed, "the server's failures must show as error rows"
     (reason,), = con.sql("SELECT reason FROM videos").fetchall()
-    assert "teachers" in (reason or "")
+    assert "captioning" in (reason or "")

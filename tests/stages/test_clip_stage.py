@@ -21,10 +21,10 @@ from vidcurate.pipeline.options import ClipModelConfig, ConfigError
 from vidcurate.pipeline.query import connect
 from vidcurate.pipeline.run import run
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source, Span
-from vidcurate.transforms.embeddings import EmbedClips
+from vidcurate.transforms.embed_clips import EmbedClips
 from vidcurate.transforms.models.clip import ClipModelHandler, EmbedRequest, resolve_clip
 from vidcurate.transforms.models.loading import ProcessCache
-from vidcurate.transforms.scoring import ScoreCaptions
+from vidcurate.transforms.score_captions import ScoreCaptions
 from vidcurate.transforms.teachers import TEACHERS, ClipContext
 from vidcurate.transforms.teachers.zero_shot import top_concepts
 
@@ -209,7 +209,7 @@ def test_unreadable_keyframes_are_an_error_row_and_the_clip_stays(clip_cfg, tmp_
         assert_that(out["clips"] | beam.Map(lambda c: (c.clip_id, c.clip_embedding is None)),
                     equal_to([("broken", True)]), label="Clip")
         assert_that(out["errors"] | beam.Map(lambda e: (e.stage, e.error_type, e.clip_id)),
-                    equal_to([("clip_embed", "unreadable_frame", "broken")]),
+                    equal_to([("embed_clips", "unreadable_frame", "broken")]),
                     label="Errors")
 
 

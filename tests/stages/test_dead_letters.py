@@ -36,12 +36,12 @@ from vidcurate.schemas.records import (
     Span,
 )
 from vidcurate.transforms.asr import Transcribe
-from vidcurate.transforms.embeddings import EmbedClips
+from vidcurate.transforms.embed_clips import EmbedClips
 from vidcurate.transforms.errors import ERRORS
 from vidcurate.transforms.models.clip import ClipModelHandler, request_owner, resolve_clip
 from vidcurate.transforms.models.whisper import WhisperModelHandler, resolve_model
 from vidcurate.transforms.probe import probe_source
-from vidcurate.transforms.scoring import ScoreCaptions
+from vidcurate.transforms.score_captions import ScoreCaptions
 from vidcurate.transforms.stitch import Stitch
 
 
@@ -165,7 +165,7 @@ def test_embedding_failure_is_one_row_per_clip(cfg, pipeline, monkeypatch, tmp_p
     failed = _raise_for(monkeypatch, ClipModelHandler, request_owner, {"cbad"})
     with pipeline() as p:
         out = p | beam.Create(clips) | EmbedClips(cfg.clip_model, "r")
-        _errors(out[ERRORS], "clip_embed", [("v-cbad", "cbad")], "cbad")
+        _errors(out[ERRORS], "embed_clips", [("v-cbad", "cbad")], "cbad")
         # Every clip goes on; only the failed one lacks its embedding.
         assert_that(out["clips"] | beam.Map(lambda c: (c.clip_id, c.clip_embedding is None)),
                     _keyed({"cbad": True, "c1": False, "c2": False}), label="Clips")

@@ -16,8 +16,8 @@ from tests.support.judging import write_aesthetic_head
 from vidcurate.pipeline.options import AestheticConfig, QualityConfig
 from vidcurate.schemas.records import ClipRecord, OcrLine, Span
 from vidcurate.transforms.errors import ERRORS
+from vidcurate.transforms.judge_clips import FLAGS, JudgeClips, subtitle_box
 from vidcurate.transforms.models.aesthetic import build_head, score_embeddings
-from vidcurate.transforms.quality import FLAGS, JudgeClips, subtitle_box
 
 DIM = 16
 SUBS = tuple(OcrLine(t, 0.9, (0.2, 0.86, 0.8, 0.86, 0.8, 0.92, 0.2, 0.92), i)
@@ -83,7 +83,7 @@ def test_judge_stage_outputs(tmp_path):
                           ("mean_only", expected["mean_only"], None, flags("mean_only"))]),
                 label="main")
     assert_that(judged[ERRORS] | beam.Map(lambda e: (e.stage, e.clip_id, "32-d" in e.message)),
-                equal_to([("judge", "wrong_dim", True)]), label="errors")
+                equal_to([("judge_clips", "wrong_dim", True)]), label="errors")
     p.run().wait_until_finish()
 
 

@@ -12,7 +12,7 @@ from tests.support.helpers import fetch_config
 from vidcurate.pipeline.options import MediaConfig
 from vidcurate.schemas.records import Fetched, Source, VideoRow
 from vidcurate.transforms.clips import CutClips
-from vidcurate.transforms.content_dedup import DedupContent
+from vidcurate.transforms.content_dedup import ContentDedup
 from vidcurate.transforms.errors import ERRORS, SKIPPED
 from vidcurate.transforms.fetch import Fetch, RemoveDownloads
 from vidcurate.transforms.manifest import ReadManifest, normalise_uri, video_id_for
@@ -117,7 +117,7 @@ def test_dedup_content_keeps_the_first_copy_and_removes_the_others(tmp_path):
     items = [fetched(files[2], "a" * 64, 30), fetched(files[0], "a" * 64, 1),
              fetched(files[1], "a" * 64, 9), fetched(tmp_path / "other.mp4", "b" * 64, 4)]
     p = TestPipeline()
-    out = p | beam.Create(items) | DedupContent(keep_downloads=False)
+    out = p | beam.Create(items) | ContentDedup(keep_downloads=False)
     assert_that(out["unique"] | beam.Map(lambda f: f.video_id),
                 equal_to(["copy0", "other"]), label="main")
     assert_that(out[SKIPPED] | beam.Map(lambda s: (s.video_id, s.stage,

@@ -14,14 +14,14 @@ from tests.support.judging import SUBTITLES, make_subtitled_video, write_aesthet
 from vidcurate.pipeline.options import ConfigError, MediaConfig, OcrConfig, SplitConfig
 from vidcurate.schemas.records import ClipRecord, OcrLine, Source, Span
 from vidcurate.transforms.clips import cut_one, plan_clips
-from vidcurate.transforms.ocr import same_text
-from vidcurate.transforms.quality import (
+from vidcurate.transforms.judge_clips import (
     FLAGS,
     QualityConfig,
     judge_clip,
     quality_flags,
     subtitle_box,
 )
+from vidcurate.transforms.ocr import same_text
 
 W, H = 1280, 720
 

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Span
-from vidcurate.transforms.scoring import BY_CLIP, BY_PRIORITY, clip_scores, score_clip, select
+from vidcurate.transforms.score_captions import (
+    BY_CLIP,
+    BY_PRIORITY,
+    clip_scores,
+    score_clip,
+    select,
+)
 
 PRIORITY = ("vlm", "captioner", "metadata")
 

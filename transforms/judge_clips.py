@@ -32,7 +32,7 @@ from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.models.aesthetic import AestheticConfig, AestheticModelHandler
 from vidcurate.transforms.ocr import same_text
 
-STAGE = "judge"
+STAGE = "judge_clips"
 
 # The vocabulary of quality_flags, in the order a clip lists them.
 FLAGS = ("static", "dark", "overexposed", "blurry", "letterboxed", "subtitles", "damaged",

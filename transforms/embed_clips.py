@@ -23,7 +23,7 @@ from vidcurate.transforms.models.clip import (
     EmbedRequest,
 )
 
-STAGE = "clip_embed"
+STAGE = "embed_clips"
 
 
 def keyframe_requests(clip: ClipRecord) -> list[EmbedRequest]:
