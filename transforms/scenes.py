@@ -20,6 +20,11 @@ from scenedetect.common import FrameTimecode
 
 from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Span
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
+from vidcurate.transforms.frame_signals import (
+    DecodeErrorCollector,
+    FrameSignalsObserver,
+    decoder_lag_frames,
+)
 from vidcurate.transforms.media.decoding import decode_frames_downscaled
 from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaLimits
 from vidcurate.transforms.split_config import SplitConfig
@@ -103,9 +108,12 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
                   limits: MediaLimits = DEFAULT_LIMITS) -> ScenedVideo:
     """Decode once (downscaled), detect cuts, add forced cuts; raises MediaError."""
     info = video.info
+    signals = FrameSignalsObserver(info.fps, info.display_size)
+    errors = DecodeErrorCollector(info.fps, decoder_lag_frames(threads))
     with decode_frames_downscaled(video.local_path, info, cfg.detect_width, threads,
-                                  limits) as frames:
-        cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg))
+                                  limits, on_stderr=errors) as frames:
+        cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg),
+                                                 observers=[signals])
     boundaries, shots = shots_from_cuts(cut_frames, n_frames, info.fps, cfg)
     note = None
     decoded_s = n_frames / info.fps
@@ -113,7 +121,8 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
         note = (f"decoder stopped at {decoded_s:.2f} s of {info.duration_s:.2f} s "
                 f"(damaged or truncated file); split the decodable part")
     return ScenedVideo(video=video, boundaries=boundaries, shots=shots,
-                       decoded_frames=n_frames, detect_note=note)
+                       decoded_frames=n_frames, detect_note=note, signals=signals.result(),
+                       decode_log=errors.result())
 
 
 class _DetectFn(beam.DoFn):
