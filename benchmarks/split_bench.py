@@ -6,7 +6,9 @@ Prints one markdown table, all figures measured in this one run:
   speed ratio   decode-only time / our time (target >= 0.85)
   pyscenedetect scenedetect.detect() with its defaults, for reference
   cut F1        detected cuts against the known cuts (within 2 frames)
-and per-clip cutting time for --clip-media copy and exact.
+and per-clip cutting time for --clip-media copy and exact. A second table puts
+detect_scenes with and without the picture-signals observer side by side (the same
+decode; issue 17's target: the signals cost <= 10 % of the split stage).
 
 Usage: python benchmarks/split_bench.py [--repeat 3] [--seconds 60]
 """
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import resource
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +31,9 @@ from tests.support.media import Clip, cut_times, make_cuts_video  # noqa: E402
 from vidcurate.pipeline.demo import sample_dir  # noqa: E402
 from vidcurate.pipeline.options import MediaConfig, SplitConfig  # noqa: E402
 from vidcurate.schemas.records import Source  # noqa: E402
+from vidcurate.transforms import scenes  # noqa: E402
 from vidcurate.transforms.clips import cut_one, plan_clips  # noqa: E402
+from vidcurate.transforms.frame_signals import FrameSignalsObserver  # noqa: E402
 from vidcurate.transforms.probe import probe_source  # noqa: E402
 from vidcurate.transforms.rules import apply_rules  # noqa: E402
 from vidcurate.transforms.scenes import detect_scenes  # noqa: E402
@@ -67,6 +73,68 @@ def f1(detected: list[float], truth: list[float], tolerance_s: float) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
+class _NoSignals:
+    """Stands in for FrameSignalsObserver: detect_scenes as it was before the signals."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def observe(self, frame) -> None:
+        pass
+
+    def result(self) -> None:
+        return None
+
+
+class _TimedSignals(FrameSignalsObserver):
+    """FrameSignalsObserver that adds up the CPU time of its own work."""
+
+    cpu_s = 0.0
+
+    def observe(self, frame) -> None:
+        start = time.thread_time()
+        super().observe(frame)
+        _TimedSignals.cpu_s += time.thread_time() - start
+
+    def result(self):
+        start = time.thread_time()
+        out = super().result()
+        _TimedSignals.cpu_s += time.thread_time() - start
+        return out
+
+
+def _cpu_now() -> float:
+    """CPU seconds of this process and its finished children (ffmpeg) so far."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def signals_cost(video, cfg: SplitConfig, repeat: int) -> dict:
+    """detect_scenes with and without the signals observer, runs interleaved. Wall time:
+    the least of each (noisy on a shared machine). CPU (ours, OpenCV's threads and
+    ffmpeg's, which load on the machine moves less): the median of each; the share is
+    the extra CPU over the stage without signals. The observer's own thread time is a
+    cross-check (it leaves out OpenCV's worker threads)."""
+    wall = {"with": [], "without": []}
+    cpu = {"with": [], "without": []}
+    own = []
+    for _ in range(repeat):
+        for key, observer in (("without", _NoSignals), ("with", _TimedSignals)):
+            _TimedSignals.cpu_s = 0.0
+            cpu0, wall0 = _cpu_now(), time.perf_counter()
+            with mock.patch.object(scenes, "FrameSignalsObserver", observer):
+                detect_scenes(video, cfg)
+            wall[key].append(time.perf_counter() - wall0)
+            cpu[key].append(_cpu_now() - cpu0)
+        own.append(_TimedSignals.cpu_s)
+    with_cpu, without_cpu = statistics.median(cpu["with"]), statistics.median(cpu["without"])
+    return {"with": min(wall["with"]), "without": min(wall["without"]),
+            "cpu_with": with_cpu, "cpu_without": without_cpu,
+            "share": (with_cpu - without_cpu) / without_cpu,
+            "own": statistics.median(own), "own_share": statistics.median(own) / without_cpu,
+            "frames": video.info.duration_s * video.info.fps}
+
+
 def generated_video(folder: Path, seconds: int) -> tuple[Path, list[float]]:
     pattern = ["testsrc2", "mandelbrot", "gradients", "cellauto", "smpte", "zoom"]
     lengths = [3.0, 4.5, 6.0, 3.5, 5.0, 4.0]
@@ -96,6 +164,7 @@ def bench_file(name: str, path: Path, truth: list[float], repeat: int, tmp: Path
     t_ours = best_of(repeat, lambda: result.update(s=detect_scenes(video, cfg)))
     scened = result["s"]
     t_psd = best_of(1, lambda: detect(str(path), ContentDetector(threshold=25, min_scene_len=15)))
+    cost = signals_cost(video, cfg, repeat + 2)
     detected = [b.time_s for b in scened.boundaries if b.kind == "detected"]
     split = apply_rules(scened, cfg)
     per_clip = {}
@@ -120,6 +189,7 @@ def bench_file(name: str, path: Path, truth: list[float], repeat: int, tmp: Path
         "clips": len(split.spans),
         "copy": per_clip["copy"],
         "exact": per_clip["exact"],
+        "signals": cost,
     }
 
 
@@ -148,6 +218,17 @@ def main() -> None:
               f"{r['f1']:.2f} | {r['clips']} | {r['copy']:.3f} | {r['exact']:.3f} |")
     print(f"\ntarget: ours >= 0.85x decode-only speed; min of {args.repeat} runs, "
           f"{statistics.mean(r['ratio'] for r in rows):.2f}x on average here")
+    print("\n| file | detect_scenes wall s without signals | with | CPU s without (ours + "
+          "ffmpeg) | with | observer's own CPU, ms per frame | signals' share of the split "
+          "stage, CPU (observer's own) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        c = r["signals"]
+        print(f"| {r['file']} | {c['without']:.2f} | {c['with']:.2f} | {c['cpu_without']:.2f} | "
+              f"{c['cpu_with']:.2f} | {1000 * c['own'] / c['frames']:.2f} | "
+              f"{c['share']:.1%} ({c['own_share']:.1%}) |")
+    print(f"\ntarget: signals <= 10% of the split stage (detect_scenes); {args.repeat + 2} "
+          "interleaved runs: least wall time, median CPU")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,66 @@ class DecodeError:
 
 
 @dataclass(frozen=True)
+class DecodeLog:
+    """ffmpeg's error lines during the one downscaled decode (damaged data). Every line
+    is placed at the number of frames read when it arrived; the damaged frame is at or
+    after that, by at most the frames ffmpeg had decoded ahead (`lag_frames`).
+    Bounded: positions are per frame (at most one entry per frame of the video), texts
+    are kept for the first lines only."""
+
+    fps: float
+    lag_frames: int  # how far ahead of the reader the decoder can be
+    frames: np.ndarray = field(compare=False, repr=False)  # int32, distinct positions, sorted
+    counts: np.ndarray = field(compare=False, repr=False)  # int32, lines at each position
+    kept: tuple[DecodeError, ...] = ()  # the first lines, time = position / fps
+    total: int = 0  # all lines, kept or not
+
+
+@dataclass(frozen=True)
+class FrameSignals:
+    """Compact picture statistics of one video, measured on the cut detector's frames:
+    every `stride`-th frame (frame i = j * stride for sample j) is a sample. Arrays are
+    per sample; a few bytes each, so an hour at 30 fps (27k samples) stays under 1 MB.
+    transforms/frame_signals.py measures them and aggregates them per clip."""
+
+    fps: float
+    stride: int
+    frame_count: int  # frames observed (samples = ceil(frame_count / stride))
+    width: int  # the measured frame (the detect frame resampled to a fixed width)
+    height: int
+    source_width: int  # the picture as ffmpeg decodes it (rotated), source pixels
+    source_height: int
+    brightness: np.ndarray = field(compare=False, repr=False)  # float32, mean luma 0-1
+    contrast: np.ndarray = field(compare=False, repr=False)  # float32, luma std 0-1
+    sharpness: np.ndarray = field(compare=False, repr=False)  # float32, Laplacian variance
+    # Motion from sample j-1 to j (NaN at j = 0), in frame diagonals per second: the mean
+    # over the picture, and the least moving grid cell.
+    motion: np.ndarray = field(compare=False, repr=False)  # float32
+    motion_patch_min: np.ndarray = field(compare=False, repr=False)  # float32
+    # Per sample [x0, y0, x1, y1) of the lit picture in measured-frame pixels; all zero
+    # when the frame is black.
+    boxes: np.ndarray = field(compare=False, repr=False)  # int16, (samples, 4)
+
+    @property
+    def samples(self) -> int:
+        return len(self.brightness)
+
+
+@dataclass(frozen=True)
+class ClipSignals:
+    """A clip's picture signals (ClipRecord's columns of the same names; None when the
+    clip holds no sample)."""
+
+    motion_score: float | None = None
+    motion_patch_min: float | None = None
+    brightness: float | None = None
+    contrast: float | None = None
+    sharpness: float | None = None
+    content_box: tuple[int, int, int, int] | None = None
+    decode_error_count: int | None = None
+
+
+@dataclass(frozen=True)
 class Boundary:
     """A shot boundary: the first frame of a new shot."""
 
@@ -172,6 +232,8 @@ class ScenedVideo:
     stitch_dropped: tuple[DroppedShot, ...] = ()
     # Gradual transitions: their frames are in no shot, event or clip.
     transitions: tuple[Transition, ...] = ()
+    signals: FrameSignals | None = None  # picture statistics of the detect decode
+    decode_log: DecodeLog | None = None  # the decoder's error lines (damaged data)
 
     @property
     def units(self) -> tuple[Span, ...]:
@@ -216,6 +278,7 @@ class ClipTask:
     keyframe_before_start_s: float | None  # for copy mode: where stream copy really starts
     seek_offset_s: float = 0.0  # VideoInfo.seek_offset_s of the source
     frame_size: tuple[int, int] | None = None  # VideoInfo.display_size of the source
+    signals: ClipSignals | None = None  # aggregated over the span when the task is made
 
 
 @dataclass(frozen=True)
@@ -318,13 +381,18 @@ class ClipRecord:
     clip_score: float | None = None  # the selected caption's cosine with the clip embedding
     selection_method: str | None = None  # clip | priority (no CLIP scores to compare)
     # Quality signals (README "Quality signals and curation"; null when not measured).
-    motion_score: float | None = None  # global motion, frame diagonals per second
-    motion_patch_min: float | None = None  # the least moving patch, same unit
+    # Picture signals (README "Picture signals"), from the cut detector's decode
+    # (transforms/frame_signals.py): about 8 sampled frames a second, 256 px wide, inside
+    # each frame's lit area (without black bars).
+    motion_score: float | None = None  # mean optical flow, frame diagonals per second
+    motion_patch_min: float | None = None  # the least moving cell of a ~4-wide grid, same
     brightness: float | None = None  # mean luma, 0-1
     contrast: float | None = None  # luma standard deviation, 0-1
-    sharpness: float | None = None  # variance of the Laplacian at a fixed width
-    content_box: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 without bars
-    decode_error_count: int | None = None  # decoder errors inside the clip's span
+    sharpness: float | None = None  # variance of the Laplacian of luma 0-255, 256 px wide
+    # x0, y0, x1, y1 (x1, y1 exclusive) in source pixels of the picture as decoded
+    # (after rotation): the union of the sampled frames' lit areas, without black bars
+    content_box: tuple[int, int, int, int] | None = None
+    decode_error_count: int | None = None  # decoder error lines that can touch the span
     subtitle_box: tuple[int, int, int, int] | None = None  # burned-in subtitle band
     aesthetic_score: float | None = None  # LAION aesthetic head over clip_embedding
     quality_flags: tuple[str, ...] | None = None

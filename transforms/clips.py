@@ -8,6 +8,7 @@ After the fan-out a Reshuffle spreads one long video's clips over workers.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -18,11 +19,19 @@ from typing import Any
 
 import apache_beam as beam
 
-from vidcurate.schemas.records import ClipRecord, ClipTask, Span, SplitVideo
+from vidcurate.schemas.records import (
+    ClipRecord,
+    ClipSignals,
+    ClipTask,
+    Span,
+    SplitVideo,
+    VideoInfo,
+)
 from vidcurate.transforms.core import AddArgument, check, is_local
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
+from vidcurate.transforms.frame_signals import clip_signals
 from vidcurate.transforms.media.cutting import clip_extension, cut_clip, extract_frames
-from vidcurate.transforms.media.limits import MediaLimits
+from vidcurate.transforms.media.limits import MediaError, MediaLimits
 from vidcurate.transforms.media.probing import keyframe_times, media_duration
 from vidcurate.transforms.media.storage import publish
 
@@ -94,13 +103,19 @@ def keyframe_at_or_before(keyframes: list[float], t: float, tolerance: float = 1
 
 
 def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[ClipTask]:
-    """One task per span; in copy mode each task knows where stream copy will start."""
-    video = split.scened.video
+    """One task per span; in copy mode each task knows where stream copy will start.
+    Each task carries its span's picture signals and decoder error count."""
+    scened = split.scened
+    video = scened.video
     info = video.info
     keyframes: list[float] | None = None
     if media.clip_media == "copy" and split.spans:
         keyframes = [t - info.start_time_s
                      for t in keyframe_times(video.local_path, media.limits)]
+    keyframe_frames = None
+    if scened.decode_log is not None and scened.decode_log.total and split.spans:
+        # Damage shows until the next keyframe, where the decoder recovers.
+        keyframe_frames = damage_keyframes(video.local_path, info, keyframes, media.limits)
     return [
         ClipTask(
             clip_id=clip_id_for(video.video_id, span, params_hash),
@@ -117,9 +132,27 @@ def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[
             ),
             seek_offset_s=info.seek_offset_s,
             frame_size=info.display_size,
+            signals=clip_signals(span, scened.signals, scened.decode_log, keyframe_frames),
         )
         for i, span in enumerate(split.spans)
     ]
+
+
+def damage_keyframes(path: str, info: VideoInfo, keyframes: list[float] | None,
+                     limits: MediaLimits) -> list[int] | None:
+    """A damaged file's keyframes as frame numbers (None when they cannot be listed:
+    damage windows then end a few frames after each error)."""
+    try:
+        times = keyframes if keyframes is not None else [
+            t - info.start_time_s for t in keyframe_times(path, limits)]
+    except MediaError:
+        return None
+    return sorted({round(t * info.fps) for t in times})
+
+
+def signal_columns(signals: ClipSignals | None) -> dict[str, Any]:
+    """ClipRecord's picture-signal fields (README "Picture signals") from a task's."""
+    return {} if signals is None else dataclasses.asdict(signals)
 
 
 def media_uri_for(output: str, task: ClipTask, ext: str) -> str:
@@ -182,6 +215,7 @@ def cut_one(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str) -
             keyframe_times_s=tuple(times),
             run_id=run_id,
             frame_size=task.frame_size,
+            **signal_columns(task.signals),
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -22,6 +22,7 @@ from vidcurate.schemas.records import (
     VideoRow,
 )
 from vidcurate.transforms.clips import STAGE as CUT_STAGE
+from vidcurate.transforms.frame_signals import decode_note
 
 # Stages that add to clips that exist: their errors are noted on the video, not fatal.
 ENRICHING_STAGES = ("ocr", "asr")
@@ -55,7 +56,8 @@ def video_outcome(
         scened = split.scened
         common.update(boundaries=scened.boundaries, shot_count=len(scened.shots),
                       event_count=None if scened.events is None else len(scened.events),
-                      stitch_dropped=scened.stitch_dropped, transitions=scened.transitions)
+                      stitch_dropped=scened.stitch_dropped, transitions=scened.transitions,
+                      decode_errors=scened.decode_log.kept if scened.decode_log else ())
     if video_errors:
         first = video_errors[0]
         return VideoRow(status="failed", reason=f"{first.stage}: {first.message}", **common)
@@ -65,7 +67,7 @@ def video_outcome(
         # Should not happen: each stage emits a result or an error for every element.
         return VideoRow(status="failed", reason="no stage reported a result for this video",
                         **common)
-    notes = [split.scened.detect_note] if split.scened.detect_note else []
+    notes = [n for n in (split.scened.detect_note, decode_note(split.scened.decode_log)) if n]
     if not split.spans:
         return VideoRow(status="skipped", reason="; ".join([f"clip_rules: {split.reason}",
                                                              *notes]), **common)

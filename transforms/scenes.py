@@ -20,6 +20,11 @@ from scenedetect.common import FrameTimecode
 
 from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Span, Transition
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
+from vidcurate.transforms.frame_signals import (
+    DecodeErrorCollector,
+    FrameSignalsObserver,
+    decoder_lag_frames,
+)
 from vidcurate.transforms.media.decoding import decode_frames_downscaled
 from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaLimits
 from vidcurate.transforms.split_config import SplitConfig
@@ -117,12 +122,16 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
                   limits: MediaLimits = DEFAULT_LIMITS) -> ScenedVideo:
     """Decode once (downscaled), detect cuts, add forced cuts; raises MediaError."""
     info = video.info
-    # Transitions are searched on the same frames (no second decode).
+    # Transitions and picture signals are read from the same frames (no second decode).
     transition_observer = (TransitionObserver(cfg.transitions, info.fps)
                            if cfg.transitions is not None else None)
-    observers: list[FrameObserver] = [o for o in (transition_observer,) if o is not None]
+    signals = FrameSignalsObserver(info.fps, info.display_size)
+    observers: list[FrameObserver] = [signals]
+    if transition_observer is not None:
+        observers.append(transition_observer)
+    errors = DecodeErrorCollector(info.fps, decoder_lag_frames(threads))
     with decode_frames_downscaled(video.local_path, info, cfg.detect_width, threads,
-                                  limits) as frames:
+                                  limits, on_stderr=errors) as frames:
         cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg),
                                                  observers)
     transitions = transition_observer.transitions() if transition_observer else ()
@@ -133,7 +142,8 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
         note = (f"decoder stopped at {decoded_s:.2f} s of {info.duration_s:.2f} s "
                 f"(damaged or truncated file); split the decodable part")
     return ScenedVideo(video=video, boundaries=boundaries, shots=shots,
-                       decoded_frames=n_frames, detect_note=note, transitions=transitions)
+                       decoded_frames=n_frames, detect_note=note, transitions=transitions,
+                       signals=signals.result(), decode_log=errors.result())
 
 
 class _DetectFn(beam.DoFn):

@@ -252,3 +252,42 @@ def make_joined_video(path: Path, shots: list[Clip], joins: list[Join], *,
     ffmpeg(*args, "-filter_complex", ";".join(graph), "-map", f"[{prev}]", "-c:v", "libx264",
            "-preset", "ultrafast", "-g", str(GOP), "-r", str(fps), str(path))
     return path, truth
+
+
+def make_picture_video(path: Path, image: Path, *, seconds: float = 4.0,
+                       size: tuple[int, int] = (640, 360), fps: int = FPS,
+                       pan_px_s: float = 0.0, filters: str = "",
+                       preset: str = "veryfast") -> Path:
+    """A still picture (a real photo or film frame) held for `seconds`: scaled to cover
+    `size`, optionally panned left to right at `pan_px_s` output pixels a second (over a
+    copy scaled wide enough for the whole pan), then `filters` (an ffmpeg filter chain:
+    noise, pad, eq, gblur ...) applied to every frame."""
+    w, h = size
+    travel = int(math.ceil(pan_px_s * seconds))
+    chain = [f"scale={w + travel}:{h}:force_original_aspect_ratio=increase",
+             f"crop={w}:{h}:x='min({pan_px_s}*t\\,iw-{w})':y='(ih-{h})/2'"]
+    if filters:
+        chain.append(filters)
+    chain += ["setsar=1", "format=yuv420p"]
+    ffmpeg("-loop", "1", "-framerate", str(fps), "-t", f"{seconds}", "-i", str(image),
+           "-vf", ",".join(chain), "-c:v", "libx264", "-preset", preset, "-g", str(GOP),
+           "-r", str(fps), str(path))
+    return path
+
+
+def damage_at(src: Path, dest: Path, time_s: float, length: int = 4096, seed: int = 0) -> Path:
+    """A copy of `src` with `length` bytes overwritten by random bytes (deterministic per
+    seed), starting at the first video packet at or after `time_s`: a file damaged in
+    the middle, its container index intact."""
+    import random
+
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "packet=pts_time,pos", "-of", "csv=p=0", str(src)],
+                         capture_output=True, text=True, check=True).stdout
+    packets = sorted((float(t), int(p)) for t, p in
+                     (line.split(",")[:2] for line in out.split()) if p != "N/A")
+    at = next(pos for t, pos in packets if t >= time_s)
+    data = bytearray(src.read_bytes())
+    data[at:at + length] = random.Random(seed).randbytes(length)
+    dest.write_bytes(bytes(data))
+    return dest

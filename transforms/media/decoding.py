@@ -17,7 +17,7 @@ from vidcurate.transforms.media.limits import (
     MediaLimits,
     decode_timeout_s,
 )
-from vidcurate.transforms.media.tools import raw_frames, source_input
+from vidcurate.transforms.media.tools import StderrListener, raw_frames, source_input
 
 
 def detect_size(info: VideoInfo, target_width: int) -> tuple[int, int]:
@@ -39,13 +39,14 @@ def constant_rate(info: VideoInfo) -> str:
 @contextlib.contextmanager
 def decode_frames_downscaled(
     path: str, info: VideoInfo, target_width: int, threads: int = 0,
-    limits: MediaLimits = DEFAULT_LIMITS,
+    limits: MediaLimits = DEFAULT_LIMITS, on_stderr: StderrListener | None = None,
 ) -> Iterator[Iterator[np.ndarray]]:
     """Decode the first video stream once, downscaled, as BGR frames at a constant rate.
 
     Variable-rate input is resampled to its average rate, so frame i is at i / fps.
     The context yields an iterator; on exit the decoder is stopped and checked: a
-    decoder that failed before the first frame raises MediaError.
+    decoder that failed before the first frame raises MediaError. `on_stderr` hears
+    each of ffmpeg's error lines (damaged data) with the number of frames read by then.
     """
     width, height = detect_size(info, target_width)
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error"]
@@ -60,7 +61,7 @@ def decode_frames_downscaled(
              "-fps_mode", "passthrough"]
     args += ["-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
     with raw_frames(args, width, height, decode_timeout_s(info.duration_s, limits),
-                     "decoding for cut detection", limits) as frames:
+                     "decoding for cut detection", limits, on_stderr) as frames:
         yield frames
 
 

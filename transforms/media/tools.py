@@ -7,14 +7,14 @@ colons, spaces, quotes or shell metacharacters are taken literally.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import re
 import resource
 import subprocess
-import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -120,57 +120,98 @@ def run_tool(args: list[str], timeout_s: float, what: str,
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
+# Lines of a streamed tool's stderr kept for its error message (a damaged file can
+# print thousands; the message quotes the last ones).
+_STDERR_TAIL_LINES = 64
+
+# Called from a reader thread with each stderr line as it arrives and the number of
+# stdout blocks read by then (frames, for raw_frames).
+StderrListener = Callable[[str, int], None]
+
+
 @contextlib.contextmanager
 def streamed(args: list[str], block_bytes: int, timeout_s: float, what: str,
-              nothing: MediaError, limits: MediaLimits = DEFAULT_LIMITS
-              ) -> Iterator[Iterator[bytes]]:
+              nothing: MediaError, limits: MediaLimits = DEFAULT_LIMITS,
+              on_stderr: StderrListener | None = None) -> Iterator[Iterator[bytes]]:
     """Run ffmpeg writing to stdout and stream it in blocks of block_bytes (the last one
     may be shorter). The context yields the block iterator; on exit the process is
     stopped and checked: past timeout_s it is killed (MediaError 'timeout'), and a
-    process that wrote nothing at all raises `nothing`, with ffmpeg's message."""
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err,
-                                bufsize=min(block_bytes * 4, 1 << 24))
-        limit_memory(proc.pid, limits)
-        watchdog = threading.Timer(timeout_s, proc.kill)
-        watchdog.start()
-        wrote = False
+    process that wrote nothing at all raises `nothing`, with ffmpeg's message.
 
-        def blocks() -> Iterator[bytes]:
-            nonlocal wrote
-            assert proc.stdout is not None
-            while buf := proc.stdout.read(block_bytes):
-                wrote = True
-                yield buf
+    stderr is read live by a thread (its last lines kept for messages); `on_stderr`, when
+    given, hears every line with the number of blocks read when it arrived, which
+    places a decoder's message in the stream to within the frames ffmpeg had decoded
+    ahead."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            bufsize=min(block_bytes * 4, 1 << 24))
+    limit_memory(proc.pid, limits)
+    watchdog = threading.Timer(timeout_s, proc.kill)
+    watchdog.start()
+    wrote = False
+    read = 0
+    tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+    listener_failed: list[Exception] = []
 
-        try:
-            yield blocks()
-        finally:
-            if proc.stdout:
-                proc.stdout.close()
-            code = proc.wait()
-            timed_out = not watchdog.is_alive()
-            watchdog.cancel()
-            err.seek(0)
-            stderr = err.read()
-            tail = stderr_tail(stderr)
-        if timed_out:
-            raise MediaError("timeout", f"{what} took longer than {timeout_s:.0f} s")
-        if code != 0 and (limit := classify_failure(stderr_tail(stderr, 4000), code, limits)):
-            raise limit
-        if not wrote:
-            raise MediaError(nothing.error_type,
-                             f"{nothing} (exit {code}){': ' + tail if tail else ''}")
+    def read_stderr() -> None:
+        # Drains stderr to the end whatever happens, so that ffmpeg never blocks on it.
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            tail.append(line)
+            if on_stderr is not None and not listener_failed:
+                try:
+                    on_stderr(line, read)
+                except Exception as e:  # a bug in the listener: raised after the run
+                    listener_failed.append(e)
+
+    reader = threading.Thread(target=read_stderr, name="ffmpeg-stderr", daemon=True)
+    reader.start()
+
+    def blocks() -> Iterator[bytes]:
+        nonlocal wrote, read
+        assert proc.stdout is not None
+        while buf := proc.stdout.read(block_bytes):
+            wrote = True
+            read += 1
+            yield buf
+
+    try:
+        yield blocks()
+    finally:
+        if proc.stdout:
+            proc.stdout.close()
+        code = proc.wait()
+        timed_out = not watchdog.is_alive()
+        watchdog.cancel()
+        reader.join()
+        if proc.stderr:
+            proc.stderr.close()
+        stderr = "\n".join(tail)
+        tail_text = stderr_tail(stderr)
+    if listener_failed:
+        raise listener_failed[0]
+    if timed_out:
+        raise MediaError("timeout", f"{what} took longer than {timeout_s:.0f} s")
+    if code != 0 and (limit := classify_failure(stderr_tail(stderr, 4000), code, limits)):
+        raise limit
+    if not wrote:
+        raise MediaError(nothing.error_type,
+                         f"{nothing} (exit {code}){': ' + tail_text if tail_text else ''}")
 
 
 @contextlib.contextmanager
 def raw_frames(args: list[str], width: int, height: int, timeout_s: float, what: str,
-                limits: MediaLimits = DEFAULT_LIMITS) -> Iterator[Iterator[np.ndarray]]:
+                limits: MediaLimits = DEFAULT_LIMITS, on_stderr: StderrListener | None = None,
+                ) -> Iterator[Iterator[np.ndarray]]:
     """Stream the frames of ffmpeg writing rawvideo (3 bytes a pixel) to stdout; a
-    decoder that gave no frame raises MediaError 'decode_failed'."""
+    decoder that gave no frame raises MediaError 'decode_failed'. `on_stderr`: see
+    streamed (its block count is the number of frames read)."""
     frame_bytes = width * height * 3
     with streamed(args, frame_bytes, timeout_s, what,
-                   MediaError("decode_failed", "ffmpeg decoded no frame"), limits) as blocks:
+                   MediaError("decode_failed", "ffmpeg decoded no frame"), limits,
+                   on_stderr) as blocks:
         yield (np.frombuffer(buf, np.uint8).reshape(height, width, 3)
                for buf in blocks if len(buf) == frame_bytes)
 
