@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from tests.support.media import Clip, make_cuts_video  # noqa: E402
 from vidcurate.pipeline.options import ClipModelConfig, SplitConfig, StitchConfig  # noqa: E402
 from vidcurate.schemas.records import ProbedVideo, Source  # noqa: E402
+from vidcurate.transforms.detect_scenes import detect_scenes  # noqa: E402
 from vidcurate.transforms.manifest import video_id_for  # noqa: E402
 from vidcurate.transforms.media.limits import MediaError  # noqa: E402
 from vidcurate.transforms.models import import_open_clip  # noqa: E402
@@ -45,7 +46,6 @@ from vidcurate.transforms.models.clip import (  # noqa: E402
     resolve_clip,
 )
 from vidcurate.transforms.probe import probe_source  # noqa: E402
-from vidcurate.transforms.scenes import detect_scenes  # noqa: E402
 from vidcurate.transforms.stitch import frame_requests, stitch_video  # noqa: E402
 
 SPLIT = SplitConfig(detector="content", threshold=25.0, min_scene_len=15, detect_width=256,

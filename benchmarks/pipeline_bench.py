@@ -164,10 +164,10 @@ def floors(corpus: Path, out: Path, whisper: str, clip_path: Path) -> dict[str, 
 
     from vidcurate.pipeline.options import SplitConfig
     from vidcurate.schemas.records import Source
+    from vidcurate.transforms.detect_scenes import detect_scenes
     from vidcurate.transforms.media.decoding import read_frame
     from vidcurate.transforms.models.ocr import load_engine
     from vidcurate.transforms.probe import probe_source
-    from vidcurate.transforms.scenes import detect_scenes
 
     cfg = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
     videos = sorted(corpus.iterdir())

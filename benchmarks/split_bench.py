@@ -31,12 +31,12 @@ from tests.support.media import Clip, cut_times, make_cuts_video  # noqa: E402
 from vidcurate.pipeline.demo import sample_dir  # noqa: E402
 from vidcurate.pipeline.options import MediaConfig, SplitConfig  # noqa: E402
 from vidcurate.schemas.records import Source  # noqa: E402
-from vidcurate.transforms import scenes  # noqa: E402
-from vidcurate.transforms.clips import cut_one, plan_clips  # noqa: E402
+from vidcurate.transforms import detect_scenes as scenes  # noqa: E402
+from vidcurate.transforms.clip_rules import apply_rules  # noqa: E402
+from vidcurate.transforms.cut_clips import cut_one, plan_clips  # noqa: E402
+from vidcurate.transforms.detect_scenes import detect_scenes  # noqa: E402
 from vidcurate.transforms.frame_signals import FrameSignalsObserver  # noqa: E402
 from vidcurate.transforms.probe import probe_source  # noqa: E402
-from vidcurate.transforms.rules import apply_rules  # noqa: E402
-from vidcurate.transforms.scenes import detect_scenes  # noqa: E402
 
 CFG = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
 # bikes.mp4's cut frames, checked by eye (the golden values of tests/unit/test_scenes.py).

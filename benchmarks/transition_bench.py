@@ -25,9 +25,9 @@ import numpy as np
 from tests.support.media import Clip, Join, JoinedTruth, ffmpeg, make_joined_video
 from vidcurate.pipeline.demo import sample_dir
 from vidcurate.schemas.records import Source, Transition
+from vidcurate.transforms.detect_scenes import detect_scenes
 from vidcurate.transforms.media.decoding import decode_frames_downscaled
 from vidcurate.transforms.probe import probe_source
-from vidcurate.transforms.scenes import detect_scenes
 from vidcurate.transforms.split_config import SplitConfig
 from vidcurate.transforms.transitions import TransitionConfig, detect_transitions, grid_of
 

@@ -247,7 +247,7 @@ def _balance(argv: list[str]) -> int:
 
 def _curate(argv: list[str]) -> int:
     from vidcurate.pipeline.curate import curate, describe, shipped_profiles
-    from vidcurate.transforms.curation import parse_override
+    from vidcurate.transforms.curate import parse_override
 
     parser = argparse.ArgumentParser(
         prog="vidcurate curate",

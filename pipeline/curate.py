@@ -21,7 +21,7 @@ import duckdb
 
 from vidcurate.pipeline.options import ConfigError, new_run_id
 from vidcurate.pipeline.query import connect
-from vidcurate.transforms.curation import (
+from vidcurate.transforms.curate import (
     NAME,
     Param,
     Profile,

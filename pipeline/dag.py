@@ -9,22 +9,22 @@ import apache_beam as beam
 from vidcurate.pipeline.options import RunConfig
 from vidcurate.transforms.asr import AttachTranscripts, Transcribe
 from vidcurate.transforms.captioning import Captioning
-from vidcurate.transforms.clips import CutClips
+from vidcurate.transforms.clip_rules import ApplyClipRules
 from vidcurate.transforms.content_dedup import ContentDedup
+from vidcurate.transforms.cut_clips import CutClips
+from vidcurate.transforms.detect_scenes import DetectScenes
 from vidcurate.transforms.embed_clips import EmbedClips
 from vidcurate.transforms.errors import ERRORS, SKIPPED
 from vidcurate.transforms.fetch import Fetch, RemoveDownloads
 from vidcurate.transforms.judge_clips import JudgeClips
 from vidcurate.transforms.manifest import ReadManifest
 from vidcurate.transforms.ocr import OCR
-from vidcurate.transforms.outcomes import BuildVideoRows
 from vidcurate.transforms.probe import Probe
 from vidcurate.transforms.resume import SkipDone
-from vidcurate.transforms.rules import ApplyClipRules
-from vidcurate.transforms.scenes import DetectScenes
 from vidcurate.transforms.score_captions import ScoreCaptions
 from vidcurate.transforms.sinks import WriteTable
 from vidcurate.transforms.stitch import Stitch
+from vidcurate.transforms.video_rows import BuildVideoRows
 
 
 @dataclass

@@ -20,8 +20,8 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from vidcurate.transforms.clips import CLIP_MEDIA_MODES, MediaConfig
 from vidcurate.transforms.core import ConfigError, check, is_local
+from vidcurate.transforms.cut_clips import CLIP_MEDIA_MODES, MediaConfig
 from vidcurate.transforms.fetch_config import FetchConfig
 from vidcurate.transforms.judge_clips import QualityConfig
 from vidcurate.transforms.manifest import input_kind

@@ -1,5 +1,5 @@
-"""The parameters that decide where clips start and end: cut detection (scenes.py),
-semantic stitching (stitch.py) and the clip rules (rules.py). Hashed together into
+"""The parameters that decide where clips start and end: cut detection (detect_scenes.py),
+semantic stitching (stitch.py) and the clip rules (clip_rules.py). Hashed together into
 every clip id, so they live together."""
 
 from __future__ import annotations

@@ -10,12 +10,12 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from vidcurate.pipeline.options import MediaConfig, OcrConfig, SplitConfig
 from vidcurate.schemas.records import Source
-from vidcurate.transforms.clips import cut_one, plan_clips
+from vidcurate.transforms.clip_rules import apply_rules
+from vidcurate.transforms.cut_clips import cut_one, plan_clips
+from vidcurate.transforms.detect_scenes import detect_scenes
 from vidcurate.transforms.errors import ERRORS
 from vidcurate.transforms.ocr import OCR
 from vidcurate.transforms.probe import probe_source
-from vidcurate.transforms.rules import apply_rules
-from vidcurate.transforms.scenes import detect_scenes
 
 CFG = OcrConfig(enabled=True, min_confidence=0.5, det_side=960, angle_cls=False)
 

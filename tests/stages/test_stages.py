@@ -11,15 +11,15 @@ from apache_beam.testing.util import assert_that, equal_to
 from tests.support.helpers import fetch_config
 from vidcurate.pipeline.options import MediaConfig
 from vidcurate.schemas.records import Fetched, Source, VideoRow
-from vidcurate.transforms.clips import CutClips
+from vidcurate.transforms.clip_rules import ApplyClipRules
 from vidcurate.transforms.content_dedup import ContentDedup
+from vidcurate.transforms.cut_clips import CutClips
+from vidcurate.transforms.detect_scenes import DetectScenes
 from vidcurate.transforms.errors import ERRORS, SKIPPED
 from vidcurate.transforms.fetch import Fetch, RemoveDownloads
 from vidcurate.transforms.manifest import ReadManifest, normalise_uri, video_id_for
-from vidcurate.transforms.outcomes import BuildVideoRows
 from vidcurate.transforms.probe import Probe, probe_source
-from vidcurate.transforms.rules import ApplyClipRules
-from vidcurate.transforms.scenes import DetectScenes
+from vidcurate.transforms.video_rows import BuildVideoRows
 
 EXTS = ("mp4",)
 
@@ -166,7 +166,7 @@ def test_detect_scenes_outputs(tmp_path, videos, split_cfg):
 
 
 def test_clip_rules_and_cut_clips(tmp_path, videos, split_cfg):
-    from vidcurate.transforms.scenes import detect_scenes
+    from vidcurate.transforms.detect_scenes import detect_scenes
 
     scened = [detect_scenes(probe_source(_src(v)), split_cfg)
               for v in (videos.cuts, videos.long_shot)]

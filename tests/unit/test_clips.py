@@ -5,18 +5,18 @@ import pytest
 from tests.support.media import frame_at, same_frame
 from vidcurate.pipeline.options import MediaConfig
 from vidcurate.schemas.records import Source, Span
-from vidcurate.transforms.clips import (
+from vidcurate.transforms.clip_rules import apply_rules
+from vidcurate.transforms.cut_clips import (
     clip_id_for,
     cut_one,
     keyframe_at_or_before,
     keyframe_positions,
     plan_clips,
 )
+from vidcurate.transforms.detect_scenes import detect_scenes
 from vidcurate.transforms.media.limits import MediaError
 from vidcurate.transforms.media.probing import media_duration
 from vidcurate.transforms.probe import probe_source
-from vidcurate.transforms.rules import apply_rules
-from vidcurate.transforms.scenes import detect_scenes
 
 
 def test_clip_id_is_deterministic_and_depends_on_span_and_params():

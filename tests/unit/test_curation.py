@@ -11,7 +11,7 @@ import pytest
 from vidcurate.pipeline.curate import check_rules, load_profile, shipped_profiles
 from vidcurate.pipeline.query import connect
 from vidcurate.transforms.core import ConfigError
-from vidcurate.transforms.curation import (
+from vidcurate.transforms.curate import (
     Rule,
     check_expression,
     funnel,

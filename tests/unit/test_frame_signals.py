@@ -19,7 +19,9 @@ from tests.support.media import (
 )
 from vidcurate.pipeline.options import MediaConfig
 from vidcurate.schemas.records import ClipSignals, DecodeLog, Source, Span
-from vidcurate.transforms.clips import plan_clips
+from vidcurate.transforms.clip_rules import apply_rules
+from vidcurate.transforms.cut_clips import plan_clips
+from vidcurate.transforms.detect_scenes import detect_scenes
 from vidcurate.transforms.frame_signals import (
     MAX_KEPT_ERRORS,
     DecodeErrorCollector,
@@ -31,10 +33,8 @@ from vidcurate.transforms.frame_signals import (
     lit_box,
     sample_stride,
 )
-from vidcurate.transforms.outcomes import video_outcome
 from vidcurate.transforms.probe import probe_source
-from vidcurate.transforms.rules import apply_rules
-from vidcurate.transforms.scenes import detect_scenes
+from vidcurate.transforms.video_rows import video_outcome
 
 W, H = 256, 144
 FPS = 25.0

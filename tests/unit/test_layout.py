@@ -131,3 +131,30 @@ def test_no_import_cycles():
         if module not in state:
             visit(module, [module])
     assert cycles == []
+
+
+def test_stage_names_agree():
+    """A stage's module, its name in metrics and error rows (STAGE) and its step in the
+    DAG are one name: transforms/embed_clips.py, stage embed_clips, step EmbedClips."""
+    import ast
+
+    stages = {}
+    for path in (ROOT / "transforms").glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and getattr(node.targets[0], "id", None) == "STAGE"
+                    and isinstance(node.value, ast.Constant)):
+                stages[path.stem] = node.value.value
+    assert len(stages) >= 15
+    assert {m: s for m, s in stages.items() if m != s} == {"fetch_config": "fetch"}
+
+    dag = (ROOT / "pipeline" / "dag.py").read_text()
+    labels = {node.left.value for node in ast.walk(ast.parse(dag))
+              if isinstance(node, ast.BinOp) and isinstance(node.op, ast.RShift)
+              and isinstance(node.left, ast.Constant)}
+    by_name = {label.lower(): label for label in labels}
+    in_dag = {"manifest", "resume", "fetch", "content_dedup", "probe", "detect_scenes",
+              "stitch", "clip_rules", "cut_clips", "ocr", "asr", "embed_clips",
+              "judge_clips", "captioning", "score_captions"}
+    missing = {s for s in in_dag if s.replace("_", "") not in by_name}
+    assert missing == set(), f"no DAG step named after stages {missing}; steps: {labels}"

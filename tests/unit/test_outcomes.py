@@ -9,7 +9,7 @@ from vidcurate.schemas.records import (
     SplitVideo,
     VideoInfo,
 )
-from vidcurate.transforms.outcomes import video_outcome
+from vidcurate.transforms.video_rows import video_outcome
 
 SRC = Source(uri="/v/a.mp4", video_id="vid")
 INFO = VideoInfo(10.0, 0.0, 0.0, 25.0, False, 320, 180, 0, "h264", "yuv420p", None, False,

@@ -13,7 +13,7 @@ from tests.support.helpers import run_config
 from tests.support.judging import SUBTITLES, make_subtitled_video, write_aesthetic_head
 from vidcurate.pipeline.options import ConfigError, MediaConfig, OcrConfig, SplitConfig
 from vidcurate.schemas.records import ClipRecord, OcrLine, Source, Span
-from vidcurate.transforms.clips import cut_one, plan_clips
+from vidcurate.transforms.cut_clips import cut_one, plan_clips
 from vidcurate.transforms.judge_clips import (
     FLAGS,
     QualityConfig,
@@ -179,11 +179,11 @@ OCR = OcrConfig(enabled=True, min_confidence=0.5, det_side=960, angle_cls=False)
 
 
 def _read_clip(video: Path, tmp_path: Path) -> ClipRecord:
+    from vidcurate.transforms.clip_rules import apply_rules
+    from vidcurate.transforms.detect_scenes import detect_scenes
     from vidcurate.transforms.models.ocr import load_engine
     from vidcurate.transforms.ocr import ocr_clip
     from vidcurate.transforms.probe import probe_source
-    from vidcurate.transforms.rules import apply_rules
-    from vidcurate.transforms.scenes import detect_scenes
 
     split_cfg = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
     media = MediaConfig(str(tmp_path / "out"), "none", 3, 1280, 1)
@@ -234,11 +234,11 @@ def test_rapidocr_top_subtitles_and_an_unchanging_line(subtitled, tmp_path):
 def test_lower_third_in_real_text_footage_is_not_a_subtitle(text_video, tmp_path):
     # tests/support/helpers.TEXT_SHOTS: "Breaking News at Nine" boxed near the bottom of
     # the first shot for its whole length.
+    from vidcurate.transforms.clip_rules import apply_rules
+    from vidcurate.transforms.detect_scenes import detect_scenes
     from vidcurate.transforms.models.ocr import load_engine
     from vidcurate.transforms.ocr import ocr_clip
     from vidcurate.transforms.probe import probe_source
-    from vidcurate.transforms.rules import apply_rules
-    from vidcurate.transforms.scenes import detect_scenes
 
     split_cfg = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
     media = MediaConfig(str(tmp_path / "out"), "none", 3, 1280, 1)

@@ -1,7 +1,7 @@
 import dataclasses
 
 from vidcurate.schemas.records import Span
-from vidcurate.transforms.rules import make_spans
+from vidcurate.transforms.clip_rules import make_spans
 
 
 def _shots(*lengths_s, fps=25):

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from vidcurate.schemas.records import Source
-from vidcurate.transforms.probe import probe_source
-from vidcurate.transforms.scenes import (
+from vidcurate.transforms.detect_scenes import (
     detect_cut_frames,
     detect_scenes,
     forced_cut_frames,
     make_detector,
     shots_from_cuts,
 )
+from vidcurate.transforms.probe import probe_source
 
 TOLERANCE_FRAMES = 2
 

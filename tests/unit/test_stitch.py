@@ -9,7 +9,7 @@ import pytest
 
 from vidcurate.pipeline.options import SplitConfig, StitchConfig
 from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Source, Span
-from vidcurate.transforms.rules import apply_rules
+from vidcurate.transforms.clip_rules import apply_rules
 from vidcurate.transforms.stitch import boundary_frames, stitch
 
 FPS = 10.0
@@ -170,8 +170,8 @@ def test_sequential_reading_is_chosen_when_seeking_costs_more():
 
 @pytest.fixture(scope="module")
 def scened_cuts(videos):
+    from vidcurate.transforms.detect_scenes import detect_scenes
     from vidcurate.transforms.probe import probe_source
-    from vidcurate.transforms.scenes import detect_scenes
 
     video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
     return detect_scenes(video, dataclasses.replace(SPLIT, stitch=None))

@@ -14,10 +14,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from tests.support.media import Clip, Join, JoinedTruth, ffmpeg, make_joined_video
 from vidcurate.pipeline.options import ConfigError, RunConfig
 from vidcurate.schemas.records import Source, Span, Transition
+from vidcurate.transforms.clip_rules import apply_rules
+from vidcurate.transforms.detect_scenes import detect_scenes, shots_from_cuts
 from vidcurate.transforms.media.decoding import decode_frames_downscaled
 from vidcurate.transforms.probe import probe_source
-from vidcurate.transforms.rules import apply_rules
-from vidcurate.transforms.scenes import detect_scenes, shots_from_cuts
 from vidcurate.transforms.stitch import stitch
 from vidcurate.transforms.transitions import (
     TransitionConfig,

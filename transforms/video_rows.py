@@ -21,7 +21,7 @@ from vidcurate.schemas.records import (
     SplitVideo,
     VideoRow,
 )
-from vidcurate.transforms.clips import STAGE as CUT_STAGE
+from vidcurate.transforms.cut_clips import STAGE as CUT_STAGE
 from vidcurate.transforms.frame_signals import decode_note
 
 # Stages that add to clips that exist: their errors are noted on the video, not fatal.
