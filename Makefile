@@ -98,6 +98,8 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.split_bench
+	$(BIN)/python -m benchmarks.transition_bench
+	$(BIN)/python -m benchmarks.motion_bench
 	$(BIN)/python -m benchmarks.ocr_bench
 	$(BIN)/python -m benchmarks.asr_bench
 	$(BIN)/python -m benchmarks.clip_bench

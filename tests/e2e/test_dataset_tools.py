@@ -11,8 +11,10 @@ import pytest
 from tests.support.helpers import run_cli
 from tests.support.shapes_video import scene_video
 from tests.support.tiny_clip import COLOURS, SHAPES
+from vidcurate.pipeline.commands import BALANCE_TEXT
 from vidcurate.pipeline.query import connect
 from vidcurate.pipeline.run import run
+from vidcurate.transforms.balance import Matcher, balance, read_entries
 
 SCENES = [("circle", "red", "white", [1.0, 0.2, 0.5, 0.5]),
           ("square", "blue", "black", [0.8, 0.6, 0.4, 0.5])]
@@ -114,8 +116,14 @@ def test_export_webdataset_round_trip(copies, tmp_path):
 def test_balance_caps_head_concepts(copies, tmp_path):
     vocabulary = tmp_path / "vocab.txt"
     vocabulary.write_text("# colours\nred\nblue\ngreen\nyellow\nplain background\n")
+    # The draws hash the clip ids, which hash this session's temporary paths: take the
+    # first seed whose draw caps a head concept here (most do; by chance, all six head
+    # clips can win their draws), so the test never depends on the temp folder's name.
+    match = Matcher(read_entries(vocabulary.read_text().splitlines()))
+    matches = {c: match(t or "") for c, t in connect(str(copies)).sql(BALANCE_TEXT).fetchall()}
+    seed = next(s for s in range(100) if sum(balance(matches, 1, s)[0].values()) < 8)
     proc = run_cli("balance", str(copies), "--vocabulary", str(vocabulary), "--cap", "1",
-                   "--seed", "3")
+                   "--seed", str(seed))
     assert proc.returncode == 0, proc.stderr
     con = connect(str(copies))
     counts = {e: (b, a) for e, b, a in con.sql(
@@ -128,7 +136,7 @@ def test_balance_caps_head_concepts(copies, tmp_path):
     assert 2 <= kept < 8  # the tail (green, yellow) always; the heads capped
     assert counts["plain background"] == (8, kept)  # every clip matches it
     again = run_cli("balance", str(copies), "--vocabulary", str(vocabulary), "--cap", "1",
-                    "--seed", "3")
+                    "--seed", str(seed))
     assert again.returncode == 0
     assert sorted(connect(str(copies)).sql("SELECT clip_id FROM clips_balanced").fetchall()) \
         == sorted(con.sql("SELECT clip_id FROM clips_balanced").fetchall())
