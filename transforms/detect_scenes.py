@@ -129,7 +129,8 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
     observers: list[FrameObserver] = [signals]
     if transition_observer is not None:
         observers.append(transition_observer)
-    errors = DecodeErrorCollector(info.fps, decoder_lag_frames(threads))
+    errors = DecodeErrorCollector(info.fps, decoder_lag_frames(threads),
+                                  audio_codec=info.audio_codec)
     with decode_frames_downscaled(video.local_path, info, cfg.detect_width, threads,
                                   limits, on_stderr=errors) as frames:
         cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg),

@@ -199,6 +199,9 @@ _REPEATED = re.compile(r"\s*Last message repeated (\d+) times?")
 # Frames an auto-threaded ffmpeg decodes ahead at most (its frame-thread cap is 16), and
 # what the filter graph and the pipe buffer hold on top.
 _AUTO_THREADS_MAX = 16
+# ffmpeg's decoder names (its log tags) for audio codecs whose decoder is named otherwise.
+_AUDIO_DECODERS = {"mp3": ("mp3float", "mp3"), "mp2": ("mp2float", "mp2"),
+                   "opus": ("opus", "libopus"), "vorbis": ("vorbis", "libvorbis")}
 _BUFFERED_FRAMES = 8
 
 
@@ -217,15 +220,25 @@ class DecodeErrorCollector:
     frame position (ffmpeg's "Last message repeated N times" adds N to the line before)
     and keeps the text of the first MAX_KEPT_ERRORS."""
 
-    def __init__(self, fps: float, lag_frames: int, keep: int = MAX_KEPT_ERRORS) -> None:
+    def __init__(self, fps: float, lag_frames: int, keep: int = MAX_KEPT_ERRORS,
+                 audio_codec: str | None = None) -> None:
         self.fps, self.lag_frames, self.keep = fps, lag_frames, keep
+        # ffmpeg decodes a few audio frames while it opens the file, even with -an: a
+        # damaged audio track's complaints say nothing about the picture.
+        self.ignored = tuple(f"[{name} " for name in _AUDIO_DECODERS.get(
+            audio_codec or "", (audio_codec,)) if name)
         self.counts: dict[int, int] = {}
         self.kept: list[DecodeError] = []
         self.total = 0
         self._last_at = 0
 
     def __call__(self, line: str, frames_read: int) -> None:
+        if self.ignored and line.lstrip().startswith(self.ignored):
+            self._last_at = -1  # a repeat of this line is ignored too
+            return
         if m := _REPEATED.match(line):
+            if self._last_at < 0:
+                return
             at, n = self._last_at, int(m.group(1))
         else:
             at, n = frames_read, 1

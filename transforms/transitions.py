@@ -445,7 +445,8 @@ def _outside_change(g: np.ndarray, step: np.ndarray, taken: np.ndarray, s: int, 
     """How much the picture changes just before and just after [s, e), on the window's
     scale: the larger of the two sides' change over up to the window's length (not
     across a hard cut or another transition), scaled by the square root of the lengths'
-    ratio (a shot's own motion grows with time, less than linearly). A dissolve joins
+    ratio (a shot's own motion grows with time, less than linearly); infinite when
+    neither side spans half the window (no evidence the shots are steady). A dissolve joins
     two shots that change little over its length compared with it; a pan, a zoom or a
     hue cycle changes as much before and after as across."""
     n, length = len(g), e - s
@@ -462,8 +463,13 @@ def _outside_change(g: np.ndarray, step: np.ndarray, taken: np.ndarray, s: int, 
             span += 1
         if span >= _MIN_SIDE:
             other = edge + direction * span
-            sides.append(float(np.abs(g[other] - g[edge]).mean()) * np.sqrt(length / span))
-    return max(sides, default=0.0)
+            sides.append((span, float(np.abs(g[other] - g[edge]).mean())
+                          * np.sqrt(length / span)))
+    if not sides or max(span for span, _ in sides) * 2 < length:
+        # Neither side shows half the window's length of its shot: nothing tells a
+        # dissolve from a shot's own steady change (a zoom between two hard cuts).
+        return float("inf")
+    return max(change for _, change in sides)
 
 
 def _outside_step(step: np.ndarray, taken: np.ndarray, s: int, e: int) -> float:

@@ -14,7 +14,10 @@ GOP = 50  # a keyframe every 2 s, so stream-copy clips start visibly before thei
 SOURCES = {
     "testsrc2": "testsrc2=size={w}x{h}:rate={fps}",
     "mandelbrot": "mandelbrot=size={w}x{h}:rate={fps}",
-    "gradients": "gradients=size={w}x{h}:rate={fps}:speed=0.02",
+    # A slowly moving colour field; lavfi's own gradients source moves randomly (its
+    # frames differ from run to run even seeded), which made tests flaky.
+    "gradients": ("nullsrc=size={w}x{h}:rate={fps},geq=r='128+90*sin(X/37+T*0.4)':"
+                  "g='128+90*sin(Y/23-T*0.3)':b='128+90*cos((X+Y)/51+T*0.35)'"),
     "cellauto": "cellauto=size={w}x{h}:rate={fps}:rule=30:random_fill_ratio=0.5:scroll=1:seed=7",
     "zoom": "testsrc=size={w}x{h}:rate={fps},hue=H=2*PI*t/8:s=2",
     "smpte": "smptehdbars=size={w}x{h}:rate={fps}",

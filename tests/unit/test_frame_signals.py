@@ -368,3 +368,22 @@ def test_many_errors_are_bounded_on_the_row(damaged, tmp_path, split_cfg):
     assert log.total > len(log.kept)
     assert len(log.kept) == MAX_KEPT_ERRORS
     assert int(log.counts.sum()) == log.total
+
+
+def test_a_damaged_audio_track_is_not_picture_damage():
+    """ffmpeg decodes a few audio frames while opening a file even with -an: the audio
+    decoder's complaints (and their repeats) are not counted; the video's are."""
+    from vidcurate.transforms.frame_signals import DecodeErrorCollector
+
+    collector = DecodeErrorCollector(25.0, 10, audio_codec="aac")
+    collector("[aac @ 0x55761d679ec0] Reserved bit set.", 0)
+    collector("    Last message repeated 3 times", 0)
+    collector("[h264 @ 0x55d1] error while decoding MB 12 3, bytestream -5", 40)
+    collector("    Last message repeated 2 times", 40)
+    log = collector.result()
+    assert log.total == 3 and log.frames.tolist() == [40]
+    assert [e.message for e in log.kept] == ["[h264] error while decoding MB 12 3, "
+                                             "bytestream -5"]
+    mp3 = DecodeErrorCollector(25.0, 10, audio_codec="mp3")
+    mp3("[mp3float @ 0x1] Header missing", 0)
+    assert mp3.result().total == 0

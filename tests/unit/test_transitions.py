@@ -140,6 +140,15 @@ def test_no_false_transitions(footage, split_cfg, name):
     assert scened.transitions == ()
 
 
+def test_no_false_transition_in_a_zoom_between_two_hard_cuts(text_video, split_cfg):
+    """The text video's fourth shot (3 s of a fractal zoom under a moving news ticker,
+    hard cuts on both sides) changes steadily: with too little of the shot either side
+    of a 2 s window to show that, it once passed for a dissolve and its clip was lost."""
+    scened, cfg = _scened(text_video, split_cfg)
+    assert scened.transitions == ()
+    assert len(apply_rules(scened, cfg).spans) == 5  # one clip per shot, as without
+
+
 def test_no_false_transitions_on_a_fast_street_scene_and_cuts_unchanged(sample_footage,
                                                                         split_cfg):
     # bikes.mp4: a busy street, five hard cuts (golden frames in test_scenes.py).
