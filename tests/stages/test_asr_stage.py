@@ -69,7 +69,7 @@ def test_a_batch_that_raises_becomes_error_rows(sounds, whisper_tiny_en, monkeyp
                     equal_to([("tone", "asr", True)]), label="errors")
 
 
-def test_guards_keep_the_records_of_what_they_dropped(sounds, whisper_tiny_en):
+def test_guards_keep_the_records_of_what_they_dropped(whisper_tiny_en, tmp_path):
     """With VAD off and thresholds that reject everything, every segment is dropped and
     named, never silently lost."""
     cfg = dataclasses.replace(_cfg(whisper_tiny_en), vad=False, logprob_threshold=0.0)
@@ -77,7 +77,7 @@ def test_guards_keep_the_records_of_what_they_dropped(sounds, whisper_tiny_en):
     from vidcurate.transforms.asr import transcribe_task
     from vidcurate.transforms.models.whisper import load_backend
 
-    video = sounds / "speechy.mp4"
+    video = tmp_path / "speechy.mp4"  # not in the shared `sounds` folder: others list it
     ffmpeg("-f", "lavfi", "-t", "3", "-i", "mandelbrot=size=160x90:rate=25", "-i",
            str(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0880.wav"), "-shortest",
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(video))

@@ -30,10 +30,14 @@ def _clips(video, tmp_path):
 
 def test_ocr_stage_outputs_and_unreadable_frames(text_video, tmp_path, monkeypatch):
     import vidcurate.transforms.models.ocr as ocr_models
+    import vidcurate.transforms.ocr as ocr_stage
+    from vidcurate.transforms.models.loading import ProcessCache
 
     loads = []
     real_load = ocr_models.load_engine
     monkeypatch.setattr(ocr_models, "load_engine", lambda cfg: loads.append(cfg) or real_load(cfg))
+    # A fresh process's cache: earlier tests in this process loaded the same engine.
+    monkeypatch.setattr(ocr_stage, "_ENGINES", ProcessCache())
 
     headline, text_free = _clips(text_video, tmp_path)[:2]
     # One keyframe of the headline clip is corrupt, one is missing: its other frames
