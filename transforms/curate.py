@@ -78,6 +78,21 @@ class Profile:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _known_keys(label: str, table: dict[str, Any], allowed: set[str],
+                what: str) -> None:
+    unknown = set(table) - set(allowed)
+    if unknown:
+        raise ConfigError(f"{label}: unknown key(s) {', '.join(sorted(unknown))}; {what} "
+                          f"has {', '.join(sorted(allowed))}")
+
+
+def _checked_name(label: str, name: Any) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ConfigError(f"{label}: `name` must be lower-case letters, digits and _ "
+                          f"(got {name!r})")
+    return name
+
+
 def _param(where: str, value: Any) -> Param:
     if isinstance(value, bool | int | str):
         return value
@@ -100,14 +115,8 @@ def parse_profile(text: str, where: str) -> Profile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"profile {where}: not valid TOML: {e}") from e
-    unknown = set(data) - PROFILE_KEYS
-    if unknown:
-        raise ConfigError(f"profile {where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                          f"a profile has {', '.join(sorted(PROFILE_KEYS))}")
-    name = data.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
-        raise ConfigError(f"profile {where}: `name` must be lower-case letters, digits and "
-                          f"_ (got {name!r})")
+    _known_keys(f"profile {where}", data, PROFILE_KEYS, "a profile")
+    name = _checked_name(f"profile {where}", data.get("name"))
     raw_params = data.get("params", {})
     if not isinstance(raw_params, dict):
         raise ConfigError(f"profile {where}: [params] must be a table of name = value")
@@ -125,14 +134,8 @@ def parse_profile(text: str, where: str) -> Profile:
         label = f"profile {where}: rule {i}"
         if not isinstance(raw, dict):
             raise ConfigError(f"{label}: must be a [[rules]] table")
-        unknown = set(raw) - RULE_KEYS
-        if unknown:
-            raise ConfigError(f"{label}: unknown key(s) {', '.join(sorted(unknown))}; a rule "
-                              f"has {', '.join(sorted(RULE_KEYS))}")
-        rule_name = raw.get("name")
-        if not isinstance(rule_name, str) or not NAME.match(rule_name):
-            raise ConfigError(f"{label}: `name` must be lower-case letters, digits and _ "
-                              f"(got {rule_name!r})")
+        _known_keys(label, raw, RULE_KEYS, "a rule")
+        rule_name = _checked_name(label, raw.get("name"))
         keep = raw.get("keep")
         if not isinstance(keep, str) or not keep.strip():
             raise ConfigError(f"{label} ({rule_name}): `keep` must be a SQL boolean "
