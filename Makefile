@@ -19,7 +19,7 @@ TEST_APT_PACKAGES := chromium chromium-driver
 MEDIA := build/media
 # Real sample files from Debian's opencv-doc, extracted from the package without
 # installing it (it would pull MathJax and jQuery for its HTML docs).
-OPENCV_DOC_FILES := imageTextN.png imageTextR.png text_motion.jpg Megamind.avi
+OPENCV_DOC_FILES := imageTextN.png imageTextR.png text_motion.jpg Megamind.avi vtest.avi tree.avi
 # pip's own noise about unused local index folders on some machines.
 # (in braces, so that with pipefail a failing pip still fails the recipe)
 QUIET_PIP := { grep -v "^WARNING: Location 'file:" || true; }
@@ -97,6 +97,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 bench: setup
+	$(BIN)/python -m benchmarks.peer_bench --json build/peer_bench.json
 	$(BIN)/python -m benchmarks.split_bench
 	$(BIN)/python -m benchmarks.transition_bench
 	$(BIN)/python -m benchmarks.motion_bench
