@@ -183,6 +183,8 @@ def argument_row(command: str, parser: argparse.ArgumentParser,
         notes.append("Required.")
     if isinstance(action, argparse._AppendAction) and "repeatable" not in meaning.lower():
         notes.append("Repeatable.")
+    if meaning and notes and not meaning.endswith((".", "!", "?")):
+        meaning += "."
     meaning = " ".join([meaning, *notes]).strip()
     return f"| {cell} | {default_text(action)} | {meaning} |"
 
