@@ -145,12 +145,21 @@ def _code(markdown: str) -> list[str]:
 
 
 def _known_flags() -> dict[str, set[str]]:
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    # A runner's flags exist once its options class is imported (--dask_client_address).
+    import vidcurate.pipeline.dask_runner  # noqa: F401
 
     def flags_of(parser: argparse.ArgumentParser) -> set[str]:
         return {f for a in parser._actions for f in a.option_strings}
 
-    beam = {"--" + name for name in PipelineOptions([]).get_all_options()}
+    # Every Beam flag, as PipelineOptions itself collects them (flags, not dests: Dask's
+    # --dask_client_address is stored as `address`).
+    beam_parser = _BeamArgumentParser(allow_abbrev=False, conflict_handler="resolve")
+    for options in {str(c): c for c in PipelineOptions.__subclasses__()
+                    if c.__module__.startswith("apache_beam.")}.values():
+        options._add_argparse_args(beam_parser)
+    beam = flags_of(beam_parser)
     known = {name: flags_of(build()) for name, build in cli.PARSERS.items()}
     # Flags a command passes on: run and demo to Beam (demo's rest to run), dedup to
     # Beam, reselect to query.
