@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine (Debian, 2 cores, no GPU):
 #   make demo   system + Python packages, then the pipeline on bundled sample footage
 #   make test   the same set-up, then ruff and the whole test suite
+#   make docs   the documentation site from docs/ into site/ (mkdocs --strict)
 # Both are idempotent: the set-up steps are skipped when nothing they depend on changed.
 
 SHELL := bash
@@ -24,11 +25,12 @@ OPENCV_DOC_FILES := imageTextN.png imageTextR.png text_motion.jpg Megamind.avi v
 # (in braces, so that with pipefail a failing pip still fails the recipe)
 QUIET_PIP := { grep -v "^WARNING: Location 'file:" || true; }
 
-.PHONY: help setup demo test lint bench clean
+.PHONY: help setup demo test lint bench docs clean
 
 help:
 	@echo "make demo   set up and run the pipeline on the bundled sample footage"
 	@echo "make test   set up and run the test suite"
+	@echo "make docs   build the documentation site into site/ (open site/index.html)"
 	@echo "make lint   ruff;  make bench   benchmarks/;  make clean"
 
 # apt-get install of the packages in $(1) that are not installed yet.
@@ -59,7 +61,7 @@ $(STAMPS)/python: pyproject.toml constraints.txt Makefile
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	@echo "installing Python packages into $(VENV) (torch pinned by constraints.txt)"
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
-	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,ocr,asr,samples,sites,captioner]" 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,docs,ocr,asr,samples,sites,captioner]" 2>&1 | $(QUIET_PIP)
 	@# openai-whisper (the --asr-backend openai-whisper path) without triton, a ~1 GB
 	@# CUDA-only dependency; its other dependencies come with the dev extra.
 	@$(BIN)/python -m pip install -q --no-deps -c constraints.txt "openai-whisper==20250625" 2>&1 | $(QUIET_PIP)
@@ -106,5 +108,11 @@ bench: setup
 	$(BIN)/python -m benchmarks.clip_bench
 	$(BIN)/python -m benchmarks.pipeline_bench --minutes 3 --rss-minutes 5 --json build/pipeline_bench.json
 
+# --strict: a broken link or anchor, or anything the generated reference cannot
+# document, fails the build. The hook (docs/hooks.py) imports vidcurate, hence the
+# python stamp. NO_MKDOCS_2_WARNING: Material's banner about its end of life.
+docs: $(STAMPS)/python
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) $(STAMPS) $(DEMO_OUTPUT) build test-artifacts
+	rm -rf $(VENV) $(STAMPS) $(DEMO_OUTPUT) build test-artifacts site

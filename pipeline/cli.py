@@ -8,7 +8,7 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 USAGE = """vidcurate <command> ...
@@ -28,18 +28,25 @@ USAGE = """vidcurate <command> ...
 """
 
 
+def run_parser() -> argparse.ArgumentParser:
+    # Beam parses a run's flags (PipelineOptions); this parser is for --help and the docs.
+    from vidcurate.pipeline.options import CurationOptions
+
+    parser = argparse.ArgumentParser(
+        prog="vidcurate run",
+        description="Curate videos into Parquet tables. Unknown flags go to Apache Beam "
+        "(e.g. --runner DataflowRunner, --direct_num_workers 2).")
+    CurationOptions._add_argparse_args(parser)
+    return parser
+
+
 def _run(argv: list[str]) -> int:
-    from vidcurate.pipeline.options import ConfigError, CurationOptions
+    from vidcurate.pipeline.options import ConfigError
     from vidcurate.pipeline.run import run
     from vidcurate.pipeline.runs import STAGES
 
     if any(a in ("-h", "--help") for a in argv):
-        parser = argparse.ArgumentParser(
-            prog="vidcurate run",
-            description="Curate videos into Parquet tables. Unknown flags go to Apache Beam "
-            "(e.g. --runner DataflowRunner, --direct_num_workers 2).")
-        CurationOptions._add_argparse_args(parser)
-        parser.print_help()
+        run_parser().print_help()
         return 0
     try:
         outcome = run(argv)
@@ -120,16 +127,25 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def query_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidcurate query",
+        description="Run one read-only SQL query (DuckDB) over the views of an output.")
+    parser.add_argument("output", help="the --output folder of a run")
+    parser.add_argument("sql", help="SQL over the views videos, clips, captions, errors, runs "
+                        "(and the passes' views)")
+    parser.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table",
+                        help="table: printed; csv, json (one object per line) and parquet "
+                        "are written to --out (csv and json print without it)")
+    parser.add_argument("--out", help="file to write (required for --format parquet)")
+    parser.add_argument("--max-rows", type=int, default=40, help="rows shown as a table")
+    return parser
+
+
 def _query(argv: list[str]) -> int:
     from vidcurate.pipeline.query import NotReadOnly, OutputNotFound, query
 
-    parser = argparse.ArgumentParser(prog="vidcurate query")
-    parser.add_argument("output", help="the --output folder of a run")
-    parser.add_argument("sql", help='SQL over the views videos, clips, captions, errors, runs')
-    parser.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
-    parser.add_argument("--out", help="file to write (required for --format parquet)")
-    parser.add_argument("--max-rows", type=int, default=40, help="rows shown as a table")
-    args = parser.parse_args(argv)
+    args = query_parser().parse_args(argv)
     if args.format == "table" and args.out:
         print("vidcurate: --out needs --format csv, json or parquet", file=sys.stderr)
         return 2
@@ -173,19 +189,25 @@ def _query(argv: list[str]) -> int:
     return 0
 
 
-def _reselect(argv: list[str]) -> int:
+def reselect_parser() -> argparse.ArgumentParser:
     from vidcurate.pipeline.options import DEFAULT_TEACHER_PRIORITY
-    from vidcurate.pipeline.query import reselect_sql
 
     parser = argparse.ArgumentParser(
         prog="vidcurate reselect",
         description="Pick the best caption per clip among some teachers' candidates, from "
-        "the stored CLIP scores: no model runs. Prints (or writes) one row per clip.")
-    parser.add_argument("output")
+        "the stored CLIP scores: no model runs. Prints (or writes) one row per clip. "
+        "The options of `vidcurate query` (--format, --out, --max-rows) apply too.")
+    parser.add_argument("output", help="the --output folder of a run")
     parser.add_argument("--teachers", required=True, help="comma-separated teacher names")
     parser.add_argument("--teacher-priority", default=DEFAULT_TEACHER_PRIORITY,
                         help="tie-breaks, and the order when candidates have no CLIP score")
-    args, rest = parser.parse_known_args(argv)
+    return parser
+
+
+def _reselect(argv: list[str]) -> int:
+    from vidcurate.pipeline.query import reselect_sql
+
+    args, rest = reselect_parser().parse_known_args(argv)
     teachers = [t.strip() for t in args.teachers.split(",") if t.strip()]
     priority = [t.strip() for t in args.teacher_priority.split(",") if t.strip()]
     if not teachers:
@@ -194,22 +216,27 @@ def _reselect(argv: list[str]) -> int:
     return _query([args.output, reselect_sql(teachers, priority), *rest])
 
 
-def _dedup(argv: list[str]) -> int:
-    from vidcurate.pipeline.commands import dedup
-    from vidcurate.transforms.dedup import DedupConfig, recall
-
+def dedup_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidcurate dedup",
         description="Mark clips whose CLIP embedding is a near-duplicate of an earlier "
         "clip (within and across videos). Writes <output>/duplicates/; the view "
         "clips_unique leaves them out. Other flags go to Beam (--runner ...).")
-    parser.add_argument("output")
+    parser.add_argument("output", help="the --output folder of a run")
     parser.add_argument("--threshold", type=float, default=0.95,
                         help="cosine similarity at or above which a clip is a duplicate")
     parser.add_argument("--bands", type=int, default=32, help="LSH bands")
     parser.add_argument("--bits", type=int, default=12, help="hyperplanes per band")
-    parser.add_argument("--seed", type=int, default=0)
-    args, beam_args = parser.parse_known_args(argv)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random hyperplanes (the same seed, the same pairs)")
+    return parser
+
+
+def _dedup(argv: list[str]) -> int:
+    from vidcurate.pipeline.commands import dedup
+    from vidcurate.transforms.dedup import DedupConfig, recall
+
+    args, beam_args = dedup_parser().parse_known_args(argv)
     cfg = DedupConfig(threshold=args.threshold, bands=args.bands, bits=args.bits,
                       seed=args.seed)
     summary = dedup(args.output, cfg, beam_args)
@@ -221,21 +248,26 @@ def _dedup(argv: list[str]) -> int:
     return 0
 
 
-def _balance(argv: list[str]) -> int:
-    from vidcurate.pipeline.commands import balance_output
-
+def balance_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidcurate balance",
         description="MetaCLIP-style balancing: cap every vocabulary entry at --cap clips "
         "(deterministic sampling). Writes <output>/balance/ and balance_counts/; the view "
         "clips_balanced holds the kept clips.")
-    parser.add_argument("output")
+    parser.add_argument("output", help="the --output folder of a run")
     parser.add_argument("--vocabulary", required=True, help="one entry per line")
     parser.add_argument("--cap", type=int, required=True, help="clips kept per entry, t")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the deterministic draw (a hash of seed, clip id, entry)")
     parser.add_argument("--keep-unmatched", action="store_true",
                         help="keep clips that match no entry (MetaCLIP drops them)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _balance(argv: list[str]) -> int:
+    from vidcurate.pipeline.commands import balance_output
+
+    args = balance_parser().parse_args(argv)
     summary = balance_output(args.output, args.vocabulary, args.cap, args.seed,
                              args.keep_unmatched)
     print(f"balance {summary['pass_id']}: kept {summary['kept']} of {summary['clips']} clips "
@@ -245,9 +277,8 @@ def _balance(argv: list[str]) -> int:
     return 0
 
 
-def _curate(argv: list[str]) -> int:
-    from vidcurate.pipeline.curate import curate, describe, shipped_profiles
-    from vidcurate.transforms.curate import parse_override
+def curate_parser() -> argparse.ArgumentParser:
+    from vidcurate.pipeline.curate import shipped_profiles
 
     parser = argparse.ArgumentParser(
         prog="vidcurate curate",
@@ -255,7 +286,7 @@ def _curate(argv: list[str]) -> int:
         "Writes <output>/curation/ (each clip's verdict and the first rule that dropped "
         "it); the view clips_curated holds the kept clips. A rerun replaces the "
         "previous curation.")
-    parser.add_argument("output")
+    parser.add_argument("output", help="the --output folder of a run")
     parser.add_argument("--profile", default="default",
                         help=f"a shipped profile ({', '.join(shipped_profiles())}) or a "
                         "TOML file (default: default)")
@@ -263,7 +294,14 @@ def _curate(argv: list[str]) -> int:
                         metavar="NAME=VALUE",
                         help="override one of the profile's [params], e.g. "
                         "--set min_aesthetic=5 (repeatable)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _curate(argv: list[str]) -> int:
+    from vidcurate.pipeline.curate import curate, describe
+    from vidcurate.transforms.curate import parse_override
+
+    args = curate_parser().parse_args(argv)
     overrides = [parse_override(o) for o in args.overrides]
     result = curate(args.output, args.profile, overrides)
     print("\n".join(describe(result)))
@@ -272,24 +310,33 @@ def _curate(argv: list[str]) -> int:
     return 0
 
 
-def _export(argv: list[str]) -> int:
-    from vidcurate.pipeline.commands import EXPORT_VIEWS, ExportConfig, export_webdataset
+def export_parser() -> argparse.ArgumentParser:
+    from vidcurate.pipeline.commands import EXPORT_VIEWS
 
     parser = argparse.ArgumentParser(
         prog="vidcurate export",
         description="Write the clips as WebDataset tar shards (clip file, first keyframe, "
         "caption .txt, everything else .json). For Hugging Face datasets, load the "
-        "Parquet tables directly (see README).")
-    parser.add_argument("output")
-    parser.add_argument("dest")
-    parser.add_argument("--format", choices=("webdataset",), default="webdataset")
+        "Parquet tables directly (see the docs: Export).")
+    parser.add_argument("output", help="the --output folder of a run")
+    parser.add_argument("dest", help="folder the shards are written to")
+    parser.add_argument("--format", choices=("webdataset",), default="webdataset",
+                        help="shard format")
     parser.add_argument("--shard-clips", type=int, default=1000, help="clips per shard")
     parser.add_argument("--shard-bytes", type=float, default=1 << 30,
                         help="bytes per shard (a shard closes at whichever comes first)")
     parser.add_argument("--view", default="clips",
-                        choices=EXPORT_VIEWS)
-    parser.add_argument("--no-keyframes", action="store_true")
-    args = parser.parse_args(argv)
+                        choices=EXPORT_VIEWS,
+                        help="which clips: every current clip, or a pass's subset")
+    parser.add_argument("--no-keyframes", action="store_true",
+                        help="leave the first keyframe (.jpg) out of each sample")
+    return parser
+
+
+def _export(argv: list[str]) -> int:
+    from vidcurate.pipeline.commands import ExportConfig, export_webdataset
+
+    args = export_parser().parse_args(argv)
     cfg = ExportConfig(dest=args.dest, shard_clips=args.shard_clips,
                        shard_bytes=int(args.shard_bytes), view=args.view,
                        keyframes=not args.no_keyframes)
@@ -299,29 +346,40 @@ def _export(argv: list[str]) -> int:
     return 0
 
 
-def _report(argv: list[str]) -> int:
-    from vidcurate.pipeline.report import write_report
-
+def report_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidcurate report",
         description="Write a static HTML report (plots, dataset card, clip gallery) that "
         "opens offline from disk.")
-    parser.add_argument("output")
+    parser.add_argument("output", help="the --output folder of a run")
     parser.add_argument("--out", help="report folder (default: OUTPUT/report)")
     parser.add_argument("--max-clips", type=int, default=500,
                         help="clips in the gallery, best CLIP score first")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _report(argv: list[str]) -> int:
+    from vidcurate.pipeline.report import write_report
+
+    args = report_parser().parse_args(argv)
     index = write_report(args.output, args.out, args.max_clips)
     print(f"report: {index}  (open it in a browser; no server needed)")
     return 0
 
 
+def stats_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidcurate stats",
+        description="Summarise an output: inputs, ok / skipped / failed, clips, hours, clip "
+        "length percentiles, teachers, top errors.")
+    parser.add_argument("output", help="the --output folder of a run")
+    return parser
+
+
 def _stats(argv: list[str]) -> int:
     from vidcurate.pipeline.query import STATS_QUERIES, OutputNotFound, connect
 
-    parser = argparse.ArgumentParser(prog="vidcurate stats")
-    parser.add_argument("output")
-    args = parser.parse_args(argv)
+    args = stats_parser().parse_args(argv)
     try:
         con = connect(args.output)
     except OutputNotFound as e:
@@ -340,15 +398,22 @@ def _short(value: Any, limit: int = 90) -> Any:
     return value
 
 
+def demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidcurate demo",
+        description="Run the pipeline on the bundled sample footage, print what it made, "
+        "curate it and write the report. Other flags are options of `vidcurate run`.")
+    parser.add_argument("--output", default="demo-output", help="output folder")
+    parser.add_argument("--media", help="folder with the extracted opencv-doc samples "
+                        "(make demo passes build/media)")
+    return parser
+
+
 def _demo(argv: list[str]) -> int:
     from vidcurate.pipeline.demo import demo
     from vidcurate.pipeline.options import ConfigError
 
-    parser = argparse.ArgumentParser(prog="vidcurate demo")
-    parser.add_argument("--output", default="demo-output")
-    parser.add_argument("--media", help="folder with the extracted opencv-doc samples "
-                        "(make demo passes build/media)")
-    args, rest = parser.parse_known_args(argv)
+    args, rest = demo_parser().parse_known_args(argv)
     try:
         return demo(args.output, rest, args.media)
     except ConfigError as e:
@@ -359,6 +424,15 @@ def _demo(argv: list[str]) -> int:
 COMMANDS = {"run": _run, "query": _query, "reselect": _reselect, "stats": _stats,
             "report": _report, "dedup": _dedup, "balance": _balance, "curate": _curate,
             "export": _export, "demo": _demo}
+
+# Each command's argparse parser, built without running anything: the commands parse
+# with them, and the documentation's CLI reference is generated from them (docs/hooks.py),
+# so a command missing here is missing from the docs (tests/e2e/test_docs.py checks).
+PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "run": run_parser, "query": query_parser, "reselect": reselect_parser,
+    "stats": stats_parser, "report": report_parser, "dedup": dedup_parser,
+    "balance": balance_parser, "curate": curate_parser, "export": export_parser,
+    "demo": demo_parser}
 
 
 def main(argv: list[str] | None = None) -> int:

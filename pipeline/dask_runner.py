@@ -1,7 +1,7 @@
 """Beam's DaskRunner with its translation fixed where our DAG needs it (`--runner DaskRunner`
 runs this one).
 
-Beam 2.77 translates a pipeline to dask.bag with faults that matter to us (README,
+Beam 2.77 translates a pipeline to dask.bag with faults that matter to us (docs/scale.md,
 "Running at scale", lists the others and how the DAG avoids them):
   - ParDo: every partition shares one list of outputs, collected before finish_bundle.
     Partitions run in one process returned their predecessors' outputs again, and what

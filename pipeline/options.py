@@ -71,10 +71,12 @@ class CurationOptions(PipelineOptions):
             parser.add_argument(*flags, *aliases, dest=dest or underscored, **kwargs)
 
         # The run as a whole.
-        add("input", help="Folder of videos (searched recursively), a single video, or a "
-            "CSV / JSONL / Parquet manifest with a `uri` column.")
-        add("output", help="Output folder or bucket path; tables go to <output>/<table>/.")
-        add("run-id", default=None, help="Name of this run (default: UTC time + random).")
+        add("input", help="Required. Folder of videos (searched recursively), a single "
+            "video, or a CSV / JSONL / Parquet manifest with a `uri` column.")
+        add("output", help="Required. Output folder or bucket path; tables go to "
+            "<output>/<table>/.")
+        add("run-id", default=None, help="Name of this run: up to 64 letters, digits, '-' and "
+            "'_', never reused in one output (default: UTC time + random).")
         add("force", action="store_true",
             help="Redo every video, even those an earlier run over the same output "
             "completed with the same settings.")

@@ -380,8 +380,8 @@ class ClipRecord:
     best_teacher: str | None = None
     clip_score: float | None = None  # the selected caption's cosine with the clip embedding
     selection_method: str | None = None  # clip | priority (no CLIP scores to compare)
-    # Quality signals (README "Quality signals and curation"; null when not measured).
-    # Picture signals (README "Picture signals"), from the cut detector's decode
+    # Quality signals (docs/quality/index.md; null when not measured).
+    # Picture signals (docs/quality/signals.md), from the cut detector's decode
     # (transforms/frame_signals.py): about 8 sampled frames a second, 256 px wide, inside
     # each frame's lit area (without black bars).
     motion_score: float | None = None  # mean optical flow, frame diagonals per second

@@ -151,7 +151,7 @@ def damage_keyframes(path: str, info: VideoInfo, keyframes: list[float] | None,
 
 
 def signal_columns(signals: ClipSignals | None) -> dict[str, Any]:
-    """ClipRecord's picture-signal fields (README "Picture signals") from a task's."""
+    """ClipRecord's picture-signal fields (docs/quality/signals.md) from a task's."""
     return {} if signals is None else dataclasses.asdict(signals)
 
 

@@ -46,7 +46,7 @@ _SUBTITLE_EDGE_TOLERANCE = 0.03
 
 @dataclass(frozen=True)
 class QualityConfig:
-    """The thresholds behind each quality flag (README "Judging clips") and the subtitle
+    """The thresholds behind each quality flag (docs/quality/judging.md) and the subtitle
     search. Units are those of the columns they read."""
 
     static_motion: float = 0.005  # motion_score below (frame diagonals per second)

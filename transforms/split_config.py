@@ -56,8 +56,9 @@ DETECTORS = ("content", "adaptive")
 DEFAULT_THRESHOLDS = {"content": 25.0, "adaptive": 3.0}
 
 # Factors that move Panda-70M's distances (ImageBind = OpenCLIP ViT-H-14 image features)
-# onto another model's scale. Only entries that were measured belong here; see README
-# "Calibrating the stitching distances" and benchmarks/clip_bench.py --calibrate.
+# onto another model's scale. Only entries that were measured belong here; see
+# docs/pipeline/clip.md "Calibrating the distances to your model" and
+# benchmarks/clip_bench.py --calibrate.
 CALIBRATED_SCALES: dict[str, float] = {
     "ViT-H-14": 1.0,  # ImageBind's vision tower is OpenCLIP ViT-H-14: Panda's own scale
 }
@@ -107,7 +108,7 @@ def add_split_arguments(add: AddArgument) -> None:
     add("stitch-scale", type=float, default=None,
         help="Multiplies the four distances above, to move Panda-70M's thresholds onto "
         "the scale of the CLIP model in use (default: the model's entry in the "
-        "calibration table, else 1.0; see README).")
+        "calibration table, else 1.0; see the docs, CLIP and stitching).")
     TransitionConfig.add_arguments(add)
 
 

@@ -24,14 +24,15 @@ search runs on overlapping chunks of them as they stream in (bounded memory):
    projection is 0 before, 1 after and ramps between, so a clamped ramp fitted by
    least squares gives the first and last transition frame.
 
-Ends were compared on generated footage (README): a straight ramp fitted by least
-squares ends eased and pixel-random dissolves up to 8 frames off; where the projection
-leaves its levels (3% of the way) is within 3 frames; a wipe's ends come from its
-cells' switch times. Twin comparison (Zhang et al. 1993) was measured on the same grids
-(benchmarks/transition_bench.py, README): 3 of 9 transitions within 3 frames against
-8-9 of 9, and false transitions on a slow pan and a street; on frame differences alone
-it cannot tell a dissolve from steady motion (testsrc2's steps are as large as a
-dissolve's), which the blend and switch models with the steadiness checks do.
+Ends were compared on generated footage (docs/pipeline/splitting.md): a straight ramp
+fitted by least squares ends eased and pixel-random dissolves up to 8 frames off; where
+the projection leaves its levels (3% of the way) is within 3 frames; a wipe's ends come
+from its cells' switch times. Twin comparison (Zhang et al. 1993) was measured on the
+same grids (benchmarks/transition_bench.py, docs/pipeline/splitting.md): 3 of 9
+transitions within 3 frames against 8-9 of 9, and false transitions on a slow pan and a
+street; on frame differences alone it cannot tell a dissolve from steady motion
+(testsrc2's steps are as large as a dissolve's), which the blend and switch models with
+the steadiness checks do.
 """
 
 from __future__ import annotations

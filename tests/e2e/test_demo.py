@@ -80,3 +80,35 @@ def test_make_demo(demo_run):
     # The demo ends with the HTML report and says where it is.
     assert (out / "report" / "index.html").is_file()
     assert f"open {out / 'report' / 'index.html'}" in proc.stdout
+
+
+def readme_tour_blocks() -> tuple[str, str, list[tuple]]:
+    """What README's tour of the demo output shows: the curation funnel, the SQL it runs
+    and the rows it prints for it."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tour = readme[readme.index("## A five-minute tour of the demo output"):]
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", tour, flags=re.M | re.S)
+    funnel = next(text for lang, text in blocks if text.startswith("rule "))
+    command = next(text for lang, text in blocks if "vidcurate query demo-output" in text)
+    sql = re.search(r'query demo-output "(.*)"', command, flags=re.S)[1].replace("\\$", "$")
+    table = next(text for lang, text in blocks if text.startswith("┌"))
+    rows = [tuple(cell.strip() for cell in line.strip("│").split("│"))
+            for line in table.splitlines()[4:] if line.startswith("│")]
+    return funnel, " ".join(sql.split()), rows
+
+
+def test_readme_tour_shows_what_the_demo_makes(demo_run):
+    out, proc = demo_run
+    funnel, sql, rows = readme_tour_blocks()
+    # The funnel README and the docs show is the one the demo prints.
+    assert funnel.strip() in proc.stdout
+    for page in ("docs/quality/index.md", "docs/quality/curation.md"):
+        assert funnel.strip() in (ROOT / page).read_text(encoding="utf-8"), page
+    # README's query gives the rows README prints.
+    result = connect(str(out)).sql(sql).fetchall()
+    # (DuckDB prints the FLOAT motion rounded; Python gets its float32 digits.)
+    shown = [(video, str(clip), str(round(seconds, 2)), str(round(motion, 3)),
+              "[" + ", ".join(flags) + "]") for video, clip, seconds, motion, flags in result]
+    assert shown == rows

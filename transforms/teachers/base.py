@@ -51,7 +51,7 @@ class TeachersConfig:
     def add_arguments(add: AddArgument) -> None:
         add("teachers", default=DEFAULT_TEACHERS,
             help="Comma-separated caption teachers: metadata, speech, ocr, zero_shot, "
-            "captioner, vlm, vlm_fuse (see README).")
+            "captioner, vlm, vlm_fuse (see the docs, Caption teachers).")
         add("teacher-priority", default=DEFAULT_TEACHER_PRIORITY,
             help="Teacher order used when there are no CLIP scores, and to break ties.")
         add("vocabulary", default=None,
