@@ -277,6 +277,7 @@ class ClipTask:
     audio_codec: str | None
     keyframe_before_start_s: float | None  # for copy mode: where stream copy really starts
     seek_offset_s: float = 0.0  # VideoInfo.seek_offset_s of the source
+    video_start_s: float = 0.0  # VideoInfo.start_time_s: frame 0 on the source's timeline
     frame_size: tuple[int, int] | None = None  # VideoInfo.display_size of the source
     signals: ClipSignals | None = None  # aggregated over the span when the task is made
 
