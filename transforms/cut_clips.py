@@ -233,13 +233,20 @@ def cut_media(tasks: list[ClipTask], media: MediaConfig, scratch: str
                                      round(cut.copy.start_s - task.video_start_s, 6),
                                      round(cut.copy.end_s - task.video_start_s, 6)))
             continue
-        try:
+        try:  # also proves the file has a video stream (ffmpeg can write an empty one)
             duration = media_duration(cut.dst, media.limits)
         except MediaError as e:
             results.append(e)
             continue
-        start = (task.keyframe_before_start_s if media.clip_media == "copy"
-                 and task.keyframe_before_start_s is not None else task.span.start_s)
+        if media.clip_media == "exact":
+            # Re-encoded from exactly the frames shown in the span (variable frame rates
+            # too, where the file's duration ends with its last frame, not the span).
+            results.append(ClipMedia(cut.dst, uri, task.span.start_s, task.span.end_s))
+            continue
+        # A stream copy cut by time (packets without timestamps): where it ends is
+        # only known from the file.
+        start = (task.keyframe_before_start_s if task.keyframe_before_start_s is not None
+                 else task.span.start_s)
         results.append(ClipMedia(cut.dst, uri, start, start + duration))
     return results
 
