@@ -198,6 +198,8 @@ def cut_media(tasks: list[ClipTask], media: MediaConfig, scratch: str
               ) -> list[ClipMedia | Exception]:
     """Write the media of all clips of one video (all tasks share a source) in one
     ffmpeg process; per clip, its file or why it failed."""
+    if not tasks:
+        return []
     first = tasks[0]
     ext = clip_extension(media.clip_media, first.video_codec, first.audio_codec)
     packets = None
