@@ -220,7 +220,8 @@ def cut_media(tasks: list[ClipTask], media: MediaConfig, scratch: str
             dst=os.path.join(scratch, f"clip{i}.{ext}"),
             start_s=task.span.start_s + task.seek_offset_s,
             end_s=task.span.end_s + task.seek_offset_s,
-            copy=plan, container_start_s=container_start, frame_pixels=w * h))
+            copy=plan, container_start_s=container_start, frame_pixels=w * h,
+            audio=task.audio_codec is not None))
     failures = cut_clips(first.local_path, cuts, media.clip_media, media.ffmpeg_threads,
                          media.limits)
     results: list[ClipMedia | Exception] = []

@@ -190,8 +190,8 @@ def test_a_damaged_stretch_costs_only_its_own_clips(sources, tmp_path, monkeypat
     # unreadable (ffmpeg tolerates most damage in stream copy, so the failure is forced).
     output_args = cutting._output_args
 
-    def failing(index, cut, mode, threads):
-        args = output_args(index, cut, mode, threads)
+    def failing(index, cut, threads):
+        args = output_args(index, cut, threads)
         if cut.dst.endswith(f"clip{bad}.mp4"):
             args[-1:-1] = ["-bsf:v", "no_such_filter"]
         return args

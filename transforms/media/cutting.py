@@ -118,11 +118,12 @@ class ClipCut:
     copy: CopyPlan | None = None
     container_start_s: float = 0.0  # where -ss counts from, on the source's own timeline
     frame_pixels: int = 0  # width x height, to bound how many encoders run at once
+    audio: bool = True  # whether the source has an audio stream (exact mode encodes it)
 
 
-# Clips per ffmpeg process: every clip is its own input (one demuxer each; its index, a
-# few MB for an hour of video), and in exact mode its own encoder, alive until the
-# process ends. Encoders are bounded by frame area: eight 720p encoders at most.
+# Clips per ffmpeg process. copy: every clip is its own input (one demuxer each; its
+# index, a few MB for an hour of video). exact: one decode, but every clip its own
+# encoder, alive until the process ends; bounded by frame area, eight 720p encoders.
 COPY_CLIPS_PER_PROCESS = 64
 _ENCODE_PIXELS_PER_PROCESS = 8 * 1280 * 720
 
@@ -132,48 +133,74 @@ _ENCODE_PIXELS_PER_PROCESS = 8 * 1280 * 720
 # from landing a rounding step before 0, where the clip's edit list would hide it.
 _PAST_KEY_S = 1e-4
 _ROUNDING_S = 1e-6
-# In exact mode -ss sits this much before the span's first frame (decoding drops frames
-# before -ss; the frame at the span start must not be dropped for rounding).
+# In exact mode -ss sits this much before the first clip's first frame (decoding drops
+# frames before -ss; the frame at the span start must not be dropped for rounding), and
+# each clip's trim this much before its span's times (a frame exactly at the span's
+# start is in, one exactly at its end is out).
 _BEFORE_FIRST_S = 5e-4
+_TRIM_EARLY_S = 2e-4
 
 
-def _input_args(cut: ClipCut, mode: str, src: str, threads: int,
-                limits: MediaLimits) -> list[str]:
+def _input_args(cut: ClipCut, src: str, threads: int, limits: MediaLimits) -> list[str]:
+    """One input per stream-copied clip (copy mode), seeking to where it starts."""
     args = ["-threads", str(threads)] if threads else []
-    if mode == "copy" and cut.copy is not None:
+    if cut.copy is not None:
         seek = cut.copy.start_s - cut.container_start_s + _PAST_KEY_S
         args += ["-ss", f"{seek:.6f}", "-itsoffset", f"{_PAST_KEY_S + _ROUNDING_S:.6f}"]
-    elif mode == "copy":
-        args += ["-ss", f"{cut.start_s:.6f}"]
     else:
-        args += ["-ss", f"{max(0.0, cut.start_s - _BEFORE_FIRST_S):.6f}"]
+        args += ["-ss", f"{cut.start_s:.6f}"]
     return args + source_input(src, limits)
 
 
-def _output_args(index: int, cut: ClipCut, mode: str, threads: int) -> list[str]:
+def _output_args(index: int, cut: ClipCut, threads: int) -> list[str]:
+    """A stream-copy output (copy mode)."""
     args = ["-map", f"{index}:v:0", "-map", f"{index}:a:0?", "-sn", "-dn",
-            "-map_metadata", "-1"]
-    if mode == "copy" and cut.copy is not None:
+            "-map_metadata", "-1", "-c", "copy"]
+    if cut.copy is not None:
         # The audio ends where the last frame does; the video ends after the planned
         # packets, dropped by count (the packets after them in decode order still come
         # before the end time: they are the frames the cut leaves out).
-        args += ["-c", "copy", "-t", f"{cut.copy.end_s - cut.copy.start_s:.6f}",
+        args += ["-t", f"{cut.copy.end_s - cut.copy.start_s:.6f}",
                  "-bsf:v", f"noise=drop=gte(n\\,{cut.copy.packets})"]
-    elif mode == "copy":
-        args += ["-c", "copy", "-t", f"{cut.end_s - cut.start_s:.6f}",
-                 "-avoid_negative_ts", "make_zero"]
-    elif mode == "exact":
-        if threads:
-            args += ["-threads", str(threads)]
-        # Frames pass one to one (variable frame rates stay as they are).
-        args += ["-t", f"{cut.end_s - cut.start_s:.6f}", "-fps_mode", "passthrough",
-                 "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-                 "-c:a", "aac", "-b:a", "128k"]
     else:
-        raise ValueError(f"unknown clip media mode {mode!r}")
+        args += ["-t", f"{cut.end_s - cut.start_s:.6f}", "-avoid_negative_ts", "make_zero"]
     if cut.dst.endswith(".mp4"):
         args += ["-movflags", "+faststart"]
     return args + [ff_path(cut.dst)]
+
+
+def _exact_args(src: str, cuts: list[ClipCut], threads: int, limits: MediaLimits
+                ) -> list[str]:
+    """One decode from the first clip's start, split to every clip's trim and encoder:
+    each clip holds exactly the frames shown in its [start_s, end_s), frames passing one
+    to one (variable frame rates stay as they are)."""
+    origin = max(0.0, min(c.start_s for c in cuts) - _BEFORE_FIRST_S)
+    args = ["-threads", str(threads)] if threads else []
+    args += ["-ss", f"{origin:.6f}", *source_input(src, limits)]
+    n = len(cuts)
+    graph = [f"[0:v:0]split={n}" + "".join(f"[sv{i}]" for i in range(n))]
+    audio = all(c.audio for c in cuts)
+    if audio:
+        graph.append(f"[0:a:0]asplit={n}" + "".join(f"[sa{i}]" for i in range(n)))
+    outputs: list[str] = []
+    for i, cut in enumerate(cuts):
+        start = cut.start_s - origin - _TRIM_EARLY_S
+        end = cut.end_s - origin - _TRIM_EARLY_S
+        graph.append(f"[sv{i}]trim=start={start:.6f}:end={end:.6f},setpts=PTS-STARTPTS[v{i}]")
+        outputs += ["-map", f"[v{i}]"]
+        if audio:
+            graph.append(f"[sa{i}]atrim=start={start:.6f}:end={end:.6f},"
+                         f"asetpts=PTS-STARTPTS[a{i}]")
+            outputs += ["-map", f"[a{i}]", "-c:a", "aac", "-b:a", "128k"]
+        if threads:
+            outputs += ["-threads", str(threads)]
+        outputs += ["-fps_mode", "passthrough", "-map_metadata", "-1",
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+                    "-pix_fmt", "yuv420p"]
+        if cut.dst.endswith(".mp4"):
+            outputs += ["-movflags", "+faststart"]
+        outputs.append(ff_path(cut.dst))
+    return args + ["-filter_complex", ";".join(graph), *outputs]
 
 
 def _batches(cuts: list[ClipCut], mode: str) -> list[list[int]]:
@@ -194,12 +221,17 @@ def _cut_batch(src: str, cuts: list[ClipCut], mode: str, threads: int,
                limits: MediaLimits) -> MediaError | None:
     """One ffmpeg process writing every clip of `cuts`; the process's failure, if any."""
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
-    for cut in cuts:
-        args += _input_args(cut, mode, src, threads, limits)
-    for i, cut in enumerate(cuts):
-        args += _output_args(i, cut, mode, threads)
-    # Bounded by the clips' total length: one process does the work of all of them.
-    total_s = sum(max(0.0, c.end_s - c.start_s) for c in cuts)
+    if mode == "exact":
+        args += _exact_args(src, cuts, threads, limits)
+        # It decodes from the first clip's start to the last one's end.
+        total_s = max(c.end_s for c in cuts) - min(c.start_s for c in cuts)
+    else:
+        for cut in cuts:
+            args += _input_args(cut, src, threads, limits)
+        for i, cut in enumerate(cuts):
+            args += _output_args(i, cut, threads)
+        total_s = sum(max(0.0, c.end_s - c.start_s) for c in cuts)
+    # Bounded by the clips' length: one process does the work of all of them.
     what = "cutting the clip" if len(cuts) == 1 else f"cutting {len(cuts)} clips"
     try:
         out = run_tool(args, cut_timeout_s(total_s, limits), what, limits)
