@@ -58,8 +58,10 @@ class MediaConfig:
     @staticmethod
     def add_arguments(add: AddArgument) -> None:
         add("clip-media", default="copy", choices=CLIP_MEDIA_MODES,
-            help="copy: ffmpeg stream copy (fast, starts at the keyframe before the span); "
-            "exact: frame-accurate re-encode; none: no clip files.")
+            help="copy: ffmpeg stream copy (fast; starts at the keyframe at or before the "
+            "span, ends on the last frame its packets decode, at most the B-frame depth "
+            "before the span's end; media_start_s/media_end_s say where); exact: "
+            "frame-accurate re-encode; none: no clip files.")
         add("keyframes", type=int, default=3,
             help="JPEG keyframes per clip, spread from 5%% to 95%% of the clip (0 for none).")
         add("keyframe-width", type=int, default=1280,
