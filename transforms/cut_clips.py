@@ -36,6 +36,7 @@ from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.frame_signals import clip_signals
 from vidcurate.transforms.media.cutting import (
     ClipCut,
+    CopyPlan,
     clip_extension,
     cut_clips,
     extract_frames,
@@ -115,21 +116,32 @@ def keyframe_at_or_before(keyframes: list[float], t: float, tolerance: float = 1
 
 
 def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[ClipTask]:
-    """One task per span; in copy mode each task knows where stream copy will start.
-    Each task carries its span's picture signals and decoder error count."""
+    """One task per span; in copy mode each task knows which packets its stream copy
+    takes (plan_copy, from one packet listing of the video) and where it starts and
+    ends. Each task carries its span's picture signals and decoder error count."""
     scened = split.scened
     video = scened.video
     info = video.info
+    packets = None
     keyframes: list[float] | None = None
     if media.clip_media == "copy" and split.spans:
-        keyframes = [t - info.start_time_s
-                     for t in keyframe_times(video.local_path, media.limits)]
+        packets = video_packets(video.local_path, media.limits)
+        keyframes = sorted(p.pts_s - info.start_time_s for p in packets
+                           if p.key and p.pts_s is not None)
     keyframe_frames = None
     if scened.decode_log is not None and scened.decode_log.total and split.spans:
         # Damage shows until the next keyframe, where the decoder recovers.
         keyframe_frames = damage_keyframes(video.local_path, info, keyframes, media.limits)
-    return [
-        ClipTask(
+    tasks = []
+    for i, span in enumerate(split.spans):
+        plan = None if packets is None else plan_copy(
+            packets, span.start_s + info.start_time_s, span.end_s + info.start_time_s)
+        copy_start = None
+        if plan is not None:
+            copy_start = plan.start_s - info.start_time_s
+        elif keyframes is not None:
+            copy_start = keyframe_at_or_before(keyframes, span.start_s)
+        tasks.append(ClipTask(
             clip_id=clip_id_for(video.video_id, span, params_hash),
             clip_index=i,
             video_id=video.video_id,
@@ -139,16 +151,15 @@ def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[
             fps=info.fps,
             video_codec=info.video_codec,
             audio_codec=info.audio_codec,
-            keyframe_before_start_s=(
-                keyframe_at_or_before(keyframes, span.start_s) if keyframes is not None else None
-            ),
+            keyframe_before_start_s=copy_start,
             seek_offset_s=info.seek_offset_s,
             video_start_s=info.start_time_s,
+            copy_packets=plan.packets if plan is not None else None,
+            copy_end_s=plan.end_s - info.start_time_s if plan is not None else None,
             frame_size=info.display_size,
             signals=clip_signals(span, scened.signals, scened.decode_log, keyframe_frames),
-        )
-        for i, span in enumerate(split.spans)
-    ]
+        ))
+    return tasks
 
 
 def damage_keyframes(path: str, info: VideoInfo, keyframes: list[float] | None,
@@ -204,19 +215,15 @@ def cut_media(tasks: list[ClipTask], media: MediaConfig, scratch: str
         return []
     first = tasks[0]
     ext = clip_extension(media.clip_media, first.video_codec, first.audio_codec)
-    packets = None
-    if media.clip_media == "copy":
-        try:
-            packets = video_packets(first.local_path, media.limits)
-        except MediaError as e:  # the source cannot be read: no clip of it can be cut
-            return [e] * len(tasks)
     container_start = first.video_start_s - first.seek_offset_s
     cuts = []
     for i, task in enumerate(tasks):
         plan = None
-        if packets is not None:
-            plan = plan_copy(packets, task.span.start_s + task.video_start_s,
-                             task.span.end_s + task.video_start_s)
+        if (media.clip_media == "copy" and task.copy_packets is not None
+                and task.copy_end_s is not None and task.keyframe_before_start_s is not None):
+            plan = CopyPlan(start_s=task.keyframe_before_start_s + task.video_start_s,
+                            end_s=task.copy_end_s + task.video_start_s,
+                            packets=task.copy_packets)
         w, h = task.frame_size or (0, 0)
         cuts.append(ClipCut(
             dst=os.path.join(scratch, f"clip{i}.{ext}"),
