@@ -37,6 +37,7 @@ from vidcurate.transforms.frame_signals import clip_signals
 from vidcurate.transforms.media.cutting import (
     ClipCut,
     CopyPlan,
+    PacketIndex,
     clip_extension,
     cut_clips,
     extract_frames,
@@ -125,9 +126,8 @@ def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[
     packets = None
     keyframes: list[float] | None = None
     if media.clip_media == "copy" and split.spans:
-        packets = video_packets(video.local_path, media.limits)
-        keyframes = sorted(p.pts_s - info.start_time_s for p in packets
-                           if p.key and p.pts_s is not None)
+        packets = PacketIndex(video_packets(video.local_path, media.limits))
+        keyframes = [t - info.start_time_s for t, _ in packets.keys]
     keyframe_frames = None
     if scened.decode_log is not None and scened.decode_log.total and split.spans:
         # Damage shows until the next keyframe, where the decoder recovers.

@@ -4,6 +4,8 @@ each holding exactly the frames its row says.
 
 from __future__ import annotations
 
+import bisect
+import math
 import os
 from dataclasses import dataclass
 
@@ -48,7 +50,19 @@ class CopyPlan:
 _SAME_TIME_S = 1e-4
 
 
-def plan_copy(packets: list[VideoPacket], start_s: float, end_s: float) -> CopyPlan | None:
+class PacketIndex:
+    """A video's packets (decode order) with what planning each clip's copy looks up:
+    built once per video, so that a plan costs the packets of its own span."""
+
+    def __init__(self, packets: list[VideoPacket]) -> None:
+        self.packets = packets
+        self.shown = sorted(p.pts_s for p in packets if p.pts_s is not None)
+        self.keys = sorted((p.pts_s, i) for i, p in enumerate(packets)
+                           if p.key and p.pts_s is not None)
+
+
+def plan_copy(packets: PacketIndex | list[VideoPacket], start_s: float, end_s: float
+              ) -> CopyPlan | None:
     """The longest stream copy that starts at the keyframe at or before start_s and ends
     on a frame before end_s, holding every frame in between and nothing else.
 
@@ -62,24 +76,24 @@ def plan_copy(packets: list[VideoPacket], start_s: float, end_s: float) -> CopyP
 
     None when no such copy holds a frame of the span, or when the packets lack the
     times needed to tell (then the clip is cut by time, see cut_clips)."""
-    keys = [i for i, p in enumerate(packets)
-            if p.key and p.pts_s is not None and p.pts_s <= start_s + _SAME_TIME_S]
-    if not keys:
+    index = packets if isinstance(packets, PacketIndex) else PacketIndex(packets)
+    at = bisect.bisect_right(index.keys, (start_s + _SAME_TIME_S, len(index.packets)))
+    if at:
+        key_s, first = index.keys[at - 1]
+    elif index.keys and index.keys[0][0] < end_s - _SAME_TIME_S:
         # No keyframe at or before the span (a file starting on a non-key frame): the
         # copy starts at the first keyframe inside it.
-        keys = [i for i, p in enumerate(packets)
-                if p.key and p.pts_s is not None and p.pts_s < end_s - _SAME_TIME_S][:1]
-    if not keys:
+        key_s, first = index.keys[0]
+    else:
         return None
-    first = max(keys, key=lambda i: packets[i].pts_s or 0.0)
-    key_s = packets[first].pts_s
-    assert key_s is not None
-    shown = sorted(p.pts_s for p in packets
-                   if p.pts_s is not None and key_s - _SAME_TIME_S <= p.pts_s)
+    # The frames from the keyframe on, in display order: a copy without a gap holds
+    # the first len(held) of them.
+    shown_from = bisect.bisect_left(index.shown, key_s - _SAME_TIME_S)
     taken = 0  # packets from `first` on that the copy sends
-    held: list[float] = []  # the times of the frames they show
+    held = 0  # frames they show
+    last = -math.inf  # the latest of those frames
     best: tuple[int, float] | None = None
-    for p in packets[first:]:
+    for p in index.packets[first:]:
         if p.pts_s is None:
             return None
         if p.pts_s < key_s - _SAME_TIME_S:
@@ -90,18 +104,18 @@ def plan_copy(packets: list[VideoPacket], start_s: float, end_s: float) -> CopyP
         if p.pts_s >= end_s - _SAME_TIME_S:
             break
         taken += 1
-        held.append(p.pts_s)
-        last = max(held)
-        if abs(last - shown[len(held) - 1]) < _SAME_TIME_S:
+        held += 1
+        last = max(last, p.pts_s)
+        if abs(last - index.shown[shown_from + held - 1]) < _SAME_TIME_S:
             best = (taken, last)
     if best is None or best[1] < start_s - _SAME_TIME_S:
         return None
     taken, last = best
-    after = [t for t in shown if t > last + _SAME_TIME_S]
-    if after:
-        stop = after[0]
+    after = bisect.bisect_right(index.shown, last + _SAME_TIME_S)
+    if after < len(index.shown):
+        stop = index.shown[after]
     else:  # the last frame of the video: it lasts its packet's duration
-        durations = [p.duration_s for p in packets if p.pts_s == last and p.duration_s]
+        durations = [p.duration_s for p in index.packets if p.pts_s == last and p.duration_s]
         stop = last + (durations[0] if durations else 0.0)
     return CopyPlan(start_s=key_s, end_s=min(stop, end_s), packets=taken)
 
