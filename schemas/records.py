@@ -277,6 +277,11 @@ class ClipTask:
     audio_codec: str | None
     keyframe_before_start_s: float | None  # for copy mode: where stream copy really starts
     seek_offset_s: float = 0.0  # VideoInfo.seek_offset_s of the source
+    video_start_s: float = 0.0  # VideoInfo.start_time_s: frame 0 on the source's timeline
+    # Copy mode: the packets an exact stream copy takes from that keyframe, and where its
+    # last frame ends (from frame 0); None: the copy is cut by time (no packet times).
+    copy_packets: int | None = None
+    copy_end_s: float | None = None
     frame_size: tuple[int, int] | None = None  # VideoInfo.display_size of the source
     signals: ClipSignals | None = None  # aggregated over the span when the task is made
 

@@ -1,8 +1,11 @@
-"""CutClips: fan a split video out to clips, cut clip media and read keyframes by seeking.
+"""CutClips: plan a split video's clips, cut all their media in one ffmpeg process and
+read keyframes by seeking.
 
 Clip ids are deterministic (video id, frame span, split-parameter hash), and so are
 the media and keyframe paths derived from them: a rerun overwrites, never duplicates.
-After the fan-out a Reshuffle spreads one long video's clips over workers.
+The unit of cutting is the video (one process writes all its clips, see
+media.cutting.cut_clips); a Reshuffle spreads the videos over workers, and each clip
+still ends as its own row or error row.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,9 +34,17 @@ from vidcurate.schemas.records import (
 from vidcurate.transforms.core import AddArgument, check, is_local
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.frame_signals import clip_signals
-from vidcurate.transforms.media.cutting import clip_extension, cut_clip, extract_frames
+from vidcurate.transforms.media.cutting import (
+    ClipCut,
+    CopyPlan,
+    PacketIndex,
+    clip_extension,
+    cut_clips,
+    extract_frames,
+    plan_copy,
+)
 from vidcurate.transforms.media.limits import MediaError, MediaLimits
-from vidcurate.transforms.media.probing import keyframe_times, media_duration
+from vidcurate.transforms.media.probing import keyframe_times, media_duration, video_packets
 from vidcurate.transforms.media.storage import publish
 
 
@@ -48,8 +60,10 @@ class MediaConfig:
     @staticmethod
     def add_arguments(add: AddArgument) -> None:
         add("clip-media", default="copy", choices=CLIP_MEDIA_MODES,
-            help="copy: ffmpeg stream copy (fast, starts at the keyframe before the span); "
-            "exact: frame-accurate re-encode; none: no clip files.")
+            help="copy: ffmpeg stream copy (fast; starts at the keyframe at or before the "
+            "span, ends on the last frame its packets decode, at most the B-frame depth "
+            "before the span's end; media_start_s/media_end_s say where); exact: "
+            "frame-accurate re-encode; none: no clip files.")
         add("keyframes", type=int, default=3,
             help="JPEG keyframes per clip, spread from 5%% to 95%% of the clip (0 for none).")
         add("keyframe-width", type=int, default=1280,
@@ -103,21 +117,31 @@ def keyframe_at_or_before(keyframes: list[float], t: float, tolerance: float = 1
 
 
 def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[ClipTask]:
-    """One task per span; in copy mode each task knows where stream copy will start.
-    Each task carries its span's picture signals and decoder error count."""
+    """One task per span; in copy mode each task knows which packets its stream copy
+    takes (plan_copy, from one packet listing of the video) and where it starts and
+    ends. Each task carries its span's picture signals and decoder error count."""
     scened = split.scened
     video = scened.video
     info = video.info
+    packets = None
     keyframes: list[float] | None = None
     if media.clip_media == "copy" and split.spans:
-        keyframes = [t - info.start_time_s
-                     for t in keyframe_times(video.local_path, media.limits)]
+        packets = PacketIndex(video_packets(video.local_path, media.limits))
+        keyframes = [t - info.start_time_s for t, _ in packets.keys]
     keyframe_frames = None
     if scened.decode_log is not None and scened.decode_log.total and split.spans:
         # Damage shows until the next keyframe, where the decoder recovers.
         keyframe_frames = damage_keyframes(video.local_path, info, keyframes, media.limits)
-    return [
-        ClipTask(
+    tasks = []
+    for i, span in enumerate(split.spans):
+        plan = None if packets is None else plan_copy(
+            packets, span.start_s + info.start_time_s, span.end_s + info.start_time_s)
+        copy_start = None
+        if plan is not None:
+            copy_start = plan.start_s - info.start_time_s
+        elif keyframes is not None:
+            copy_start = keyframe_at_or_before(keyframes, span.start_s)
+        tasks.append(ClipTask(
             clip_id=clip_id_for(video.video_id, span, params_hash),
             clip_index=i,
             video_id=video.video_id,
@@ -127,15 +151,15 @@ def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[
             fps=info.fps,
             video_codec=info.video_codec,
             audio_codec=info.audio_codec,
-            keyframe_before_start_s=(
-                keyframe_at_or_before(keyframes, span.start_s) if keyframes is not None else None
-            ),
+            keyframe_before_start_s=copy_start,
             seek_offset_s=info.seek_offset_s,
+            video_start_s=info.start_time_s,
+            copy_packets=plan.packets if plan is not None else None,
+            copy_end_s=plan.end_s - info.start_time_s if plan is not None else None,
             frame_size=info.display_size,
             signals=clip_signals(span, scened.signals, scened.decode_log, keyframe_frames),
-        )
-        for i, span in enumerate(split.spans)
-    ]
+        ))
+    return tasks
 
 
 def damage_keyframes(path: str, info: VideoInfo, keyframes: list[float] | None,
@@ -172,53 +196,148 @@ def _scratch_dir(output: str) -> str:
     return tempfile.mkdtemp(prefix="vidcurate-")
 
 
-def cut_one(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str) -> ClipRecord:
-    """Cut the clip's media and keyframes and publish them; raises MediaError."""
+@dataclass(frozen=True)
+class ClipMedia:
+    """A clip file written to scratch, and the span of the source it holds: the frames
+    shown in [start_s, end_s), times from frame 0 like the span's."""
+
+    local: str
+    uri: str
+    start_s: float
+    end_s: float
+
+
+def cut_media(tasks: list[ClipTask], media: MediaConfig, scratch: str
+              ) -> list[ClipMedia | Exception]:
+    """Write the media of all clips of one video (all tasks share a source) in one
+    ffmpeg process; per clip, its file or why it failed."""
+    if not tasks:
+        return []
+    first = tasks[0]
+    ext = clip_extension(media.clip_media, first.video_codec, first.audio_codec)
+    container_start = first.video_start_s - first.seek_offset_s
+    cuts = []
+    for i, task in enumerate(tasks):
+        plan = None
+        if (media.clip_media == "copy" and task.copy_packets is not None
+                and task.copy_end_s is not None and task.keyframe_before_start_s is not None):
+            plan = CopyPlan(start_s=task.keyframe_before_start_s + task.video_start_s,
+                            end_s=task.copy_end_s + task.video_start_s,
+                            packets=task.copy_packets)
+        w, h = task.frame_size or (0, 0)
+        cuts.append(ClipCut(
+            dst=os.path.join(scratch, f"clip{i}.{ext}"),
+            start_s=task.span.start_s + task.seek_offset_s,
+            end_s=task.span.end_s + task.seek_offset_s,
+            copy=plan, container_start_s=container_start, frame_pixels=w * h,
+            audio=task.audio_codec is not None))
+    failures = cut_clips(first.local_path, cuts, media.clip_media, media.ffmpeg_threads,
+                         media.limits)
+    results: list[ClipMedia | Exception] = []
+    for task, cut, failure in zip(tasks, cuts, failures, strict=True):
+        if failure is not None:
+            results.append(failure)
+            continue
+        uri = media_uri_for(media.output, task, ext)
+        if cut.copy is not None:
+            # Planned from the packets: exactly what the file holds, no probe needed.
+            results.append(ClipMedia(cut.dst, uri,
+                                     round(cut.copy.start_s - task.video_start_s, 6),
+                                     round(cut.copy.end_s - task.video_start_s, 6)))
+            continue
+        try:  # also proves the file has a video stream (ffmpeg can write an empty one)
+            duration = media_duration(cut.dst, media.limits)
+        except MediaError as e:
+            results.append(e)
+            continue
+        if media.clip_media == "exact":
+            # Re-encoded from exactly the frames shown in the span (variable frame rates
+            # too, where the file's duration ends with its last frame, not the span).
+            results.append(ClipMedia(cut.dst, uri, task.span.start_s, task.span.end_s))
+            continue
+        # A stream copy cut by time (packets without timestamps): where it ends is
+        # only known from the file.
+        start = (task.keyframe_before_start_s if task.keyframe_before_start_s is not None
+                 else task.span.start_s)
+        results.append(ClipMedia(cut.dst, uri, start, start + duration))
+    return results
+
+
+def write_keyframes(task: ClipTask, media: MediaConfig, scratch: str, prefix: str
+                    ) -> tuple[list[float], list[tuple[str, str]]]:
+    """The clip's keyframe times and its JPEGs written to scratch, each with its final
+    uri (published with the clip's media); raises MediaError."""
+    times = keyframe_positions(task.span, media.keyframes)
+    if not times:
+        return [], []
+    uris = [keyframe_uri_for(media.output, task, i) for i in range(len(times))]
+    frames = [os.path.join(scratch, f"{prefix}kf{i}.jpg") for i in range(len(times))]
+    extract_frames(task.local_path, [t + task.seek_offset_s for t in times], frames,
+                   media.keyframe_width, media.limits)
+    return times, list(zip(frames, uris, strict=True))
+
+
+def _clip_record(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str,
+                 clip_media: ClipMedia | None, keyframe_times_s: list[float],
+                 keyframe_uris: list[str]) -> ClipRecord:
+    return ClipRecord(
+        clip_id=task.clip_id,
+        video_id=task.video_id,
+        source_uri=task.source_uri,
+        clip_index=task.clip_index,
+        span=task.span,
+        split_params_hash=params_hash,
+        media_mode=media.clip_media,
+        media_uri=clip_media.uri if clip_media else None,
+        media_start_s=clip_media.start_s if clip_media else None,
+        media_end_s=clip_media.end_s if clip_media else None,
+        keyframe_uris=tuple(keyframe_uris),
+        keyframe_times_s=tuple(keyframe_times_s),
+        run_id=run_id,
+        frame_size=task.frame_size,
+        **signal_columns(task.signals),
+    )
+
+
+def cut_video(tasks: list[ClipTask], media: MediaConfig, params_hash: str, run_id: str
+              ) -> list[ClipRecord | Exception]:
+    """Cut the media of all clips of one video (one ffmpeg process), read each clip's
+    keyframes and publish each clip whose media and keyframes all worked; per clip, its
+    record or why it failed. A clip's failure leaves no file of it behind and costs no
+    other clip."""
+    if not tasks:
+        return []
     scratch = _scratch_dir(media.output)
-    offset = task.seek_offset_s
     try:
-        ready: list[tuple[str, str]] = []  # (scratch file, final uri), published together
-        media_uri = media_start = media_end = None
+        clip_files: list[ClipMedia | Exception | None] = [None] * len(tasks)
         if media.clip_media != "none":
-            ext = clip_extension(media.clip_media, task.video_codec, task.audio_codec)
-            local = os.path.join(scratch, f"clip.{ext}")
-            cut_clip(task.local_path, local, task.span.start_s + offset, task.span.duration_s,
-                     media.clip_media, media.ffmpeg_threads, media.limits)
-            duration = media_duration(local, media.limits)
-            media_start = (task.keyframe_before_start_s if media.clip_media == "copy"
-                           and task.keyframe_before_start_s is not None else task.span.start_s)
-            media_end = media_start + duration
-            media_uri = media_uri_for(media.output, task, ext)
-            ready.append((local, media_uri))
-        times = keyframe_positions(task.span, media.keyframes)
-        uris = [keyframe_uri_for(media.output, task, i) for i in range(len(times))]
-        if times:
-            frames = [os.path.join(scratch, f"kf{i}.jpg") for i in range(len(times))]
-            extract_frames(task.local_path, [t + offset for t in times], frames,
-                           media.keyframe_width, media.limits)
-            ready.extend(zip(frames, uris, strict=True))
-        # Only a clip whose media and keyframes all worked leaves files behind.
-        for local, uri in ready:
-            publish(local, uri)
-        return ClipRecord(
-            clip_id=task.clip_id,
-            video_id=task.video_id,
-            source_uri=task.source_uri,
-            clip_index=task.clip_index,
-            span=task.span,
-            split_params_hash=params_hash,
-            media_mode=media.clip_media,
-            media_uri=media_uri,
-            media_start_s=media_start,
-            media_end_s=media_end,
-            keyframe_uris=tuple(uris),
-            keyframe_times_s=tuple(times),
-            run_id=run_id,
-            frame_size=task.frame_size,
-            **signal_columns(task.signals),
-        )
+            clip_files = list(cut_media(tasks, media, scratch))
+        results: list[ClipRecord | Exception] = []
+        for i, (task, clip_file) in enumerate(zip(tasks, clip_files, strict=True)):
+            if isinstance(clip_file, Exception):
+                results.append(clip_file)
+                continue
+            try:
+                times, keyframes = write_keyframes(task, media, scratch, f"{i}_")
+                # Only a clip whose media and keyframes all worked leaves files behind.
+                ready = ([(clip_file.local, clip_file.uri)] if clip_file else []) + keyframes
+                for local, uri in ready:
+                    publish(local, uri)
+                results.append(_clip_record(task, media, params_hash, run_id, clip_file,
+                                            times, [uri for _, uri in keyframes]))
+            except Exception as e:  # this clip's error row (guarded), never another's
+                results.append(e)
+        return results
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def cut_one(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str) -> ClipRecord:
+    """Cut one clip's media and keyframes and publish them; raises MediaError."""
+    result = cut_video([task], media, params_hash, run_id)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 class _PlanFn(beam.DoFn):
@@ -226,7 +345,8 @@ class _PlanFn(beam.DoFn):
         self.media, self.params_hash, self.run_id = media, params_hash, run_id
         self.metrics = StageMetrics(PLAN_STAGE)
 
-    def process(self, split: SplitVideo) -> Iterator[ClipTask | beam.pvalue.TaggedOutput]:
+    def process(self, split: SplitVideo
+                ) -> Iterator[tuple[ClipTask, ...] | beam.pvalue.TaggedOutput]:
         if not split.spans:
             return
         video = split.scened.video
@@ -234,21 +354,41 @@ class _PlanFn(beam.DoFn):
         yield from guarded(self.metrics, self._plan, split, source_uri=video.source.uri,
                            run_id=self.run_id, video_id=video.video_id, timed=False)
 
-    def _plan(self, split: SplitVideo) -> list[ClipTask]:
-        return plan_clips(split, self.media, self.params_hash)
+    def _plan(self, split: SplitVideo) -> list[tuple[ClipTask, ...]]:
+        # One element per video: its clips are cut together, by one ffmpeg process.
+        return [tuple(plan_clips(split, self.media, self.params_hash))]
+
+
+def _outcome(result: ClipRecord | Exception) -> list[ClipRecord]:
+    if isinstance(result, Exception):
+        raise result
+    return [result]
 
 
 class _CutFn(beam.DoFn):
+    """All clips of one video; counted, timed and failed per clip."""
+
     def __init__(self, media: MediaConfig, params_hash: str, run_id: str) -> None:
         self.media, self.params_hash, self.run_id = media, params_hash, run_id
         self.metrics = StageMetrics(STAGE)
 
-    def process(self, task: ClipTask) -> Iterator[ClipRecord | beam.pvalue.TaggedOutput]:
-        yield from guarded(self.metrics, self._cut, task, source_uri=task.source_uri,
-                           run_id=self.run_id, video_id=task.video_id, clip_id=task.clip_id)
-
-    def _cut(self, task: ClipTask) -> list[ClipRecord]:
-        return [cut_one(task, self.media, self.params_hash, self.run_id)]
+    def process(self, tasks: tuple[ClipTask, ...]
+                ) -> Iterator[ClipRecord | beam.pvalue.TaggedOutput]:
+        if not tasks:
+            return
+        start = time.perf_counter()
+        results: list[ClipRecord | Exception]
+        try:
+            results = cut_video(list(tasks), self.media, self.params_hash, self.run_id)
+        except Exception as e:  # the video's shared step failed: every clip's error row
+            results = [e] * len(tasks)
+        # The runs table's latency stays per clip: each clip's share of the video's time.
+        share_ms = int((time.perf_counter() - start) * 1000 / len(tasks))
+        for task, result in zip(tasks, results, strict=True):
+            self.metrics.latency_ms.update(share_ms)
+            yield from guarded(self.metrics, _outcome, result, source_uri=task.source_uri,
+                               run_id=self.run_id, video_id=task.video_id,
+                               clip_id=task.clip_id, timed=False)
 
 
 class CutClips(beam.PTransform):

@@ -37,8 +37,9 @@ def ffmpeg(*args: str) -> None:
 
 def make_cuts_video(path: Path, shots: list[Clip], *, size: tuple[int, int] = (320, 180),
                     fps: int = FPS, audio: bool = True, gop: int = GOP,
-                    preset: str = "ultrafast") -> Path:
-    """Hard cuts between different sources; the cut times are the cumulative shot lengths."""
+                    preset: str = "ultrafast", x264_params: str | None = None) -> Path:
+    """Hard cuts between different sources; the cut times are the cumulative shot lengths.
+    x264_params (e.g. "bframes=3") are passed to the encoder as they are."""
     w, h = size
     args: list[str] = []
     for shot in shots:
@@ -52,6 +53,8 @@ def make_cuts_video(path: Path, shots: list[Clip], *, size: tuple[int, int] = (3
     if audio:
         args += ["-f", "lavfi", "-t", f"{total}", "-i", "sine=frequency=440:sample_rate=16000"]
         out += ["-map", f"{n}:a", "-c:a", "aac", "-b:a", "48k"]
+    if x264_params:
+        out += ["-x264-params", x264_params]
     ffmpeg(*args, *out, "-c:v", "libx264", "-preset", preset, "-g", str(gop),
            "-keyint_min", str(gop), "-sc_threshold", "0", "-r", str(fps), str(path))
     return path

@@ -147,3 +147,63 @@ def test_seeks_account_for_a_video_stream_that_starts_late(videos, tmp_path):
             diff = np.abs(np.asarray(Image.open(ka), float) - np.asarray(Image.open(kb), float))
             assert diff.mean() < 8, (ka, kb)  # same frame up to JPEG noise
         assert abs(media_duration(b.media_uri) - b.span.duration_s) <= 1 / 25 + 1e-6
+
+
+def _packets(order: list[tuple[int, str]], fps: int = 25):
+    """Packets in decode order from (frame number, 'K' for a keyframe or '')."""
+    from vidcurate.transforms.media.probing import VideoPacket
+
+    return [VideoPacket(f / fps, None, 1 / fps, kind == "K") for f, kind in order]
+
+
+def test_stream_copy_plan_ends_on_the_last_frame_its_packets_decode():
+    from vidcurate.transforms.media.cutting import plan_copy
+
+    # x264's order with 3 B-frames (pyramid): each P-frame before the B-frames it anchors.
+    order = [(0, "K"), (4, ""), (2, ""), (1, ""), (3, ""), (8, ""), (6, ""), (5, ""),
+             (7, ""), (9, "K"), (13, ""), (11, ""), (10, ""), (12, "")]
+    packets = _packets(order)
+    # Frames 1-8 wanted: from keyframe 0, every packet up to frame 7 (9 is past the end).
+    plan = plan_copy(packets, 1 / 25, 9 / 25)
+    assert (plan.start_s, plan.packets) == (0.0, 9) and plan.end_s == pytest.approx(9 / 25)
+    # Frames 1-7 wanted: 5, 6 and 7 need P-frame 8, which would show a frame past the
+    # end; the copy ends on frame 4, and the row says so.
+    plan = plan_copy(packets, 1 / 25, 8 / 25)
+    assert plan.packets == 5 and plan.end_s == pytest.approx(5 / 25)
+    # From the keyframe at 9 on; the last frame of the video lasts its packet.
+    plan = plan_copy(packets, 10 / 25, 20 / 25)
+    assert (plan.start_s, plan.packets) == (pytest.approx(9 / 25), 5)
+    assert plan.end_s == pytest.approx(14 / 25)
+
+
+def test_stream_copy_plan_never_leaves_a_gap():
+    from vidcurate.transforms.media.cutting import plan_copy
+
+    # Non-reference B-frames sent after the next P-frame: cut after P-frame 8, frames 1
+    # and 3 (sent later) would be missing from the middle of the clip.
+    packets = _packets([(0, "K"), (4, ""), (2, ""), (8, ""), (1, ""), (3, ""), (6, ""),
+                        (5, ""), (7, "")])
+    plan = plan_copy(packets, 0.0, 7 / 25)
+    assert plan.packets == 1 and plan.end_s == pytest.approx(1 / 25)
+
+
+def test_stream_copy_plan_counts_but_does_not_show_open_gop_leading_frames():
+    from vidcurate.transforms.media.cutting import plan_copy
+
+    # An open GOP: frames 2 and 3 follow keyframe 4 but show before it.
+    packets = _packets([(0, "K"), (1, ""), (4, "K"), (2, ""), (3, ""), (5, ""), (6, "")])
+    plan = plan_copy(packets, 4 / 25, 7 / 25)
+    assert plan.start_s == pytest.approx(4 / 25) and plan.packets == 5
+    assert plan.end_s == pytest.approx(7 / 25)
+
+
+def test_stream_copy_plan_needs_timestamps():
+    from vidcurate.transforms.media.cutting import plan_copy
+    from vidcurate.transforms.media.probing import VideoPacket
+
+    packets = [VideoPacket(None, i / 25, 1 / 25, i == 0) for i in range(10)]
+    assert plan_copy(packets, 0.0, 0.2) is None  # cut by time instead
+    # A span before the first keyframe starts at the first keyframe inside it.
+    late = _packets([(3, ""), (5, "K"), (6, ""), (7, "")])
+    plan = plan_copy(late, 0.0, 10 / 25)
+    assert plan.start_s == pytest.approx(5 / 25) and plan.packets == 3

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from vidcurate.schemas.records import VideoInfo
 from vidcurate.transforms.media.limits import (
@@ -253,3 +253,39 @@ def media_duration(path: str, limits: MediaLimits = DEFAULT_LIMITS) -> float:
     if fmt is None:
         raise MediaError("probe_failed", "cut clip reports no duration")
     return fmt
+
+
+class VideoPacket(NamedTuple):
+    """One packet of the first video stream, in decode (file) order; times in seconds on
+    the source's own timeline (not shifted to frame 0). None where the container gives
+    no value (AVI and raw streams may lack pts)."""
+
+    pts_s: float | None
+    dts_s: float | None
+    duration_s: float | None
+    key: bool
+
+
+def video_packets(path: str, limits: MediaLimits = DEFAULT_LIMITS) -> list[VideoPacket]:
+    """Every packet of the first video stream in decode order (no decoding): what an exact
+    stream copy needs to know which packets hold which frames."""
+    args = ["ffprobe", "-v", "error", "-select_streams", "v:0",
+            "-show_entries", "packet=pts_time,dts_time,duration_time,flags", "-of", "csv=p=0",
+            *source_input(path, limits)]
+    try:
+        size = os.path.getsize(localise(path))
+    except OSError as e:
+        raise MediaError("probe_failed", f"cannot list packets: {e.strerror}") from e
+    out = run_tool(args, max(PROBE_TIMEOUT_S, listing_timeout_s(size, limits)),
+                   "listing packets", limits)
+    if out.returncode != 0:
+        raise MediaError("probe_failed", f"cannot list packets: {stderr_tail(out.stderr)}")
+    packets = []
+    for line in out.stdout.decode("utf-8", "replace").splitlines():
+        fields = line.split(",")
+        if len(fields) < 4:
+            continue
+        pts, dts, duration, flags = fields[:4]
+        packets.append(VideoPacket(as_float(pts), as_float(dts), as_float(duration),
+                                   "K" in flags))
+    return packets
