@@ -110,9 +110,11 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
                              "thresholds, clip rules, stitching)",
         "media_mode": "`copy`, `exact` or `none`",
         "media_uri": "clip file (null for `none`)",
-        "media_start_s": "where the file really starts in the source video (copy: from "
-                         "the keyframe before the span)",
-        "media_end_s": "where the file really ends in the source video",
+        "media_start_s": "where the file really starts in the source video (copy: the "
+                         "keyframe at or before the span; exact: the span's start)",
+        "media_end_s": "where the file really ends: its frames are the source's frames "
+                       "in [media_start_s, media_end_s) (copy: the last frame its packets "
+                       "decode, never past end_s; exact: the span's end)",
         "keyframe_uris": "JPEG keyframes",
         "keyframe_times_s": "their times in the source video",
         "ocr_text": "on-screen text, merged over keyframes (`''`: none found; null: OCR "
