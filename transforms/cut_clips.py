@@ -1,4 +1,8 @@
-"""CutClips: fan a split video out to clips, cut clip media and read keyframes by seeking.
+"""CutClips: fan a split video out to clips, cut clip media and write keyframes.
+
+Keyframes are the JPEG bytes of the detect decode's frame sample (the sampled frame
+nearest each wanted position, inside the clip); only a clip the sample cannot serve
+(no sample, a clip shorter than the sample interval) has its keyframes read by seeking.
 
 Clip ids are deterministic (video id, frame span, split-parameter hash), and so are
 the media and keyframe paths derived from them: a rerun overwrites, never duplicates.
@@ -23,6 +27,7 @@ from vidcurate.schemas.records import (
     ClipRecord,
     ClipSignals,
     ClipTask,
+    FrameSample,
     Span,
     SplitVideo,
     VideoInfo,
@@ -31,6 +36,7 @@ from vidcurate.transforms.core import AddArgument, check, is_local
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.frame_signals import clip_signals
 from vidcurate.transforms.media.cutting import clip_extension, cut_clip, extract_frames
+from vidcurate.transforms.media.decoding import nearest_sample
 from vidcurate.transforms.media.limits import MediaError, MediaLimits
 from vidcurate.transforms.media.probing import keyframe_times, media_duration
 from vidcurate.transforms.media.storage import publish
@@ -133,6 +139,7 @@ def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[
             seek_offset_s=info.seek_offset_s,
             frame_size=info.display_size,
             signals=clip_signals(span, scened.signals, scened.decode_log, keyframe_frames),
+            sample=scened.sample,
         )
         for i, span in enumerate(split.spans)
     ]
@@ -172,6 +179,52 @@ def _scratch_dir(output: str) -> str:
     return tempfile.mkdtemp(prefix="vidcurate-")
 
 
+def sampled_keyframes(sample: FrameSample, span: Span, times_s: list[float]
+                      ) -> list[int] | None:
+    """The sampled image for each wanted keyframe time: the one nearest to it inside the
+    span; None when the span holds no sampled frame."""
+    picks = []
+    for t in times_s:
+        k = nearest_sample(sample, round(t * sample.fps), span.start_frame, span.end_frame)
+        if k is None:
+            return None
+        picks.append(k)
+    return picks
+
+
+def write_keyframes(task: ClipTask, times_s: list[float], dsts: list[str],
+                    media: MediaConfig) -> list[float]:
+    """Write the clip's keyframes to dsts and return the times they show (seconds from
+    frame 0). From the frame sample: its JPEG bytes copied, no decode and no re-encode
+    (resized only when the sample is wider than --keyframe-width: stitching needed
+    it wider); by seeking where the sample cannot serve the clip. Raises MediaError."""
+    sample = task.sample
+    picks = sampled_keyframes(sample, task.span, times_s) if sample is not None else None
+    if sample is not None and picks is not None:
+        try:
+            for k, dst in zip(picks, dsts, strict=True):
+                if sample.width == media.keyframe_width:
+                    shutil.copyfile(sample.path(k), dst)
+                else:
+                    _write_resized(sample.path(k), dst, media.keyframe_width)
+            return [round(sample.frame(k) / sample.fps, 6) for k in picks]
+        except OSError:
+            pass  # the sample is gone (another worker's disk): read by seeking
+    extract_frames(task.local_path, [t + task.seek_offset_s for t in times_s], dsts,
+                   media.keyframe_width, media.limits)
+    return times_s
+
+
+def _write_resized(src: str, dst: str, width: int) -> None:
+    from PIL import Image
+
+    with Image.open(src) as img:
+        if img.width > width:
+            img = img.resize((width, max(2, round(img.height * width / img.width / 2) * 2)),
+                             Image.Resampling.BICUBIC)
+        img.convert("RGB").save(dst, "JPEG", quality=90)
+
+
 def cut_one(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str) -> ClipRecord:
     """Cut the clip's media and keyframes and publish them; raises MediaError."""
     scratch = _scratch_dir(media.output)
@@ -194,8 +247,7 @@ def cut_one(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str) -
         uris = [keyframe_uri_for(media.output, task, i) for i in range(len(times))]
         if times:
             frames = [os.path.join(scratch, f"kf{i}.jpg") for i in range(len(times))]
-            extract_frames(task.local_path, [t + offset for t in times], frames,
-                           media.keyframe_width, media.limits)
+            times = write_keyframes(task, times, frames, media)
             ready.extend(zip(frames, uris, strict=True))
         # Only a clip whose media and keyframes all worked leaves files behind.
         for local, uri in ready:
