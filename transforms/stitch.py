@@ -258,7 +258,7 @@ def boundary_frames_of(scened: ScenedVideo, cfg: StitchConfig,
             pass  # the frames it did not give are read by seeking below
     rest = [n for n in numbers if n not in read]
     images = read_frames(path, [seek_time_s(n, info.fps, info.seek_offset_s) for n in rest],
-                         limits=limits)
+                         limits=limits) if rest else []
     for number, image in zip(rest, images, strict=True):
         if image is not None:
             read.add(number)
