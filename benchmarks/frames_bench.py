@@ -6,6 +6,7 @@ frame sample (issue 18), as a multiple of one plain full decode of the video.
           sequential decode or by seeking + 3 keyframes per clip read by seeking
   after   one detect decode that also writes the frame sample (JPEG at
           --keyframe-width); stitching frames and keyframes taken from it
+and, for reference, the cut detection decode alone (no stitching frames, no keyframes).
 
 Work is the CPU time of the ffmpeg processes (user + system, all their threads) plus
 this process's own (PySceneDetect, JPEG reading); "x decode" divides by the CPU time of
@@ -105,12 +106,15 @@ def full_decode(path: Path) -> None:
                     "-f", "null", "-"], check=True)
 
 
-def frames_path(video, work: Path, out: Path, sampled: bool) -> tuple[int, int]:
-    """Everything that needs frames, for one video: (clips, keyframes written)."""
+def frames_path(video, work: Path, out: Path, sampled: bool | None) -> tuple[int, int]:
+    """Everything that needs frames, for one video: (clips, keyframes written). sampled
+    None: the cut detection decode alone, for reference."""
     media = MediaConfig(str(out), "none", 3, 1280, 0)
     sample = (FrameSampleConfig.for_run(str(work), media.keyframes, media.keyframe_width,
                                         True) if sampled else None)
     scened = detect_scenes(video, CFG, sample_cfg=sample)
+    if sampled is None:
+        return 0, 0
     frames = sum(1 for _ in stitch_module.boundary_frames_of(scened, STITCH))
     assert frames == 2 * len(scened.shots), "a stitching frame was not read"
     split = apply_rules(scened, CFG)
@@ -124,7 +128,8 @@ def bench(name: str, path: Path, repeat: int, tmp: Path) -> list[dict]:
     floor_cpu = statistics.median(f["ffmpeg_cpu"] for f in floors)
     floor_wall = min(f["wall"] for f in floors)
     rows = []
-    for label, sampled in (("before (seeks)", False), ("after (frame sample)", True)):
+    for label, sampled in (("cut detection decode alone (reference)", None),
+                           ("before (seeks)", False), ("after (frame sample)", True)):
         runs = []
         for i in range(repeat):
             out = tmp / f"{len(rows)}-{i}"
@@ -134,7 +139,8 @@ def bench(name: str, path: Path, repeat: int, tmp: Path) -> list[dict]:
         cpu = statistics.median(r["ffmpeg_cpu"] + r["own_cpu"] for r in runs)
         ff = statistics.median(r["ffmpeg_cpu"] for r in runs)
         rows.append({"file": name, "how": label, "seconds": video.info.duration_s,
-                     "clips": shape[0], "keyframes": shape[1],
+                     "clips": shape[0] if sampled is not None else "-",
+                     "keyframes": shape[1] if sampled is not None else "-",
                      "processes": runs[0]["processes"],
                      "ffmpeg_cpu": ff, "cpu": cpu, "x_decode": ff / floor_cpu,
                      "x_decode_all": cpu / floor_cpu,
@@ -158,6 +164,8 @@ def main() -> None:
           "one full decode: CPU s / wall s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        if r["clips"] == "-":
+            r["how"] = f"_{r['how']}_"
         print(f"| {r['file']} | {r['how']} | {r['clips']} | {r['keyframes']} | "
               f"{r['processes']} | {r['ffmpeg_cpu']:.2f} | {r['x_decode']:.2f}x | "
               f"{r['x_decode_all']:.2f}x | {r['wall']:.2f} | "
