@@ -57,7 +57,9 @@ class MediaConfig:
             help="copy: ffmpeg stream copy (fast, starts at the keyframe before the span); "
             "exact: frame-accurate re-encode; none: no clip files.")
         add("keyframes", type=int, default=3,
-            help="JPEG keyframes per clip, spread from 5%% to 95%% of the clip (0 for none).")
+            help="JPEG keyframes per clip, spread from 5%% to 95%% of the clip (0 for none): "
+            "each is the frame nearest its position among those the cut-detection decode "
+            "kept (one every <= 0.25 s); keyframe_times_s records the frame's time.")
         add("keyframe-width", type=int, default=1280,
             help="Keyframes are downscaled to at most this width (0 keeps full size); "
             "OCR reads them, so small on-screen text needs ~1280.")
