@@ -13,7 +13,9 @@ kept with its kind (detected / forced) for auditing.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
@@ -50,6 +52,10 @@ from vidcurate.transforms.split_config import SplitConfig
 from vidcurate.transforms.transitions import ZONE_GUARD_FRAMES, TransitionObserver
 
 STAGE = "detect_scenes"
+_log = logging.getLogger(__name__)
+# ffmpeg's lines about writing the frame sample's images (the image2 muxer, a full disk).
+_SAMPLE_WRITE_ERROR = re.compile(r"\[image2[ @\]]|av_interleaved_write_frame|"
+                                 r"Error muxing|Error writing|No space left on device")
 # A decode that stops this much short of the probed duration is reported on the video.
 _SHORT_DECODE_S = 1.0
 
@@ -173,21 +179,45 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
         request = SampleRequest(folder, sample_stride(info.fps, info.duration_s,
                                                       cfg.min_scene_len), sample_cfg.width)
     try:
-        scened = _detect(video, cfg, threads, limits, request)
+        scened, sample_failed = _detect(video, cfg, threads, limits, request)
     except BaseException:
         if request is not None:
             clear_sample(request.folder)
         raise
     if request is None:
         return scened
+    if sample_failed is not None:
+        # ffmpeg stops every output when one fails (a full disk), so the detection
+        # stream ended early too: detect again without a sample. Stitching and the
+        # keyframes then read their frames from the video.
+        clear_sample(request.folder)
+        _log.warning("frame sample of %s could not be written (%s); cut detection decodes "
+                     "again without it", video.video_id, sample_failed)
+        return _detect(video, cfg, threads, limits, None)[0]
     sample = FrameSample(folder=request.folder, stride=request.stride,
                          count=sample_count(request.folder), fps=info.fps,
                          width=request.width)
     return dataclasses.replace(scened, sample=sample)
 
 
+class _SampleWriteWatch:
+    """Passes ffmpeg's error lines on to the decode-error collector, except those of
+    writing the frame sample (no picture damage): it keeps the first of those."""
+
+    def __init__(self, inner: DecodeErrorCollector) -> None:
+        self.inner = inner
+        self.failed: str | None = None
+
+    def __call__(self, line: str, frames: int) -> None:
+        if _SAMPLE_WRITE_ERROR.search(line):
+            self.failed = self.failed or line
+            return
+        self.inner(line, frames)
+
+
 def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLimits,
-            sample: SampleRequest | None) -> ScenedVideo:
+            sample: SampleRequest | None) -> tuple[ScenedVideo, str | None]:
+    """The scened video, and the first error writing the sample (None: written)."""
     info = video.info
     # Transitions and picture signals are read from the same frames (no second decode).
     transition_observer = (TransitionObserver(cfg.transitions, info.fps)
@@ -198,8 +228,9 @@ def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLim
         observers.append(transition_observer)
     errors = DecodeErrorCollector(info.fps, decoder_lag_frames(threads),
                                   audio_codec=info.audio_codec)
+    watch = _SampleWriteWatch(errors)
     with decode_frames_downscaled(video.local_path, info, cfg.detect_width, threads,
-                                  limits, on_stderr=errors, sample=sample) as frames:
+                                  limits, on_stderr=watch, sample=sample) as frames:
         cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg),
                                                  observers)
     transitions = transition_observer.transitions() if transition_observer else ()
@@ -211,7 +242,7 @@ def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLim
                 f"(damaged or truncated file); split the decodable part")
     return ScenedVideo(video=video, boundaries=boundaries, shots=shots,
                        decoded_frames=n_frames, detect_note=note, transitions=transitions,
-                       signals=signals.result(), decode_log=errors.result())
+                       signals=signals.result(), decode_log=errors.result()), watch.failed
 
 
 class _DetectFn(beam.DoFn):

@@ -285,3 +285,22 @@ def test_a_failed_decode_leaves_no_sample(videos, tmp_path):
     with pytest.raises(MediaError):
         detect_scenes(video, CFG, sample_cfg=FrameSampleConfig(str(root), 320))
     assert not os.path.exists(sample_folder(str(root), "broken"))
+
+
+def test_a_sample_that_cannot_be_written_does_not_cut_detection_short(videos, tmp_path,
+                                                                       monkeypatch):
+    """ffmpeg stops every output when one fails (a full disk): the video is detected
+    again without a sample, whole, and the write errors are not picture damage."""
+    from vidcurate.transforms import detect_scenes as scenes_module
+
+    video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
+    plain = detect_scenes(video, CFG)
+    unwritable = str(tmp_path / "no such folder")
+    monkeypatch.setattr(scenes_module, "SampleRequest",
+                        lambda folder, stride, width: SampleRequest(unwritable, stride, width))
+    got = detect_scenes(video, CFG, sample_cfg=FrameSampleConfig(str(tmp_path / "w"), 320))
+    assert got.sample is None
+    assert got.decoded_frames == plain.decoded_frames == 400
+    assert got.shots == plain.shots
+    assert got.decode_log is not None and got.decode_log.total == 0
+    assert got.detect_note is None
