@@ -304,3 +304,18 @@ def test_a_sample_that_cannot_be_written_does_not_cut_detection_short(videos, tm
     assert got.shots == plain.shots
     assert got.decode_log is not None and got.decode_log.total == 0
     assert got.detect_note is None
+
+
+def test_keyframes_of_a_sample_this_worker_cannot_see_are_read_from_the_video(sampled,
+                                                                               tmp_path):
+    from vidcurate.transforms.cut_clips import keyframe_positions
+
+    _, scened = sampled
+    media = MediaConfig(str(tmp_path / "out"), "none", 3, 320, 1)
+    task = plan_clips(apply_rules(scened, CFG), media, "h")[1]
+    elsewhere = dataclasses.replace(task.sample, folder=str(tmp_path / "other worker"))
+    rec = cut_one(dataclasses.replace(task, sample=elsewhere), media, "h", "r")
+    assert list(rec.keyframe_times_s) == keyframe_positions(task.span, 3)
+    for uri in rec.keyframe_uris:
+        with open(uri, "rb") as f:
+            assert f.read(2) == b"\xff\xd8"
