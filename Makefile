@@ -98,6 +98,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.split_bench
+	$(BIN)/python -m benchmarks.frames_bench
 	$(BIN)/python -m benchmarks.transition_bench
 	$(BIN)/python -m benchmarks.motion_bench
 	$(BIN)/python -m benchmarks.ocr_bench
