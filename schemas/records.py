@@ -222,7 +222,8 @@ class FrameSample:
     """Frames the cut-detection decode also kept at keyframe size, as JPEG files: image
     k is frame k * stride of the detect decode (frame i at i / fps). Stitching and the
     keyframes take their frames from it, so nothing decodes the video again. A
-    per-video scratch folder of ours, removed when the video is done."""
+    per-video scratch folder of ours, removed when the video is done; at most
+    decoding.MAX_SAMPLE_FRAMES images (disk: that many JPEGs at the keyframe width)."""
 
     folder: str  # local folder holding the images, {k:08d}.jpg
     stride: int  # frames of the detect decode between two images
