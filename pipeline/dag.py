@@ -16,7 +16,6 @@ from vidcurate.transforms.detect_scenes import DetectScenes, FrameSampleConfig
 from vidcurate.transforms.embed_clips import EmbedClips
 from vidcurate.transforms.errors import ERRORS, SKIPPED
 from vidcurate.transforms.fetch import Fetch, RemoveDownloads
-from vidcurate.transforms.fetch_config import local_work_dir
 from vidcurate.transforms.judge_clips import JudgeClips
 from vidcurate.transforms.manifest import ReadManifest
 from vidcurate.transforms.ocr import OCR
@@ -50,7 +49,7 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     probed = unique["unique"] | "Probe" >> Probe(run_id, cfg.media.limits)
     # Stitching and keyframes take their frames from the detect decode (a scratch sample
     # in the run's work folder), so no stage decodes a video twice.
-    sample = FrameSampleConfig.for_run(local_work_dir(cfg.fetch), cfg.media.keyframes,
+    sample = FrameSampleConfig.for_run(cfg.fetch.work_dir, cfg.media.keyframes,
                                        cfg.media.keyframe_width, cfg.split.stitch is not None)
     scened = probed["videos"] | "DetectScenes" >> DetectScenes(
         cfg.split, cfg.media.ffmpeg_threads, run_id, cfg.media.limits, sample)

@@ -32,6 +32,7 @@ from vidcurate.schemas.records import (
     Span,
     Transition,
 )
+from vidcurate.transforms.core import is_remote
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.frame_signals import (
     DecodeErrorCollector,
@@ -70,10 +71,16 @@ class FrameSampleConfig:
     width: int
 
     @classmethod
-    def for_run(cls, root: str, keyframes: int, keyframe_width: int,
+    def for_run(cls, work_dir: str, keyframes: int, keyframe_width: int,
                 stitching: bool) -> FrameSampleConfig | None:
         """At --keyframe-width when there are keyframes (their JPEG bytes are the
-        sample's), never narrower than stitching reads; None when nothing needs frames."""
+        sample's), never narrower than stitching reads; None when nothing needs frames,
+        or when the work dir is remote (gs://, s3://): the stages after a shuffle run on
+        other workers, which could neither read nor remove a sample on this one's disk,
+        so they read frames from the video as before."""
+        if is_remote(work_dir):
+            return None
+        root = work_dir.removeprefix("file://")
         if keyframes > 0:
             width = keyframe_width
             if stitching and 0 < width < STITCH_FRAME_WIDTH:

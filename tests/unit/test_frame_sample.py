@@ -77,6 +77,8 @@ def test_sample_config_follows_the_keyframes_and_stitching():
     assert FrameSampleConfig.for_run("/w", 3, 64, True).width == 448
     assert FrameSampleConfig.for_run("/w", 0, 1280, True).width == 448
     assert FrameSampleConfig.for_run("/w", 0, 1280, False) is None
+    # Workers after a shuffle could neither read nor remove it on another's disk.
+    assert FrameSampleConfig.for_run("gs://bucket/work", 3, 1280, True) is None
 
 
 def test_sample_folder_is_ours_whatever_the_video_id():
