@@ -133,7 +133,7 @@ def test_split_stitch_frames_and_keyframes_decode_the_video_once(videos, tmp_pat
 
 def test_sample_is_written_by_the_detect_process_and_bounded(videos, tmp_path):
     video = probe_source(Source(uri=str(videos.cuts), video_id="v"))
-    folder = tmp_path / "s"
+    folder = tmp_path / "100% s"  # a '%' in the work dir is not part of the pattern
     folder.mkdir()
     request = SampleRequest(str(folder), stride=10, width=160, max_frames=4)
     with decode_frames_downscaled(str(videos.cuts), video.info, 64,

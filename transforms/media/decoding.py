@@ -165,7 +165,8 @@ def decode_frames_downscaled(
                  "-map", "[big]", "-fps_mode", "passthrough",
                  "-frames:v", str(sample.max_frames), "-q:v", str(SAMPLE_JPEG_QUALITY),
                  "-start_number", "0", "-f", "image2",
-                 ff_path(os.path.join(sample.folder, "%08d.jpg"))]
+                 # A '%' in the work dir's path is literal, not part of the pattern.
+                 ff_path(os.path.join(sample.folder.replace("%", "%%"), "%08d.jpg"))]
     with raw_frames(args, width, height, decode_timeout_s(info.duration_s, limits),
                      "decoding for cut detection", limits, on_stderr) as frames:
         yield frames
