@@ -102,6 +102,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.peer_bench --json build/peer_bench.json
 	$(BIN)/python -m benchmarks.split_bench
 	$(BIN)/python -m benchmarks.cut_bench
+	$(BIN)/python -m benchmarks.frames_bench
 	$(BIN)/python -m benchmarks.transition_bench
 	$(BIN)/python -m benchmarks.motion_bench
 	$(BIN)/python -m benchmarks.ocr_bench

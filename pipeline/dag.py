@@ -12,7 +12,7 @@ from vidcurate.transforms.captioning import Captioning
 from vidcurate.transforms.clip_rules import ApplyClipRules
 from vidcurate.transforms.content_dedup import ContentDedup
 from vidcurate.transforms.cut_clips import CutClips
-from vidcurate.transforms.detect_scenes import DetectScenes
+from vidcurate.transforms.detect_scenes import DetectScenes, FrameSampleConfig
 from vidcurate.transforms.embed_clips import EmbedClips
 from vidcurate.transforms.errors import ERRORS, SKIPPED
 from vidcurate.transforms.fetch import Fetch, RemoveDownloads
@@ -47,8 +47,12 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     fetched = todo | "Fetch" >> Fetch(cfg.fetch, run_id)
     unique = fetched["fetched"] | "ContentDedup" >> ContentDedup(cfg.fetch.keep_downloads)
     probed = unique["unique"] | "Probe" >> Probe(run_id, cfg.media.limits)
+    # Stitching and keyframes take their frames from the detect decode (a scratch sample
+    # in the run's work folder), so no stage decodes a video twice.
+    sample = FrameSampleConfig.for_run(cfg.fetch.work_dir, cfg.media.keyframes,
+                                       cfg.media.keyframe_width, cfg.split.stitch is not None)
     scened = probed["videos"] | "DetectScenes" >> DetectScenes(
-        cfg.split, cfg.media.ffmpeg_threads, run_id, cfg.media.limits)
+        cfg.split, cfg.media.ffmpeg_threads, run_id, cfg.media.limits, sample)
     events = scened["scened"]
     stage_errors = [listed[ERRORS], fetched[ERRORS], probed[ERRORS], scened[ERRORS]]
     if cfg.split.stitch is not None:
@@ -97,8 +101,10 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
         "asr": asr_results,
         "errors": errors,
     } | "VideoRows" >> BuildVideoRows(run_id)
-    if not cfg.fetch.keep_downloads:
-        videos = videos | "RemoveDownloads" >> RemoveDownloads()
+    if not cfg.fetch.keep_downloads or sample is not None:
+        videos = videos | "RemoveDownloads" >> RemoveDownloads(
+            remove_downloads=not cfg.fetch.keep_downloads,
+            sample_root=sample.root if sample is not None else None)
 
     output = cfg.output
     _ = [

@@ -116,7 +116,9 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
                        "in [media_start_s, media_end_s) (copy: the last frame its packets "
                        "decode, never past end_s; exact: the span's end)",
         "keyframe_uris": "JPEG keyframes",
-        "keyframe_times_s": "their times in the source video",
+        "keyframe_times_s": "the times of the frames they show, in the source video "
+                            "(each the sampled frame nearest its 5-95 % position, inside "
+                            "the clip)",
         "ocr_text": "on-screen text, merged over keyframes (`''`: none found; null: OCR "
                     "off)",
         "ocr_lines": "every line read, with its confidence and keyframe index; `box` = "

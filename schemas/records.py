@@ -218,6 +218,27 @@ class Span:
 
 
 @dataclass(frozen=True)
+class FrameSample:
+    """Frames the cut-detection decode also kept at keyframe size, as JPEG files: image
+    k is frame k * stride of the detect decode (frame i at i / fps). Stitching and the
+    keyframes take their frames from it, so nothing decodes the video again. A
+    per-video scratch folder of ours, removed when the video is done; at most
+    decoding.MAX_SAMPLE_FRAMES images (disk: that many JPEGs at the keyframe width)."""
+
+    folder: str  # local folder holding the images, {k:08d}.jpg
+    stride: int  # frames of the detect decode between two images
+    count: int  # images written: frames 0, stride, ... (count - 1) * stride
+    fps: float  # the detect decode's constant rate
+    width: int  # images are at most this wide (0: full size), as --keyframe-width
+
+    def path(self, k: int) -> str:
+        return f"{self.folder}/{k:08d}.jpg"
+
+    def frame(self, k: int) -> int:
+        return k * self.stride
+
+
+@dataclass(frozen=True)
 class ScenedVideo:
     """A probed video with its shot boundaries and shots (cut-scenes)."""
 
@@ -234,6 +255,7 @@ class ScenedVideo:
     transitions: tuple[Transition, ...] = ()
     signals: FrameSignals | None = None  # picture statistics of the detect decode
     decode_log: DecodeLog | None = None  # the decoder's error lines (damaged data)
+    sample: FrameSample | None = None  # keyframe-size frames of the same decode
 
     @property
     def units(self) -> tuple[Span, ...]:
@@ -284,6 +306,7 @@ class ClipTask:
     copy_end_s: float | None = None
     frame_size: tuple[int, int] | None = None  # VideoInfo.display_size of the source
     signals: ClipSignals | None = None  # aggregated over the span when the task is made
+    sample: FrameSample | None = None  # the video's frame sample: keyframes come from it
 
 
 @dataclass(frozen=True)

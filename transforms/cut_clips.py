@@ -1,5 +1,9 @@
 """CutClips: plan a split video's clips, cut all their media in one ffmpeg process and
-read keyframes by seeking.
+write their keyframes.
+
+Keyframes are the JPEG bytes of the detect decode's frame sample (the sampled frame
+nearest each wanted position, inside the clip); only a clip the sample cannot serve
+(no sample, a clip shorter than the sample interval) has its keyframes read by seeking.
 
 Clip ids are deterministic (video id, frame span, split-parameter hash), and so are
 the media and keyframe paths derived from them: a rerun overwrites, never duplicates.
@@ -27,6 +31,7 @@ from vidcurate.schemas.records import (
     ClipRecord,
     ClipSignals,
     ClipTask,
+    FrameSample,
     Span,
     SplitVideo,
     VideoInfo,
@@ -43,6 +48,7 @@ from vidcurate.transforms.media.cutting import (
     extract_frames,
     plan_copy,
 )
+from vidcurate.transforms.media.decoding import nearest_sample
 from vidcurate.transforms.media.limits import MediaError, MediaLimits
 from vidcurate.transforms.media.probing import keyframe_times, media_duration, video_packets
 from vidcurate.transforms.media.storage import publish
@@ -158,6 +164,7 @@ def plan_clips(split: SplitVideo, media: MediaConfig, params_hash: str) -> list[
             copy_end_s=plan.end_s - info.start_time_s if plan is not None else None,
             frame_size=info.display_size,
             signals=clip_signals(span, scened.signals, scened.decode_log, keyframe_frames),
+            sample=scened.sample,
         ))
     return tasks
 
@@ -272,9 +279,54 @@ def write_keyframes(task: ClipTask, media: MediaConfig, scratch: str, prefix: st
         return [], []
     uris = [keyframe_uri_for(media.output, task, i) for i in range(len(times))]
     frames = [os.path.join(scratch, f"{prefix}kf{i}.jpg") for i in range(len(times))]
-    extract_frames(task.local_path, [t + task.seek_offset_s for t in times], frames,
-                   media.keyframe_width, media.limits)
+    times = _keyframe_images(task, times, frames, media)
     return times, list(zip(frames, uris, strict=True))
+
+
+def sampled_keyframes(sample: FrameSample, span: Span, times_s: list[float]
+                      ) -> list[int] | None:
+    """The sampled image for each wanted keyframe time: the one nearest to it inside the
+    span; None when the span holds no sampled frame."""
+    picks = []
+    for t in times_s:
+        k = nearest_sample(sample, round(t * sample.fps), span.start_frame, span.end_frame)
+        if k is None:
+            return None
+        picks.append(k)
+    return picks
+
+
+def _keyframe_images(task: ClipTask, times_s: list[float], dsts: list[str],
+                     media: MediaConfig) -> list[float]:
+    """Write the clip's keyframes to dsts and return the times they show (seconds from
+    frame 0). From the frame sample: its JPEG bytes copied, no decode and no re-encode
+    (resized only when the sample is wider than --keyframe-width: stitching needed
+    it wider); by seeking where the sample cannot serve the clip. Raises MediaError."""
+    sample = task.sample
+    picks = sampled_keyframes(sample, task.span, times_s) if sample is not None else None
+    if sample is not None and picks is not None:
+        try:
+            for k, dst in zip(picks, dsts, strict=True):
+                if sample.width == media.keyframe_width:
+                    shutil.copyfile(sample.path(k), dst)
+                else:
+                    _write_resized(sample.path(k), dst, media.keyframe_width)
+            return [round(sample.frame(k) / sample.fps, 6) for k in picks]
+        except OSError:
+            pass  # the sample is gone (another worker's disk): read by seeking
+    extract_frames(task.local_path, [t + task.seek_offset_s for t in times_s], dsts,
+                   media.keyframe_width, media.limits)
+    return times_s
+
+
+def _write_resized(src: str, dst: str, width: int) -> None:
+    from PIL import Image
+
+    with Image.open(src) as img:
+        if img.width > width:
+            img = img.resize((width, max(2, round(img.height * width / img.width / 2) * 2)),
+                             Image.Resampling.BICUBIC)
+        img.convert("RGB").save(dst, "JPEG", quality=90)
 
 
 def _clip_record(task: ClipTask, media: MediaConfig, params_hash: str, run_id: str,

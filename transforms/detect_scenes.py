@@ -1,8 +1,10 @@
 """DetectScenes: shot boundaries with PySceneDetect, one downscaled decode per video.
 
 ffmpeg decodes and downscales (in its own threads, overlapping with detection), and
-the frames are fed straight to a PySceneDetect detector; nothing else decodes the
-video. Shots longer than ``force_cut_after`` get Panda-70M's forced cuts ("cut the
+the frames are fed straight to a PySceneDetect detector. The same ffmpeg process keeps
+a frame sample at keyframe size (FrameSample: every few frames, as JPEG in a scratch
+folder) from which stitching and the keyframes take their frames: nothing else
+decodes the video. Shots longer than ``force_cut_after`` get Panda-70M's forced cuts ("cut the
 first max_cut_len seconds as a new shot while the shot is longer than
 force_cut_after"), so fades and unedited footage still split. Every boundary is
 kept with its kind (detected / forced) for auditing.
@@ -10,6 +12,10 @@ kept with its kind (detected / forced) for auditing.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
@@ -18,21 +24,69 @@ import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector, SceneDetector
 from scenedetect.common import FrameTimecode
 
-from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Span, Transition
+from vidcurate.schemas.records import (
+    Boundary,
+    FrameSample,
+    ProbedVideo,
+    ScenedVideo,
+    Span,
+    Transition,
+)
+from vidcurate.transforms.core import is_remote
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.frame_signals import (
     DecodeErrorCollector,
     FrameSignalsObserver,
     decoder_lag_frames,
 )
-from vidcurate.transforms.media.decoding import decode_frames_downscaled
+from vidcurate.transforms.media.decoding import (
+    STITCH_FRAME_WIDTH,
+    SampleRequest,
+    clear_sample,
+    decode_frames_downscaled,
+    sample_count,
+    sample_folder,
+    sample_stride,
+)
 from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaLimits
 from vidcurate.transforms.split_config import SplitConfig
 from vidcurate.transforms.transitions import ZONE_GUARD_FRAMES, TransitionObserver
 
 STAGE = "detect_scenes"
+_log = logging.getLogger(__name__)
+# ffmpeg's lines about writing the frame sample's images (the image2 muxer, a full disk).
+_SAMPLE_WRITE_ERROR = re.compile(r"\[image2[ @\]]|av_interleaved_write_frame|"
+                                 r"Error muxing|Error writing|No space left on device")
 # A decode that stops this much short of the probed duration is reported on the video.
 _SHORT_DECODE_S = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSampleConfig:
+    """The frame sample the detect decode keeps for stitching and keyframes: images at
+    most `width` wide (0: full size) in per-video folders under `root`, a scratch folder
+    of this run (the fetch work folder; RemoveDownloads empties them)."""
+
+    root: str
+    width: int
+
+    @classmethod
+    def for_run(cls, work_dir: str, keyframes: int, keyframe_width: int,
+                stitching: bool) -> FrameSampleConfig | None:
+        """At --keyframe-width when there are keyframes (their JPEG bytes are the
+        sample's), never narrower than stitching reads; None when nothing needs frames,
+        or when the work dir is remote (gs://, s3://): the stages after a shuffle run on
+        other workers, which could neither read nor remove a sample on this one's disk,
+        so they read frames from the video as before."""
+        if is_remote(work_dir):
+            return None
+        root = work_dir.removeprefix("file://")
+        if keyframes > 0:
+            width = keyframe_width
+            if stitching and 0 < width < STITCH_FRAME_WIDTH:
+                width = STITCH_FRAME_WIDTH
+            return cls(root, width)
+        return cls(root, STITCH_FRAME_WIDTH) if stitching else None
 
 
 def make_detector(cfg: SplitConfig) -> SceneDetector:
@@ -119,8 +173,58 @@ def shots_from_cuts(
 
 
 def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
-                  limits: MediaLimits = DEFAULT_LIMITS) -> ScenedVideo:
-    """Decode once (downscaled), detect cuts, add forced cuts; raises MediaError."""
+                  limits: MediaLimits = DEFAULT_LIMITS,
+                  sample_cfg: FrameSampleConfig | None = None) -> ScenedVideo:
+    """Decode once (downscaled), detect cuts, add forced cuts, and keep the frame sample
+    when asked (in the same decode); raises MediaError (then no sample is left)."""
+    info = video.info
+    request = None
+    if sample_cfg is not None:
+        folder = sample_folder(sample_cfg.root, video.video_id)
+        clear_sample(folder)  # an earlier attempt's images would be counted
+        os.makedirs(folder, exist_ok=True)
+        request = SampleRequest(folder, sample_stride(info.fps, info.duration_s,
+                                                      cfg.min_scene_len), sample_cfg.width)
+    try:
+        scened, sample_failed = _detect(video, cfg, threads, limits, request)
+    except BaseException:
+        if request is not None:
+            clear_sample(request.folder)
+        raise
+    if request is None:
+        return scened
+    if sample_failed is not None:
+        # ffmpeg stops every output when one fails (a full disk), so the detection
+        # stream ended early too: detect again without a sample. Stitching and the
+        # keyframes then read their frames from the video.
+        clear_sample(request.folder)
+        _log.warning("frame sample of %s could not be written (%s); cut detection decodes "
+                     "again without it", video.video_id, sample_failed)
+        return _detect(video, cfg, threads, limits, None)[0]
+    sample = FrameSample(folder=request.folder, stride=request.stride,
+                         count=sample_count(request.folder), fps=info.fps,
+                         width=request.width)
+    return dataclasses.replace(scened, sample=sample)
+
+
+class _SampleWriteWatch:
+    """Passes ffmpeg's error lines on to the decode-error collector, except those of
+    writing the frame sample (no picture damage): it keeps the first of those."""
+
+    def __init__(self, inner: DecodeErrorCollector) -> None:
+        self.inner = inner
+        self.failed: str | None = None
+
+    def __call__(self, line: str, frames: int) -> None:
+        if _SAMPLE_WRITE_ERROR.search(line):
+            self.failed = self.failed or line
+            return
+        self.inner(line, frames)
+
+
+def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLimits,
+            sample: SampleRequest | None) -> tuple[ScenedVideo, str | None]:
+    """The scened video, and the first error writing the sample (None: written)."""
     info = video.info
     # Transitions and picture signals are read from the same frames (no second decode).
     transition_observer = (TransitionObserver(cfg.transitions, info.fps)
@@ -131,8 +235,9 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
         observers.append(transition_observer)
     errors = DecodeErrorCollector(info.fps, decoder_lag_frames(threads),
                                   audio_codec=info.audio_codec)
+    watch = _SampleWriteWatch(errors)
     with decode_frames_downscaled(video.local_path, info, cfg.detect_width, threads,
-                                  limits, on_stderr=errors) as frames:
+                                  limits, on_stderr=watch, sample=sample) as frames:
         cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg),
                                                  observers)
     transitions = transition_observer.transitions() if transition_observer else ()
@@ -144,16 +249,17 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
                 f"(damaged or truncated file); split the decodable part")
     return ScenedVideo(video=video, boundaries=boundaries, shots=shots,
                        decoded_frames=n_frames, detect_note=note, transitions=transitions,
-                       signals=signals.result(), decode_log=errors.result())
+                       signals=signals.result(), decode_log=errors.result()), watch.failed
 
 
 class _DetectFn(beam.DoFn):
     def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
-                 limits: MediaLimits) -> None:
+                 limits: MediaLimits, sample: FrameSampleConfig | None) -> None:
         self.cfg = cfg
         self.threads = threads
         self.run_id = run_id
         self.limits = limits
+        self.sample = sample
         self.metrics = StageMetrics(STAGE)
 
     def process(self, video: ProbedVideo) -> Iterator[ScenedVideo | beam.pvalue.TaggedOutput]:
@@ -161,19 +267,23 @@ class _DetectFn(beam.DoFn):
                            run_id=self.run_id, video_id=video.video_id)
 
     def _detect(self, video: ProbedVideo) -> list[ScenedVideo]:
-        return [detect_scenes(video, self.cfg, self.threads, self.limits)]
+        return [detect_scenes(video, self.cfg, self.threads, self.limits, self.sample)]
 
 
 class DetectScenes(beam.PTransform):
-    """ProbedVideo -> ScenedVideo (main) and ErrorRecord ('errors')."""
+    """ProbedVideo -> ScenedVideo (main) and ErrorRecord ('errors'). With a sample
+    config each ScenedVideo carries its frame sample (a scratch folder)."""
 
     def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
-                 limits: MediaLimits = DEFAULT_LIMITS) -> None:
+                 limits: MediaLimits = DEFAULT_LIMITS,
+                 sample: FrameSampleConfig | None = None) -> None:
         super().__init__()
         self.cfg, self.threads, self.run_id, self.limits = cfg, threads, run_id, limits
+        self.sample = sample
 
     def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
         return (
             videos
-            | "Detect" >> beam.ParDo(_DetectFn(self.cfg, self.threads, self.run_id, self.limits))
+            | "Detect" >> beam.ParDo(_DetectFn(self.cfg, self.threads, self.run_id,
+                                               self.limits, self.sample))
             .with_outputs(ERRORS, main="scened"))

@@ -46,6 +46,7 @@ from vidcurate.transforms.fetch_config import (
     check_scheme,
     work_path,
 )
+from vidcurate.transforms.media.decoding import clear_sample, sample_folder
 from vidcurate.transforms.media.limits import TooLarge
 from vidcurate.transforms.media.storage import file_digest, forget, publish
 from vidcurate.transforms.video_sites import fetch_ytdlp, is_video_site
@@ -180,19 +181,31 @@ class Fetch(beam.PTransform):
 
 
 class _RemoveDownloadFn(beam.DoFn):
-    def __init__(self) -> None:
+    def __init__(self, remove_downloads: bool, sample_root: str | None) -> None:
+        self.remove_downloads, self.sample_root = remove_downloads, sample_root
         self.removed = Metrics.counter(STAGE, "downloads_removed")
 
     def process(self, row: VideoRow) -> Iterator[VideoRow]:
-        if row.fetched is not None and row.fetched.downloaded:
-            self.removed.inc()
-        remove_download(row.fetched)
+        if self.sample_root is not None:
+            # The detect decode's frame sample (scratch JPEGs): only our own folder, by
+            # the video id's hash, and only our own file names in it.
+            clear_sample(sample_folder(self.sample_root, row.source.video_id))
+        if self.remove_downloads:
+            if row.fetched is not None and row.fetched.downloaded:
+                self.removed.inc()
+            remove_download(row.fetched)
         yield row
 
 
 class RemoveDownloads(beam.PTransform):
-    """VideoRow -> the same rows, once each video's download is deleted: a video's row
-    exists only after every stage that reads its file has reported."""
+    """VideoRow -> the same rows, once each video's download (unless kept) and its frame
+    sample under `sample_root` are deleted: a video's row exists only after every stage
+    that reads its file or its sample has reported."""
+
+    def __init__(self, remove_downloads: bool = True, sample_root: str | None = None) -> None:
+        super().__init__()
+        self.remove_downloads, self.sample_root = remove_downloads, sample_root
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        return rows | "Remove" >> beam.ParDo(_RemoveDownloadFn())
+        return rows | "Remove" >> beam.ParDo(
+            _RemoveDownloadFn(self.remove_downloads, self.sample_root))

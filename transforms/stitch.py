@@ -32,7 +32,12 @@ import numpy as np
 from vidcurate.schemas.records import Boundary, DroppedShot, ScenedVideo, Span
 from vidcurate.transforms.errors import ERRORS, StageMetrics
 from vidcurate.transforms.media.cutting import extract_frames
-from vidcurate.transforms.media.decoding import frames_by_number
+from vidcurate.transforms.media.decoding import (
+    STITCH_FRAME_WIDTH,
+    frames_by_number,
+    nearest_sample,
+    read_sample_image,
+)
 from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits
 from vidcurate.transforms.media.probing import mean_keyframe_interval_s
 from vidcurate.transforms.models.clip import (
@@ -44,7 +49,7 @@ from vidcurate.transforms.split_config import SplitConfig, StitchConfig
 
 STAGE = "stitch"
 # Boundary frames are read at most this wide: CLIP looks at 224 px.
-FRAME_WIDTH = 448
+FRAME_WIDTH = STITCH_FRAME_WIDTH
 # Frames read per ffmpeg process (one input, one seek each).
 FRAMES_PER_CALL = 16
 # The fixed cost of reading one frame by seeking (a decoder opened, a JPEG written and
@@ -192,21 +197,51 @@ def seek_time_s(frame: int, fps: float, offset_s: float) -> float:
     return offset_s + max(0.0, (frame - 0.5) / fps)
 
 
+def sampled_boundary_frames(scened: ScenedVideo, cfg: StitchConfig
+                            ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(shot index, start / end, RGB frame) for the boundary frames the detect decode's
+    frame sample holds: the sampled frame nearest to each, inside its cut-scene (so
+    within half a sample interval of Panda's position, and never across the cut)."""
+    sample = scened.sample
+    if sample is None:
+        return
+    images: dict[int, np.ndarray] = {}  # a short shot's start and end can share one
+    for i, shot in enumerate(scened.shots):
+        for pos, frame in enumerate(boundary_frames(shot, cfg.start_position,
+                                                    cfg.end_position)):
+            k = nearest_sample(sample, frame, shot.start_frame, shot.end_frame)
+            if k is None:
+                continue
+            if k not in images:
+                try:
+                    images = {k: read_sample_image(sample, k, FRAME_WIDTH)}
+                except MediaError:
+                    continue  # read from the video below
+            yield i, pos, images[k]
+
+
 def boundary_frames_of(scened: ScenedVideo, cfg: StitchConfig,
                        limits: MediaLimits = DEFAULT_LIMITS
                        ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(shot index, 0 for start / 1 for end, RGB frame) for every cut-scene, streamed.
 
-    Dense frames (short cut-scenes, long GOPs) are read in one sequential decode, sparse
-    ones by seeking; frames the sequential decode could not give are retried by
-    seeking. Unreadable frames are left out; none readable at all raises MediaError.
+    From the frame sample where the video has one (no decoding). The frames it lacks
+    (a cut-scene shorter than the sample interval, no sample) are read from the video:
+    dense ones (short cut-scenes, long GOPs) in one sequential decode, sparse ones by
+    seeking; frames the sequential decode could not give are retried by seeking.
+    Unreadable frames are left out; none readable at all raises MediaError.
     """
     info = scened.video.info
+    from_sample: set[tuple[int, int]] = set()
+    for i, pos, image in sampled_boundary_frames(scened, cfg):
+        from_sample.add((i, pos))
+        yield i, pos, image
     wanted: dict[int, list[tuple[int, int]]] = {}
     for i, shot in enumerate(scened.shots):
         for pos, frame in enumerate(boundary_frames(shot, cfg.start_position,
                                                     cfg.end_position)):
-            wanted.setdefault(frame, []).append((i, pos))
+            if (i, pos) not in from_sample:
+                wanted.setdefault(frame, []).append((i, pos))
     numbers = sorted(wanted)
     path = scened.video.local_path
     read: set[int] = set()
@@ -223,13 +258,13 @@ def boundary_frames_of(scened: ScenedVideo, cfg: StitchConfig,
             pass  # the frames it did not give are read by seeking below
     rest = [n for n in numbers if n not in read]
     images = read_frames(path, [seek_time_s(n, info.fps, info.seek_offset_s) for n in rest],
-                         limits=limits)
+                         limits=limits) if rest else []
     for number, image in zip(rest, images, strict=True):
         if image is not None:
             read.add(number)
             for i, pos in wanted[number]:
                 yield i, pos, image
-    if numbers and not read:
+    if numbers and not read and not from_sample:
         raise MediaError("frames_unreadable",
                          f"none of the {len(numbers)} stitching frames could be read")
 

@@ -1,23 +1,43 @@
-"""Decoded pictures: the one downscaled decode the cut detector reads, chosen frames by
-number, and keyframe images.
+"""Decoded pictures: the one downscaled decode the cut detector reads (and the frame
+sample it keeps at keyframe size in the same pass), chosen frames by number, and
+keyframe images.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import math
+import os
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
-from vidcurate.schemas.records import VideoInfo
+from vidcurate.schemas.records import FrameSample, VideoInfo
 from vidcurate.transforms.media.limits import (
     DEFAULT_LIMITS,
     MediaError,
     MediaLimits,
     decode_timeout_s,
 )
-from vidcurate.transforms.media.tools import StderrListener, raw_frames, source_input
+from vidcurate.transforms.media.tools import StderrListener, ff_path, raw_frames, source_input
+
+# Stitching embeds its boundary frames at most this wide: CLIP looks at 224 px.
+STITCH_FRAME_WIDTH = 448
+# The frame sample keeps a frame at least this often, so that a keyframe or a stitching
+# frame is never more than half of it (0.125 s) from the frame it stands for.
+SAMPLE_INTERVAL_S = 0.25
+# At most this many sampled images per video (disk: ~100-200 KB each at 1280x720, so
+# under ~600 MB); a longer video is sampled more sparsely. ffmpeg stops writing images
+# there even when the probed duration lied.
+MAX_SAMPLE_FRAMES = 3600
+# JPEG quality of the sampled images (ffmpeg -q:v, 2 best .. 31): the dataset's keyframes
+# are these bytes, at the quality the seeking path wrote them.
+SAMPLE_JPEG_QUALITY = 3
+_SAMPLE_NAME = re.compile(r"\d{8}\.jpg")
 
 
 def detect_size(info: VideoInfo, target_width: int) -> tuple[int, int]:
@@ -36,10 +56,76 @@ def constant_rate(info: VideoInfo) -> str:
     return f"setpts=PTS-STARTPTS,fps={info.fps:.9f}"
 
 
+@dataclass(frozen=True)
+class SampleRequest:
+    """What the detect decode keeps besides its downscaled stream: every `stride`-th
+    frame, at most `width` wide (0: full size), as JPEG files in `folder`."""
+
+    folder: str
+    stride: int
+    width: int
+    max_frames: int = MAX_SAMPLE_FRAMES
+
+
+def sample_stride(fps: float, duration_s: float, min_scene_len: int,
+                  max_frames: int = MAX_SAMPLE_FRAMES) -> int:
+    """Frames between two sampled frames: one every SAMPLE_INTERVAL_S at most, and at
+    least two in every shot the detector can report (shots are >= min_scene_len
+    frames), so that stitching's start and end frames of a shot differ; sparser only
+    where the video is long enough to pass max_frames."""
+    stride = max(1, min(int(fps * SAMPLE_INTERVAL_S), (min_scene_len - 1) // 2))
+    frames = math.ceil(max(0.0, duration_s) * fps) + 1
+    return max(stride, math.ceil(frames / max_frames))
+
+
+def nearest_sample(sample: FrameSample, frame: int, start_frame: int, end_frame: int
+                   ) -> int | None:
+    """The sampled image nearest to `frame` among those inside [start_frame, end_frame)
+    (never one across the span's edge: that may be another shot); None if the span
+    holds no sampled frame."""
+    stride = sample.stride
+    first = -(-max(0, start_frame) // stride)
+    last = min(sample.count - 1, (end_frame - 1) // stride)
+    if first > last:
+        return None
+    nearest = (2 * frame + stride) // (2 * stride)  # round half up
+    return min(max(nearest, first), last)
+
+
+def sample_folder(root: str, video_id: str) -> str:
+    """A video's scratch folder for its frame sample, inside the run's work folder; named
+    by a hash, so that no video id can point it elsewhere."""
+    return os.path.join(root, "frames", hashlib.sha256(video_id.encode()).hexdigest()[:24])
+
+
+def clear_sample(folder: str) -> None:
+    """Delete the sampled images in folder (only our own file names) and the folder when
+    that leaves it empty; a missing folder is fine."""
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in names:
+        if _SAMPLE_NAME.fullmatch(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
+
+
+def sample_count(folder: str) -> int:
+    """How many images the decode wrote: 0 .. n-1 without a gap."""
+    n = 0
+    while os.path.isfile(os.path.join(folder, f"{n:08d}.jpg")):
+        n += 1
+    return n
+
+
 @contextlib.contextmanager
 def decode_frames_downscaled(
     path: str, info: VideoInfo, target_width: int, threads: int = 0,
     limits: MediaLimits = DEFAULT_LIMITS, on_stderr: StderrListener | None = None,
+    sample: SampleRequest | None = None,
 ) -> Iterator[Iterator[np.ndarray]]:
     """Decode the first video stream once, downscaled, as BGR frames at a constant rate.
 
@@ -47,19 +133,40 @@ def decode_frames_downscaled(
     The context yields an iterator; on exit the decoder is stopped and checked: a
     decoder that failed before the first frame raises MediaError. `on_stderr` hears
     each of ffmpeg's error lines (damaged data) with the number of frames read by then.
+
+    With a `sample`, the same process (the same decoded frames, split after the rate
+    filter) also writes every stride-th frame as JPEG {k:08d}.jpg in sample.folder:
+    image k is frame k * stride. The folder must exist.
     """
     width, height = detect_size(info, target_width)
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error"]
     if threads:
         args += ["-threads", str(threads)]
-    # Skipping the in-loop deblocking filter (H.264/HEVC; others ignore it) saves about
-    # as much decode time as the downscale costs, and smoothing block edges does not
-    # move a shot boundary (golden cut tests hold).
-    args += ["-skip_loop_filter", "all"]
-    args += [*source_input(path, limits), "-map", "0:v:0", "-an", "-sn", "-dn"]
-    args += ["-vf", f"{constant_rate(info)},scale={width}:{height}:flags=fast_bilinear",
-             "-fps_mode", "passthrough"]
-    args += ["-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
+    if sample is None:
+        # Skipping the in-loop deblocking filter (H.264/HEVC; others ignore it) saves
+        # about as much decode time as the downscale costs, and smoothing block edges
+        # does not move a shot boundary (golden cut tests hold). Not when frames are
+        # kept for the dataset: their block edges would show.
+        args += ["-skip_loop_filter", "all"]
+    args += [*source_input(path, limits)]
+    small = f"scale={width}:{height}:flags=fast_bilinear"
+    if sample is None:
+        args += ["-map", "0:v:0", "-an", "-sn", "-dn",
+                 "-vf", f"{constant_rate(info)},{small}", "-fps_mode", "passthrough"]
+        args += ["-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
+    else:
+        # As the seeking path scaled keyframes: never upscaled, even height.
+        big = f",scale='min({sample.width},iw)':-2" if sample.width else ""
+        graph = (f"[0:v:0]{constant_rate(info)},split=2[all][kept];[all]{small}[small];"
+                 f"[kept]select=not(mod(n\\,{sample.stride})){big}[big]")
+        args += ["-filter_complex", graph,
+                 "-map", "[small]", "-fps_mode", "passthrough",
+                 "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1",
+                 "-map", "[big]", "-fps_mode", "passthrough",
+                 "-frames:v", str(sample.max_frames), "-q:v", str(SAMPLE_JPEG_QUALITY),
+                 "-start_number", "0", "-f", "image2",
+                 # A '%' in the work dir's path is literal, not part of the pattern.
+                 ff_path(os.path.join(sample.folder.replace("%", "%%"), "%08d.jpg"))]
     with raw_frames(args, width, height, decode_timeout_s(info.duration_s, limits),
                      "decoding for cut detection", limits, on_stderr) as frames:
         yield frames
@@ -103,6 +210,26 @@ def frames_by_number(path: str, info: VideoInfo, indices: list[int], target_widt
                          "reading frames", limits) as frames:
             # Fewer frames than asked when some lie past the end of the stream.
             yield from zip(chunk, frames, strict=False)
+
+
+def read_sample_image(sample: FrameSample, k: int, max_width: int = 0) -> np.ndarray:
+    """Sampled image k as an RGB array, at most max_width wide (0: as stored); the JPEG
+    decoder scales by a power of two first where it can (cheap). MediaError when it
+    cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = sample.path(k)
+    try:
+        with Image.open(path) as img:
+            if max_width and img.width > max_width:
+                img.draft("RGB", (max_width, max(1, img.height * max_width // img.width)))
+            rgb = img.convert("RGB")
+            if max_width and rgb.width > max_width:
+                rgb = rgb.resize((max_width, max(2, round(rgb.height * max_width / rgb.width))),
+                                 Image.Resampling.BILINEAR)
+            return np.asarray(rgb)
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise MediaError("unreadable_frame", f"cannot read sampled frame {path}: {e}") from e
 
 
 def read_frame(uri: str) -> np.ndarray:
