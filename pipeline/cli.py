@@ -280,8 +280,8 @@ def _export(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="vidcurate export",
         description="Write the clips as WebDataset tar shards (clip file, first keyframe, "
-        "caption .txt, everything else .json). For Hugging Face datasets, load the "
-        "Parquet tables directly (see README).")
+        "caption .txt, everything else .json). For Hugging Face datasets, write a clean "
+        "folder with `vidcurate publish` and load that.")
     parser.add_argument("output")
     parser.add_argument("dest")
     parser.add_argument("--format", choices=("webdataset",), default="webdataset")
