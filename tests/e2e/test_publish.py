@@ -26,6 +26,8 @@ from vidcurate.pipeline.query import connect
 COMMON = ["--no-clip", "--no-ocr", "--no-asr", "--teachers", "metadata", "--clip-media",
           "copy"]
 LICENCES = {"cuts.mp4": "CC BY 4.0", "cuts30.mp4": "CC0"}
+# `datasets` must find everything on disk: no hub (it reads these once, on import).
+os.environ.update({"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
 
 
 def _run(manifest: Path, out: Path, *extra: str) -> subprocess.Popen:
@@ -94,7 +96,6 @@ def published(output, current, tmp_path_factory) -> Path:
 def _load(dest: Path, tmp_path: Path, *name: str):
     import datasets
 
-    os.environ.update({"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
     return datasets.load_dataset(str(dest), *name, split="train",
                                  cache_dir=str(tmp_path / "hf-cache"))
 
