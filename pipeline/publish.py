@@ -289,6 +289,10 @@ def license_id(text: str | None) -> str | None:
     if lowered in LICENSE_ALIASES:
         return LICENSE_ALIASES[lowered]
     slug = lowered.replace("creative commons", "cc").replace("attribution", "by")
+    for word, short in (("sharealike", "sa"), ("share-alike", "sa"), ("noncommercial", "nc"),
+                        ("non-commercial", "nc"), ("noderivatives", "nd"),
+                        ("noderivs", "nd")):
+        slug = slug.replace(word, short)
     slug = slug.replace("licence", "").replace("license", "").replace("international", "")
     slug = "-".join("".join(ch if ch.isalnum() or ch == "." else " " for ch in slug).split())
     return slug if slug in HF_LICENSES else None
