@@ -22,6 +22,8 @@ USAGE = """vidcurate <command> ...
   balance OUTPUT --vocabulary FILE --cap T               MetaCLIP-style balanced subset
   curate OUTPUT [--profile NAME|FILE] [--set NAME=VALUE]  quality rules -> clips_curated
   export OUTPUT DEST [--shard-clips N|--shard-bytes B]   WebDataset tar shards
+  publish OUTPUT DEST [--view V] [--media copy|link|none] clean dataset folder + card
+  search OUTPUT "TEXT" [-k 20] [--image FILE]            find clips by what they show
   demo   [--output DIR] [run options]                     run on bundled sample footage
 
 `vidcurate run --help` lists every option; any other Beam flag (--runner, ...) passes through.
@@ -316,9 +318,9 @@ def export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidcurate export",
         description="Write the clips as WebDataset tar shards (clip file, first keyframe, "
-        "caption .txt, everything else .json). For Hugging Face datasets, load the "
-        "Parquet tables directly (see the docs: Export).")
-    parser.add_argument("output", help="the --output folder of a run")
+        "caption .txt, everything else .json). For Hugging Face datasets, write a clean "
+        "folder with `vidcurate publish` and load that.")
+    parser.add_argument("output", help="the --output folder of a run, or a published folder")
     parser.add_argument("dest", help="folder the shards are written to")
     parser.add_argument("--format", choices=("webdataset",), default="webdataset",
                         help="shard format")
@@ -343,6 +345,97 @@ def _export(argv: list[str]) -> int:
     summary = export_webdataset(args.output, cfg)
     print(f"exported {summary['clips']} clips into {len(summary['shards'])} shards in "
           f"{args.dest}")
+    return 0
+
+
+def publish_parser() -> argparse.ArgumentParser:
+    from vidcurate.pipeline.commands import EXPORT_VIEWS
+    from vidcurate.pipeline.publish import MEDIA_MODES
+
+    parser = argparse.ArgumentParser(
+        prog="vidcurate publish",
+        description="Write a clean, self-contained copy of the current rows of one view: "
+        "the clips, their captions and videos (and the runs that made them) as Parquet, "
+        "the clip files and keyframes they reference with paths relative to DEST, and a "
+        "README.md dataset card with the Hugging Face header and the provenance. "
+        "datasets.load_dataset(DEST), DuckDB's read_parquet('DEST/clips/*.parquet') and "
+        "`vidcurate export DEST` then see exactly these rows. The output is only read.")
+    parser.add_argument("output", help="the --output folder of a run")
+    parser.add_argument("dest", help="the folder to write; must be new or empty")
+    parser.add_argument("--view", choices=EXPORT_VIEWS, default="clips",
+                        help="which clips: every current clip (clips), or those a dedup, "
+                        "balance or curate pass kept (default: clips)")
+    parser.add_argument("--media", choices=MEDIA_MODES, default="copy",
+                        help="copy the clip files and keyframes into DEST, link them "
+                        "(symbolic links into the output: DEST then needs the output), or "
+                        "publish the tables only (default: copy)")
+    return parser
+
+
+def _publish(argv: list[str]) -> int:
+    from vidcurate.pipeline.publish import publish
+
+    args = publish_parser().parse_args(argv)
+    summary = publish(args.output, args.dest, args.view, args.media)
+    print(f"published {summary['clips']} clips, {summary['captions']} captions and "
+          f"{summary['videos']} videos of view {args.view} into {summary['dest']}; "
+          f"{summary['media_files']} media files ({summary['media_bytes'] / 1e6:.1f} MB, "
+          f"{args.media})")
+    if summary["missing_media"]:
+        print(f"vidcurate: {summary['missing_media']} referenced media files were not "
+              "found inside the output; their paths are null in the published tables",
+              file=sys.stderr)
+    print(f"load it: datasets.load_dataset({summary['dest']!r})")
+    return 0
+
+
+def search_parser() -> argparse.ArgumentParser:
+    from vidcurate.pipeline.commands import EXPORT_VIEWS
+
+    parser = argparse.ArgumentParser(
+        prog="vidcurate search",
+        description="Find clips by what they show: embed a text (or an example image) with "
+        "the CLIP model that embedded the clips (the one recorded in the runs table, "
+        "resolved as `run` resolves it, local weights included) and rank the clips by "
+        "cosine similarity with clips.clip_embedding. Refuses (exit 2) when the clips "
+        "have no embeddings or the model cannot be loaded here.")
+    parser.add_argument("output", help="the --output folder of a run, or a published folder")
+    parser.add_argument("text", nargs="?", help='what to look for, e.g. "a cyclist crossing '
+                        'a street" (or give --image)')
+    parser.add_argument("--image", metavar="FILE",
+                        help="search by an example image instead of a text")
+    parser.add_argument("-k", type=int, default=20, help="how many clips (default: 20)")
+    parser.add_argument("--view", choices=EXPORT_VIEWS, default="clips",
+                        help="which clips to search (default: clips, every current clip)")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                        help="a table for reading, JSON lines or CSV for programs")
+    parser.add_argument("--clip-pretrained", metavar="PATH",
+                        help="the run's CLIP checkpoint, where it lies on this machine when "
+                        "the recorded path does not (checked against the recorded sha256)")
+    parser.add_argument("--clip-model-config", metavar="JSON",
+                        help="the run's --clip-model-config, where it lies on this machine")
+    return parser
+
+
+def _search(argv: list[str]) -> int:
+    from vidcurate.pipeline.search import search
+
+    args = search_parser().parse_args(argv)
+    hits = search(args.output, args.text, args.image, args.k, args.view,
+                  args.clip_pretrained, args.clip_model_config)
+    columns = ["clip_id", "start_s", "end_s", "score", "caption", "keyframe", "video_id",
+               "media_uri"]
+    if args.format == "json":
+        for hit in hits:
+            print(json.dumps({c: _jsonable(hit[c]) for c in columns}, ensure_ascii=False))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([hit[c] for c in columns] for hit in hits)
+    else:
+        _print_rows(["clip_id", "span s", "score", "caption", "keyframe"], [
+            [h["clip_id"], f"{h['start_s']:.2f}-{h['end_s']:.2f}", f"{h['score']:.4f}",
+             _short(h["caption"] or "", 60), h["keyframe"] or ""] for h in hits])
     return 0
 
 
@@ -423,7 +516,8 @@ def _demo(argv: list[str]) -> int:
 
 COMMANDS = {"run": _run, "query": _query, "reselect": _reselect, "stats": _stats,
             "report": _report, "dedup": _dedup, "balance": _balance, "curate": _curate,
-            "export": _export, "demo": _demo}
+            "export": _export, "publish": _publish, "search": _search,
+            "demo": _demo}
 
 # Each command's argparse parser, built without running anything: the commands parse
 # with them, and the documentation's CLI reference is generated from them (docs/hooks.py),
@@ -432,7 +526,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "run": run_parser, "query": query_parser, "reselect": reselect_parser,
     "stats": stats_parser, "report": report_parser, "dedup": dedup_parser,
     "balance": balance_parser, "curate": curate_parser, "export": export_parser,
-    "demo": demo_parser}
+    "publish": publish_parser, "search": search_parser, "demo": demo_parser}
 
 
 def main(argv: list[str] | None = None) -> int:

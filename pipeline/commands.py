@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from vidcurate.pipeline.options import ConfigError, new_run_id
-from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.query import connect, resolve_uri
 from vidcurate.transforms.balance import Matcher, balance, read_entries
 from vidcurate.transforms.dedup import DedupConfig, FindDuplicates, Item
 from vidcurate.transforms.sinks import write_rows
@@ -159,16 +159,19 @@ def _read(uri: str) -> bytes:
         return f.read()
 
 
-def _sample(row: dict[str, Any]) -> dict[str, bytes]:
+def _sample(row: dict[str, Any], output: str = "") -> dict[str, bytes]:
     """One WebDataset sample: the clip file, its first keyframe, a caption and the rest
-    as JSON; the member names share the key (the clip id)."""
+    as JSON; the member names share the key (the clip id). Relative paths (a published
+    folder's) are relative to the output."""
     meta = {k: v for k, v in row.items() if k not in ("media_uri", "keyframe_uris")}
     out: dict[str, bytes] = {}
-    if row["media_uri"]:
-        ext = os.path.splitext(row["media_uri"])[1].lstrip(".") or "mp4"
-        out[ext] = _read(row["media_uri"])
-    if row["keyframe_uris"]:
-        out["jpg"] = _read(row["keyframe_uris"][0])
+    media = resolve_uri(output, row["media_uri"])
+    if media:
+        ext = os.path.splitext(media)[1].lstrip(".") or "mp4"
+        out[ext] = _read(media)
+    keyframe = resolve_uri(output, row["keyframe_uris"][0]) if row["keyframe_uris"] else None
+    if keyframe:
+        out["jpg"] = _read(keyframe)
     out["txt"] = (row["best_caption"] or "").encode()
     out["json"] = json.dumps(meta, ensure_ascii=False, default=str, sort_keys=True).encode()
     return out
@@ -222,7 +225,7 @@ def export_webdataset(output: str, cfg: ExportConfig) -> dict[str, Any]:
     exported = 0
     for batch in reader:  # streamed: an export never holds the whole table
         for row in batch.to_pylist():
-            sample = _sample(row)
+            sample = _sample(row, output)
             if not cfg.keyframes:
                 sample.pop("jpg", None)
             writer.add(row["clip_id"], sample)

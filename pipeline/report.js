@@ -1,6 +1,7 @@
 // The report's clip gallery: cards built with textContent only (captions are data,
-// never markup), and two filters.
+// never markup), links to each card's nearest neighbours, and two filters.
 const clips = JSON.parse(document.getElementById('clip-data').textContent);
+const byId = new Map(clips.map(c => [c.id, c]));
 const gallery = document.getElementById('gallery');
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -10,6 +11,7 @@ function el(tag, text, cls) {
 }
 function card(c) {
   const d = el('div', null, 'clip-card');
+  d.id = 'clip-' + c.id;
   d.dataset.score = c.score === null ? '' : c.score;
   d.dataset.teacher = c.teacher || '';
   for (const f of c.frames) { const i = el('img'); i.src = f; i.alt = c.id; d.appendChild(i); }
@@ -29,6 +31,18 @@ function card(c) {
     list.appendChild(li);
   }
   more.appendChild(list);
+  if (c.neighbours.length) {
+    // The nearest clips by CLIP embedding: a link scrolls to that clip's card.
+    const similar = el('div', 'similar: ', 'meta similar');
+    for (const n of c.neighbours) {
+      const a = el('a', (n.score).toFixed(3));
+      a.href = '#clip-' + n.id;
+      const other = byId.get(n.id);
+      a.title = other ? (other.caption || other.id) : n.id;
+      similar.appendChild(a);
+    }
+    d.appendChild(similar);
+  }
   if (c.transcript) more.appendChild(el('p', 'Speech: ' + c.transcript));
   if (c.ocr) more.appendChild(el('p', 'On-screen text: ' + c.ocr));
   d.appendChild(more);

@@ -1,7 +1,9 @@
 """`vidcurate report`: a static HTML report of an output that opens offline.
 
 One folder: index.html (plotly.js inlined once, the plots, a dataset card and a clip
-gallery whose data is embedded as JSON) and thumbs/ (small copies of the keyframes).
+gallery whose data is embedded as JSON; each clip card links to its five nearest
+neighbours in the gallery by CLIP embedding, computed here) and thumbs/ (small copies
+of the keyframes).
 No server and no network: open index.html from disk. Clip files are linked relative
 to the report when the report sits on the same disk as the output.
 """
@@ -15,7 +17,9 @@ import os
 import shutil
 from typing import Any
 
-from vidcurate.pipeline.query import connect
+import numpy as np
+
+from vidcurate.pipeline.query import connect, resolve_uri
 from vidcurate.transforms.core import is_local
 
 THUMB_WIDTH = 320
@@ -33,7 +37,8 @@ CARD_QUERIES = {
 }
 GALLERY_QUERY = """
     SELECT c.clip_id, c.video_id, v.title, v.source_uri, c.start_s, c.end_s, c.media_uri,
-           c.keyframe_uris, c.best_caption, c.best_teacher, c.clip_score,
+           c.keyframe_uris, c.best_caption, c.best_teacher, c.clip_score, c.clip_model,
+           c.clip_embedding::FLOAT[] AS clip_embedding,
            c.selection_method, c.transcript, c.ocr_text,
            (SELECT list({'teacher': k.teacher, 'text': k.text, 'score': k.clip_score,
                          'selected': k.selected} ORDER BY k.rank)
@@ -182,23 +187,57 @@ def _card(con: Any) -> str:
     return "\n".join(parts)
 
 
-def _gallery_data(con: Any, out_dir: str, limit: int) -> list[dict[str, Any]]:
+NEIGHBOURS = 5
+
+
+def nearest_neighbours(ids: list[str], embeddings: list[list[float] | None],
+                       models: list[str | None], k: int = NEIGHBOURS
+                       ) -> dict[str, list[tuple[str, float]]]:
+    """Each clip's k most similar other clips (cosine of the clip embeddings, ties by
+    clip id), among the clips embedded by the same CLIP model: another model's vectors
+    are not comparable. Clips without an embedding have none."""
+    out: dict[str, list[tuple[str, float]]] = {}
+    groups: dict[str, list[int]] = {}
+    for i, (vector, model) in enumerate(zip(embeddings, models, strict=True)):
+        if vector is not None and model is not None:
+            groups.setdefault(model, []).append(i)
+    for members in groups.values():
+        vectors = np.asarray([embeddings[i] for i in members], np.float64)
+        if len({len(embeddings[i] or []) for i in members}) != 1:
+            continue  # one model, two sizes: rows damaged by hand; no neighbours
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        similarity = vectors @ vectors.T
+        for row, i in enumerate(members):
+            ranked = sorted((j for j in range(len(members)) if j != row),
+                            key=lambda j, row=row: (-similarity[row, j], ids[members[j]]))
+            out[ids[i]] = [(ids[members[j]], float(similarity[row, j])) for j in ranked[:k]]
+    return out
+
+
+def _gallery_data(con: Any, output: str, out_dir: str, limit: int
+                  ) -> list[dict[str, Any]]:
     thumbs = os.path.join(out_dir, "thumbs")
     os.makedirs(thumbs, exist_ok=True)
     rel = con.sql(GALLERY_QUERY.replace("{limit}", str(int(limit))))
     columns = rel.columns
+    rows = [dict(zip(columns, values, strict=True)) for values in rel.fetchall()]
+    # Among the clips in the gallery, so that every link leads to a card.
+    neighbours = nearest_neighbours([r["clip_id"] for r in rows],
+                                    [r["clip_embedding"] for r in rows],
+                                    [r["clip_model"] for r in rows])
     data = []
-    for values in rel.fetchall():
-        row = dict(zip(columns, values, strict=True))
+    for row in rows:
         frames = []
         for i, uri in enumerate(row["keyframe_uris"] or []):
             name = f"{row['clip_id']}_{i}.jpg"
-            if _thumb(uri, os.path.join(thumbs, name)):
+            found = resolve_uri(output, uri)
+            if found and _thumb(found, os.path.join(thumbs, name)):
                 frames.append(f"thumbs/{name}")
         data.append({
             "id": row["clip_id"], "title": row["title"] or row["source_uri"],
             "start": round(row["start_s"], 2), "end": round(row["end_s"], 2),
-            "frames": frames, "media": _relative(row["media_uri"], out_dir),
+            "frames": frames, "media": _relative(resolve_uri(output, row["media_uri"]),
+                                                 out_dir),
             "caption": row["best_caption"], "teacher": row["best_teacher"],
             "score": None if row["clip_score"] is None else round(row["clip_score"], 4),
             "method": row["selection_method"], "transcript": row["transcript"] or "",
@@ -206,6 +245,8 @@ def _gallery_data(con: Any, out_dir: str, limit: int) -> list[dict[str, Any]]:
             "candidates": [{"teacher": c["teacher"], "text": c["text"],
                             "score": None if c["score"] is None else round(c["score"], 4),
                             "selected": c["selected"]} for c in row["candidates"] or []],
+            "neighbours": [{"id": n, "score": round(s, 4)}
+                           for n, s in neighbours.get(row["clip_id"], [])],
         })
     return data
 
@@ -244,7 +285,7 @@ def write_report(output: str, out_dir: str | None = None, max_clips: int = 500) 
         f'<section class="plot"><h3>{html.escape(t)}</h3>'
         + (body if body else f'<p class="note">{html.escape(note or "")}</p>') + "</section>"
         for t, body, note in _figures(con))
-    data = _gallery_data(con, out_dir, max_clips)
+    data = _gallery_data(con, output, out_dir, max_clips)
     teachers = sorted({d["teacher"] for d in data if d["teacher"]})
     options = "".join(f'<option value="{html.escape(t)}">{html.escape(t)}</option>'
                       for t in teachers)
@@ -284,6 +325,8 @@ td, th {{ border: 1px solid #ccc; padding: .2rem .5rem; font-size: .9rem; }}
 .clip-card .meta {{ color: #666; font-size: .8rem; }}
 .clip-card details {{ font-size: .85rem; }}
 .clip-card li.selected {{ font-weight: 600; }}
+.clip-card .similar a {{ margin-right: .4rem; }}
+.clip-card:target {{ outline: 3px solid #e90; }}
 pre {{ white-space: pre-wrap; font-size: .75rem; }}
 </style>
 <script>{plotly}</script>

@@ -14,6 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from vidcurate.pipeline.dag import build
+from vidcurate.pipeline.dead_runs import in_progress, remove_dead_runs
 from vidcurate.pipeline.environment import check_environment
 from vidcurate.pipeline.options import ConfigError, FetchConfig, RunConfig, check_flags
 from vidcurate.pipeline.runs import RunOutcome, completed_runs, runs_row, stage_stats
@@ -44,14 +45,18 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     log.info("run %s: %s -> %s", cfg.run_id, redact_url(cfg.input),
              redact_url(cfg.output))
     p = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
-    previous = [] if cfg.force else completed_runs(cfg.output, cfg.outputs_hash)
-    build(p, cfg, previous)
-    result = _run_with_progress(p, cfg, show=test_pipeline is None)
-    outcome = RunOutcome(config=cfg, result=result, stages=stage_stats(result),
-                         started_at=started, finished_at=dt.datetime.now(dt.UTC))
-    # The runs row is written last: it is the commit marker that makes this run's
-    # shards visible to the query views.
-    write_rows(cfg.output, "runs", cfg.run_id, [runs_row(outcome, options, "complete")])
+    with in_progress(cfg.output, cfg.run_id) as check_still_ours:
+        # Marked as in progress first, so that another run's sweep leaves this one be.
+        remove_dead_runs(cfg.output, cfg.run_id)
+        previous = [] if cfg.force else completed_runs(cfg.output, cfg.outputs_hash)
+        build(p, cfg, previous)
+        result = _run_with_progress(p, cfg, show=test_pipeline is None)
+        outcome = RunOutcome(config=cfg, result=result, stages=stage_stats(result),
+                             started_at=started, finished_at=dt.datetime.now(dt.UTC))
+        check_still_ours()
+        # The runs row is written last: it is the commit marker that makes this run's
+        # shards visible to the query views.
+        write_rows(cfg.output, "runs", cfg.run_id, [runs_row(outcome, options, "complete")])
     _clean_scratch(cfg.output)
     if not cfg.fetch.keep_downloads:
         _remove_run_work(cfg.fetch)

@@ -99,6 +99,29 @@ def test_report_filters_by_teacher_and_score(report, browser):
     browser.save_screenshot(str(ARTIFACTS / "report-filtered.png"))
 
 
+def test_report_cards_link_to_their_nearest_neighbours(report, browser):
+    """Each card links to the five (or, with fewer clips, all other) clips nearest by
+    CLIP embedding, and a link brings that clip's card up."""
+    out, index = report
+    clips = connect(str(out)).sql("SELECT count(*) FROM clips").fetchall()[0][0]
+    browser.get(index.as_uri())
+    cards = browser.find_elements("css selector", ".clip-card")
+    ids = {card.get_attribute("id") for card in cards}
+    assert len(ids) == clips
+    for card in cards:
+        links = card.find_elements("css selector", ".similar a")
+        assert len(links) == min(5, clips - 1)
+        targets = [link.get_attribute("href").rsplit("#", 1)[1] for link in links]
+        assert set(targets) <= ids and card.get_attribute("id") not in targets
+    link = cards[0].find_elements("css selector", ".similar a")[0]
+    target = link.get_attribute("href").rsplit("#", 1)[1]
+    link.click()
+    assert browser.execute_script("return location.hash") == f"#{target}"
+    assert browser.execute_script(
+        "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+        "return r.top < window.innerHeight && r.bottom > 0", target)
+
+
 def test_notebook_runs_on_an_output_with_embeddings(captioned_output):
     execute_notebook(captioned_output[0])
 
