@@ -110,10 +110,11 @@ def visible_gpus() -> tuple[list[str], str]:
 
 
 def resolve_device(cfg: DeviceConfig,
-                   gpus: Callable[[], tuple[list[str], str]] = visible_gpus) -> DeviceConfig:
+                   gpus: Callable[[], tuple[list[str], str]] | None = None) -> DeviceConfig:
     """Decide the run's device once, before the graph is built; ConfigError when
-    --device asks for a GPU that is not there. auto without a GPU says so."""
-    names, why_none = gpus()
+    --device asks for a GPU that is not there. auto without a GPU says so. `gpus`
+    replaces asking torch (tests)."""
+    names, why_none = (gpus or visible_gpus)()
     device = choose_device(cfg.requested, names, why_none)
     out = dataclasses.replace(cfg, device=device,
                               gpu_name=names[gpu_index(device)] if is_cuda(device) else None)
