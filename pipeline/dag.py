@@ -48,7 +48,7 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     unique = fetched["fetched"] | "ContentDedup" >> ContentDedup(cfg.fetch.keep_downloads)
     probed = unique["unique"] | "Probe" >> Probe(run_id, cfg.media.limits)
     scened = probed["videos"] | "DetectScenes" >> DetectScenes(
-        cfg.split, cfg.media.ffmpeg_threads, run_id, cfg.media.limits)
+        cfg.split, cfg.media.ffmpeg_threads, run_id, cfg.media.limits, cfg.media.decode_device)
     events = scened["scened"]
     stage_errors = [listed[ERRORS], fetched[ERRORS], probed[ERRORS], scened[ERRORS]]
     if cfg.split.stitch is not None:

@@ -116,12 +116,24 @@ def check_environment(cfg: RunConfig) -> RunConfig:
 def place_models(cfg: RunConfig) -> RunConfig:
     """Decide --device once (ConfigError when a GPU is asked for and missing) and give
     every model stage the answer; OCR stays on the CPU, with a note, when onnxruntime
-    has no CUDA provider."""
-    from vidcurate.transforms.models.device import resolve_device
+    has no CUDA provider, and so does the cut-detection decode (--decode-device) when
+    ffmpeg has no CUDA."""
+    from vidcurate.transforms.models.device import is_cuda, resolve_device
     from vidcurate.transforms.models.ocr import available_providers, ocr_device
 
     device = resolve_device(cfg.device)
     cfg = cfg.with_device(device)
+    if is_cuda(cfg.media.decode_device):
+        from vidcurate.transforms.media.decoding import probe_nvdec
+
+        missing = probe_nvdec()
+        if missing:
+            note = (f"--decode-device {cfg.media.decode_device}: {missing}; cut detection "
+                    "decoded on the CPU")
+            log.warning("%s", note)
+            device = device.with_note(note)
+            cfg = dataclasses.replace(cfg, device=device, media=dataclasses.replace(
+                cfg.media, decode_device="cpu"))
     if cfg.ocr.enabled:
         on, note = ocr_device(device.resolved, available_providers())
         if note:

@@ -10,7 +10,8 @@ kept with its kind (detected / forced) for auditing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 import apache_beam as beam
@@ -25,12 +26,14 @@ from vidcurate.transforms.frame_signals import (
     FrameSignalsObserver,
     decoder_lag_frames,
 )
-from vidcurate.transforms.media.decoding import decode_frames_downscaled
-from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaLimits
+from vidcurate.transforms.media.decoding import decode_frames_downscaled, nvdec_suits
+from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits
+from vidcurate.transforms.models.device import gpu_index, is_cuda
 from vidcurate.transforms.split_config import SplitConfig
 from vidcurate.transforms.transitions import ZONE_GUARD_FRAMES, TransitionObserver
 
 STAGE = "detect_scenes"
+log = logging.getLogger("vidcurate")
 # A decode that stops this much short of the probed duration is reported on the video.
 _SHORT_DECODE_S = 1.0
 
@@ -119,8 +122,33 @@ def shots_from_cuts(
 
 
 def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
-                  limits: MediaLimits = DEFAULT_LIMITS) -> ScenedVideo:
-    """Decode once (downscaled), detect cuts, add forced cuts; raises MediaError."""
+                  limits: MediaLimits = DEFAULT_LIMITS, decode_device: str = "cpu",
+                  on_decode: Callable[[str], None] | None = None) -> ScenedVideo:
+    """Decode once (downscaled), detect cuts, add forced cuts; raises MediaError.
+
+    With decode_device cuda:N a stream NVDEC suits is decoded on that GPU; when that
+    decode fails (no driver, a stream the GPU refuses) the video is decoded again on
+    the CPU. on_decode hears how it went: "nvdec", "nvdec_fallback" or "cpu"."""
+    tell = on_decode or (lambda _: None)
+    if is_cuda(decode_device) and nvdec_suits(video.info):
+        try:
+            scened = _detect_scenes(video, cfg, threads, limits, gpu_index(decode_device))
+        except MediaError as e:
+            if e.error_type == "timeout":  # a second decode would take as long again
+                raise
+            log.warning("NVDEC decode of %s failed (%s); decoding it on the CPU",
+                        video.source.uri, e)
+            tell("nvdec_fallback")
+        else:
+            tell("nvdec")
+            return scened
+    else:
+        tell("cpu")
+    return _detect_scenes(video, cfg, threads, limits, None)
+
+
+def _detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int,
+                   limits: MediaLimits, gpu: int | None) -> ScenedVideo:
     info = video.info
     # Transitions and picture signals are read from the same frames (no second decode).
     transition_observer = (TransitionObserver(cfg.transitions, info.fps)
@@ -132,7 +160,7 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
     errors = DecodeErrorCollector(info.fps, decoder_lag_frames(threads),
                                   audio_codec=info.audio_codec)
     with decode_frames_downscaled(video.local_path, info, cfg.detect_width, threads,
-                                  limits, on_stderr=errors) as frames:
+                                  limits, on_stderr=errors, gpu=gpu) as frames:
         cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg),
                                                  observers)
     transitions = transition_observer.transitions() if transition_observer else ()
@@ -149,31 +177,44 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
 
 class _DetectFn(beam.DoFn):
     def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
-                 limits: MediaLimits) -> None:
+                 limits: MediaLimits, decode_device: str) -> None:
         self.cfg = cfg
         self.threads = threads
         self.run_id = run_id
         self.limits = limits
+        self.decode_device = decode_device
         self.metrics = StageMetrics(STAGE)
+        # Videos decoded on NVDEC, and those whose NVDEC decode failed and were decoded
+        # again on the CPU (with --decode-device cuda; in the runs row).
+        self.decodes = {"nvdec": beam.metrics.Metrics.counter(STAGE, "nvdec_decodes"),
+                        "nvdec_fallback": beam.metrics.Metrics.counter(STAGE,
+                                                                       "nvdec_fallbacks")}
 
     def process(self, video: ProbedVideo) -> Iterator[ScenedVideo | beam.pvalue.TaggedOutput]:
         yield from guarded(self.metrics, self._detect, video, source_uri=video.source.uri,
                            run_id=self.run_id, video_id=video.video_id)
 
     def _detect(self, video: ProbedVideo) -> list[ScenedVideo]:
-        return [detect_scenes(video, self.cfg, self.threads, self.limits)]
+        return [detect_scenes(video, self.cfg, self.threads, self.limits, self.decode_device,
+                              on_decode=self._count_decode)]
+
+    def _count_decode(self, how: str) -> None:
+        if how in self.decodes:
+            self.decodes[how].inc()
 
 
 class DetectScenes(beam.PTransform):
     """ProbedVideo -> ScenedVideo (main) and ErrorRecord ('errors')."""
 
     def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
-                 limits: MediaLimits = DEFAULT_LIMITS) -> None:
+                 limits: MediaLimits = DEFAULT_LIMITS, decode_device: str = "cpu") -> None:
         super().__init__()
         self.cfg, self.threads, self.run_id, self.limits = cfg, threads, run_id, limits
+        self.decode_device = decode_device
 
     def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
         return (
             videos
-            | "Detect" >> beam.ParDo(_DetectFn(self.cfg, self.threads, self.run_id, self.limits))
+            | "Detect" >> beam.ParDo(_DetectFn(self.cfg, self.threads, self.run_id, self.limits,
+                                               self.decode_device))
             .with_outputs(ERRORS, main="scened"))
