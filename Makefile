@@ -24,11 +24,12 @@ OPENCV_DOC_FILES := imageTextN.png imageTextR.png text_motion.jpg Megamind.avi
 # (in braces, so that with pipefail a failing pip still fails the recipe)
 QUIET_PIP := { grep -v "^WARNING: Location 'file:" || true; }
 
-.PHONY: help setup demo test lint bench clean
+.PHONY: help setup demo test test-gpu lint bench bench-gpu clean
 
 help:
 	@echo "make demo   set up and run the pipeline on the bundled sample footage"
 	@echo "make test   set up and run the test suite"
+	@echo "make test-gpu   only the tests that need a CUDA GPU (fails without one)"
 	@echo "make lint   ruff;  make bench   benchmarks/;  make clean"
 
 # apt-get install of the packages in $(1) that are not installed yet.
@@ -92,6 +93,14 @@ demo: setup
 test: setup $(STAMPS)/test-system
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The gpu-marked tests only (make test deselects them), in the Python environment you
+# made with a CUDA build of torch (docs/gpus.md); they fail, not skip, without a GPU.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+test-gpu:
+	@$(GPU_PYTHON) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+	  f'make test-gpu: torch {torch.__version__} sees no CUDA GPU (CPU-only build, no driver, or CUDA_VISIBLE_DEVICES)')"
+	$(GPU_PYTHON) -m pytest -m gpu tests/gpu
 
 lint: setup
 	$(BIN)/ruff check .

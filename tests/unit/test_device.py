@@ -6,14 +6,13 @@ out of GPU memory is split and gives the same results as the whole batch."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
 import torch
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from tests.support.tiny_clip import CONFIG, MODEL_NAME
+from tests.support.tiny_clip import MODEL_NAME, write_random_clip
 from vidcurate.pipeline.environment import place_models
 from vidcurate.pipeline.options import ConfigError, RunConfig
 from vidcurate.pipeline.runs import device_label, run_notes
@@ -152,20 +151,7 @@ def test_a_batch_that_does_not_fit_is_split_and_gives_the_same_results():
 
 @pytest.fixture(scope="module")
 def random_tiny_clip(tmp_path_factory):
-    """The tiny CLIP architecture with random weights, saved as an open_clip checkpoint:
-    loaded by the production path in a second (no training needed here)."""
-    from vidcurate.transforms.models import import_open_clip
-
-    d = tmp_path_factory.mktemp("random-clip")
-    config = d / f"{MODEL_NAME}.json"
-    config.write_text(json.dumps(CONFIG))
-    open_clip = import_open_clip()
-    open_clip.add_model_config(str(config))
-    torch.manual_seed(0)
-    model = open_clip.create_model(MODEL_NAME, pretrained=None)
-    checkpoint = d / "random.pt"
-    torch.save(model.state_dict(), checkpoint)
-    return config, checkpoint
+    return write_random_clip(tmp_path_factory.mktemp("random-clip"))
 
 
 def test_clip_loads_on_the_asked_device_and_splits_batches_that_do_not_fit(random_tiny_clip):
