@@ -224,3 +224,43 @@ def test_aesthetic_head_and_whisper_load_on_the_asked_device(tmp_path, whisper_t
                     max_ngram_repeats=4, device="cpu")
     model = load_backend(asr)
     assert (model.model.device, model.model.compute_type) == ("cpu", "int8_float32")
+
+
+def test_clip_model_copies_serve_every_step_from_a_shared_process(random_tiny_clip):
+    """--clip-model-copies: Beam loads the model in a process of its own and hands
+    run_inference a proxy; the embeddings are those of a model in the worker itself."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that
+
+    from vidcurate.transforms.models.clip import (
+        ClipModelConfig,
+        EmbedByOwner,
+        EmbedRequest,
+        embed_images,
+        load_clip,
+        resolve_clip,
+    )
+
+    config, checkpoint = random_tiny_clip
+    cfg = dataclasses.replace(
+        resolve_clip(ClipModelConfig(True, MODEL_NAME, str(checkpoint), str(config), 4)),
+        model_copies=1)
+    images = [np.full((32, 32, 3), 40 * i, np.uint8) for i in range(5)]
+    expected = embed_images(load_clip(cfg), images)
+    requests = [EmbedRequest(key=("v", i), image=im) for i, im in enumerate(images)]
+
+    def check(features):
+        got = dict(features)
+        assert sorted(got) == [("v", (i,)) for i in range(5)]
+        for i in range(5):
+            np.testing.assert_allclose(got[("v", (i,))], expected[i], atol=1e-5)
+
+    def none_failed(failed):
+        assert failed == [], failed
+
+    with TestPipeline() as p:
+        out = p | beam.Create(requests) | EmbedByOwner(cfg)
+        features = out["features"] | beam.Map(lambda kv: ((kv[0], kv[1][0]), kv[1][1]))
+        assert_that(features, check)
+        assert_that(out["failed"], none_failed, label="NoFailures")
