@@ -102,7 +102,7 @@ class ClipModelConfig:
 
 
 # Images per forward pass: 32 keeps the CPU's peak memory low; a GPU is only kept busy
-# by larger batches (ViT-B-32 fp16 at 256 uses ~1 GB; OOM splits cover larger models).
+# by larger batches (a batch too large for a big model is split: models.device).
 CPU_BATCH_SIZE = 32
 GPU_BATCH_SIZE = 256
 

@@ -176,7 +176,7 @@ def split_on_oom(run: Callable[[Sequence[T]], R], items: Sequence[T],
                  on_split: Callable[[], None] | None = None) -> R:
     """run(items); when that runs out of GPU memory, run each half the same way and
     join the two results (in order). A single item that does not fit raises the
-    error: it becomes that element's error row like any other model failure."""
+    error: its batch fails like any model failure (error rows for its owners)."""
     try:
         return run(items)
     except Exception as e:
