@@ -20,6 +20,7 @@ from scenedetect import AdaptiveDetector, ContentDetector, SceneDetector
 from scenedetect.common import FrameTimecode
 
 from vidcurate.schemas.records import Boundary, ProbedVideo, ScenedVideo, Span, Transition
+from vidcurate.schemas.redact import redact_url
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.frame_signals import (
     DecodeErrorCollector,
@@ -137,7 +138,7 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
             if e.error_type == "timeout":  # a second decode would take as long again
                 raise
             log.warning("NVDEC decode of %s failed (%s); decoding it on the CPU",
-                        video.source.uri, e)
+                        redact_url(video.source.uri), e)
             tell("nvdec_fallback")
         else:
             tell("nvdec")
