@@ -30,7 +30,7 @@ help:
 	@echo "make demo   set up and run the pipeline on the bundled sample footage"
 	@echo "make test   set up and run the test suite"
 	@echo "make test-gpu   only the tests that need a CUDA GPU (fails without one)"
-	@echo "make lint   ruff;  make bench   benchmarks/;  make clean"
+	@echo "make lint   ruff;  make bench   benchmarks/;  make bench-gpu   GPU benchmark;  make clean"
 
 # apt-get install of the packages in $(1) that are not installed yet.
 define apt_install
@@ -113,6 +113,15 @@ bench: setup
 	$(BIN)/python -m benchmarks.asr_bench
 	$(BIN)/python -m benchmarks.clip_bench
 	$(BIN)/python -m benchmarks.pipeline_bench --minutes 3 --rss-minutes 5 --json build/pipeline_bench.json
+
+# benchmarks/gpu_bench.py: its data (a default run over the corpus: needs ffmpeg), then
+# each model stage on every device in GPU_BENCH_DEVICES. Only `measure` runs on a GPU
+# machine without ffmpeg or Beam (docs/gpus.md has the one command).
+GPU_BENCH_DEVICES ?= cpu,cuda
+bench-gpu: setup
+	$(BIN)/python -m benchmarks.gpu_bench prepare --data build/gpu-bench-data
+	$(BIN)/python -m benchmarks.gpu_bench measure --data build/gpu-bench-data \
+	  --devices $(GPU_BENCH_DEVICES) --json build/gpu_bench.json
 
 clean:
 	rm -rf $(VENV) $(STAMPS) $(DEMO_OUTPUT) build test-artifacts
