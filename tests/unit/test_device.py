@@ -50,14 +50,24 @@ def test_cuda_without_a_gpu_is_refused_naming_the_option_and_auto_falls_back():
     assert choose_device("cpu", ["L4"]) == "cpu"  # asked for the CPU: a GPU changes nothing
 
 
-def test_resolution_on_this_cpu_machine_through_the_launcher():
-    # The real torch of this machine (CPU build): the path `vidcurate run` takes.
+def test_resolution_through_the_launcher(monkeypatch):
+    from vidcurate.transforms.models import device as device_module
+
+    # This machine's own torch, as `vidcurate run` asks it (CI: the CPU build).
+    here = place_models(_cfg("--no-ocr"))
+    assert here.device.device == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="--device cuda:99: torch sees"):
+        place_models(_cfg("--no-ocr", "--device", "cuda:99"))
+    # A machine without a GPU.
+    monkeypatch.setattr(device_module, "visible_gpus",
+                        lambda: ([], "torch 2.13.0+cpu is a CPU-only build"))
     auto = place_models(_cfg("--no-ocr"))
     assert auto.device.device == "cpu" and device_label(auto) == "cpu"
-    assert any(n.startswith("--device auto: no CUDA GPU") for n in run_notes(auto))
+    assert "--device auto: no CUDA GPU (torch 2.13.0+cpu is a CPU-only build); the models " \
+        "ran on the CPU" in run_notes(auto)
     assert {auto.clip_model.device, auto.asr.device, auto.teachers.device,
             auto.aesthetic.device} == {"cpu"}
-    with pytest.raises(ConfigError, match="--device cuda"):
+    with pytest.raises(ConfigError, match="--device cuda: torch sees no CUDA GPU"):
         place_models(_cfg("--no-ocr", "--device", "cuda"))
     plain = place_models(_cfg("--no-ocr", "--device", "cpu"))
     assert plain.device.notes == () and not any("--device" in n for n in run_notes(plain))
