@@ -25,13 +25,14 @@ OPENCV_DOC_FILES := imageTextN.png imageTextR.png text_motion.jpg Megamind.avi v
 # (in braces, so that with pipefail a failing pip still fails the recipe)
 QUIET_PIP := { grep -v "^WARNING: Location 'file:" || true; }
 
-.PHONY: help setup demo test lint bench docs clean
+.PHONY: help setup demo test test-gpu lint bench bench-gpu docs clean
 
 help:
 	@echo "make demo   set up and run the pipeline on the bundled sample footage"
 	@echo "make test   set up and run the test suite"
+	@echo "make test-gpu   only the tests that need a CUDA GPU (fails without one)"
 	@echo "make docs   build the documentation site into site/ (open site/index.html)"
-	@echo "make lint   ruff;  make bench   benchmarks/;  make clean"
+	@echo "make lint   ruff;  make bench   benchmarks/;  make bench-gpu   GPU benchmark;  make clean"
 
 # apt-get install of the packages in $(1) that are not installed yet.
 define apt_install
@@ -95,6 +96,14 @@ test: setup $(STAMPS)/test-system
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+# The gpu-marked tests only (make test deselects them), in the Python environment you
+# made with a CUDA build of torch (docs/gpus.md); they fail, not skip, without a GPU.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+test-gpu:
+	@$(GPU_PYTHON) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+	  f'make test-gpu: torch {torch.__version__} sees no CUDA GPU (CPU-only build, no driver, or CUDA_VISIBLE_DEVICES)')"
+	$(GPU_PYTHON) -m pytest -m gpu tests/gpu
+
 lint: setup
 	$(BIN)/ruff check .
 
@@ -115,6 +124,15 @@ bench: setup
 # python stamp. NO_MKDOCS_2_WARNING: Material's banner about its end of life.
 docs: $(STAMPS)/python
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# benchmarks/gpu_bench.py: its data (a default run over the corpus: needs ffmpeg), then
+# each model stage on every device in GPU_BENCH_DEVICES. Only `measure` runs on a GPU
+# machine without ffmpeg or Beam (docs/gpus.md has the one command).
+GPU_BENCH_DEVICES ?= cpu,cuda
+bench-gpu: setup
+	$(BIN)/python -m benchmarks.gpu_bench prepare --data build/gpu-bench-data
+	$(BIN)/python -m benchmarks.gpu_bench measure --data build/gpu-bench-data \
+	  --devices $(GPU_BENCH_DEVICES) --json build/gpu_bench.json
 
 clean:
 	rm -rf $(VENV) $(STAMPS) $(DEMO_OUTPUT) build test-artifacts site

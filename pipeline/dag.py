@@ -52,7 +52,8 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     sample = FrameSampleConfig.for_run(cfg.fetch.work_dir, cfg.media.keyframes,
                                        cfg.media.keyframe_width, cfg.split.stitch is not None)
     scened = probed["videos"] | "DetectScenes" >> DetectScenes(
-        cfg.split, cfg.media.ffmpeg_threads, run_id, cfg.media.limits, sample)
+        cfg.split, cfg.media.ffmpeg_threads, run_id, cfg.media.limits, sample,
+        cfg.media.decode_device)
     events = scened["scened"]
     stage_errors = [listed[ERRORS], fetched[ERRORS], probed[ERRORS], scened[ERRORS]]
     if cfg.split.stitch is not None:

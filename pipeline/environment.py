@@ -22,7 +22,8 @@ log = logging.getLogger("vidcurate")
 
 
 _PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "numpy",
-             "opencv-python-headless", "rapidocr", "onnxruntime", "faster-whisper",
+             "opencv-python-headless", "rapidocr", "onnxruntime", "onnxruntime-gpu",
+             "faster-whisper",
              "ctranslate2", "openai-whisper", "torch", "open_clip_torch")
 
 
@@ -40,6 +41,7 @@ def check_environment(cfg: RunConfig) -> RunConfig:
             import_rapidocr()
         except MissingExtra as e:
             raise ConfigError(str(e)) from e
+    cfg = place_models(cfg)
     path = cfg.input.removeprefix("file://")
     if is_local(cfg.input):
         if not os.path.exists(path):
@@ -108,6 +110,36 @@ def check_environment(cfg: RunConfig) -> RunConfig:
             raise ConfigError(str(e)) from e
         cfg = dataclasses.replace(cfg, teachers=dataclasses.replace(
             cfg.teachers, captioner_path=resolve_captioner(cfg.teachers.captioner_model)))
+    return cfg
+
+
+def place_models(cfg: RunConfig) -> RunConfig:
+    """Decide --device once (ConfigError when a GPU is asked for and missing) and give
+    every model stage the answer; OCR stays on the CPU, with a note, when onnxruntime
+    has no CUDA provider, and so does the cut-detection decode (--decode-device) when
+    ffmpeg has no CUDA."""
+    from vidcurate.transforms.models.device import is_cuda, resolve_device
+    from vidcurate.transforms.models.ocr import available_providers, ocr_device
+
+    device = resolve_device(cfg.device)
+    cfg = cfg.with_device(device)
+    if is_cuda(cfg.media.decode_device):
+        from vidcurate.transforms.media.decoding import probe_nvdec
+
+        missing = probe_nvdec()
+        if missing:
+            note = (f"--decode-device {cfg.media.decode_device}: {missing}; cut detection "
+                    "decoded on the CPU")
+            log.warning("%s", note)
+            device = device.with_note(note)
+            cfg = dataclasses.replace(cfg, device=device, media=dataclasses.replace(
+                cfg.media, decode_device="cpu"))
+    if cfg.ocr.enabled:
+        on, note = ocr_device(device.resolved, available_providers())
+        if note:
+            log.warning("%s", note)
+            cfg = dataclasses.replace(cfg, device=device.with_note(note),
+                                      ocr=dataclasses.replace(cfg.ocr, device=on))
     return cfg
 
 

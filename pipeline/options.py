@@ -31,6 +31,7 @@ from vidcurate.transforms.models.clip import (
     DEFAULT_CLIP_PRETRAINED,
     ClipModelConfig,
 )
+from vidcurate.transforms.models.device import DeviceConfig
 from vidcurate.transforms.models.ocr import OcrConfig
 from vidcurate.transforms.models.whisper import ASR_BACKENDS, AsrConfig
 from vidcurate.transforms.split_config import (
@@ -50,7 +51,8 @@ from vidcurate.transforms.teachers.base import (
 # The stages' configs and defaults, composed here; importable from this module too.
 __all__ = ["ASR_BACKENDS", "CLIP_MEDIA_MODES", "DEFAULT_CLIP_MODEL", "DEFAULT_CLIP_PRETRAINED",
            "DEFAULT_TEACHERS", "DEFAULT_TEACHER_PRIORITY", "DETECTORS", "AestheticConfig",
-           "AsrConfig", "ClipModelConfig", "ConfigError", "CurationOptions", "FetchConfig",
+           "AsrConfig", "ClipModelConfig", "ConfigError", "CurationOptions", "DeviceConfig",
+           "FetchConfig",
            "MediaConfig", "OcrConfig", "QualityConfig", "RunConfig", "SplitConfig",
            "StitchConfig", "TeachersConfig", "VlmConfig", "check_flags", "new_run_id"]
 
@@ -84,6 +86,8 @@ class CurationOptions(PipelineOptions):
             help="On a rerun, also leave videos that failed before alone.")
         add("video-extensions", default=VIDEO_EXTENSIONS,
             help="Comma-separated extensions picked up when --input is a folder.")
+        # Where every model stage runs (they all use the one device).
+        DeviceConfig.add_arguments(add)
         # Each stage's own flags, in graph order.
         FetchConfig.add_arguments(add)
         add_split_arguments(add)
@@ -113,6 +117,7 @@ class RunConfig:
     aesthetic: AestheticConfig = AestheticConfig(model=None, batch_size=256)
     force: bool = False
     retry_failed: bool = True
+    device: DeviceConfig = DeviceConfig()
 
     @property
     def outputs_hash(self) -> str:
@@ -121,13 +126,21 @@ class RunConfig:
         asr = asdict(self.asr)
         asr.pop("model_path")  # where the files sit differs per machine, not the model
         asr.pop("batch_size")  # how work is grouped, not what it makes
+        # Where the models ran is recorded in runs, not hashed: a run resumed on a GPU
+        # machine skips the videos a CPU run finished (fp16 moves numbers in the last
+        # digits, not the clips or texts).
+        asr.pop("device")
+        ocr = asdict(self.ocr)
+        ocr.pop("device")
+        teachers = asdict(self.teachers)
+        teachers.pop("device")
         clip = {"model_id": self.clip_model.model_id} if self.clip_model.enabled else None
         blob = json.dumps({"split": asdict(self.split), "clip": clip,
                            "clip_media": self.media.clip_media,
                            "keyframes": self.media.keyframes,
                            "keyframe_width": self.media.keyframe_width,
-                           "ocr": asdict(self.ocr), "asr": asr,
-                           "teachers": asdict(self.teachers),
+                           "ocr": ocr, "asr": asr,
+                           "teachers": teachers,
                            # Flags and the aesthetic score are written columns too.
                            "quality": asdict(self.quality),
                            "aesthetic": self.aesthetic.model_id
@@ -187,7 +200,18 @@ class RunConfig:
             aesthetic=AestheticConfig.from_options(o),
             force=o.force,
             retry_failed=not o.no_retry_failed,
+            device=DeviceConfig.from_options(o),
         )
+
+    def with_device(self, device: DeviceConfig) -> RunConfig:
+        """The config with the resolved device handed to every model stage (the one
+        place that decides it: models.device.resolve_device, before the graph)."""
+        on = device.resolved
+        return replace(
+            self, device=device, clip_model=self.clip_model.on_device(on),
+            asr=replace(self.asr, device=on), ocr=replace(self.ocr, device=on),
+            teachers=replace(self.teachers, device=on),
+            aesthetic=replace(self.aesthetic, device=on))
 
     def with_clip_model(self, clip_model: ClipModelConfig) -> RunConfig:
         """The config with the resolved CLIP model; its id goes into the stitching

@@ -110,13 +110,23 @@ def runs_row(outcome: RunOutcome, options: PipelineOptions, status: str) -> dict
         "counts": counts,
         "schema_version": SCHEMA_VERSION,
         "clip_model": cfg.clip_model.model_id if cfg.clip_model.enabled else None,
+        "device": device_label(cfg),
         "notes": run_notes(cfg),
     }
 
 
+def device_label(cfg: RunConfig) -> str | None:
+    """Where the models ran: "cpu", or "cuda:0 (NVIDIA L4)"; None for a config whose
+    device was never resolved (tests that build a graph by hand)."""
+    d = cfg.device
+    if d.device is None:
+        return None
+    return f"{d.device} ({d.gpu_name})" if d.gpu_name else d.device
+
+
 def run_notes(cfg: RunConfig) -> list[str]:
     """What someone reading this run's rows must know about how they were made."""
-    notes = []
+    notes = list(cfg.device.notes)
     if not cfg.clip_model.enabled:
         notes.append("CLIP was off (--no-clip or no weights): no semantic stitching, no clip "
                      "embeddings, no CLIP scores; captions were selected by teacher priority")

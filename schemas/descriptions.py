@@ -216,8 +216,10 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
                   "`clip_model/num_inferences`, …",
         "schema_version": "version of these schemas",
         "clip_model": "the CLIP model (null without CLIP)",
+        "device": "where the models ran (`--device`, resolved before the graph): `cpu` or "
+                  "`cuda:N (<GPU name>)`",
         "notes": "what a reader must know: CLIP off, stitching off, which teachers and "
-                 "selection rule",
+                 "selection rule, `--device auto` falling back to the CPU, NVDEC missing",
     },
     "duplicates": {
         "pass_id": "the dedup pass",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "7"
+SCHEMA_VERSION = "8"
 METADATA_KEY = b"vidcurate.schema"
 
 TRANSITION = pa.struct([
@@ -238,6 +238,8 @@ RUNS = _schema(
         pa.field("counts", pa.list_(COUNT)),
         pa.field("schema_version", pa.string()),
         pa.field("clip_model", pa.string()),  # null: the run had no CLIP
+        # Where the models ran (--device, resolved): "cpu" or "cuda:0 (<GPU name>)".
+        pa.field("device", pa.string()),
         pa.field("notes", pa.list_(pa.string())),  # what a reader of the data must know
     ],
 )

@@ -52,6 +52,7 @@ from vidcurate.transforms.media.decoding import nearest_sample
 from vidcurate.transforms.media.limits import MediaError, MediaLimits
 from vidcurate.transforms.media.probing import keyframe_times, media_duration, video_packets
 from vidcurate.transforms.media.storage import publish
+from vidcurate.transforms.models.device import parse_device
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class MediaConfig:
     keyframe_width: int
     ffmpeg_threads: int
     limits: MediaLimits = MediaLimits()
+    decode_device: str = "cpu"  # the cut detector's decode: "cpu" or "cuda:N" (NVDEC)
 
     @staticmethod
     def add_arguments(add: AddArgument) -> None:
@@ -77,6 +79,10 @@ class MediaConfig:
             "OCR reads them, so small on-screen text needs ~1280.")
         add("ffmpeg-threads", type=int, default=0,
             help="Threads per ffmpeg process (0 lets ffmpeg choose).")
+        add("decode-device", default="cpu",
+            help="Where the cut-detection decode runs: cpu, or cuda / cuda:N for the "
+            "GPU's video decoder (NVDEC, scaled on the GPU). Falls back to the CPU, with a "
+            "note in runs, when ffmpeg lacks CUDA; per video (counted) when NVDEC fails.")
         MediaLimits.add_arguments(add)
 
     @classmethod
@@ -85,10 +91,15 @@ class MediaConfig:
             (0 <= o.keyframes <= 32, f"--keyframes must be in [0, 32], got {o.keyframes}"),
             (o.keyframe_width >= 0, f"--keyframe-width must be >= 0, got {o.keyframe_width}"),
             (o.ffmpeg_threads >= 0, f"--ffmpeg-threads must be >= 0, got {o.ffmpeg_threads}"),
+            (parse_device(o.decode_device) is not None
+             and parse_device(o.decode_device)[0] in ("cpu", "cuda"),
+             f"--decode-device must be cpu, cuda or cuda:N, got {o.decode_device!r}"),
         )
+        kind, index = parse_device(o.decode_device) or ("cpu", None)
         return cls(output=output, clip_media=o.clip_media, keyframes=o.keyframes,
                    keyframe_width=o.keyframe_width, ffmpeg_threads=o.ffmpeg_threads,
-                   limits=MediaLimits.from_options(o))
+                   limits=MediaLimits.from_options(o),
+                   decode_device="cpu" if kind == "cpu" else f"cuda:{index or 0}")
 
 
 CLIP_MEDIA_MODES = ("copy", "exact", "none")

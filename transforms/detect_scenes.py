@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 import apache_beam as beam
@@ -32,6 +32,7 @@ from vidcurate.schemas.records import (
     Span,
     Transition,
 )
+from vidcurate.schemas.redact import redact_url
 from vidcurate.transforms.core import is_remote
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.frame_signals import (
@@ -44,16 +45,18 @@ from vidcurate.transforms.media.decoding import (
     SampleRequest,
     clear_sample,
     decode_frames_downscaled,
+    nvdec_suits,
     sample_count,
     sample_folder,
     sample_stride,
 )
-from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaLimits
+from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits
+from vidcurate.transforms.models.device import gpu_index, is_cuda
 from vidcurate.transforms.split_config import SplitConfig
 from vidcurate.transforms.transitions import ZONE_GUARD_FRAMES, TransitionObserver
 
 STAGE = "detect_scenes"
-_log = logging.getLogger(__name__)
+log = logging.getLogger("vidcurate")
 # ffmpeg's lines about writing the frame sample's images (the image2 muxer, a full disk).
 _SAMPLE_WRITE_ERROR = re.compile(r"\[image2[ @\]]|av_interleaved_write_frame|"
                                  r"Error muxing|Error writing|No space left on device")
@@ -174,9 +177,14 @@ def shots_from_cuts(
 
 def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
                   limits: MediaLimits = DEFAULT_LIMITS,
-                  sample_cfg: FrameSampleConfig | None = None) -> ScenedVideo:
+                  sample_cfg: FrameSampleConfig | None = None, decode_device: str = "cpu",
+                  on_decode: Callable[[str], None] | None = None) -> ScenedVideo:
     """Decode once (downscaled), detect cuts, add forced cuts, and keep the frame sample
-    when asked (in the same decode); raises MediaError (then no sample is left)."""
+    when asked (in the same decode); raises MediaError (then no sample is left).
+
+    With decode_device cuda:N a stream NVDEC suits is decoded on that GPU; when that
+    decode fails (no driver, a stream the GPU refuses) the video is decoded again on
+    the CPU. on_decode hears how it went: "nvdec", "nvdec_fallback" or "cpu"."""
     info = video.info
     request = None
     if sample_cfg is not None:
@@ -186,7 +194,8 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
         request = SampleRequest(folder, sample_stride(info.fps, info.duration_s,
                                                       cfg.min_scene_len), sample_cfg.width)
     try:
-        scened, sample_failed = _detect(video, cfg, threads, limits, request)
+        scened, sample_failed = _detect_on_device(video, cfg, threads, limits, request,
+                                                  decode_device, on_decode)
     except BaseException:
         if request is not None:
             clear_sample(request.folder)
@@ -198,13 +207,39 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
         # stream ended early too: detect again without a sample. Stitching and the
         # keyframes then read their frames from the video.
         clear_sample(request.folder)
-        _log.warning("frame sample of %s could not be written (%s); cut detection decodes "
-                     "again without it", video.video_id, sample_failed)
-        return _detect(video, cfg, threads, limits, None)[0]
+        log.warning("frame sample of %s could not be written (%s); cut detection decodes "
+                    "again without it", video.video_id, sample_failed)
+        return _detect(video, cfg, threads, limits, None, None)[0]
     sample = FrameSample(folder=request.folder, stride=request.stride,
                          count=sample_count(request.folder), fps=info.fps,
                          width=request.width)
     return dataclasses.replace(scened, sample=sample)
+
+
+def _detect_on_device(video: ProbedVideo, cfg: SplitConfig, threads: int,
+                      limits: MediaLimits, request: SampleRequest | None,
+                      decode_device: str, on_decode: Callable[[str], None] | None
+                      ) -> tuple[ScenedVideo, str | None]:
+    """On NVDEC where asked and the stream suits it, else (or after it failed) on the CPU."""
+    tell = on_decode or (lambda _: None)
+    if is_cuda(decode_device) and nvdec_suits(video.info):
+        try:
+            result = _detect(video, cfg, threads, limits, request, gpu_index(decode_device))
+        except MediaError as e:
+            if e.error_type == "timeout":  # a second decode would take as long again
+                raise
+            log.warning("NVDEC decode of %s failed (%s); decoding it on the CPU",
+                        redact_url(video.source.uri), e)
+            tell("nvdec_fallback")
+            if request is not None:  # the CPU decode writes the sample afresh
+                clear_sample(request.folder)
+                os.makedirs(request.folder, exist_ok=True)
+        else:
+            tell("nvdec")
+            return result
+    else:
+        tell("cpu")
+    return _detect(video, cfg, threads, limits, request, None)
 
 
 class _SampleWriteWatch:
@@ -223,7 +258,8 @@ class _SampleWriteWatch:
 
 
 def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLimits,
-            sample: SampleRequest | None) -> tuple[ScenedVideo, str | None]:
+            sample: SampleRequest | None, gpu: int | None
+            ) -> tuple[ScenedVideo, str | None]:
     """The scened video, and the first error writing the sample (None: written)."""
     info = video.info
     # Transitions and picture signals are read from the same frames (no second decode).
@@ -237,7 +273,7 @@ def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLim
                                   audio_codec=info.audio_codec)
     watch = _SampleWriteWatch(errors)
     with decode_frames_downscaled(video.local_path, info, cfg.detect_width, threads,
-                                  limits, on_stderr=watch, sample=sample) as frames:
+                                  limits, on_stderr=watch, sample=sample, gpu=gpu) as frames:
         cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg),
                                                  observers)
     transitions = transition_observer.transitions() if transition_observer else ()
@@ -254,20 +290,32 @@ def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLim
 
 class _DetectFn(beam.DoFn):
     def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
-                 limits: MediaLimits, sample: FrameSampleConfig | None) -> None:
+                 limits: MediaLimits, sample: FrameSampleConfig | None,
+                 decode_device: str) -> None:
         self.cfg = cfg
         self.threads = threads
         self.run_id = run_id
         self.limits = limits
         self.sample = sample
+        self.decode_device = decode_device
         self.metrics = StageMetrics(STAGE)
+        # Videos decoded on NVDEC, and those whose NVDEC decode failed and were decoded
+        # again on the CPU (with --decode-device cuda; in the runs row).
+        self.decodes = {"nvdec": beam.metrics.Metrics.counter(STAGE, "nvdec_decodes"),
+                        "nvdec_fallback": beam.metrics.Metrics.counter(STAGE,
+                                                                       "nvdec_fallbacks")}
 
     def process(self, video: ProbedVideo) -> Iterator[ScenedVideo | beam.pvalue.TaggedOutput]:
         yield from guarded(self.metrics, self._detect, video, source_uri=video.source.uri,
                            run_id=self.run_id, video_id=video.video_id)
 
     def _detect(self, video: ProbedVideo) -> list[ScenedVideo]:
-        return [detect_scenes(video, self.cfg, self.threads, self.limits, self.sample)]
+        return [detect_scenes(video, self.cfg, self.threads, self.limits, self.sample,
+                              self.decode_device, on_decode=self._count_decode)]
+
+    def _count_decode(self, how: str) -> None:
+        if how in self.decodes:
+            self.decodes[how].inc()
 
 
 class DetectScenes(beam.PTransform):
@@ -276,14 +324,14 @@ class DetectScenes(beam.PTransform):
 
     def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
                  limits: MediaLimits = DEFAULT_LIMITS,
-                 sample: FrameSampleConfig | None = None) -> None:
+                 sample: FrameSampleConfig | None = None, decode_device: str = "cpu") -> None:
         super().__init__()
         self.cfg, self.threads, self.run_id, self.limits = cfg, threads, run_id, limits
-        self.sample = sample
+        self.sample, self.decode_device = sample, decode_device
 
     def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
         return (
             videos
             | "Detect" >> beam.ParDo(_DetectFn(self.cfg, self.threads, self.run_id,
-                                               self.limits, self.sample))
+                                               self.limits, self.sample, self.decode_device))
             .with_outputs(ERRORS, main="scened"))

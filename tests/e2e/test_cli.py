@@ -249,6 +249,14 @@ def test_tables_carry_schema_version_and_runs_row(copy_run):
     options = json.loads(run_row["options_json"])
     assert options["config"]["split"]["threshold"] == 25.0
     assert options["config"]["media"]["keyframes"] == 2
+    # --device auto: where the models ran, and on a machine without a GPU (CI) why.
+    import torch
+
+    if torch.cuda.is_available():
+        assert run_row["device"].startswith("cuda:0 (")
+    else:
+        assert run_row["device"] == "cpu"
+        assert any(n.startswith("--device auto: no CUDA GPU") for n in run_row["notes"])
     versions = json.loads(run_row["versions_json"])
     assert {"vidcurate", "apache-beam", "scenedetect", "ffmpeg"} <= set(versions)
     counts = {(c["stage"], c["name"]): c["value"] for c in run_row["counts"]}
@@ -317,6 +325,11 @@ def test_configuration_errors_fail_fast(tmp_path):
     typo = run_cli("run", "--no-clip", "--input", str(tmp_path), "--output", str(out),
                    "--min-clips-s", "9")
     assert typo.returncode == 2 and "did you mean --min-clip-s" in typo.stderr
+    assert not out.exists()
+    # A GPU this machine does not have (CI has none at all) stops the run before the graph.
+    no_gpu = run_cli("run", "--no-clip", "--input", str(tmp_path), "--output", str(out),
+                     "--device", "cuda:99")
+    assert no_gpu.returncode == 2 and "--device cuda:99: torch sees" in no_gpu.stderr
     assert not out.exists()
     help_text = run_cli("run", "--help")
     assert help_text.returncode == 0 and "--clip-media" in help_text.stdout

@@ -328,3 +328,19 @@ if __name__ == "__main__":
                   f"{d['different'].mean():.3f} (min {d['different'].min():.3f}), background "
                   f"only {d['background'].mean():.3f} (min {d['background'].min():.3f})",
                   flush=True)
+
+
+def write_random_clip(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
+    """The tiny architecture with random weights, written as (model config, checkpoint):
+    loaded by the production path in a second, for tests of how a model is run (device,
+    precision, batching) rather than of what it knows."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path = out_dir / f"{MODEL_NAME}.json"
+    config_path.write_text(json.dumps(CONFIG))
+    open_clip = import_open_clip()
+    open_clip.add_model_config(str(config_path))
+    torch.manual_seed(seed)
+    model = open_clip.create_model(MODEL_NAME, pretrained=None)
+    checkpoint = out_dir / "random_tiny_clip.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return config_path, checkpoint

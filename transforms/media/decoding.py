@@ -1,16 +1,18 @@
-"""Decoded pictures: the one downscaled decode the cut detector reads (and the frame
-sample it keeps at keyframe size in the same pass), chosen frames by number, and
-keyframe images.
+"""Decoded pictures: the one downscaled decode the cut detector reads (on the CPU, or
+on the GPU's video decoder, NVDEC), and the frame sample it keeps at keyframe size in
+the same pass; chosen frames by number, and keyframe images.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import math
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -121,28 +123,68 @@ def sample_count(folder: str) -> int:
     return n
 
 
-@contextlib.contextmanager
-def decode_frames_downscaled(
-    path: str, info: VideoInfo, target_width: int, threads: int = 0,
-    limits: MediaLimits = DEFAULT_LIMITS, on_stderr: StderrListener | None = None,
-    sample: SampleRequest | None = None,
-) -> Iterator[Iterator[np.ndarray]]:
-    """Decode the first video stream once, downscaled, as BGR frames at a constant rate.
+# Codecs and pixel formats NVDEC decodes to the 8-bit NV12 frames scale_cuda and
+# hwdownload take here (10-bit and 4:2:2 / 4:4:4 sources are decoded on the CPU).
+NVDEC_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg1video", "mpeg2video",
+                          "mpeg4", "vc1", "mjpeg"})
+NVDEC_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12"})
 
-    Variable-rate input is resampled to its average rate, so frame i is at i / fps.
-    The context yields an iterator; on exit the decoder is stopped and checked: a
-    decoder that failed before the first frame raises MediaError. `on_stderr` hears
-    each of ffmpeg's error lines (damaged data) with the number of frames read by then.
+
+def nvdec_suits(info: VideoInfo) -> bool:
+    """Whether this stream goes to NVDEC: a codec and 8-bit 4:2:0 format it decodes, and
+    no rotation (ffmpeg's autorotate filter works on CPU frames only)."""
+    return (info.video_codec in NVDEC_CODECS and (info.pix_fmt or "") in NVDEC_PIX_FMTS
+            and info.rotation % 360 == 0)
+
+
+def nvdec_missing(hwaccels: str, filters: str) -> str | None:
+    """Why an ffmpeg build cannot decode and scale on the GPU, from the output of
+    `ffmpeg -hwaccels` and `ffmpeg -filters`; None when it can."""
+    accels = {line.strip() for line in hwaccels.splitlines()[1:]}
+    if "cuda" not in accels:
+        return "this ffmpeg build has no CUDA hwaccel (ffmpeg -hwaccels)"
+    names = {parts[1] for parts in (line.split() for line in filters.splitlines())
+             if len(parts) >= 3}
+    missing = [f for f in ("scale_cuda", "hwdownload") if f not in names]
+    if missing:
+        return f"this ffmpeg build has no {' / '.join(missing)} filter (ffmpeg -filters)"
+    return None
+
+
+@functools.cache
+def probe_nvdec() -> str | None:
+    """Asked once per process: why this machine's ffmpeg cannot use NVDEC, or None.
+    (A missing driver shows only when a decode starts: detect_scenes falls back then.)"""
+    def listing(flag: str) -> str:
+        try:
+            out = subprocess.run(["ffmpeg", "-hide_banner", flag], capture_output=True,
+                                 timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"<{e}>"
+        return out.stdout.decode("utf-8", "replace")
+
+    return nvdec_missing(listing("-hwaccels"), listing("-filters"))
+
+
+def downscaled_decode_args(path: str, info: VideoInfo, width: int, height: int,
+                           threads: int = 0, limits: MediaLimits = DEFAULT_LIMITS,
+                           gpu: int | None = None, sample: SampleRequest | None = None
+                           ) -> list[str]:
+    """ffmpeg's arguments for the cut detector's decode; gpu N decodes on that GPU's
+    NVDEC and scales there (scale_cuda), so only the small frames cross to the CPU.
 
     With a `sample`, the same process (the same decoded frames, split after the rate
     filter) also writes every stride-th frame as JPEG {k:08d}.jpg in sample.folder:
-    image k is frame k * stride. The folder must exist.
+    image k is frame k * stride. On NVDEC the frames are then downloaded at full size
+    and both branches are scaled on the CPU (the sample needs the full picture).
     """
-    width, height = detect_size(info, target_width)
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error"]
     if threads:
         args += ["-threads", str(threads)]
-    if sample is None:
+    if gpu is not None:
+        args += ["-hwaccel", "cuda", "-hwaccel_output_format", "cuda",
+                 "-hwaccel_device", str(gpu)]
+    elif sample is None:
         # Skipping the in-loop deblocking filter (H.264/HEVC; others ignore it) saves
         # about as much decode time as the downscale costs, and smoothing block edges
         # does not move a shot boundary (golden cut tests hold). Not when frames are
@@ -151,22 +193,50 @@ def decode_frames_downscaled(
     args += [*source_input(path, limits)]
     small = f"scale={width}:{height}:flags=fast_bilinear"
     if sample is None:
-        args += ["-map", "0:v:0", "-an", "-sn", "-dn",
-                 "-vf", f"{constant_rate(info)},{small}", "-fps_mode", "passthrough"]
-        args += ["-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
-    else:
-        # As the seeking path scaled keyframes: never upscaled, even height.
-        big = f",scale='min({sample.width},iw)':-2" if sample.width else ""
-        graph = (f"[0:v:0]{constant_rate(info)},split=2[all][kept];[all]{small}[small];"
-                 f"[kept]select=not(mod(n\\,{sample.stride})){big}[big]")
-        args += ["-filter_complex", graph,
-                 "-map", "[small]", "-fps_mode", "passthrough",
-                 "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1",
-                 "-map", "[big]", "-fps_mode", "passthrough",
-                 "-frames:v", str(sample.max_frames), "-q:v", str(SAMPLE_JPEG_QUALITY),
-                 "-start_number", "0", "-f", "image2",
-                 # A '%' in the work dir's path is literal, not part of the pattern.
-                 ff_path(os.path.join(sample.folder.replace("%", "%%"), "%08d.jpg"))]
+        if gpu is None:
+            chain = f"{constant_rate(info)},{small}"
+        else:
+            # Scaled on the GPU, then downloaded; the rate is made constant on the small
+            # frames (the fps filter only drops and repeats them).
+            chain = f"scale_cuda={width}:{height},hwdownload,format=nv12,{constant_rate(info)}"
+        args += ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", chain,
+                 "-fps_mode", "passthrough", "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
+        return args
+    download = "hwdownload,format=nv12," if gpu is not None else ""
+    # As the seeking path scaled keyframes: never upscaled, even height.
+    big = f",scale='min({sample.width},iw)':-2" if sample.width else ""
+    graph = (f"[0:v:0]{download}{constant_rate(info)},split=2[all][kept];[all]{small}[small];"
+             f"[kept]select=not(mod(n\\,{sample.stride})){big}[big]")
+    args += ["-filter_complex", graph,
+             "-map", "[small]", "-fps_mode", "passthrough",
+             "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1",
+             "-map", "[big]", "-fps_mode", "passthrough",
+             "-frames:v", str(sample.max_frames), "-q:v", str(SAMPLE_JPEG_QUALITY),
+             "-start_number", "0", "-f", "image2",
+             # A '%' in the work dir's path is literal, not part of the pattern.
+             ff_path(os.path.join(sample.folder.replace("%", "%%"), "%08d.jpg"))]
+    return args
+
+
+@contextlib.contextmanager
+def decode_frames_downscaled(
+    path: str, info: VideoInfo, target_width: int, threads: int = 0,
+    limits: MediaLimits = DEFAULT_LIMITS, on_stderr: StderrListener | None = None,
+    sample: SampleRequest | None = None, gpu: int | None = None,
+) -> Iterator[Iterator[np.ndarray]]:
+    """Decode the first video stream once, downscaled, as BGR frames at a constant rate.
+
+    Variable-rate input is resampled to its average rate, so frame i is at i / fps.
+    The context yields an iterator; on exit the decoder is stopped and checked: a
+    decoder that failed before the first frame raises MediaError. `on_stderr` hears
+    each of ffmpeg's error lines (damaged data) with the number of frames read by then.
+
+    With a `sample`, the same process also writes the frame sample (see
+    downscaled_decode_args); the folder must exist. `gpu` N decodes on that GPU
+    (NVDEC); the caller checks nvdec_suits and the build.
+    """
+    width, height = detect_size(info, target_width)
+    args = downscaled_decode_args(path, info, width, height, threads, limits, gpu, sample)
     with raw_frames(args, width, height, decode_timeout_s(info.duration_s, limits),
                      "decoding for cut detection", limits, on_stderr) as frames:
         yield frames

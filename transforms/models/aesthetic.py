@@ -65,6 +65,7 @@ class AestheticConfig:
     checkpoint_path: str | None = None  # local file found by the launcher
     checkpoint_sha256: str | None = None
     input_dim: int | None = None  # read from the checkpoint by the launcher
+    device: str = "cpu"  # resolved by models.device before the graph
 
     @property
     def enabled(self) -> bool:
@@ -210,7 +211,9 @@ def build_head(state: dict[str, Any]) -> Any:
 
 
 def load_head(cfg: AestheticConfig) -> Any:
-    return build_head(_load_state(cfg.checkpoint_path or cfg.model or ""))
+    """The head on the run's device, in float32 everywhere: it is a few small matrix
+    products, and half precision would only move its scores."""
+    return build_head(_load_state(cfg.checkpoint_path or cfg.model or "")).to(cfg.device)
 
 
 def score_embeddings(head: Any, frames: np.ndarray) -> np.ndarray:
@@ -224,9 +227,11 @@ def score_embeddings(head: Any, frames: np.ndarray) -> np.ndarray:
         raise ValueError(f"the aesthetic head takes {dim}-d CLIP embeddings, got shape "
                          f"{frames.shape}: it is meant for another CLIP model")
     norms = np.linalg.norm(frames, axis=1, keepdims=True)
-    x = frames / np.maximum(norms, 1e-12)
+    x = torch.from_numpy(frames / np.maximum(norms, 1e-12))
+    device = next(head.parameters()).device
     with torch.no_grad():
-        return head.layers(torch.from_numpy(x)).reshape(-1).numpy().astype(np.float64)
+        scores = head.layers(x.to(device)).reshape(-1).cpu()
+    return scores.numpy().astype(np.float64)
 
 
 # One head per worker process, kept for its life (models.loading says why).
@@ -234,7 +239,7 @@ _PROCESS_HEADS: ProcessCache[Any] = ProcessCache()
 
 
 def shared_head(cfg: AestheticConfig) -> Any:
-    return _PROCESS_HEADS.get(cfg.model_id, lambda: load_head(cfg))
+    return _PROCESS_HEADS.get((cfg.model_id, cfg.device), lambda: load_head(cfg))
 
 
 class AestheticModelHandler(ModelHandler[tuple[Any, np.ndarray], tuple[Any, float], Any]):

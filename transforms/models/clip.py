@@ -25,6 +25,7 @@ from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.media.storage import file_digest
 from vidcurate.transforms.models import import_open_clip
+from vidcurate.transforms.models.device import is_cuda, oom_counter, split_on_oom, torch_dtype
 from vidcurate.transforms.models.loading import ProcessCache, fetching_weights
 
 
@@ -38,6 +39,9 @@ class ClipModelConfig:
     checkpoint_path: str | None = None  # local file found by the launcher
     checkpoint_sha256: str | None = None  # identifies local weights in model_id
     embed_dim: int | None = None  # from the model config, once resolved
+    batch_size_given: bool = True  # --clip-batch-size was set: the device default waits
+    device: str = "cpu"  # resolved by models.device before the graph
+    model_copies: int = 0  # >0: copies per worker machine, shared by its processes
 
     @property
     def local(self) -> bool:
@@ -68,15 +72,43 @@ class ClipModelConfig:
         add("clip-model-config", default=None,
             help="JSON model config (open_clip's model_configs format) for an architecture "
             "open_clip does not know; its file name without .json is the model name.")
-        add("clip-batch-size", type=int, default=32,
-            help="Images or texts per CLIP forward pass.")
+        add("clip-batch-size", type=int, default=None,
+            help=f"Images or texts per CLIP forward pass (default {CPU_BATCH_SIZE} on the "
+            f"CPU, {GPU_BATCH_SIZE} on a GPU; a batch that does not fit in GPU memory is "
+            "split and retried).")
+        add("clip-model-copies", type=int, default=0,
+            help="Load this many copies of CLIP per worker machine, in processes of their "
+            "own shared by all its SDK worker processes (Beam RunInference model_copies): "
+            "many processes for decoding, few model copies on the GPU. 0 (default): one "
+            "copy per worker process.")
 
     @classmethod
     def from_options(cls, o: Any) -> ClipModelConfig:
-        check((o.clip_batch_size >= 1, f"--clip-batch-size must be >= 1, got "
-               f"{o.clip_batch_size}"))
+        given = o.clip_batch_size is not None
+        check((not given or o.clip_batch_size >= 1, f"--clip-batch-size must be >= 1, got "
+               f"{o.clip_batch_size}"),
+              (o.clip_model_copies >= 0, f"--clip-model-copies must be >= 0, got "
+               f"{o.clip_model_copies}"))
         return cls(enabled=not o.no_clip, model=o.clip_model, pretrained=o.clip_pretrained,
-                   model_config=o.clip_model_config, batch_size=o.clip_batch_size)
+                   model_config=o.clip_model_config,
+                   batch_size=o.clip_batch_size if given else CPU_BATCH_SIZE,
+                   batch_size_given=given, model_copies=o.clip_model_copies)
+
+    def on_device(self, device: str) -> ClipModelConfig:
+        """The config for the run's device: a GPU takes larger batches unless
+        --clip-batch-size was given (it always wins)."""
+        size = self.batch_size if self.batch_size_given else default_batch_size(device)
+        return dataclasses.replace(self, device=device, batch_size=size)
+
+
+# Images per forward pass: 32 keeps the CPU's peak memory low; a GPU is only kept busy
+# by larger batches (a batch too large for a big model is split: models.device).
+CPU_BATCH_SIZE = 32
+GPU_BATCH_SIZE = 256
+
+
+def default_batch_size(device: str) -> int:
+    return GPU_BATCH_SIZE if is_cuda(device) else CPU_BATCH_SIZE
 
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
@@ -140,6 +172,14 @@ class LoadedClip:
     preprocess: Any
     tokenizer: Any
     dim: int
+    device: str = "cpu"
+
+    def embed(self, images: Sequence[np.ndarray], texts: Sequence[str]
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Both towers over one batch. A method, so that it also works through the proxy
+        Beam hands run_inference when the model lives in a process of its own
+        (--clip-model-copies): only the arrays and texts cross processes."""
+        return embed_images(self, images), embed_texts(self, texts)
 
 
 def _register_config(cfg: ClipModelConfig) -> None:
@@ -229,11 +269,14 @@ def load_clip(cfg: ClipModelConfig) -> LoadedClip:
     weights = cfg.checkpoint_path if cfg.checkpoint_path and os.path.exists(
         cfg.checkpoint_path) else cfg.pretrained
     model, _, preprocess = open_clip.create_model_and_transforms(cfg.model, pretrained=weights)
+    # fp16 on CUDA (models.device.half_precision says why), fp32 on the CPU.
+    model = model.to(device=cfg.device, dtype=torch_dtype(cfg.device))
     model.eval()
     tokenizer = open_clip.get_tokenizer(cfg.model)
     with torch.no_grad():
-        dim = int(model.encode_text(tokenizer(["a"])).shape[-1])
-    return LoadedClip(model=model, preprocess=preprocess, tokenizer=tokenizer, dim=dim)
+        dim = int(model.encode_text(tokenizer(["a"]).to(cfg.device)).shape[-1])
+    return LoadedClip(model=model, preprocess=preprocess, tokenizer=tokenizer, dim=dim,
+                      device=cfg.device)
 
 
 def embed_images(clip: LoadedClip, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -244,9 +287,14 @@ def embed_images(clip: LoadedClip, images: Sequence[np.ndarray]) -> np.ndarray:
     if not images:
         return np.zeros((0, clip.dim), np.float32)
     batch = torch.stack([clip.preprocess(Image.fromarray(im).convert("RGB")) for im in images])
-    with torch.no_grad():
-        feats = clip.model.encode_image(batch)
-    return _normalised(feats.float().numpy())
+    dtype = torch_dtype(clip.device)
+
+    def encode(part: Any) -> np.ndarray:
+        with torch.no_grad():
+            feats = clip.model.encode_image(part.to(device=clip.device, dtype=dtype))
+        return feats.float().cpu().numpy()
+
+    return _normalised(split_on_oom(encode, batch, np.concatenate, oom_counter("clip_model")))
 
 
 def embed_texts(clip: LoadedClip, texts: Sequence[str]) -> np.ndarray:
@@ -256,9 +304,14 @@ def embed_texts(clip: LoadedClip, texts: Sequence[str]) -> np.ndarray:
 
     if not texts:
         return np.zeros((0, clip.dim), np.float32)
-    with torch.no_grad():
-        feats = clip.model.encode_text(clip.tokenizer(list(texts)))
-    return _normalised(feats.float().numpy())
+
+    def encode(part: Any) -> np.ndarray:
+        with torch.no_grad():
+            feats = clip.model.encode_text(part.to(clip.device))
+        return feats.float().cpu().numpy()
+
+    return _normalised(split_on_oom(encode, clip.tokenizer(list(texts)), np.concatenate,
+                                    oom_counter("clip_model")))
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:
@@ -274,7 +327,7 @@ _PROCESS_MODELS: ProcessCache[LoadedClip] = ProcessCache()
 
 def shared_clip(cfg: ClipModelConfig) -> LoadedClip:
     """This process's model for cfg, loaded on first use and kept."""
-    return _PROCESS_MODELS.get(cfg.model_id, lambda: load_clip(cfg))
+    return _PROCESS_MODELS.get((cfg.model_id, cfg.device), lambda: load_clip(cfg))
 
 
 class ClipModelHandler(ModelHandler[EmbedRequest, tuple[Any, np.ndarray], LoadedClip]):
@@ -296,12 +349,20 @@ class ClipModelHandler(ModelHandler[EmbedRequest, tuple[Any, np.ndarray], Loaded
     def get_metrics_namespace(self) -> str:
         return self.namespace
 
+    def share_model_across_processes(self) -> bool:
+        # Beam's large_model path: the model is loaded in processes of its own, which
+        # every SDK process of the machine calls; the steps still share it (same tag).
+        return self.cfg.model_copies > 0
+
+    def model_copies(self) -> int:
+        return max(1, self.cfg.model_copies)
+
     def run_inference(self, batch: Sequence[EmbedRequest], model: LoadedClip,
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterable[tuple[Any, np.ndarray]]:
         images = [r for r in batch if r.image is not None]
         texts = [r for r in batch if r.image is None]
-        image_feats = embed_images(model, [r.image for r in images])
-        text_feats = embed_texts(model, [r.text or "" for r in texts])
+        image_feats, text_feats = model.embed([r.image for r in images],
+                                              [r.text or "" for r in texts])
         yield from ((r.key, f) for r, f in zip(images, image_feats, strict=True))
         yield from ((r.key, f) for r, f in zip(texts, text_feats, strict=True))

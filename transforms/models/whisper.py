@@ -21,6 +21,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from vidcurate.schemas.records import AsrTask, Segment, Word
 from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.models import import_faster_whisper, import_openai_whisper
+from vidcurate.transforms.models.device import gpu_index, half_precision, is_cuda
 from vidcurate.transforms.models.loading import fetching_weights
 
 
@@ -41,6 +42,7 @@ class AsrConfig:
     max_ngram_repeats: int
     window_s: float = 120.0  # audio transcribed per call, ending at a quiet moment
     batch_size: int = 4  # videos per RunInference batch (whole videos: keep it small)
+    device: str = "cpu"  # resolved by models.device before the graph
 
     @property
     def model_id(self) -> str:
@@ -56,7 +58,8 @@ class AsrConfig:
         add("no-asr", action="store_true",
             help="Skip speech recognition (transcript columns stay null).")
         add("asr-backend", default="faster-whisper", choices=ASR_BACKENDS,
-            help="faster-whisper (CTranslate2, int8 on CPU) or openai-whisper.")
+            help="faster-whisper (CTranslate2: int8 on the CPU, float16 on a GPU) or "
+            "openai-whisper (fp16 on a GPU).")
         add("asr-model", default="small",
             help="Official Whisper model name (tiny, base, small, medium, large-v3, ..., "
             "downloaded on first use) or a local path: a CTranslate2 model folder for "
@@ -180,14 +183,24 @@ def resolve_model(cfg: AsrConfig) -> AsrConfig:
     return dataclasses.replace(cfg, model_path=path)
 
 
+def faster_whisper_device(device: str) -> dict[str, Any]:
+    """faster-whisper's WhisperModel arguments for the run's device: float16 on a GPU
+    (CTranslate2's fast path there), int8 on the CPU (4x less memory than float32, and
+    faster on every x86 we measured)."""
+    if is_cuda(device):
+        return {"device": "cuda", "device_index": gpu_index(device), "compute_type": "float16"}
+    return {"device": "cpu", "compute_type": "int8"}
+
+
 def load_backend(cfg: AsrConfig) -> Any:
-    """The backend's model object; local files when the launcher found them here."""
+    """The backend's model object on the run's device; local files when the launcher
+    found them here."""
     source = cfg.model_path if cfg.model_path and os.path.exists(cfg.model_path) else cfg.model
     if cfg.backend == "faster-whisper":
         fw = import_faster_whisper()
-        return fw.WhisperModel(source, device="cpu", compute_type="int8")
+        return fw.WhisperModel(source, **faster_whisper_device(cfg.device))
     whisper = import_openai_whisper()
-    return whisper.load_model(source, device="cpu")
+    return whisper.load_model(source, device=cfg.device)
 
 
 def _words(raw: Iterable[Any], getter) -> tuple[Word, ...]:
@@ -212,7 +225,7 @@ def transcribe_array(model: Any, audio: np.ndarray, cfg: AsrConfig) -> Transcrip
         return Transcript(out, info.language, float(info.language_probability))
     result = model.transcribe(
         audio, language=cfg.language, beam_size=cfg.beam_size, word_timestamps=True,
-        condition_on_previous_text=False, fp16=False, verbose=None,
+        condition_on_previous_text=False, fp16=half_precision(cfg.device), verbose=None,
         temperature=cfg.temperatures)
     out = tuple(
         Segment(start=float(s["start"]), end=float(s["end"]), text=s["text"].strip(),

@@ -46,6 +46,7 @@ class TeachersConfig:
     captioner_max_tokens: int
     vlm: VlmConfig
     captioner_path: str | None = None  # local folder found by the launcher
+    device: str = "cpu"  # where the captioner runs (resolved by models.device)
 
     @staticmethod
     def add_arguments(add: AddArgument) -> None:

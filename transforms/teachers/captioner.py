@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from vidcurate.transforms.core import ConfigError
 from vidcurate.transforms.models import import_transformers
+from vidcurate.transforms.models.device import oom_counter, split_on_oom, torch_dtype
 from vidcurate.transforms.models.loading import ProcessCache, fetching_weights
 from vidcurate.transforms.teachers.base import (
     ClipContext,
@@ -54,26 +55,36 @@ def resolve_captioner(name: str) -> str:
         return snapshot_download(name)
 
 
-def load_captioner(path: str) -> tuple[Any, Any]:
-    """(processor, model) in eval mode; image-text-to-text models first, GIT-style
-    causal models second."""
+def load_captioner(path: str, device: str = "cpu") -> tuple[Any, Any]:
+    """(processor, model) in eval mode on the device (fp16 on CUDA, fp32 on the CPU);
+    image-text-to-text models first, GIT-style causal models second."""
     tf = import_transformers()
     processor = tf.AutoProcessor.from_pretrained(path)
     try:
         model = tf.AutoModelForImageTextToText.from_pretrained(path)
     except ValueError:
         model = tf.AutoModelForCausalLM.from_pretrained(path)
+    model = model.to(device=device, dtype=torch_dtype(device))
     model.eval()
     return processor, model
 
 
 def caption_images(processor: Any, model: Any, images: list[Any], max_tokens: int) -> list[str]:
+    """One caption per image, generated on the model's device; a batch that does not fit
+    in GPU memory is captioned in smaller parts (greedy decoding: the same captions)."""
     import torch
 
-    inputs = processor(images=images, return_tensors="pt")
-    with torch.no_grad():
-        ids = model.generate(**inputs, max_new_tokens=max_tokens)
-    return [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+    def generate(part: list[Any]) -> list[str]:
+        inputs = processor(images=part, return_tensors="pt").to(model.device)
+        # Only the floating inputs (pixel values) take the model's dtype; ids stay ints.
+        inputs = {k: v.to(model.dtype) if v.is_floating_point() else v
+                  for k, v in inputs.items()}
+        with torch.no_grad():
+            ids = model.generate(**inputs, max_new_tokens=max_tokens)
+        return [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+
+    return split_on_oom(generate, images, lambda parts: [t for p in parts for t in p],
+                        oom_counter("captioning"))
 
 
 @register
@@ -89,7 +100,9 @@ class CaptionerTeacher(Teacher):
 
     def setup(self) -> None:
         path = self.cfg.captioner_path or self.cfg.captioner_model
-        self.processor, self.model = self._models.get(path, lambda: load_captioner(path))
+        device = self.cfg.device
+        self.processor, self.model = self._models.get(
+            (path, device), lambda: load_captioner(path, device))
 
     def propose(self, ctx: ClipContext) -> list[Proposal]:
         from PIL import Image, UnidentifiedImageError
