@@ -37,8 +37,11 @@ def corpus(videos, tmp_path_factory) -> Path:
 
 def _cli(source: Path, out: Path, *extra: str) -> subprocess.Popen:
     exe = Path(sys.executable).parent / "vidcurate"
+    # A work folder of the test's own: a killed run leaves its folder (and frame sample)
+    # behind, which refuses a later run of the same --run-id in the same --work-dir.
     return subprocess.Popen([str(exe), "run", "--no-clip", "--input", str(source),
-                             "--output", str(out), *ARGS, *extra], stdout=subprocess.DEVNULL,
+                             "--output", str(out), "--work-dir", f"{out}-work", *ARGS, *extra],
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 

@@ -32,8 +32,10 @@ os.environ.update({"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
 
 def _run(manifest: Path, out: Path, *extra: str) -> subprocess.Popen:
     exe = Path(sys.executable).parent / "vidcurate"
+    # The test's own work folder (see test_kill_resume._cli).
     return subprocess.Popen([str(exe), "run", "--input", str(manifest), "--output", str(out),
-                             *COMMON, *extra], stdout=subprocess.DEVNULL,
+                             "--work-dir", f"{out}-work", *COMMON, *extra],
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
