@@ -220,18 +220,8 @@ def _packets(path: str, window_s: float | None = None,
              limits: MediaLimits = DEFAULT_LIMITS) -> list[tuple[float, bool]]:
     """(time, is keyframe) of the first video stream's packets, from packet flags (no
     decoding), over the first window_s seconds or the whole file."""
-    args = ["ffprobe", "-v", "error", "-select_streams", "v:0"]
-    if window_s is not None:
-        args += ["-read_intervals", f"%+{window_s:g}"]
-    args += ["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0",
-             *source_input(path, limits)]
-    size = os.path.getsize(localise(path)) if window_s is None else 0
-    out = run_tool(args, max(PROBE_TIMEOUT_S, listing_timeout_s(size, limits)),
-                   "listing keyframes", limits)
-    if out.returncode != 0:
-        raise MediaError("probe_failed", f"cannot list keyframes: {stderr_tail(out.stderr)}")
     packets = []
-    for line in out.stdout.decode("utf-8", "replace").splitlines():
+    for line in _packet_lines(path, "pts_time,flags", "keyframes", limits, window_s):
         pts, _, flags = line.partition(",")
         if (t := as_float(pts)) is not None:
             packets.append((t, "K" in flags))
@@ -269,19 +259,9 @@ class VideoPacket(NamedTuple):
 def video_packets(path: str, limits: MediaLimits = DEFAULT_LIMITS) -> list[VideoPacket]:
     """Every packet of the first video stream in decode order (no decoding): what an exact
     stream copy needs to know which packets hold which frames."""
-    args = ["ffprobe", "-v", "error", "-select_streams", "v:0",
-            "-show_entries", "packet=pts_time,dts_time,duration_time,flags", "-of", "csv=p=0",
-            *source_input(path, limits)]
-    try:
-        size = os.path.getsize(localise(path))
-    except OSError as e:
-        raise MediaError("probe_failed", f"cannot list packets: {e.strerror}") from e
-    out = run_tool(args, max(PROBE_TIMEOUT_S, listing_timeout_s(size, limits)),
-                   "listing packets", limits)
-    if out.returncode != 0:
-        raise MediaError("probe_failed", f"cannot list packets: {stderr_tail(out.stderr)}")
     packets = []
-    for line in out.stdout.decode("utf-8", "replace").splitlines():
+    for line in _packet_lines(path, "pts_time,dts_time,duration_time,flags", "packets",
+                              limits):
         fields = line.split(",")
         if len(fields) < 4:
             continue
@@ -289,3 +269,23 @@ def video_packets(path: str, limits: MediaLimits = DEFAULT_LIMITS) -> list[Video
         packets.append(VideoPacket(as_float(pts), as_float(dts), as_float(duration),
                                    "K" in flags))
     return packets
+
+
+def _packet_lines(path: str, entries: str, what: str, limits: MediaLimits,
+                  window_s: float | None = None) -> list[str]:
+    """ffprobe's CSV lines of the first video stream's packets (the given entries), over
+    the first window_s seconds or the whole file; MediaError when it cannot list them."""
+    args = ["ffprobe", "-v", "error", "-select_streams", "v:0"]
+    if window_s is not None:
+        args += ["-read_intervals", f"%+{window_s:g}"]
+    args += ["-show_entries", f"packet={entries}", "-of", "csv=p=0",
+             *source_input(path, limits)]
+    try:
+        size = os.path.getsize(localise(path)) if window_s is None else 0
+    except OSError as e:
+        raise MediaError("probe_failed", f"cannot list {what}: {e.strerror}") from e
+    out = run_tool(args, max(PROBE_TIMEOUT_S, listing_timeout_s(size, limits)),
+                   f"listing {what}", limits)
+    if out.returncode != 0:
+        raise MediaError("probe_failed", f"cannot list {what}: {stderr_tail(out.stderr)}")
+    return out.stdout.decode("utf-8", "replace").splitlines()
