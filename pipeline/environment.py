@@ -118,10 +118,15 @@ def place_models(cfg: RunConfig) -> RunConfig:
     every model stage the answer; OCR stays on the CPU, with a note, when onnxruntime
     has no CUDA provider, and so does the cut-detection decode (--decode-device) when
     ffmpeg has no CUDA."""
-    from vidcurate.transforms.models.device import is_cuda, resolve_device
+    from vidcurate.transforms.models.device import is_cuda, no_models_device, resolve_device
     from vidcurate.transforms.models.ocr import available_providers, ocr_device
 
-    device = resolve_device(cfg.device)
+    if cfg.runs_models or cfg.device.requested != "auto":
+        device = resolve_device(cfg.device)
+    else:
+        # No model to place: asking torch about GPUs would cost its import (~1.3 s, in
+        # a split-only run the largest part of start-up) for nothing.
+        device = no_models_device(cfg.device)
     cfg = cfg.with_device(device)
     if is_cuda(cfg.media.decode_device):
         from vidcurate.transforms.media.decoding import probe_nvdec

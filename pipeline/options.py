@@ -203,6 +203,12 @@ class RunConfig:
             device=DeviceConfig.from_options(o),
         )
 
+    @property
+    def runs_models(self) -> bool:
+        """Whether any model stage is in the graph (so --device has something to place)."""
+        return (self.clip_model.enabled or self.asr.enabled or self.ocr.enabled
+                or self.aesthetic.enabled or "captioner" in self.teachers.names)
+
     def with_device(self, device: DeviceConfig) -> RunConfig:
         """The config with the resolved device handed to every model stage (the one
         place that decides it: models.device.resolve_device, before the graph)."""

@@ -235,7 +235,7 @@ class Transcribe(beam.PTransform):
         self.cfg, self.run_id, self.limits = cfg, run_id, limits
 
     def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
-        from vidcurate.transforms.models.whisper import WhisperModelHandler
+        from vidcurate.transforms.models.handlers import WhisperModelHandler
 
         with_audio = videos | "HasAudio" >> beam.Filter(lambda v: v.info.has_audio)
         silent = (videos

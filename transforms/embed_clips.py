@@ -19,9 +19,9 @@ from vidcurate.transforms.errors import ERRORS, StageMetrics
 from vidcurate.transforms.media.decoding import read_frame
 from vidcurate.transforms.models.clip import (
     ClipModelConfig,
-    EmbedByOwner,
     EmbedRequest,
 )
+from vidcurate.transforms.models.clip_embedding import EmbedByOwner
 
 STAGE = "embed_clips"
 

@@ -8,10 +8,12 @@ partitions; before it did, Dask needed a second path here.)
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import ModelHandler, RunInference
+
+if TYPE_CHECKING:  # Beam's ML package imports torch: only a graph with a model loads it
+    from apache_beam.ml.inference.base import ModelHandler
 
 RESULTS, FAILED = "results", "failed"
 log = logging.getLogger("vidcurate")
@@ -26,6 +28,8 @@ class Infer(beam.PTransform):
         self.handler, self.model_identifier = handler, model_identifier
 
     def expand(self, requests: beam.PCollection) -> dict[str, beam.PCollection]:
+        from apache_beam.ml.inference.base import RunInference
+
         results, dead = requests | "RunInference" >> RunInference(
             self.handler, model_identifier=self.model_identifier,
         ).with_exception_handling()

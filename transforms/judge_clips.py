@@ -29,7 +29,7 @@ from vidcurate.schemas.records import ClipRecord, OcrLine
 from vidcurate.transforms.core import AddArgument, check
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.inference import FAILED, RESULTS, Infer
-from vidcurate.transforms.models.aesthetic import AestheticConfig, AestheticModelHandler
+from vidcurate.transforms.models.aesthetic import AestheticConfig
 from vidcurate.transforms.ocr import same_text
 
 STAGE = "judge_clips"
@@ -340,6 +340,8 @@ class JudgeClips(beam.PTransform):
         if not self.aesthetic.enabled:
             judged = clips | "Judge" >> beam.ParDo(judge).with_outputs(ERRORS, main="clips")
             return {"clips": judged["clips"], ERRORS: judged[ERRORS]}
+        from vidcurate.transforms.models.handlers import AestheticModelHandler
+
         requests = (clips | "AestheticRequests" >> beam.ParDo(
             _AestheticRequestsFn(self.aesthetic.input_dim, self.run_id))
             .with_outputs("clips", ERRORS, main="requests"))

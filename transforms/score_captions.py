@@ -21,9 +21,9 @@ from vidcurate.schemas.records import CaptionCandidate, CaptionRow, ClipRecord
 from vidcurate.transforms.errors import ERRORS, StageMetrics
 from vidcurate.transforms.models.clip import (
     ClipModelConfig,
-    EmbedByOwner,
     EmbedRequest,
 )
+from vidcurate.transforms.models.clip_embedding import EmbedByOwner
 
 STAGE = "score_captions"
 BY_CLIP = "clip"

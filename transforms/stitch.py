@@ -42,9 +42,9 @@ from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaL
 from vidcurate.transforms.media.probing import mean_keyframe_interval_s
 from vidcurate.transforms.models.clip import (
     ClipModelConfig,
-    EmbedByOwner,
     EmbedRequest,
 )
+from vidcurate.transforms.models.clip_embedding import EmbedByOwner
 from vidcurate.transforms.split_config import SplitConfig, StitchConfig
 
 STAGE = "stitch"

@@ -414,3 +414,24 @@ def test_run_shows_live_progress_on_a_terminal_and_a_summary(videos, tmp_path):
                     "--keyframes", "1")
     assert plain.returncode == 0 and "\r" not in plain.stdout + plain.stderr
     assert "clips  clip_hours  captioned" in plain.stdout
+
+
+def test_a_split_only_run_never_loads_the_model_stack(videos, tmp_path):
+    """Cuts, clip files and keyframes need no model: such a run (and `vidcurate --help`)
+    starts without torch and Beam's ML package, whose import alone took longer than
+    the rest of a small run's start-up."""
+    script = (
+        "import sys\n"
+        "from vidcurate.pipeline.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print('LOADED', sorted(m for m in ('torch', 'apache_beam.ml.inference.base',"
+        " 'open_clip', 'faster_whisper', 'rapidocr') if m in sys.modules))\n"
+        "sys.exit(code)\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "run", "--input", str(videos.cuts), "--output",
+         str(tmp_path / "out"), "--work-dir", str(tmp_path / "work"), "--no-clip",
+         "--no-asr", "--no-ocr", "--keyframes", "1"],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LOADED []" in proc.stdout
+    assert connect(str(tmp_path / "out")).sql("SELECT count(*) FROM clips").fetchall() == [(5,)]

@@ -22,7 +22,8 @@ from vidcurate.pipeline.query import connect
 from vidcurate.pipeline.run import run
 from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source, Span
 from vidcurate.transforms.embed_clips import EmbedClips
-from vidcurate.transforms.models.clip import ClipModelHandler, EmbedRequest, resolve_clip
+from vidcurate.transforms.models.clip import EmbedRequest, resolve_clip
+from vidcurate.transforms.models.handlers import ClipModelHandler
 from vidcurate.transforms.models.loading import ProcessCache
 from vidcurate.transforms.score_captions import ScoreCaptions
 from vidcurate.transforms.teachers import TEACHERS, ClipContext

@@ -38,8 +38,10 @@ from vidcurate.schemas.records import (
 from vidcurate.transforms.asr import Transcribe
 from vidcurate.transforms.embed_clips import EmbedClips
 from vidcurate.transforms.errors import ERRORS
-from vidcurate.transforms.models.clip import ClipModelHandler, request_owner, resolve_clip
-from vidcurate.transforms.models.whisper import WhisperModelHandler, resolve_model
+from vidcurate.transforms.models.clip import resolve_clip
+from vidcurate.transforms.models.clip_embedding import request_owner
+from vidcurate.transforms.models.handlers import ClipModelHandler, WhisperModelHandler
+from vidcurate.transforms.models.whisper import resolve_model
 from vidcurate.transforms.probe import probe_source
 from vidcurate.transforms.score_captions import ScoreCaptions
 from vidcurate.transforms.stitch import Stitch

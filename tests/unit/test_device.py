@@ -73,6 +73,23 @@ def test_resolution_through_the_launcher(monkeypatch):
     assert plain.device.notes == () and not any("--device" in n for n in run_notes(plain))
 
 
+def test_a_run_without_models_does_not_ask_torch_unless_a_gpu_is_asked_for(monkeypatch):
+    from vidcurate.transforms.models import device as device_module
+
+    asked = []
+    monkeypatch.setattr(device_module, "visible_gpus",
+                        lambda: asked.append(1) or (["L4"], ""))
+    split_only = ("--no-ocr", "--no-clip", "--no-asr")
+    auto = place_models(_cfg(*split_only))
+    assert asked == [] and auto.device.device == "cpu"
+    assert "--device auto: no model stage in this run; nothing ran on a GPU" in run_notes(auto)
+    # Asked for a GPU: still checked (and refused where there is none).
+    assert place_models(_cfg(*split_only, "--device", "cuda")).device.device == "cuda:0"
+    # One model stage is enough to place the models on the GPU.
+    assert place_models(_cfg("--no-clip", "--no-asr")).device.device == "cuda:0"
+    assert len(asked) == 2
+
+
 def test_a_gpu_reaches_every_model_stage_and_clip_batches_grow_unless_given():
     gpu = resolve_device(DeviceConfig("cuda:1"), gpus=lambda: (["L4", "NVIDIA A100"], ""))
     assert (gpu.device, gpu.gpu_name, gpu.notes) == ("cuda:1", "NVIDIA A100", ())
@@ -245,12 +262,12 @@ def test_clip_model_copies_serve_every_step_from_a_shared_process(random_tiny_cl
 
     from vidcurate.transforms.models.clip import (
         ClipModelConfig,
-        EmbedByOwner,
         EmbedRequest,
         embed_images,
         load_clip,
         resolve_clip,
     )
+    from vidcurate.transforms.models.clip_embedding import EmbedByOwner
 
     config, checkpoint = random_tiny_clip
     cfg = dataclasses.replace(

@@ -1,4 +1,4 @@
-"""The LAION improved-aesthetic-predictor head behind one Beam RunInference ModelHandler.
+"""The LAION improved-aesthetic-predictor head for RunInference (handler in models/handlers.py).
 
 The head (christophschuhmann/improved-aesthetic-predictor) is a small MLP trained on
 L2-normalised CLIP ViT-L/14 (OpenAI) image embeddings to predict a 1-10 rating:
@@ -20,12 +20,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import urllib.request
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler
 
 from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.media.storage import file_digest
@@ -240,32 +238,3 @@ _PROCESS_HEADS: ProcessCache[Any] = ProcessCache()
 
 def shared_head(cfg: AestheticConfig) -> Any:
     return _PROCESS_HEADS.get((cfg.model_id, cfg.device), lambda: load_head(cfg))
-
-
-class AestheticModelHandler(ModelHandler[tuple[Any, np.ndarray], tuple[Any, float], Any]):
-    """RunInference handler over (key, keyframe embeddings k x d): yields (key, the mean
-    of the keyframes' scores), as Open-Sora scores a video by the mean over its frames.
-    One forward pass per batch, one head per worker process."""
-
-    def __init__(self, cfg: AestheticConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-
-    def load_model(self) -> Any:
-        return shared_head(self.cfg)
-
-    def batch_elements_kwargs(self) -> dict[str, Any]:
-        return {"min_batch_size": 1, "max_batch_size": self.cfg.batch_size}
-
-    def get_metrics_namespace(self) -> str:
-        return "aesthetic_model"
-
-    def run_inference(self, batch: Sequence[tuple[Any, np.ndarray]], model: Any,
-                      inference_args: dict[str, Any] | None = None
-                      ) -> Iterable[tuple[Any, float]]:
-        frames = [np.atleast_2d(np.asarray(f, np.float32)) for _, f in batch]
-        scores = score_embeddings(model, np.concatenate(frames)) if frames else np.zeros(0)
-        start = 0
-        for (key, _), f in zip(batch, frames, strict=True):
-            yield key, float(scores[start:start + len(f)].mean())
-            start += len(f)

@@ -1,4 +1,4 @@
-"""open_clip behind one Beam RunInference ModelHandler: image and text towers.
+"""open_clip for RunInference (handler in models/handlers.py): image and text towers.
 
 Users name a model and a pretrained tag (downloaded on their machine, e.g. ViT-B-32 /
 laion2b_s34b_b79k) or pass a local checkpoint, plus a JSON model config for an
@@ -13,16 +13,13 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import apache_beam as beam
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler
 
 from vidcurate.transforms.core import AddArgument, ConfigError, check
-from vidcurate.transforms.inference import FAILED, RESULTS, Infer
 from vidcurate.transforms.media.storage import file_digest
 from vidcurate.transforms.models import import_open_clip
 from vidcurate.transforms.models.device import is_cuda, oom_counter, split_on_oom, torch_dtype
@@ -130,40 +127,6 @@ class EmbedRequest:
     key: Any
     image: np.ndarray | None = None
     text: str | None = None
-
-
-def request_owner(request: EmbedRequest) -> Any:
-    """The first part of a request's key: the video or clip it belongs to."""
-    return request.key[0]
-
-
-def failed_owners(failure: tuple[Sequence[EmbedRequest], Exception]
-                  ) -> Iterator[tuple[Any, str]]:
-    """A failed batch (the dead-letter output) -> (owner, reason) once per owner in it."""
-    batch, exc = failure
-    for owner in sorted({request_owner(r) for r in batch}):
-        yield owner, f"{type(exc).__name__}: {exc}"
-
-
-def _by_owner(result: tuple[tuple[Any, ...], np.ndarray]) -> tuple[Any, tuple[Any, Any]]:
-    key, embedding = result
-    return key[0], (key[1:], embedding)
-
-
-class EmbedByOwner(beam.PTransform):
-    """EmbedRequests keyed (owner, *rest) -> {'features': (owner, (rest, embedding)),
-    'failed': (owner, reason) once per owner of each batch that failed}: what the
-    stitching, clip-embedding and caption-scoring stages join back to their owners."""
-
-    def __init__(self, cfg: ClipModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-
-    def expand(self, requests: beam.PCollection) -> dict[str, beam.PCollection]:
-        embedded = requests | "Infer" >> Infer(
-            ClipModelHandler(self.cfg), model_identifier=f"clip:{self.cfg.model_id}")
-        return {"features": embedded[RESULTS] | "ByOwner" >> beam.Map(_by_owner),
-                "failed": embedded[FAILED] | "FailedByOwner" >> beam.FlatMap(failed_owners)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,41 +291,3 @@ _PROCESS_MODELS: ProcessCache[LoadedClip] = ProcessCache()
 def shared_clip(cfg: ClipModelConfig) -> LoadedClip:
     """This process's model for cfg, loaded on first use and kept."""
     return _PROCESS_MODELS.get((cfg.model_id, cfg.device), lambda: load_clip(cfg))
-
-
-class ClipModelHandler(ModelHandler[EmbedRequest, tuple[Any, np.ndarray], LoadedClip]):
-    """RunInference handler: one open_clip model per worker process, shared by every
-    step that uses it. A batch may mix images and texts; each tower runs once per batch.
-    Yields (key, embedding)."""
-
-    def __init__(self, cfg: ClipModelConfig, namespace: str = "clip_model") -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.namespace = namespace
-
-    def load_model(self) -> LoadedClip:
-        return shared_clip(self.cfg)
-
-    def batch_elements_kwargs(self) -> dict[str, Any]:
-        return {"min_batch_size": 1, "max_batch_size": self.cfg.batch_size}
-
-    def get_metrics_namespace(self) -> str:
-        return self.namespace
-
-    def share_model_across_processes(self) -> bool:
-        # Beam's large_model path: the model is loaded in processes of its own, which
-        # every SDK process of the machine calls; the steps still share it (same tag).
-        return self.cfg.model_copies > 0
-
-    def model_copies(self) -> int:
-        return max(1, self.cfg.model_copies)
-
-    def run_inference(self, batch: Sequence[EmbedRequest], model: LoadedClip,
-                      inference_args: dict[str, Any] | None = None
-                      ) -> Iterable[tuple[Any, np.ndarray]]:
-        images = [r for r in batch if r.image is not None]
-        texts = [r for r in batch if r.image is None]
-        image_feats, text_feats = model.embed([r.image for r in images],
-                                              [r.text or "" for r in texts])
-        yield from ((r.key, f) for r, f in zip(images, image_feats, strict=True))
-        yield from ((r.key, f) for r, f in zip(texts, text_feats, strict=True))

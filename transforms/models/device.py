@@ -127,6 +127,12 @@ def resolve_device(cfg: DeviceConfig,
     return out
 
 
+def no_models_device(cfg: DeviceConfig) -> DeviceConfig:
+    """--device auto in a run without a model stage: the CPU, noted, without asking torch."""
+    return dataclasses.replace(cfg, device="cpu").with_note(
+        "--device auto: no model stage in this run; nothing ran on a GPU")
+
+
 def is_cuda(device: str) -> bool:
     return device.startswith("cuda")
 

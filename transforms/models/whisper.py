@@ -1,4 +1,4 @@
-"""Whisper behind one Beam RunInference ModelHandler, with two backends.
+"""Whisper for RunInference (handler in models/handlers.py), with two backends.
 
 faster-whisper (CTranslate2, int8 on CPU) is the default; openai-whisper is the
 reference implementation. Both take an official model name (downloaded on first use,
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler
 
-from vidcurate.schemas.records import AsrTask, Segment, Word
+from vidcurate.schemas.records import Segment, Word
 from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.models import import_faster_whisper, import_openai_whisper
 from vidcurate.transforms.models.device import gpu_index, half_precision, is_cuda
@@ -234,39 +233,3 @@ def transcribe_array(model: Any, audio: np.ndarray, cfg: AsrConfig) -> Transcrip
                 words=_words(s.get("words"), lambda w, k: w[k]))
         for s in result["segments"])
     return Transcript(out, result.get("language"), None)
-
-
-class WhisperModelHandler(ModelHandler[AsrTask, Any, Any]):
-    """RunInference handler: one Whisper per worker process, a video per element.
-
-    run_inference yields (task, outcome) pairs, where outcome is what `transcribe`
-    (the stage's own processing: audio windows, guards) made of the task with the
-    loaded model, or the exception that stopped this video (bad audio, a backend
-    failure): one broken video never fails its batch, and each becomes that video's
-    error row. The handler loads, batches and runs; it knows nothing of the stage.
-    """
-
-    def __init__(self, cfg: AsrConfig, transcribe: Callable[[AsrTask, Any], Any],
-                 max_batch_size: int = 4) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.transcribe = transcribe  # picklable: a module-level function or a partial
-        self.max_batch_size = max_batch_size
-
-    def load_model(self) -> Any:
-        return load_backend(self.cfg)
-
-    def batch_elements_kwargs(self) -> dict[str, Any]:
-        # Whole videos are large elements: small batches keep memory bounded.
-        return {"min_batch_size": 1, "max_batch_size": self.max_batch_size}
-
-    def get_metrics_namespace(self) -> str:
-        return "asr_model"
-
-    def run_inference(self, batch: Sequence[AsrTask], model: Any,
-                      inference_args: dict[str, Any] | None = None) -> Iterable[Any]:
-        for task in batch:
-            try:
-                yield task, self.transcribe(task, model)
-            except Exception as e:  # one video's failure never fails its batch
-                yield task, e
