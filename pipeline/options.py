@@ -126,14 +126,13 @@ class RunConfig:
         asr = asdict(self.asr)
         asr.pop("model_path")  # where the files sit differs per machine, not the model
         asr.pop("batch_size")  # how work is grouped, not what it makes
-        # Where the models ran is recorded in runs, not hashed: a run resumed on a GPU
-        # machine skips the videos a CPU run finished (fp16 moves numbers in the last
-        # digits, not the clips or texts).
-        asr.pop("device")
-        ocr = asdict(self.ocr)
-        ocr.pop("device")
-        teachers = asdict(self.teachers)
-        teachers.pop("device")
+        ocr, teachers = asdict(self.ocr), asdict(self.teachers)
+        for part in (asr, ocr, teachers):
+            # Where the models ran (and on how many threads) is recorded in runs, not
+            # hashed: a run resumed on a GPU machine skips the videos a CPU run finished
+            # (fp16 moves numbers in the last digits, not the clips or texts).
+            part.pop("device")
+            part.pop("cpu_threads")
         clip = {"model_id": self.clip_model.model_id} if self.clip_model.enabled else None
         blob = json.dumps({"split": asdict(self.split), "clip": clip,
                            "clip_media": self.media.clip_media,
@@ -200,7 +199,7 @@ class RunConfig:
             aesthetic=AestheticConfig.from_options(o),
             force=o.force,
             retry_failed=not o.no_retry_failed,
-            device=DeviceConfig.from_options(o),
+            device=DeviceConfig.from_options(o, direct_worker_processes(options)),
         )
 
     @property
@@ -212,12 +211,13 @@ class RunConfig:
     def with_device(self, device: DeviceConfig) -> RunConfig:
         """The config with the resolved device handed to every model stage (the one
         place that decides it: models.device.resolve_device, before the graph)."""
-        on = device.resolved
+        on, threads = device.resolved, device.cpu_threads
         return replace(
-            self, device=device, clip_model=self.clip_model.on_device(on),
-            asr=replace(self.asr, device=on), ocr=replace(self.ocr, device=on),
-            teachers=replace(self.teachers, device=on),
-            aesthetic=replace(self.aesthetic, device=on))
+            self, device=device, clip_model=self.clip_model.on_device(on, threads),
+            asr=replace(self.asr, device=on, cpu_threads=threads),
+            ocr=replace(self.ocr, device=on, cpu_threads=threads),
+            teachers=replace(self.teachers, device=on, cpu_threads=threads),
+            aesthetic=replace(self.aesthetic, device=on, cpu_threads=threads))
 
     def with_clip_model(self, clip_model: ClipModelConfig) -> RunConfig:
         """The config with the resolved CLIP model; its id goes into the stitching
@@ -230,6 +230,21 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def direct_worker_processes(options: PipelineOptions) -> int | None:
+    """How many worker processes the DirectRunner starts on this machine (1 in memory or
+    with threads, which share one process's model pools); None on other runners, whose
+    processes per machine the launcher cannot know."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    runner = options.view_as(StandardOptions).runner
+    if runner not in (None, "DirectRunner", "SwitchingDirectRunner"):
+        return None
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode != "multi_processing":
+        return 1
+    return direct.direct_num_workers if direct.direct_num_workers > 0 else os.cpu_count()
 
 
 def check_flags(argv: list[str]) -> None:

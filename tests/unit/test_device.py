@@ -291,3 +291,66 @@ def test_clip_model_copies_serve_every_step_from_a_shared_process(random_tiny_cl
         features = out["features"] | beam.Map(lambda kv: ((kv[0], kv[1][0]), kv[1][1]))
         assert_that(features, check)
         assert_that(out["failed"], none_failed, label="NoFailures")
+
+
+def test_model_threads_share_the_cores_between_the_direct_runners_worker_processes():
+    """Each worker process's torch, CTranslate2 and onnxruntime pools default to every
+    core: with two processes on two cores, four busy pools fight over two cores (a 2-
+    worker run of the full pipeline took 76 s that way, 59 s with a core each)."""
+    from vidcurate.pipeline.options import direct_worker_processes
+    from vidcurate.transforms.models.device import auto_model_threads, usable_cores
+
+    assert auto_model_threads(8, None) == 0 and auto_model_threads(8, 1) == 0
+    assert auto_model_threads(8, 2) == 4 and auto_model_threads(2, 4) == 1
+    two = ("--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+    assert direct_worker_processes(PipelineOptions([])) == 1
+    assert direct_worker_processes(PipelineOptions(list(two))) == 2
+    assert direct_worker_processes(PipelineOptions(
+        ["--direct_num_workers", "2", "--direct_running_mode", "multi_threading"])) == 1
+    assert direct_worker_processes(PipelineOptions(["--runner", "FlinkRunner"])) is None
+
+    shared = place_models(_cfg("--no-ocr", "--device", "cpu", *two))
+    share = max(1, usable_cores() // 2)
+    assert shared.device.cpu_threads == share
+    assert (shared.clip_model.cpu_threads, shared.asr.cpu_threads, shared.ocr.cpu_threads,
+            shared.teachers.cpu_threads, shared.aesthetic.cpu_threads) == (share,) * 5
+    assert (f"--model-threads auto: {share} CPU thread(s) per model in each of 2 worker "
+            "processes") in run_notes(shared)
+    alone = place_models(_cfg("--no-ocr", "--device", "cpu"))
+    assert alone.device.cpu_threads == 0 and alone.asr.cpu_threads == 0
+    given = place_models(_cfg("--no-ocr", "--device", "cpu", "--model-threads", "3", *two))
+    assert given.clip_model.cpu_threads == 3 and not any("model-threads" in n
+                                                         for n in run_notes(given))
+    # How many threads made the rows does not make them different rows.
+    assert shared.outputs_hash == alone.outputs_hash == given.outputs_hash
+    for bad in ("0", "-1", "two", ""):
+        with pytest.raises(ConfigError, match="--model-threads must be auto or a number"):
+            _cfg("--model-threads", bad)
+
+
+def test_each_model_library_is_told_its_threads(random_tiny_clip):
+    from vidcurate.transforms.models.clip import ClipModelConfig, load_clip, resolve_clip
+    from vidcurate.transforms.models.ocr import OcrConfig, engine_params
+    from vidcurate.transforms.models.whisper import faster_whisper_device
+
+    assert faster_whisper_device("cpu", 2) == {"device": "cpu", "compute_type": "int8",
+                                               "cpu_threads": 2}
+    assert "cpu_threads" not in faster_whisper_device("cpu", 0)
+    assert "cpu_threads" not in faster_whisper_device("cuda:0", 2)
+    ocr = OcrConfig(enabled=True, min_confidence=0.5, det_side=960, angle_cls=False)
+    assert "EngineConfig.onnxruntime.intra_op_num_threads" not in engine_params(ocr)
+    limited = engine_params(dataclasses.replace(ocr, cpu_threads=1))
+    assert limited["EngineConfig.onnxruntime.intra_op_num_threads"] == 1
+    config, checkpoint = random_tiny_clip
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        load_clip(resolve_clip(ClipModelConfig(True, MODEL_NAME, str(checkpoint), str(config),
+                                               4)))
+        assert torch.get_num_threads() == 2  # 0: torch's own setting is left alone
+        cfg = dataclasses.replace(resolve_clip(ClipModelConfig(
+            True, MODEL_NAME, str(checkpoint), str(config), 4)), cpu_threads=1)
+        load_clip(cfg)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

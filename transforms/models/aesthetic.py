@@ -27,6 +27,7 @@ import numpy as np
 
 from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.media.storage import file_digest
+from vidcurate.transforms.models.device import use_cpu_threads
 from vidcurate.transforms.models.loading import ProcessCache, fetching_weights
 
 
@@ -64,6 +65,7 @@ class AestheticConfig:
     checkpoint_sha256: str | None = None
     input_dim: int | None = None  # read from the checkpoint by the launcher
     device: str = "cpu"  # resolved by models.device before the graph
+    cpu_threads: int = 0  # the library's threads per worker process (0: its default)
 
     @property
     def enabled(self) -> bool:
@@ -211,6 +213,7 @@ def build_head(state: dict[str, Any]) -> Any:
 def load_head(cfg: AestheticConfig) -> Any:
     """The head on the run's device, in float32 everywhere: it is a few small matrix
     products, and half precision would only move its scores."""
+    use_cpu_threads(cfg.cpu_threads)
     return build_head(_load_state(cfg.checkpoint_path or cfg.model or "")).to(cfg.device)
 
 

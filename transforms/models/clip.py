@@ -22,7 +22,13 @@ import numpy as np
 from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.media.storage import file_digest
 from vidcurate.transforms.models import import_open_clip
-from vidcurate.transforms.models.device import is_cuda, oom_counter, split_on_oom, torch_dtype
+from vidcurate.transforms.models.device import (
+    is_cuda,
+    oom_counter,
+    split_on_oom,
+    torch_dtype,
+    use_cpu_threads,
+)
 from vidcurate.transforms.models.loading import ProcessCache, fetching_weights
 
 
@@ -38,6 +44,7 @@ class ClipModelConfig:
     embed_dim: int | None = None  # from the model config, once resolved
     batch_size_given: bool = True  # --clip-batch-size was set: the device default waits
     device: str = "cpu"  # resolved by models.device before the graph
+    cpu_threads: int = 0  # torch's threads in each worker process (0: torch's default)
     model_copies: int = 0  # >0: copies per worker machine, shared by its processes
 
     @property
@@ -91,11 +98,11 @@ class ClipModelConfig:
                    batch_size=o.clip_batch_size if given else CPU_BATCH_SIZE,
                    batch_size_given=given, model_copies=o.clip_model_copies)
 
-    def on_device(self, device: str) -> ClipModelConfig:
+    def on_device(self, device: str, cpu_threads: int = 0) -> ClipModelConfig:
         """The config for the run's device: a GPU takes larger batches unless
         --clip-batch-size was given (it always wins)."""
         size = self.batch_size if self.batch_size_given else default_batch_size(device)
-        return dataclasses.replace(self, device=device, batch_size=size)
+        return dataclasses.replace(self, device=device, batch_size=size, cpu_threads=cpu_threads)
 
 
 # Images per forward pass: 32 keeps the CPU's peak memory low; a GPU is only kept busy
@@ -228,6 +235,7 @@ def load_clip(cfg: ClipModelConfig) -> LoadedClip:
     import torch
 
     _register_config(cfg)
+    use_cpu_threads(cfg.cpu_threads)
     open_clip = import_open_clip()
     weights = cfg.checkpoint_path if cfg.checkpoint_path and os.path.exists(
         cfg.checkpoint_path) else cfg.pretrained

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,33 @@ R = TypeVar("R")
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 _DEVICE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the
+    machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_model_threads(cores: int, worker_processes: int | None) -> int:
+    """--model-threads auto: 0 (each library's default, all cores) for one process or
+    an unknown number; with several processes on the machine, an equal share each."""
+    if not worker_processes or worker_processes <= 1:
+        return 0
+    return max(1, cores // worker_processes)
+
+
+def use_cpu_threads(threads: int) -> None:
+    """Limit torch's intra-op pool in this process (0: leave torch's default). Every torch
+    model of a run gets the same number, so one process-wide setting serves them all."""
+    if threads > 0:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def parse_device(text: str) -> tuple[str, int | None] | None:
@@ -49,6 +77,7 @@ class DeviceConfig:
     device: str | None = None  # "cpu" or "cuda:N"; None until resolve_device
     gpu_name: str | None = None  # the chosen GPU, for the runs row
     notes: tuple[str, ...] = ()  # what a reader of the run must know (a fallback)
+    cpu_threads: int = 0  # threads each model library may use per process; 0: its default
 
     @property
     def resolved(self) -> str:
@@ -62,12 +91,32 @@ class DeviceConfig:
             help="Where the models run (CLIP, Whisper, OCR, the captioner, the aesthetic "
             "head): auto (the first CUDA GPU torch sees, else the CPU), cpu, cuda or "
             "cuda:N. Decided once before the run and recorded in the runs table.")
+        add("model-threads", default="auto",
+            help="CPU threads each model library (torch, CTranslate2, onnxruntime) may use "
+            "in one worker process. auto: the machine's cores divided by the worker "
+            "processes the DirectRunner starts on it (--direct_num_workers with "
+            "--direct_running_mode multi_processing), since every process's pool "
+            "defaults to all cores and two such pools on the same cores slow each other "
+            "down; elsewhere (the in-memory DirectRunner, distributed runners) each "
+            "library's own default. On a runner with several SDK processes per machine, "
+            "give cores / processes.")
 
     @classmethod
-    def from_options(cls, o: Any) -> DeviceConfig:
+    def from_options(cls, o: Any, worker_processes: int | None = None) -> DeviceConfig:
+        """worker_processes: how many processes of this run share one machine's cores,
+        where the launcher knows (the DirectRunner); None elsewhere."""
         check((parse_device(o.device) is not None,
                f"--device must be {DEVICE_CHOICES}, got {o.device!r}"))
-        return cls(requested=o.device.strip().lower())
+        requested = str(o.model_threads).strip().lower()
+        check((requested == "auto" or (requested.isdigit() and int(requested) >= 1),
+               f"--model-threads must be auto or a number >= 1, got {o.model_threads!r}"))
+        threads = (int(requested) if requested != "auto"
+                   else auto_model_threads(usable_cores(), worker_processes))
+        out = cls(requested=o.device.strip().lower(), cpu_threads=threads)
+        if requested == "auto" and threads:
+            out = out.with_note(f"--model-threads auto: {threads} CPU thread(s) per model in "
+                                f"each of {worker_processes} worker processes")
+        return out
 
     def with_note(self, note: str) -> DeviceConfig:
         return dataclasses.replace(self, notes=(*self.notes, note))

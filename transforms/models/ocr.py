@@ -23,6 +23,7 @@ class OcrConfig:
     det_side: int
     angle_cls: bool
     device: str = "cpu"  # "cuda:N" only when onnxruntime has its CUDA provider
+    cpu_threads: int = 0  # onnxruntime's intra-op threads per worker process (0: all cores)
 
     @staticmethod
     def add_arguments(add: AddArgument) -> None:
@@ -75,6 +76,9 @@ def engine_params(cfg: OcrConfig) -> dict[str, Any]:
         "Det.limit_side_len": cfg.det_side,
         "Det.limit_type": "max",
     }
+    if cfg.cpu_threads > 0:
+        params["EngineConfig.onnxruntime.intra_op_num_threads"] = cfg.cpu_threads
+        params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
     if is_cuda(cfg.device):
         params["EngineConfig.onnxruntime.use_cuda"] = True
         params["EngineConfig.onnxruntime.cuda_ep_cfg.device_id"] = gpu_index(cfg.device)

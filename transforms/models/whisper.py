@@ -20,7 +20,12 @@ import numpy as np
 from vidcurate.schemas.records import Segment, Word
 from vidcurate.transforms.core import AddArgument, ConfigError, check
 from vidcurate.transforms.models import import_faster_whisper, import_openai_whisper
-from vidcurate.transforms.models.device import gpu_index, half_precision, is_cuda
+from vidcurate.transforms.models.device import (
+    gpu_index,
+    half_precision,
+    is_cuda,
+    use_cpu_threads,
+)
 from vidcurate.transforms.models.loading import fetching_weights
 
 
@@ -42,6 +47,7 @@ class AsrConfig:
     window_s: float = 120.0  # audio transcribed per call, ending at a quiet moment
     batch_size: int = 4  # videos per RunInference batch (whole videos: keep it small)
     device: str = "cpu"  # resolved by models.device before the graph
+    cpu_threads: int = 0  # the library's threads per worker process (0: its default)
 
     @property
     def model_id(self) -> str:
@@ -182,13 +188,14 @@ def resolve_model(cfg: AsrConfig) -> AsrConfig:
     return dataclasses.replace(cfg, model_path=path)
 
 
-def faster_whisper_device(device: str) -> dict[str, Any]:
+def faster_whisper_device(device: str, cpu_threads: int = 0) -> dict[str, Any]:
     """faster-whisper's WhisperModel arguments for the run's device: float16 on a GPU
     (CTranslate2's fast path there), int8 on the CPU (4x less memory than float32, and
-    faster on every x86 we measured)."""
+    faster on every x86 we measured), on cpu_threads threads when given."""
     if is_cuda(device):
         return {"device": "cuda", "device_index": gpu_index(device), "compute_type": "float16"}
-    return {"device": "cpu", "compute_type": "int8"}
+    return {"device": "cpu", "compute_type": "int8",
+            **({"cpu_threads": cpu_threads} if cpu_threads > 0 else {})}
 
 
 def load_backend(cfg: AsrConfig) -> Any:
@@ -197,7 +204,8 @@ def load_backend(cfg: AsrConfig) -> Any:
     source = cfg.model_path if cfg.model_path and os.path.exists(cfg.model_path) else cfg.model
     if cfg.backend == "faster-whisper":
         fw = import_faster_whisper()
-        return fw.WhisperModel(source, **faster_whisper_device(cfg.device))
+        return fw.WhisperModel(source, **faster_whisper_device(cfg.device, cfg.cpu_threads))
+    use_cpu_threads(cfg.cpu_threads)
     whisper = import_openai_whisper()
     return whisper.load_model(source, device=cfg.device)
 

@@ -47,6 +47,7 @@ class TeachersConfig:
     vlm: VlmConfig
     captioner_path: str | None = None  # local folder found by the launcher
     device: str = "cpu"  # where the captioner runs (resolved by models.device)
+    cpu_threads: int = 0  # torch's threads per worker process (0: torch's default)
 
     @staticmethod
     def add_arguments(add: AddArgument) -> None:

@@ -15,7 +15,12 @@ from typing import Any, ClassVar
 
 from vidcurate.transforms.core import ConfigError
 from vidcurate.transforms.models import import_transformers
-from vidcurate.transforms.models.device import oom_counter, split_on_oom, torch_dtype
+from vidcurate.transforms.models.device import (
+    oom_counter,
+    split_on_oom,
+    torch_dtype,
+    use_cpu_threads,
+)
 from vidcurate.transforms.models.loading import ProcessCache, fetching_weights
 from vidcurate.transforms.teachers.base import (
     ClipContext,
@@ -55,9 +60,10 @@ def resolve_captioner(name: str) -> str:
         return snapshot_download(name)
 
 
-def load_captioner(path: str, device: str = "cpu") -> tuple[Any, Any]:
+def load_captioner(path: str, device: str = "cpu", cpu_threads: int = 0) -> tuple[Any, Any]:
     """(processor, model) in eval mode on the device (fp16 on CUDA, fp32 on the CPU);
     image-text-to-text models first, GIT-style causal models second."""
+    use_cpu_threads(cpu_threads)
     tf = import_transformers()
     processor = tf.AutoProcessor.from_pretrained(path)
     try:
@@ -102,7 +108,7 @@ class CaptionerTeacher(Teacher):
         path = self.cfg.captioner_path or self.cfg.captioner_model
         device = self.cfg.device
         self.processor, self.model = self._models.get(
-            (path, device), lambda: load_captioner(path, device))
+            (path, device), lambda: load_captioner(path, device, self.cfg.cpu_threads))
 
     def propose(self, ctx: ClipContext) -> list[Proposal]:
         from PIL import Image, UnidentifiedImageError
