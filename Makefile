@@ -109,6 +109,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.peer_bench --json build/peer_bench.json
+	$(BIN)/python -m benchmarks.short_videos_bench
 	$(BIN)/python -m benchmarks.split_bench
 	$(BIN)/python -m benchmarks.cut_bench
 	$(BIN)/python -m benchmarks.frames_bench

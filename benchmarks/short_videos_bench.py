@@ -1,15 +1,16 @@
 """Per-video overhead and memory: the same footage as a few long videos and as
 hundreds of short ones (issue 18).
 
-The long corpus is peer_bench's (ten 60 s 720p videos of real footage). The short one is
-the same files stream-copied into pieces of 15-25 s (short-form length; each piece
+The long corpus is peer_bench's footage as 60 s 720p videos (30 by default). The short one is
+the same files stream-copied into pieces of about 10 s (short-form length; each piece
 starts on a keyframe, so no frame is re-encoded): the same pixels and the same cuts, in
-about 30 times as many files. `vidcurate run` split only (no CLIP, ASR or OCR; copy-mode
+about 6 times as many files. `vidcurate run` split only (no CLIP, ASR or OCR; copy-mode
 clips and default keyframes) runs over both, alternated, median of --repeat; the extra
 wall time per extra file is the per-video overhead (target <= 0.3 s). Peak RSS of each
 run shows whether memory grows with the number of videos (target: flat).
 
-Usage: python -m benchmarks.short_videos_bench [--repeat 3] [--workers 2] [--piece-s 15]
+Usage: python -m benchmarks.short_videos_bench [--repeat 3] [--workers 2] [--videos 30]
+       [--piece-s 10]   (30 videos of 60 s against 180 of 10 s)
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--piece-s", type=int, default=15)
-    parser.add_argument("--videos", type=int, default=10)
+    parser.add_argument("--piece-s", type=int, default=10)
+    parser.add_argument("--videos", type=int, default=30)
     args = parser.parse_args()
 
     long_dir, _ = build_corpus(args.videos, 60)
