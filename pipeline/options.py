@@ -190,7 +190,7 @@ class RunConfig:
                 o, run_id=run_id, output=output,
                 input_is_manifest=input_kind(o.input, extensions) == "manifest"),
             split=split_config(o, clip.model if clip.enabled else None, clip.model_id),
-            media=MediaConfig.from_options(o, output),
+            media=MediaConfig.from_options(o, output, in_memory_concurrency(options)),
             ocr=OcrConfig.from_options(o),
             asr=AsrConfig.from_options(o),
             clip_model=clip,
@@ -230,6 +230,21 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def in_memory_concurrency(options: PipelineOptions) -> int:
+    """--video-concurrency auto: the usable cores on the in-memory DirectRunner (one
+    thread runs each stage's whole input there), else 1."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    from vidcurate.transforms.models.device import usable_cores
+
+    runner = options.view_as(StandardOptions).runner
+    direct = options.view_as(DirectOptions)
+    if runner not in (None, "DirectRunner", "SwitchingDirectRunner") or (
+            direct.direct_running_mode not in (None, "in_memory")):
+        return 1
+    return usable_cores()
 
 
 def direct_worker_processes(options: PipelineOptions) -> int | None:

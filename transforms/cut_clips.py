@@ -64,6 +64,7 @@ class MediaConfig:
     ffmpeg_threads: int
     limits: MediaLimits = MediaLimits()
     decode_device: str = "cpu"  # the cut detector's decode: "cpu" or "cuda:N" (NVDEC)
+    video_concurrency: int = 1  # videos one DoFn instance decodes at a time, in threads
 
     @staticmethod
     def add_arguments(add: AddArgument) -> None:
@@ -83,14 +84,24 @@ class MediaConfig:
             help="Where the cut-detection decode runs: cpu, or cuda / cuda:N for the "
             "GPU's video decoder (NVDEC, scaled on the GPU). Falls back to the CPU, with a "
             "note in runs, when ffmpeg lacks CUDA; per video (counted) when NVDEC fails.")
+        add("video-concurrency", default="auto",
+            help="Videos one worker decodes for cut detection at the same time, in "
+            "threads (ffmpeg does the work, so they overlap). auto: the cores, on the "
+            "in-memory DirectRunner, which runs a stage's whole input in one thread; 1 "
+            "where the runner already runs a process or a thread per core "
+            "(multi_processing, multi_threading, distributed runners).")
         MediaLimits.add_arguments(add)
 
     @classmethod
-    def from_options(cls, o: Any, output: str) -> MediaConfig:
+    def from_options(cls, o: Any, output: str, auto_concurrency: int = 1) -> MediaConfig:
+        """auto_concurrency: what --video-concurrency auto means on this run's runner."""
+        concurrency = str(o.video_concurrency).strip().lower()
         check(
             (0 <= o.keyframes <= 32, f"--keyframes must be in [0, 32], got {o.keyframes}"),
             (o.keyframe_width >= 0, f"--keyframe-width must be >= 0, got {o.keyframe_width}"),
             (o.ffmpeg_threads >= 0, f"--ffmpeg-threads must be >= 0, got {o.ffmpeg_threads}"),
+            (concurrency == "auto" or (concurrency.isdigit() and 1 <= int(concurrency) <= 64),
+             f"--video-concurrency must be auto or 1-64, got {o.video_concurrency!r}"),
             (parse_device(o.decode_device) is not None
              and parse_device(o.decode_device)[0] in ("cpu", "cuda"),
              f"--decode-device must be cpu, cuda or cuda:N, got {o.decode_device!r}"),
@@ -99,7 +110,9 @@ class MediaConfig:
         return cls(output=output, clip_media=o.clip_media, keyframes=o.keyframes,
                    keyframe_width=o.keyframe_width, ffmpeg_threads=o.ffmpeg_threads,
                    limits=MediaLimits.from_options(o),
-                   decode_device="cpu" if kind == "cpu" else f"cuda:{index or 0}")
+                   decode_device="cpu" if kind == "cpu" else f"cuda:{index or 0}",
+                   video_concurrency=(auto_concurrency if concurrency == "auto"
+                                      else int(concurrency)))
 
 
 CLIP_MEDIA_MODES = ("copy", "exact", "none")

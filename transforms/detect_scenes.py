@@ -17,7 +17,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import apache_beam as beam
 import numpy as np
@@ -34,7 +34,7 @@ from vidcurate.schemas.records import (
 )
 from vidcurate.schemas.redact import redact_url
 from vidcurate.transforms.core import is_remote
-from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
+from vidcurate.transforms.errors import ERRORS, ConcurrentSteps, StageMetrics, guarded
 from vidcurate.transforms.frame_signals import (
     DecodeErrorCollector,
     FrameSignalsObserver,
@@ -291,31 +291,64 @@ def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLim
 class _DetectFn(beam.DoFn):
     def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
                  limits: MediaLimits, sample: FrameSampleConfig | None,
-                 decode_device: str) -> None:
+                 decode_device: str, concurrency: int = 1) -> None:
         self.cfg = cfg
         self.threads = threads
         self.run_id = run_id
         self.limits = limits
         self.sample = sample
         self.decode_device = decode_device
+        self.concurrency = concurrency
         self.metrics = StageMetrics(STAGE)
+        self.steps: ConcurrentSteps | None = None
         # Videos decoded on NVDEC, and those whose NVDEC decode failed and were decoded
         # again on the CPU (with --decode-device cuda; in the runs row).
         self.decodes = {"nvdec": beam.metrics.Metrics.counter(STAGE, "nvdec_decodes"),
                         "nvdec_fallback": beam.metrics.Metrics.counter(STAGE,
                                                                        "nvdec_fallbacks")}
 
-    def process(self, video: ProbedVideo) -> Iterator[ScenedVideo | beam.pvalue.TaggedOutput]:
-        yield from guarded(self.metrics, self._detect, video, source_uri=video.source.uri,
-                           run_id=self.run_id, video_id=video.video_id)
+    def setup(self) -> None:
+        if self.concurrency > 1:
+            self.steps = ConcurrentSteps(self.metrics, self.concurrency, then=self._counted)
 
-    def _detect(self, video: ProbedVideo) -> list[ScenedVideo]:
-        return [detect_scenes(video, self.cfg, self.threads, self.limits, self.sample,
-                              self.decode_device, on_decode=self._count_decode)]
+    def start_bundle(self) -> None:
+        if self.steps is not None:
+            self.steps.start()
 
-    def _count_decode(self, how: str) -> None:
-        if how in self.decodes:
-            self.decodes[how].inc()
+    def process(self, video: ProbedVideo, place=beam.DoFn.WindowedValueParam
+                ) -> Iterator[Any]:
+        if self.steps is None:  # one video at a time, in this thread
+            yield from guarded(self.metrics, self._detect_and_count, video,
+                               source_uri=video.source.uri, run_id=self.run_id,
+                               video_id=video.video_id)
+            return
+        yield from self.steps.submit(self._detect, video, place, source_uri=video.source.uri,
+                                     run_id=self.run_id, video_id=video.video_id)
+
+    def finish_bundle(self) -> Iterator[Any]:
+        if self.steps is not None:
+            yield from self.steps.finish()
+
+    def teardown(self) -> None:
+        if self.steps is not None:
+            self.steps.close()
+
+    def _detect(self, video: ProbedVideo) -> list[tuple[ScenedVideo, list[str]]]:
+        # How it was decoded is counted by _counted, in the bundle's thread: Beam's
+        # metrics are not counted from other threads.
+        decodes: list[str] = []
+        return [(detect_scenes(video, self.cfg, self.threads, self.limits, self.sample,
+                               self.decode_device, on_decode=decodes.append), decodes)]
+
+    def _detect_and_count(self, video: ProbedVideo) -> list[ScenedVideo]:
+        return [out for detected in self._detect(video) for out in self._counted(detected)]
+
+    def _counted(self, detected: tuple[ScenedVideo, list[str]]) -> list[ScenedVideo]:
+        scened, decodes = detected
+        for how in decodes:
+            if how in self.decodes:
+                self.decodes[how].inc()
+        return [scened]
 
 
 class DetectScenes(beam.PTransform):
@@ -324,14 +357,16 @@ class DetectScenes(beam.PTransform):
 
     def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
                  limits: MediaLimits = DEFAULT_LIMITS,
-                 sample: FrameSampleConfig | None = None, decode_device: str = "cpu") -> None:
+                 sample: FrameSampleConfig | None = None, decode_device: str = "cpu",
+                 concurrency: int = 1) -> None:
         super().__init__()
         self.cfg, self.threads, self.run_id, self.limits = cfg, threads, run_id, limits
-        self.sample, self.decode_device = sample, decode_device
+        self.sample, self.decode_device, self.concurrency = sample, decode_device, concurrency
 
     def expand(self, videos: beam.PCollection) -> dict[str, beam.PCollection]:
         return (
             videos
             | "Detect" >> beam.ParDo(_DetectFn(self.cfg, self.threads, self.run_id,
-                                               self.limits, self.sample, self.decode_device))
+                                               self.limits, self.sample, self.decode_device,
+                                               self.concurrency))
             .with_outputs(ERRORS, main="scened"))

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
 
 from vidcurate.schemas.records import ErrorRecord
 from vidcurate.transforms import progress
@@ -87,6 +91,86 @@ def guarded(metrics: StageMetrics, step: Callable[[E], Iterable[T]], element: E,
             return
     metrics.processed.inc()
     yield from outputs
+
+
+@dataclass
+class _Running:
+    future: Future[tuple[list[Any] | None, Exception | None, int]]
+    place: WindowedValue  # the input's window and timestamp, which its outputs keep
+    error_fields: dict[str, str | None]
+
+
+def _run_step(step: Callable[[E], Iterable[T]], element: E
+              ) -> tuple[list[T] | None, Exception | None, int]:
+    start = time.perf_counter()
+    try:
+        outputs, error = list(step(element)), None
+    except Exception as e:  # this element's error row, made in the bundle's thread
+        outputs, error = None, e
+    return outputs, error, int((time.perf_counter() - start) * 1000)
+
+
+class ConcurrentSteps:
+    """guarded() for up to `limit` elements at a time, each step in a thread of its own:
+    for steps that mostly wait on a subprocess (ffmpeg decoding a video), so that a
+    runner that hands a stage its whole input as one bundle in one thread (the in-memory
+    DirectRunner) keeps several videos' ffmpeg busy. What guarded() does with a step's
+    outcome (metrics, the error row) happens in the bundle's own thread, where Beam
+    counts metrics; outputs leave in input order, each with its input's window. At most
+    `limit` elements are in flight, so memory stays bounded.
+
+    A DoFn calls start() in start_bundle, submit() in process() (yielding what it gives:
+    the outputs of elements that have finished), and finish() in finish_bundle. `then`
+    maps each output in the bundle's thread (to count what a step reported)."""
+
+    def __init__(self, metrics: StageMetrics, limit: int,
+                 then: Callable[[Any], Iterable[Any]] | None = None) -> None:
+        self.metrics, self.limit = metrics, max(1, limit)
+        self.then = then or (lambda output: (output,))
+        self.pool: ThreadPoolExecutor | None = None
+        self.running: deque[_Running] = deque()
+
+    def start(self) -> None:
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.limit, thread_name_prefix=self.metrics.stage)
+        self.running.clear()
+
+    def submit(self, step: Callable[[E], Iterable[T]], element: E, place: WindowedValue, *,
+               source_uri: str, run_id: str, video_id: str | None = None,
+               clip_id: str | None = None) -> Iterator[Any]:
+        assert self.pool is not None, "ConcurrentSteps.start() was not called"
+        self.running.append(_Running(
+            self.pool.submit(_run_step, step, element), place,
+            {"source_uri": source_uri, "run_id": run_id, "video_id": video_id,
+             "clip_id": clip_id}))
+        # Full: wait for the oldest. Otherwise pass on whatever has finished, in order.
+        while self.running and (len(self.running) >= self.limit
+                                or self.running[0].future.done()):
+            yield from self._emit(self.running.popleft())
+
+    def finish(self) -> Iterator[Any]:
+        while self.running:
+            yield from self._emit(self.running.popleft())
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
+
+    def _emit(self, job: _Running) -> Iterator[Any]:
+        outputs, error, ms = job.future.result()
+        self.metrics.latency_ms.update(ms)
+        if error is not None:
+            failed = self.metrics.failure(error, **job.error_fields)
+            yield beam.pvalue.TaggedOutput(failed.tag, job.place.with_value(failed.value))
+            return
+        self.metrics.processed.inc()
+        for output in outputs or ():
+            for out in self.then(output):
+                if isinstance(out, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(out.tag, job.place.with_value(out.value))
+                else:
+                    yield job.place.with_value(out)
 
 
 def error_record(

@@ -5,8 +5,11 @@ from __future__ import annotations
 import shutil
 
 import apache_beam as beam
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import GlobalWindow
 
 from tests.support.helpers import fetch_config
 from vidcurate.pipeline.options import MediaConfig
@@ -149,20 +152,72 @@ def test_remove_downloads_deletes_only_what_fetch_downloaded(tmp_path):
     assert _counter(result, "fetch", "downloads_removed") == 1
 
 
-def test_detect_scenes_outputs(tmp_path, videos, split_cfg):
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_detect_scenes_outputs(tmp_path, videos, split_cfg, concurrency):
+    """With --video-concurrency > 1 the videos are decoded in threads: the same rows and
+    error rows, and the same metrics (Beam counts them in the bundle's thread only)."""
     good = probe_source(_src(videos.cuts))
+    long_shot = probe_source(_src(videos.long_shot))
     text = tmp_path / "t.mp4"
     text.write_text("x")
     not_video = type(good)(_src(text), str(text), good.info)
     p = TestPipeline()
-    out = p | beam.Create([good, not_video]) | DetectScenes(split_cfg, 1, "run1")
+    out = (p | beam.Create([good, not_video, long_shot, good])
+           | DetectScenes(split_cfg, 1, "run1", concurrency=concurrency))
     assert_that(out["scened"] | beam.Map(lambda s: [b.time_s for b in s.boundaries]),
-                equal_to([[3.0, 7.0, 10.0, 13.0]]), label="main")
-    assert_that(out[ERRORS] | beam.Map(lambda e: (e.error_type, "decoded no frame" in e.message)),
-                equal_to([("decode_failed", True)]), label="errors")
+                equal_to([[3.0, 7.0, 10.0, 13.0]] * 2 + [[5.0, 10.0, 15.0]]), label="main")
+    assert_that(out[ERRORS] | beam.Map(lambda e: (e.error_type, "decoded no frame" in e.message,
+                                                  e.source_uri == not_video.source.uri)),
+                equal_to([("decode_failed", True, True)]), label="errors")
     result = p.run()
     result.wait_until_finish()
     assert _counter(result, "detect_scenes", "failed") == 1
+    assert _counter(result, "detect_scenes", "processed") == 3
+    latency = result.metrics().query(MetricsFilter().with_namespace("detect_scenes")
+                                     .with_name("latency_ms"))["distributions"]
+    assert sum(d.committed.count for d in latency) == 4
+
+
+def test_concurrent_steps_keep_order_and_bound_what_is_in_flight():
+    """At most `limit` elements are running or waiting to leave; outputs leave in input
+    order whatever order the threads finish in; a failing step gives its error row."""
+    import threading
+    import time
+
+    from apache_beam.utils.windowed_value import WindowedValue
+
+    from vidcurate.transforms.errors import ConcurrentSteps, StageMetrics
+
+    running, most = set(), [0]
+    lock = threading.Lock()
+
+    def step(n: int) -> list[int]:
+        with lock:
+            running.add(n)
+            most[0] = max(most[0], len(running))
+        time.sleep(0.05 * (5 - n % 5))  # later elements finish first
+        with lock:
+            running.discard(n)
+        if n == 3:
+            raise ValueError("bad element")
+        return [n * 10]
+
+    steps = ConcurrentSteps(StageMetrics("test_stage"), limit=3)
+    steps.start()
+    out = []
+    for n in range(8):
+        place = WindowedValue(None, 0, [GlobalWindow()])
+        out += list(steps.submit(step, n, place, source_uri=f"u{n}", run_id="r"))
+        assert len(steps.running) < 3
+    out += list(steps.finish())
+    steps.close()
+    assert most[0] == 3
+    values = [o.value if isinstance(o, beam.pvalue.TaggedOutput) else o for o in out]
+    assert all(isinstance(v, WindowedValue) for v in values)
+    errors = [v.value for v in values if not isinstance(v.value, int)]
+    assert [v.value for v in values if isinstance(v.value, int)] == [0, 10, 20, 40, 50, 60, 70]
+    assert [(e.source_uri, e.stage, "bad element" in e.message) for e in errors] == [
+        ("u3", "test_stage", True)]
 
 
 def test_clip_rules_and_cut_clips(tmp_path, videos, split_cfg):

@@ -354,3 +354,17 @@ def test_each_model_library_is_told_its_threads(random_tiny_clip):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_video_concurrency_decodes_several_videos_only_where_one_thread_runs_a_stage():
+    from vidcurate.transforms.models.device import usable_cores
+
+    assert _cfg().media.video_concurrency == usable_cores()  # the in-memory DirectRunner
+    two = ("--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+    assert _cfg(*two).media.video_concurrency == 1
+    assert _cfg("--direct_running_mode", "multi_threading").media.video_concurrency == 1
+    assert _cfg("--runner", "FlinkRunner").media.video_concurrency == 1
+    assert _cfg("--video-concurrency", "3", *two).media.video_concurrency == 3
+    for bad in ("0", "65", "many"):
+        with pytest.raises(ConfigError, match="--video-concurrency must be auto or 1-64"):
+            _cfg("--video-concurrency", bad)
