@@ -38,8 +38,9 @@ class Outputs:
 
 
 def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = None,
-          batch: ListedBatch | None = None) -> Outputs:
-    """The run's graph over --input, or over one batch the launcher listed."""
+          batch: ListedBatch | None = None, earlier_batches: tuple[str, ...] = ()) -> Outputs:
+    """The run's graph over --input, or over one batch the launcher listed (after the
+    run's committed batches earlier_batches)."""
     run_id = cfg.run_id
     if batch is None:
         listed = p | "Manifest" >> ReadManifest(cfg.input, cfg.video_extensions, run_id,
@@ -54,7 +55,8 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
             cfg.output, previous_runs, cfg.retry_failed,
             only=frozenset(s.video_id for s in batch.sources) if batch is not None else None)
     fetched = todo | "Fetch" >> Fetch(cfg.fetch, run_id)
-    unique = fetched["fetched"] | "ContentDedup" >> ContentDedup(cfg.fetch.keep_downloads)
+    unique = fetched["fetched"] | "ContentDedup" >> ContentDedup(
+        cfg.fetch.keep_downloads, cfg.output, earlier_batches)
     probed = unique["unique"] | "Probe" >> Probe(run_id, cfg.media.limits)
     # Stitching and keyframes take their frames from the detect decode (a scratch sample
     # in the run's work folder), so no stage decodes a video twice.

@@ -72,7 +72,8 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
 def _commit_pipeline(p: beam.Pipeline, cfg: RunConfig, options: PipelineOptions,
                      previous: list[str] | None, batch: Batch | None = None,
-                     listed: ListedBatch | None = None) -> RunOutcome:
+                     listed: ListedBatch | None = None, earlier_batches: tuple[str, ...] = ()
+                     ) -> RunOutcome:
     """Build and run one pipeline (the whole run, or one batch of it: cfg.run_id is then
     the batch's), then commit it with its `runs` row."""
     from vidcurate.transforms.sinks import write_rows
@@ -81,7 +82,7 @@ def _commit_pipeline(p: beam.Pipeline, cfg: RunConfig, options: PipelineOptions,
     with in_progress(cfg.output, cfg.run_id) as check_still_ours:
         # Marked as in progress first, so that another run's sweep leaves this one be.
         remove_dead_runs(cfg.output, cfg.run_id)
-        build(p, cfg, previous, listed)
+        build(p, cfg, previous, listed, earlier_batches)
         result = _run_pipeline(p)
         outcome = RunOutcome(config=cfg, result=result, stages=stage_stats(result),
                              started_at=started, finished_at=dt.datetime.now(dt.UTC),
@@ -125,7 +126,7 @@ def _run_in_batches(cfg: RunConfig, options: PipelineOptions, previous: list[str
             outcome = _commit_pipeline(
                 beam.Pipeline(options=options),
                 dataclasses.replace(cfg, run_id=batch.run_id) if batch else cfg,
-                options, previous, batch, listed)
+                options, previous, batch, listed, tuple(run_ids))
             add_stats(stages, outcome.stages)
             run_ids.append(outcome.config.run_id)
     finally:

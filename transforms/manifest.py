@@ -323,7 +323,9 @@ class _CountListed(beam.DoFn):
 
 
 def _count_duplicates(n: int) -> None:
+    # ReadManifest counts a listing as processed before it drops the duplicates.
     if n:
+        StageMetrics(STAGE).processed.inc(n)
         Metrics.counter(STAGE, "duplicates").inc(n)
 
 
