@@ -176,3 +176,30 @@ def test_killed_batched_run_resumes_after_its_committed_batches(manifest, one_pa
     assert (fetched.get(1, 0), fetched.get(2, 0)) == (0, 1)  # only the failed one
     assert sum(fetched.values()) == 4  # and d, e and the copy of a
     assert _tables(out, without="a-copy.mp4") == _tables(one_pass, without="a-copy.mp4")
+
+
+def test_outputs_written_before_batches_still_query(tmp_path):
+    """An output whose runs rows have no batch columns (schema < 9) opens, and its last
+    run's listing errors stay in the errors view."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vidcurate.schemas.tables import TABLES
+
+    runs = TABLES["runs"]
+    old = pa.schema([f for f in runs if f.name not in ("batch_of", "batch", "batches")])
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "errors").mkdir()
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    pq.write_table(pa.Table.from_pylist(
+        [{"run_id": "old", "status": "complete", "started_at": at, "finished_at": at}],
+        schema=old), tmp_path / "runs" / "old.parquet")
+    pq.write_table(pa.Table.from_pylist(
+        [{"run_id": "old", "stage": "manifest", "source_uri": "m.csv#row=3",
+          "error_type": "bad_manifest_row", "message": "empty uri"}],
+        schema=TABLES["errors"]), tmp_path / "errors" / "old-00000-of-00001.parquet")
+    con = connect(str(tmp_path))
+    assert con.sql("SELECT run_id, batch_of FROM runs").fetchall() == [("old", None)]
+    assert con.sql("SELECT source_uri FROM errors").fetchall() == [("m.csv#row=3",)]
