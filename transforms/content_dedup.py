@@ -55,17 +55,17 @@ class _FirstByContent(beam.DoFn):
     def process(self, item: tuple[str, dict[str, Iterable]]
                 ) -> Iterator[Fetched | beam.pvalue.TaggedOutput]:
         sha256, parts = item
-        group = sorted(parts["fetched"], key=_order)
-        if not group:
-            return  # a hash only an earlier batch had
+        group = sorted(parts["fetched"], key=_order)  # empty: only an earlier batch had it
         earlier = min(parts["earlier"], key=lambda r: r["run_id"], default=None)
         if earlier is not None:  # an earlier batch of the run kept this content
-            first, others = None, group
+            others = group
             kept = (earlier["source_uri"], earlier["video_id"])
-        else:
+        elif group:
             first, *others = group
             kept = (first.source.uri, first.source.video_id)
             yield first
+        else:
+            others = []
         for dup in others:
             self.duplicates.inc()
             if not self.keep:
