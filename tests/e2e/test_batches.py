@@ -203,3 +203,17 @@ def test_outputs_written_before_batches_still_query(tmp_path):
     con = connect(str(tmp_path))
     assert con.sql("SELECT run_id, batch_of FROM runs").fetchall() == [("old", None)]
     assert con.sql("SELECT source_uri FROM errors").fetchall() == [("m.csv#row=3",)]
+
+
+def test_report_and_dataset_card_show_a_batched_run_once(batched, tmp_path):
+    """The report's runs and the published card's provenance list the run, not each of
+    its batches."""
+    from vidcurate.pipeline.publish import publish
+    from vidcurate.pipeline.report import write_report
+
+    out, _ = batched
+    page = Path(write_report(str(out), str(tmp_path / "report"), 5)).read_text()
+    publish(str(out), str(tmp_path / "published"), "clips", "none")
+    card = (tmp_path / "published" / "README.md").read_text()
+    assert page.count("<b>batched</b>") == 1 and "<b>batched-b" not in page
+    assert card.count("### Run `batched` (") == 1 and "### Run `batched-b" not in card
