@@ -64,10 +64,11 @@ MAX_RUN_ID = 64  # it names files and folders
 # split only (more with clips, embeddings and captions), so tens to a few hundred MB a
 # batch, while a pipeline's start (~1 s) stays small against a batch's work.
 DEFAULT_BATCH_VIDEOS = 1000
-# Runners that keep every collection in the launcher's memory (Beam's DirectRunner
-# and the runners it delegates to), by the names --runner accepts.
+# Runners that keep every collection in one machine's memory (Beam's DirectRunner, the
+# runners it delegates to, and Prism, its local successor), by the names --runner takes.
 IN_MEMORY_RUNNERS = frozenset({"directrunner", "direct", "fnapirunner",
-                               "bundlebaseddirectrunner", "switchingdirectrunner"})
+                               "bundlebaseddirectrunner", "switchingdirectrunner",
+                               "prismrunner", "prism"})
 
 
 class CurationOptions(PipelineOptions):
@@ -100,8 +101,8 @@ class CurationOptions(PipelineOptions):
             "holds every collection between stages whole, so one pass over many videos "
             "needs memory for all of them. A killed run resumes at its first "
             "uncommitted batch. 0: one pass (the listing stays inside the pipeline). "
-            f"Default: {DEFAULT_BATCH_VIDEOS} on the DirectRunner, 0 on other runners "
-            "(Dataflow, Flink, Spark, DaskRunner stream their collections).")
+            f"Default: {DEFAULT_BATCH_VIDEOS} on the DirectRunner (and Prism), 0 on other "
+            "runners (Dataflow, Flink, Spark, DaskRunner stream their collections).")
         # Where every model stage runs (they all use the one device).
         DeviceConfig.add_arguments(add)
         # Each stage's own flags, in graph order.

@@ -84,6 +84,7 @@ def test_batches_by_default_only_on_the_in_memory_runner():
 
     assert _cfg().batch_videos == DEFAULT_BATCH_VIDEOS
     assert _cfg("--runner", "DirectRunner").batch_videos == DEFAULT_BATCH_VIDEOS
+    assert _cfg("--runner", "PrismRunner").batch_videos == DEFAULT_BATCH_VIDEOS
     assert _cfg("--runner", "DataflowRunner").batch_videos == 0
     assert _cfg("--runner", "vidcurate.pipeline.dask_runner.DaskRunner").batch_videos == 0
     assert _cfg("--batch-videos", "0").batch_videos == 0
