@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import gc
 import logging
 import os
 import pickle
@@ -129,6 +130,9 @@ def _run_in_batches(cfg: RunConfig, options: PipelineOptions, previous: list[str
                 options, previous, batch, listed, tuple(run_ids))
             add_stats(stages, outcome.stages)
             run_ids.append(outcome.config.run_id)
+            # A finished pipeline leaves reference cycles (its graph, the runner's state)
+            # that the collector reaches only later: the next batch would start on top.
+            gc.collect()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     assert outcome is not None  # listed_batches yields at least one batch
