@@ -217,3 +217,24 @@ def test_report_and_dataset_card_show_a_batched_run_once(batched, tmp_path):
     card = (tmp_path / "published" / "README.md").read_text()
     assert page.count("<b>batched</b>") == 1 and "<b>batched-b" not in page
     assert card.count("### Run `batched` (") == 1 and "### Run `batched-b" not in card
+
+
+def test_live_progress_counts_every_batch(manifest, tmp_path):
+    """On a terminal the status line keeps counting across batches: its last redraw
+    shows the whole run's fetched videos and errors, not the last batch's."""
+    import shlex
+
+    if not shutil.which("script"):
+        pytest.fail("`script` (Debian bsdutils) is missing: it gives the test a terminal")
+    out = tmp_path / "out"
+    exe = Path(sys.executable).parent / "vidcurate"
+    cmd = shlex.join([str(exe), "run", "--input", str(manifest), "--output", str(out),
+                      "--work-dir", f"{out}-work", *ARGS, "--batch-videos", "2"])
+    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    redraws = [part for part in proc.stdout.split("\r") if "fetched" in part]
+    counts = _counts(out)
+    errors = sum(n for (_, name), n in counts.items() if name == "failed")
+    assert redraws and f"fetched {counts[('fetch', 'processed')]} " in redraws[-1]
+    assert counts[("fetch", "processed")] == 7 and f"errors {errors}" in redraws[-1]
