@@ -69,7 +69,11 @@ def _run(argv: list[str]) -> int:
     print(f"\nrun {cfg.run_id} finished in {took:.1f} s; output: {cfg.output}")
     _print_rows(["stage", "processed", "skipped", "failed", "busy s", "mean ms", "max ms"],
                 rows)
-    _print_run_summary(cfg.output, cfg.run_id)
+    if len(outcome.run_ids) > 1:
+        print(f"made in {len(outcome.run_ids)} batches (--batch-videos "
+              f"{cfg.batch_videos}), committed as runs {outcome.run_ids[0]} … "
+              f"{outcome.run_ids[-1]}")
+    _print_run_summary(cfg.output, outcome.run_ids)
     from vidcurate.pipeline.demo import command_name
 
     print(f"\nexplore: {command_name()} stats {cfg.output}")
@@ -82,24 +86,25 @@ RUN_SUMMARY = {
                count(*) FILTER (status = 'skipped') AS skipped,
                count(*) FILTER (status = 'failed') AS failed,
                round(coalesce(sum(duration_s), 0) / 3600, 3) AS video_hours
-        FROM videos_all WHERE run_id = $run""",
+        FROM videos_all WHERE list_contains($runs, run_id)""",
     "clips": """
         SELECT count(*) AS clips, round(coalesce(sum(duration_s), 0) / 3600, 3) AS clip_hours,
                count(*) FILTER (best_caption IS NOT NULL) AS captioned
-        FROM clips_all WHERE run_id = $run""",
+        FROM clips_all WHERE list_contains($runs, run_id)""",
     "top error reasons": """
         SELECT stage, error_type, count(*) AS n, any_value(message) AS example
-        FROM errors_all WHERE run_id = $run GROUP BY ALL ORDER BY n DESC, stage LIMIT 5""",
+        FROM errors_all WHERE list_contains($runs, run_id)
+        GROUP BY ALL ORDER BY n DESC, stage LIMIT 5""",
 }
 
 
-def _print_run_summary(output: str, run_id: str) -> None:
-    """What this run made, from its own rows."""
+def _print_run_summary(output: str, run_ids: list[str]) -> None:
+    """What this run made, from its own rows (of every batch, when made in batches)."""
     from vidcurate.pipeline.query import connect
 
     con = connect(output)
     for title, sql in RUN_SUMMARY.items():
-        rel = con.execute(sql, {"run": run_id})
+        rel = con.execute(sql, {"runs": run_ids})
         rows = rel.fetchall()
         if title == "top error reasons" and not rows:
             print("\nno errors")

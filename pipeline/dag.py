@@ -17,7 +17,7 @@ from vidcurate.transforms.embed_clips import EmbedClips
 from vidcurate.transforms.errors import ERRORS, SKIPPED
 from vidcurate.transforms.fetch import Fetch, RemoveDownloads
 from vidcurate.transforms.judge_clips import JudgeClips
-from vidcurate.transforms.manifest import ReadManifest
+from vidcurate.transforms.manifest import ListedBatch, ReadListed, ReadManifest
 from vidcurate.transforms.ocr import OCR
 from vidcurate.transforms.probe import Probe
 from vidcurate.transforms.resume import SkipDone
@@ -37,15 +37,26 @@ class Outputs:
     errors: beam.PCollection  # ErrorRecord, from every stage
 
 
-def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = None) -> Outputs:
+def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = None,
+          batch: ListedBatch | None = None, earlier_batches: tuple[str, ...] = ()) -> Outputs:
+    """The run's graph over --input, or over one batch the launcher listed (after the
+    run's committed batches earlier_batches)."""
     run_id = cfg.run_id
-    listed = p | "Manifest" >> ReadManifest(cfg.input, cfg.video_extensions, run_id,
-                                                exclude=cfg.output)
+    if batch is None:
+        listed = p | "Manifest" >> ReadManifest(cfg.input, cfg.video_extensions, run_id,
+                                                    exclude=cfg.output)
+    else:
+        listed = p | "Manifest" >> ReadListed(batch, run_id)
     todo = listed["sources"]
     if previous_runs:
-        todo = todo | "Resume" >> SkipDone(cfg.output, previous_runs, cfg.retry_failed)
+        # A batch looks only at its own videos' earlier rows, so what the join holds is
+        # bounded by the batch, not by the output.
+        todo = todo | "Resume" >> SkipDone(
+            cfg.output, previous_runs, cfg.retry_failed,
+            only=frozenset(s.video_id for s in batch.sources) if batch is not None else None)
     fetched = todo | "Fetch" >> Fetch(cfg.fetch, run_id)
-    unique = fetched["fetched"] | "ContentDedup" >> ContentDedup(cfg.fetch.keep_downloads)
+    unique = fetched["fetched"] | "ContentDedup" >> ContentDedup(
+        cfg.fetch.keep_downloads, cfg.output, earlier_batches)
     probed = unique["unique"] | "Probe" >> Probe(run_id, cfg.media.limits)
     # Stitching and keyframes take their frames from the detect decode (a scratch sample
     # in the run's work folder), so no stage decodes a video twice.

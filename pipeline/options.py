@@ -60,6 +60,15 @@ VIDEO_EXTENSIONS = (
     "mp4,m4v,mov,mkv,webm,avi,flv,wmv,mpg,mpeg,ts,m2ts,mts,3gp,ogv,gif"
 )
 MAX_RUN_ID = 64  # it names files and folders
+# Videos per batch on the in-memory runner: about 30 KB of held state per short video
+# split only (more with clips, embeddings and captions), so tens to a few hundred MB a
+# batch, while a pipeline's start (~1 s) stays small against a batch's work.
+DEFAULT_BATCH_VIDEOS = 1000
+# Runners that keep every collection in one machine's memory (Beam's DirectRunner, the
+# runners it delegates to, and Prism, its local successor), by the names --runner takes.
+IN_MEMORY_RUNNERS = frozenset({"directrunner", "direct", "fnapirunner",
+                               "bundlebaseddirectrunner", "switchingdirectrunner",
+                               "prismrunner", "prism"})
 
 
 class CurationOptions(PipelineOptions):
@@ -86,6 +95,14 @@ class CurationOptions(PipelineOptions):
             help="On a rerun, also leave videos that failed before alone.")
         add("video-extensions", default=VIDEO_EXTENSIONS,
             help="Comma-separated extensions picked up when --input is a folder.")
+        add("batch-videos", type=int, default=None, metavar="N",
+            help="Run the input in batches of at most N videos, one pipeline and one "
+            "commit (runs row) each, in listing order: Beam's in-memory DirectRunner "
+            "holds every collection between stages whole, so one pass over many videos "
+            "needs memory for all of them. A killed run resumes at its first "
+            "uncommitted batch. 0: one pass (the listing stays inside the pipeline). "
+            f"Default: {DEFAULT_BATCH_VIDEOS} on the DirectRunner (and Prism), 0 on other "
+            "runners (Dataflow, Flink, Spark, DaskRunner stream their collections).")
         # Where every model stage runs (they all use the one device).
         DeviceConfig.add_arguments(add)
         # Each stage's own flags, in graph order.
@@ -118,6 +135,7 @@ class RunConfig:
     force: bool = False
     retry_failed: bool = True
     device: DeviceConfig = DeviceConfig()
+    batch_videos: int = 0  # videos per batch; 0: one pass (how work is grouped: not hashed)
 
     @property
     def outputs_hash(self) -> str:
@@ -181,6 +199,8 @@ class RunConfig:
             raise ConfigError(f"--run-id may hold up to {MAX_RUN_ID} letters, digits, '-' "
                               f"and '_': {shown!r}")
         clip = ClipModelConfig.from_options(o)
+        if o.batch_videos is not None and o.batch_videos < 0:
+            raise ConfigError(f"--batch-videos must be >= 0 (0: one pass), got {o.batch_videos}")
         return cls(
             run_id=run_id,
             input=o.input,
@@ -200,6 +220,8 @@ class RunConfig:
             force=o.force,
             retry_failed=not o.no_retry_failed,
             device=DeviceConfig.from_options(o, direct_worker_processes(options)),
+            batch_videos=default_batch_videos(options) if o.batch_videos is None
+            else o.batch_videos,
         )
 
     @property
@@ -260,6 +282,16 @@ def direct_worker_processes(options: PipelineOptions) -> int | None:
     if direct.direct_running_mode != "multi_processing":
         return 1
     return direct.direct_num_workers if direct.direct_num_workers > 0 else os.cpu_count()
+
+
+def default_batch_videos(options: PipelineOptions) -> int:
+    """DEFAULT_BATCH_VIDEOS on a runner that holds collections in memory, else 0."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = options.view_as(StandardOptions).runner
+    name = (runner if isinstance(runner, str) else type(runner).__name__ if runner
+            else "DirectRunner")
+    return DEFAULT_BATCH_VIDEOS if name.rsplit(".", 1)[-1].lower() in IN_MEMORY_RUNNERS else 0
 
 
 def check_flags(argv: list[str]) -> None:

@@ -340,10 +340,15 @@ def _yaml_header(licences: list[str | None], counts: dict[str, int]) -> str:
 
 
 def _run_lines(con: duckdb.DuckDBPyConnection, view: str) -> list[str]:
-    rows = con.sql(f"""SELECT r.run_id, r.finished_at, r.runner, r.clip_model, r.notes,
-                             r.options_json, r.versions_json, count(*) AS clips
-                      FROM runs r JOIN {view} c USING (run_id) GROUP BY ALL
-                      ORDER BY r.finished_at, r.run_id""").fetchall()
+    # One line per run: a run made in batches has a runs row per batch (batch_of).
+    rows = con.sql(f"""SELECT coalesce(r.batch_of, r.run_id) AS run,
+                             max(r.finished_at) AS finished_at,
+                             arg_max(r.runner, r.finished_at), arg_max(r.clip_model, r.finished_at),
+                             arg_max(r.notes, r.finished_at),
+                             arg_max(r.options_json, r.finished_at),
+                             arg_max(r.versions_json, r.finished_at), count(*) AS clips
+                      FROM runs r JOIN {view} c USING (run_id) GROUP BY run
+                      ORDER BY finished_at, run""").fetchall()
     lines = []
     for run_id, finished, runner, clip_model, notes, options, versions, clips in rows:
         cfg = json.loads(options or "{}").get("config", {})

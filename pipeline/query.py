@@ -87,8 +87,13 @@ def connect(output: str, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
             dim = _embedding_dim(output) if table == "clips" else None
             if dim:  # DuckDB reads Parquet's fixed-size lists as plain lists
                 select = f"* REPLACE (clip_embedding::FLOAT[{dim}] AS clip_embedding)"
-            con.sql(f"CREATE VIEW {raw} AS SELECT {select} FROM read_parquet({pattern}, "
-                    f"union_by_name = true)")
+            files = f"read_parquet({pattern}, union_by_name = true)"
+            con.sql(f"CREATE VIEW {raw} AS SELECT {select} FROM {files}")
+            if table == "runs" and "batch_of" not in con.sql(f"SELECT * FROM {raw}").columns:
+                # Every runs file predates runs made in batches (schema < 9): one pass.
+                con.sql(f"CREATE OR REPLACE VIEW {raw} AS SELECT *, NULL::VARCHAR AS "
+                        f"batch_of, NULL::INTEGER AS batch, NULL::INTEGER AS batches "
+                        f"FROM {files}")
         else:
             con.register(f"{raw}_empty", pa.Table.from_pylist([], schema=schema))
             con.sql(f"CREATE VIEW {raw} AS SELECT * FROM {raw}_empty")
@@ -138,7 +143,11 @@ def connect(output: str, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
         SELECT e.* FROM raw_errors e
         WHERE (e.video_id, e.run_id) IN (SELECT (video_id, run_id) FROM videos)
            OR (e.video_id IS NULL
-               AND e.run_id = (SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1));
+               -- the latest run's, all of its batches' when it was made in batches
+               AND e.run_id IN (SELECT run_id FROM runs
+                                WHERE coalesce(batch_of, run_id) = (
+                                    SELECT coalesce(batch_of, run_id) FROM runs
+                                    ORDER BY finished_at DESC LIMIT 1)));
     """)
     if sandbox:
         _sandbox(con, output)

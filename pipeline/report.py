@@ -32,8 +32,12 @@ CARD_QUERIES = {
              "count(*) FILTER (WHERE best_caption IS NOT NULL) AS captioned FROM clips",
     "languages": "SELECT coalesce(language, 'none') AS language, count(*) AS videos "
                  "FROM videos GROUP BY 1 ORDER BY 2 DESC, 1",
-    "runs": "SELECT run_id, finished_at, runner, clip_model, notes, versions_json, "
-            "options_json FROM runs ORDER BY finished_at DESC LIMIT 5",
+    # One entry per run: a run made in batches has a runs row per batch (batch_of).
+    "runs": "SELECT coalesce(batch_of, run_id) AS run, max(finished_at) AS finished_at, "
+            "arg_max(runner, finished_at), arg_max(clip_model, finished_at), "
+            "arg_max(notes, finished_at), arg_max(versions_json, finished_at), "
+            "arg_max(options_json, finished_at) FROM runs GROUP BY run "
+            "ORDER BY finished_at DESC LIMIT 5",
 }
 GALLERY_QUERY = """
     SELECT c.clip_id, c.video_id, v.title, v.source_uri, c.start_s, c.end_s, c.media_uri,

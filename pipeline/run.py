@@ -1,12 +1,17 @@
-"""run(): validate options, build and run the graph, then commit the run with its `runs` row."""
+"""run(): validate options, build and run the graph, then commit the run with its `runs` row
+(or, with --batch-videos, one graph and one commit per batch of the listing)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import gc
 import logging
 import os
+import pickle
 import shutil
+from collections.abc import Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -17,17 +22,24 @@ from vidcurate.pipeline.dag import build
 from vidcurate.pipeline.dead_runs import in_progress, remove_dead_runs
 from vidcurate.pipeline.environment import check_environment
 from vidcurate.pipeline.options import ConfigError, FetchConfig, RunConfig, check_flags
-from vidcurate.pipeline.runs import RunOutcome, completed_runs, runs_row, stage_stats
+from vidcurate.pipeline.runs import (
+    Batch,
+    RunOutcome,
+    StageStats,
+    add_stats,
+    completed_runs,
+    runs_row,
+    stage_stats,
+)
 from vidcurate.schemas.redact import redact_url
 from vidcurate.transforms.core import is_local, is_remote
+from vidcurate.transforms.manifest import ListedBatch
 
 log = logging.getLogger("vidcurate")
 
 
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> RunOutcome:
     """Run the curation pipeline; raises ConfigError before any work on bad options."""
-    from vidcurate.transforms.sinks import write_rows
-
     if argv is not None:
         argv = _runner_aliases(argv)
         if DASK_RUNNER in argv or f"--runner={DASK_RUNNER}" in argv:
@@ -44,48 +56,121 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     started = dt.datetime.now(dt.UTC)
     log.info("run %s: %s -> %s", cfg.run_id, redact_url(cfg.input),
              redact_url(cfg.output))
-    p = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
-    with in_progress(cfg.output, cfg.run_id) as check_still_ours:
-        # Marked as in progress first, so that another run's sweep leaves this one be.
-        remove_dead_runs(cfg.output, cfg.run_id)
-        previous = [] if cfg.force else completed_runs(cfg.output, cfg.outputs_hash)
-        build(p, cfg, previous)
-        result = _run_with_progress(p, cfg, show=test_pipeline is None)
-        outcome = RunOutcome(config=cfg, result=result, stages=stage_stats(result),
-                             started_at=started, finished_at=dt.datetime.now(dt.UTC))
-        check_still_ours()
-        # The runs row is written last: it is the commit marker that makes this run's
-        # shards visible to the query views.
-        write_rows(cfg.output, "runs", cfg.run_id, [runs_row(outcome, options, "complete")])
+    show = test_pipeline is None
+    previous = None if cfg.force else completed_runs(cfg.output, cfg.outputs_hash)
+    with _progress(cfg.run_id, show):
+        if test_pipeline is not None or cfg.batch_videos == 0:
+            one = _commit_pipeline(test_pipeline or beam.Pipeline(options=options), cfg,
+                                   options, previous)
+            outcome = dataclasses.replace(one, started_at=started)
+        else:
+            outcome = _run_in_batches(cfg, options, previous, started)
     _clean_scratch(cfg.output)
     if not cfg.fetch.keep_downloads:
         _remove_run_work(cfg.fetch)
     return outcome
 
 
-def _run_with_progress(p: beam.Pipeline, cfg: RunConfig, show: bool) -> PipelineResult:
-    """Run the pipeline; on a terminal, a live status line from the stage counters."""
+def _commit_pipeline(p: beam.Pipeline, cfg: RunConfig, options: PipelineOptions,
+                     previous: list[str] | None, batch: Batch | None = None,
+                     listed: ListedBatch | None = None, earlier_batches: tuple[str, ...] = ()
+                     ) -> RunOutcome:
+    """Build and run one pipeline (the whole run, or one batch of it: cfg.run_id is then
+    the batch's), then commit it with its `runs` row."""
+    from vidcurate.transforms.sinks import write_rows
+
+    started = dt.datetime.now(dt.UTC)
+    with in_progress(cfg.output, cfg.run_id) as check_still_ours:
+        # Marked as in progress first, so that another run's sweep leaves this one be.
+        remove_dead_runs(cfg.output, cfg.run_id)
+        build(p, cfg, previous, listed, earlier_batches)
+        result = _run_pipeline(p)
+        outcome = RunOutcome(config=cfg, result=result, stages=stage_stats(result),
+                             started_at=started, finished_at=dt.datetime.now(dt.UTC),
+                             batch=batch, run_ids=[cfg.run_id])
+        check_still_ours()
+        # The runs row is written last: it is the commit marker that makes this run's
+        # shards visible to the query views.
+        write_rows(cfg.output, "runs", cfg.run_id, [runs_row(outcome, options, "complete")])
+    return outcome
+
+
+def _run_in_batches(cfg: RunConfig, options: PipelineOptions, previous: list[str] | None,
+                    started: dt.datetime) -> RunOutcome:
+    """List --input once, cut it into batches of cfg.batch_videos videos in listing
+    order, and run and commit one pipeline per batch. Each batch is a run of its own in
+    the tables (run id <run id>-bNNNNN, batch_of = the run id), so a run killed in batch
+    7 leaves batches 1-6 committed and the next run's resume skips their videos. A
+    listing that fits one batch runs as a plain run under the run id itself."""
+    from vidcurate.transforms.fetch_config import local_work_dir
+    from vidcurate.transforms.manifest import listed_batches
+
+    # The listing waits on disk, one file per batch, so the launcher holds one batch.
+    folder = os.path.join(local_work_dir(cfg.fetch), "listing")
+    os.makedirs(folder, exist_ok=True)
+    try:
+        count = 0
+        for count, listed in enumerate(listed_batches(
+                cfg.input, cfg.video_extensions, cfg.output, cfg.batch_videos), start=1):
+            with open(os.path.join(folder, f"{count:05d}.pickle"), "wb") as f:
+                pickle.dump(listed, f)
+        stages: dict[str, StageStats] = {}
+        outcome = None
+        run_ids = []
+        for index in range(1, count + 1):
+            with open(os.path.join(folder, f"{index:05d}.pickle"), "rb") as f:
+                listed = pickle.load(f)
+            batch = Batch(cfg.run_id, index, count) if count > 1 else None
+            if batch is not None:
+                log.info("batch %d of %d (%s): %d videos", index, count, batch.run_id,
+                         len(listed.sources))
+            outcome = _commit_pipeline(
+                beam.Pipeline(options=options),
+                dataclasses.replace(cfg, run_id=batch.run_id) if batch else cfg,
+                options, previous, batch, listed, tuple(run_ids))
+            add_stats(stages, outcome.stages)
+            run_ids.append(outcome.config.run_id)
+            # A finished pipeline leaves reference cycles (its graph, the runner's state)
+            # that the collector reaches only later: the next batch would start on top.
+            gc.collect()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert outcome is not None  # listed_batches yields at least one batch
+    return RunOutcome(config=cfg, result=outcome.result, stages=stages, started_at=started,
+                      finished_at=outcome.finished_at, run_ids=run_ids)
+
+
+def _run_pipeline(p: beam.Pipeline) -> PipelineResult:
+    from vidcurate.transforms import progress
+
+    result = p.run()
+    result.wait_until_finish()
+    progress.flush()
+    return result
+
+
+@contextlib.contextmanager
+def _progress(run_id: str, show: bool) -> Iterator[None]:
+    """Over the whole run (every batch): the stage counters' tally folder, and on a
+    terminal a live status line from it."""
     import sys
     import tempfile
 
     from vidcurate.transforms import progress
 
-    folder = tempfile.mkdtemp(prefix=f"vidcurate-progress-{cfg.run_id}-")
+    folder = tempfile.mkdtemp(prefix=f"vidcurate-progress-{run_id}-")
     previous = os.environ.get(progress.ENV)
     os.environ[progress.ENV] = folder  # worker processes inherit it
     progress.reset()
     try:
         with progress.Display(folder, sys.stderr) if show else contextlib.nullcontext():
-            result = p.run()
-            result.wait_until_finish()
-            progress.flush()
+            yield
     finally:
         if previous is None:
             os.environ.pop(progress.ENV, None)
         else:
             os.environ[progress.ENV] = previous
         shutil.rmtree(folder, ignore_errors=True)
-    return result
 
 
 DASK_RUNNER = "vidcurate.pipeline.dask_runner.DaskRunner"

@@ -36,6 +36,23 @@ class StageStats:
     latency_ms: dict[str, float] = field(default_factory=dict)  # count, mean, max
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Where a pipeline stands in a run made in batches (--batch-videos)."""
+
+    of: str  # the run's id; the batch commits as run id batch_run_id(of, index)
+    index: int  # 1-based, in listing order
+    count: int
+
+    @property
+    def run_id(self) -> str:
+        return batch_run_id(self.of, self.index)
+
+
+def batch_run_id(run_id: str, index: int) -> str:
+    return f"{run_id}-b{index:05d}"
+
+
 @dataclass
 class RunOutcome:
     config: RunConfig
@@ -43,6 +60,9 @@ class RunOutcome:
     stages: dict[str, StageStats]
     started_at: dt.datetime
     finished_at: dt.datetime
+    batch: Batch | None = None  # the one batch this outcome is of
+    # Every committed run id of the run: its own, or one per batch.
+    run_ids: list[str] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -83,6 +103,21 @@ def stage_stats(result: PipelineResult) -> dict[str, StageStats]:
     return dict(stats)
 
 
+def add_stats(total: dict[str, StageStats], more: dict[str, StageStats]) -> None:
+    """Add one batch's stage stats to the run's: counters summed, latencies merged."""
+    for stage, st in more.items():
+        acc = total.setdefault(stage, StageStats())
+        for name, value in st.counters.items():
+            acc.counters[name] = acc.counters.get(name, 0) + value
+        if st.latency_ms:
+            count = acc.latency_ms.get("count", 0) + st.latency_ms["count"]
+            busy = (acc.latency_ms.get("count", 0) * acc.latency_ms.get("mean", 0.0)
+                    + st.latency_ms["count"] * st.latency_ms["mean"])
+            acc.latency_ms.update({"count": count, "mean": busy / count if count else 0.0,
+                                   "max": max(acc.latency_ms.get("max", 0.0),
+                                              st.latency_ms["max"])})
+
+
 def runs_row(outcome: RunOutcome, options: PipelineOptions, status: str) -> dict[str, Any]:
     cfg = outcome.config
     counts = [
@@ -112,6 +147,9 @@ def runs_row(outcome: RunOutcome, options: PipelineOptions, status: str) -> dict
         "clip_model": cfg.clip_model.model_id if cfg.clip_model.enabled else None,
         "device": device_label(cfg),
         "notes": run_notes(cfg),
+        "batch_of": outcome.batch.of if outcome.batch else None,
+        "batch": outcome.batch.index if outcome.batch else None,
+        "batches": outcome.batch.count if outcome.batch else None,
     }
 
 

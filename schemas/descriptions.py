@@ -220,6 +220,11 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
                   "`cuda:N (<GPU name>)`",
         "notes": "what a reader must know: CLIP off, stitching off, which teachers and "
                  "selection rule, `--device auto` falling back to the CPU, NVDEC missing",
+        "batch_of": "for a run made in batches (`--batch-videos`): the run's id; each batch "
+                    "is committed on its own with `run_id` `<batch_of>-bNNNNN`. Null for a "
+                    "run made in one pass",
+        "batch": "the batch's number, from 1, in listing order (null: one pass)",
+        "batches": "how many batches the run's listing made (null: one pass)",
     },
     "duplicates": {
         "pass_id": "the dedup pass",

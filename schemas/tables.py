@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "8"
+SCHEMA_VERSION = "9"
 METADATA_KEY = b"vidcurate.schema"
 
 TRANSITION = pa.struct([
@@ -241,6 +241,11 @@ RUNS = _schema(
         # Where the models ran (--device, resolved): "cpu" or "cuda:0 (<GPU name>)".
         pa.field("device", pa.string()),
         pa.field("notes", pa.list_(pa.string())),  # what a reader of the data must know
+        # A run made in batches (--batch-videos) has one row per batch, each its own
+        # commit: run_id is <batch_of>-bNNNNN. Null for a run made in one pass.
+        pa.field("batch_of", pa.string()),
+        pa.field("batch", pa.int32()),  # 1-based, in listing order
+        pa.field("batches", pa.int32()),  # how many the run's listing made
     ],
 )
 

@@ -3,6 +3,10 @@
 Listing and reading happen inside the pipeline (so a bucket with millions of objects
 is listed by a worker, not the launcher), then sources are grouped by video id: the
 same video listed twice is processed once, and the shuffle spreads the work.
+
+A run in bounded batches (--batch-videos) lists once in the launcher instead
+(listed_batches: the same sources, problems and duplicates, cut in listing order), and
+each batch's pipeline starts from ReadListed, which gives what ReadManifest gives.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import json
 import os
 import posixpath
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,7 +30,7 @@ from apache_beam.metrics import Metrics
 
 from vidcurate.schemas.records import ErrorRecord, Source
 from vidcurate.transforms.core import is_local
-from vidcurate.transforms.errors import ERRORS, StageMetrics
+from vidcurate.transforms.errors import ERRORS, StageMetrics, error_record
 
 STAGE = "manifest"
 MANIFEST_EXTENSIONS = ("csv", "tsv", "jsonl", "ndjson", "json", "parquet")
@@ -261,3 +265,85 @@ class ReadManifest(beam.PTransform):
             | "Dedupe" >> beam.Map(_first_of_duplicates)
         )
         return {"sources": sources, ERRORS: listed[ERRORS]}
+
+
+@dataclass
+class ListedBatch:
+    """Up to --batch-videos distinct sources, in listing order, and what the listing
+    found while reading them: each unusable row, duplicate and listing failure lands
+    in exactly one batch, so a run's batches count them once."""
+
+    sources: list[Source] = field(default_factory=list)
+    # Unusable manifest rows and a listing that failed, as error rows without a run id
+    # (the batch's run id is known once the listing is done).
+    errors: list[ErrorRecord] = field(default_factory=list)
+    duplicates: int = 0  # sources dropped as the same video listed again
+
+
+def listed_batches(input_uri: str, extensions: tuple[str, ...], exclude: str | None,
+                   size: int) -> Iterator[ListedBatch]:
+    """--input listed once (expand_input, as ReadManifest lists it), cut into batches of
+    at most `size` distinct videos in listing order; always at least one batch. Holds one
+    batch and the ids seen so far, never the whole listing. The first listing of a video
+    is kept, as ReadManifest keeps the first in manifest order."""
+    seen: set[str] = set()
+    batch = ListedBatch()
+    try:
+        for item in expand_input(input_uri, extensions, exclude):
+            if isinstance(item, RowProblem):
+                batch.errors.append(ErrorRecord(
+                    stage=STAGE, source_uri=item.origin, error_type="bad_manifest_row",
+                    message=item.reason, run_id=""))
+            elif item.video_id in seen:
+                batch.duplicates += 1
+            else:
+                seen.add(item.video_id)
+                if len(batch.sources) == size:
+                    yield batch
+                    batch = ListedBatch()
+                batch.sources.append(item)
+    except Exception as e:  # an unreadable manifest: one error row, as ReadManifest makes
+        batch.errors.append(error_record(e, stage=STAGE, source_uri=input_uri, run_id=""))
+    yield batch
+
+
+class _CountListed(beam.DoFn):
+    """The manifest stage's counters for a batch listed by the launcher."""
+
+    def __init__(self) -> None:
+        self.metrics = StageMetrics(STAGE)
+
+    def process(self, item: Source | ErrorRecord) -> Iterator[Source | beam.pvalue.TaggedOutput]:
+        if isinstance(item, Source):
+            self.metrics.processed.inc()
+            yield item
+        else:
+            self.metrics.failed.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS, item)
+
+
+def _count_duplicates(n: int) -> None:
+    # ReadManifest counts a listing as processed before it drops the duplicates.
+    if n:
+        StageMetrics(STAGE).processed.inc(n)
+        Metrics.counter(STAGE, "duplicates").inc(n)
+
+
+class ReadListed(beam.PTransform):
+    """A batch listed by the launcher (listed_batches) -> the outputs of ReadManifest
+    (sources, errors) and its counters, for that batch's sources and rows only."""
+
+    def __init__(self, batch: ListedBatch, run_id: str) -> None:
+        super().__init__()
+        self.batch = batch
+        self.run_id = run_id
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        errors = [replace(e, run_id=self.run_id) for e in self.batch.errors]
+        listed = (
+            (pbegin | "Listed" >> beam.Create([*self.batch.sources, *errors]))
+            | "Count" >> beam.ParDo(_CountListed())
+            .with_outputs(ERRORS, main="sources"))
+        _ = (pbegin | "Duplicates" >> beam.Create([self.batch.duplicates])
+             | "CountDuplicates" >> beam.Map(_count_duplicates))
+        return {"sources": listed["sources"], ERRORS: listed[ERRORS]}

@@ -44,19 +44,24 @@ def _keep_undone(item: tuple[str, dict[str, Iterable]], statuses: frozenset[str]
 class SkipDone(beam.PTransform):
     """Sources -> the sources that earlier complete runs did not finish."""
 
-    def __init__(self, output: str, previous_runs: list[str], retry_failed: bool) -> None:
+    def __init__(self, output: str, previous_runs: list[str], retry_failed: bool,
+                 only: frozenset[str] | None = None) -> None:
+        """only: the video ids of the sources, when the caller knows them (a batch the
+        launcher listed); earlier rows of other videos are dropped as they are read."""
         super().__init__()
         self.output = output
         self.order = {run_id: i for i, run_id in enumerate(previous_runs)}
         self.statuses = done_statuses(retry_failed)
+        self.only = only
 
     def expand(self, sources: beam.PCollection) -> beam.PCollection:
-        order = self.order
+        order, only = self.order, self.only
         previous = (
             sources.pipeline
             | "EarlierRows" >> beam.io.ReadFromParquet(
                 f"{self.output}/videos/*.parquet", columns=["video_id", "status", "run_id"])
-            | "Committed" >> beam.Filter(lambda r: r["run_id"] in order)
+            | "Committed" >> beam.Filter(
+                lambda r: r["run_id"] in order and (only is None or r["video_id"] in only))
             | "ByVideo" >> beam.Map(lambda r: (r["video_id"], (order[r["run_id"]], r["status"])))
         )
         return (

@@ -12,6 +12,7 @@ from vidcurate.transforms.manifest import (
     expand_input,
     input_kind,
     list_folder,
+    listed_batches,
     normalise_uri,
     video_id_for,
 )
@@ -120,3 +121,34 @@ def test_duplicates_keep_the_first_manifest_row():
     rows = [Source(uri="/a.mp4", video_id="v", title=f"row {n}", origin=f"m.csv#row={n}")
             for n in (10, 2, 33)]
     assert _first_of_duplicates(("v", rows)).title == "row 2"
+
+
+def test_listed_batches_cut_the_listing_in_order_and_count_each_problem_once(tmp_path):
+    """Batches of at most N distinct videos in manifest order; a duplicate listing and an
+    unusable row land in the one batch being filled when they are read."""
+    for name in "abcde":
+        (tmp_path / f"{name}.mp4").write_bytes(b"x")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("uri\na.mp4\nb.mp4\n  \na.mp4\nc.mp4\nd.mp4\ne.mp4\n")
+    batches = list(listed_batches(str(manifest), EXTS, None, 2))
+    assert [[os.path.basename(s.uri) for s in b.sources] for b in batches] == [
+        ["a.mp4", "b.mp4"], ["c.mp4", "d.mp4"], ["e.mp4"]]
+    assert [b.duplicates for b in batches] == [1, 0, 0]
+    assert [[e.source_uri for e in b.errors] for b in batches] == [[f"{manifest}#row=3"], [],
+                                                                   []]
+    # The same listing in one batch: the same sources, problems and duplicates.
+    (whole,) = listed_batches(str(manifest), EXTS, None, 100)
+    assert whole.sources == [s for b in batches for s in b.sources]
+    assert (whole.duplicates, len(whole.errors)) == (1, 1)
+
+
+def test_listed_batches_always_make_one_batch_and_keep_a_listing_failure(tmp_path):
+    """Nothing to list still makes a batch (the run gets its rows and runs row); an
+    unreadable manifest is one error row, after what was read before it."""
+    (empty,) = listed_batches(str(tmp_path), EXTS, None, 10)
+    assert (empty.sources, empty.errors, empty.duplicates) == ([], [], 0)
+    bad = tmp_path / "m.parquet"
+    bad.write_bytes(b"not parquet")
+    (failed,) = listed_batches(str(bad), EXTS, None, 10)
+    assert failed.sources == [] and len(failed.errors) == 1
+    assert failed.errors[0].stage == "manifest" and failed.errors[0].source_uri == str(bad)

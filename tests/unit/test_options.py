@@ -41,6 +41,7 @@ def test_split_hash_changes_with_split_parameters_only():
     (["--keyframes", "100"], "--keyframes"),
     (["--run-id", "../evil"], "--run-id"),
     (["--video-extensions", " , "], "--video-extensions"),
+    (["--batch-videos", "-1"], "--batch-videos"),
 ])
 def test_bad_values_fail_before_the_graph(args, message):
     with pytest.raises(ConfigError, match=message):
@@ -73,3 +74,19 @@ def test_near_miss_flags_are_errors_other_flags_pass_through():
         check_flags(["--min-clips-s", "9"])
     with pytest.raises(ConfigError, match="did you mean --clip_media"):
         check_flags(["--clip_medai=copy"])
+
+
+def test_batches_by_default_only_on_the_in_memory_runner():
+    """The DirectRunner holds every collection whole: its runs go in batches unless told
+    otherwise; runners that stream run in one pass; an explicit value always wins, and
+    it is how work is grouped, not what a video's rows hold (resume ignores it)."""
+    from vidcurate.pipeline.options import DEFAULT_BATCH_VIDEOS
+
+    assert _cfg().batch_videos == DEFAULT_BATCH_VIDEOS
+    assert _cfg("--runner", "DirectRunner").batch_videos == DEFAULT_BATCH_VIDEOS
+    assert _cfg("--runner", "PrismRunner").batch_videos == DEFAULT_BATCH_VIDEOS
+    assert _cfg("--runner", "DataflowRunner").batch_videos == 0
+    assert _cfg("--runner", "vidcurate.pipeline.dask_runner.DaskRunner").batch_videos == 0
+    assert _cfg("--batch-videos", "0").batch_videos == 0
+    assert _cfg("--runner", "FlinkRunner", "--batch-videos", "50").batch_videos == 50
+    assert _cfg("--batch-videos", "7").outputs_hash == _cfg().outputs_hash
