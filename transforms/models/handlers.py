@@ -16,9 +16,13 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
 from vidcurate.schemas.records import AsrTask
-from vidcurate.transforms.models.aesthetic import AestheticConfig, score_embeddings, shared_head
-from vidcurate.transforms.models.clip import ClipModelConfig, EmbedRequest, LoadedClip, shared_clip
-from vidcurate.transforms.models.whisper import AsrConfig, load_backend
+from vidcurate.transforms.models import aesthetic, clip, whisper
+from vidcurate.transforms.models.aesthetic import AestheticConfig
+from vidcurate.transforms.models.clip import ClipModelConfig, EmbedRequest, LoadedClip
+from vidcurate.transforms.models.whisper import AsrConfig
+
+# The loaders are looked up on their modules at call time, so that whatever replaces one
+# there (a test's stand-in) is what every handler uses, whenever this module was imported.
 
 
 class ClipModelHandler(ModelHandler[EmbedRequest, tuple[Any, np.ndarray], LoadedClip]):
@@ -32,7 +36,7 @@ class ClipModelHandler(ModelHandler[EmbedRequest, tuple[Any, np.ndarray], Loaded
         self.namespace = namespace
 
     def load_model(self) -> LoadedClip:
-        return shared_clip(self.cfg)
+        return clip.shared_clip(self.cfg)
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
         return {"min_batch_size": 1, "max_batch_size": self.cfg.batch_size}
@@ -77,7 +81,7 @@ class WhisperModelHandler(ModelHandler[AsrTask, Any, Any]):
         self.max_batch_size = max_batch_size
 
     def load_model(self) -> Any:
-        return load_backend(self.cfg)
+        return whisper.load_backend(self.cfg)
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
         # Whole videos are large elements: small batches keep memory bounded.
@@ -105,7 +109,7 @@ class AestheticModelHandler(ModelHandler[tuple[Any, np.ndarray], tuple[Any, floa
         self.cfg = cfg
 
     def load_model(self) -> Any:
-        return shared_head(self.cfg)
+        return aesthetic.shared_head(self.cfg)
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
         return {"min_batch_size": 1, "max_batch_size": self.cfg.batch_size}
@@ -117,7 +121,8 @@ class AestheticModelHandler(ModelHandler[tuple[Any, np.ndarray], tuple[Any, floa
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterable[tuple[Any, float]]:
         frames = [np.atleast_2d(np.asarray(f, np.float32)) for _, f in batch]
-        scores = score_embeddings(model, np.concatenate(frames)) if frames else np.zeros(0)
+        scores = (aesthetic.score_embeddings(model, np.concatenate(frames)) if frames
+                  else np.zeros(0))
         start = 0
         for (key, _), f in zip(batch, frames, strict=True):
             yield key, float(scores[start:start + len(f)].mean())
