@@ -13,12 +13,11 @@ Usage: python -m benchmarks.batches_bench [--few 20] [--many 200] [--batch 20]
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.measure import wall_and_peak
 from tests.support.media import SOURCES, Clip, make_cuts_video
 
 VCURATE = str(Path(sys.executable).parent / "vidcurate")
@@ -49,14 +48,7 @@ def measure(folder: Path, batch: int) -> dict:
         cmd = [VCURATE, "run", "--input", str(folder), "--output", f"{tmp}/out",
                "--work-dir", f"{tmp}/work", "--no-clip", "--no-asr", "--no-ocr",
                "--min-clip-s", "0.8", "--batch-videos", str(batch)]
-        probe = [sys.executable, "-c",
-                 "import resource, subprocess, sys, time, json;"
-                 "t = time.perf_counter(); subprocess.run(sys.argv[1:], check=True,"
-                 " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
-                 "print(json.dumps({'wall': time.perf_counter() - t, 'rss_mb':"
-                 " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))", *cmd]
-        return json.loads(subprocess.run(probe, capture_output=True, text=True,
-                                         check=True).stdout)
+        return wall_and_peak(cmd)
 
 
 def main() -> None:

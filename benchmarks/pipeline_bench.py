@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from benchmarks.measure import wall_and_peak  # noqa: E402
 from tests.support.media import LIBRIVOX, Text, TextShot, ffmpeg, make_text_video  # noqa: E402
 from vidcurate.pipeline.demo import offline_whisper, sample_dir  # noqa: E402
 from vidcurate.pipeline.query import connect  # noqa: E402
@@ -106,15 +107,8 @@ def ours(corpus: Path, out: Path, whisper: str, clip: Path, workers: int = 1) ->
     if workers > 1:
         cmd += ["--direct_num_workers", str(workers), "--direct_running_mode",
                 "multi_processing"]
-    # A fresh Python parent per measurement, so ru_maxrss is this run's own peak.
-    probe = [sys.executable, "-c",
-             "import resource, subprocess, sys, time, json;"
-             "t = time.perf_counter(); subprocess.run(sys.argv[1:], check=True,"
-             " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
-             "print(json.dumps({'wall': time.perf_counter() - t, 'rss_gb':"
-             " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2}))", *cmd]
-    result = json.loads(subprocess.run(probe, capture_output=True, text=True,
-                                       check=True).stdout)
+    measured = wall_and_peak(cmd)
+    result = {"wall": measured["wall"], "rss_gb": measured["rss_mb"] / 1024}
     row = connect(str(out)).sql("SELECT counts FROM runs").fetchall()[0][0]
     result["counts"] = {f"{c['stage']}/{c['name']}": c["value"] for c in row}
     return result

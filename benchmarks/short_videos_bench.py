@@ -16,13 +16,13 @@ Usage: python -m benchmarks.short_videos_bench [--repeat 3] [--workers 2] [--vid
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.measure import wall_and_peak
 from benchmarks.peer_bench import PEER, build_corpus
 
 VCURATE = str(Path(sys.executable).parent / "vidcurate")
@@ -52,14 +52,7 @@ def measure(corpus: Path, workers: int) -> dict:
         if workers > 1:
             cmd += ["--direct_num_workers", str(workers), "--direct_running_mode",
                     "multi_processing"]
-        probe = [sys.executable, "-c",
-                 "import resource, subprocess, sys, time, json;"
-                 "t = time.perf_counter(); subprocess.run(sys.argv[1:], check=True,"
-                 " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
-                 "print(json.dumps({'wall': time.perf_counter() - t, 'rss_mb':"
-                 " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))", *cmd]
-        return json.loads(subprocess.run(probe, capture_output=True, text=True,
-                                         check=True).stdout)
+        return wall_and_peak(cmd)
 
 
 def main() -> None:

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.helpers import run_cli
+from tests.support.helpers import comparable_tables, run_cli
 from tests.support.media import Clip, make_cuts_video
 from vidcurate.pipeline.query import connect
 
 # Split only: the batching is the launcher's, and every stage runs the same per batch.
 ARGS = ["--no-clip", "--no-asr", "--no-ocr", "--keyframes", "1"]
-VOLATILE = {"run_id", "time"}  # differ between runs by design
 
 
 @pytest.fixture(scope="module")
@@ -51,30 +50,12 @@ def _run(manifest: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[
     return done
 
 
-def _relative(value, out: str):
-    if isinstance(value, str):
-        return value.replace(out, "<out>")
-    if isinstance(value, list):
-        return [_relative(v, out) for v in value]
-    return value
-
-
 def _tables(out: Path, without: str | None = None) -> dict[str, list[tuple]]:
-    """The views a user reads, without run ids and times, paths made relative; without
-    the rows of the video whose source ends so, when given."""
-    con = connect(str(out))
-    left_out = [r[0] for r in con.sql("SELECT video_id FROM videos_all WHERE source_uri "
-                                      "LIKE '%/' || $name", params={"name": without or ""}
-                                      ).fetchall()] if without else []
-    tables = {}
-    for name, key in (("videos", "video_id"), ("clips", "clip_id"),
-                      ("errors", "source_uri, stage, error_type")):
-        rel = con.sql(f"SELECT * FROM {name} WHERE NOT list_contains($out, video_id) "
-                      f"OR video_id IS NULL ORDER BY {key}", params={"out": left_out})
-        keep = [i for i, c in enumerate(rel.columns) if c not in VOLATILE]
-        tables[name] = [tuple(_relative(row[i], str(out)) for i in keep)
-                        for row in rel.fetchall()]
-    return tables
+    """comparable_tables, without the rows of the video whose source ends so."""
+    left_out = [r[0] for r in connect(str(out)).sql(
+        "SELECT video_id FROM videos_all WHERE source_uri LIKE '%/' || $name",
+        params={"name": without}).fetchall()] if without else []
+    return comparable_tables(out, left_out)
 
 
 def _counts(out: Path) -> dict[tuple[str, str], int]:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.helpers import VOLATILE_COLUMNS, comparable_tables
 from vidcurate.pipeline.query import connect
 
 ARGS = ["--keyframes", "1", "--clip-media", "copy", "--no-ocr", "--no-asr"]
 # Columns that differ between runs by design (ids of runs, times, where files went).
-VOLATILE = {"run_id", "time"}
 # The tables the pipeline writes; `runs` is written by the launcher, last.
 TABLES = ("videos", "clips", "errors", "captions")
 
@@ -45,32 +45,11 @@ def _cli(source: Path, out: Path, *extra: str) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def _relative(value, out: str):
-    """Paths under the output folder, made relative (outputs live in different folders)."""
-    if isinstance(value, str):
-        return value.replace(out, "<out>")
-    if isinstance(value, list):
-        return [_relative(v, out) for v in value]
-    return value
-
-
-def _tables(out: Path) -> dict[str, list[tuple]]:
-    con = connect(str(out))
-    tables = {}
-    for name, key in (("videos", "video_id"), ("clips", "clip_id"),
-                      ("errors", "video_id, stage, error_type")):
-        rel = con.sql(f"SELECT * FROM {name} ORDER BY {key}")
-        keep = [i for i, c in enumerate(rel.columns) if c not in VOLATILE]
-        tables[name] = [tuple(_relative(row[i], str(out)) for i in keep)
-                        for row in rel.fetchall()]
-    return tables
-
-
 @pytest.fixture(scope="module")
 def reference(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "out"
     assert _cli(corpus, out).wait(timeout=300) == 0
-    return _tables(out)
+    return comparable_tables(out)
 
 
 def _shards(out: Path, run_id: str = "") -> dict[str, list[str]]:
@@ -109,7 +88,7 @@ def _waiting_on_a_fifo(pid: int) -> bool:
 def _rerun_equals_reference(corpus: Path, out: Path, reference) -> None:
     rerun = _cli(corpus, out)
     assert rerun.wait(timeout=300) == 0
-    assert _tables(out) == reference
+    assert comparable_tables(out) == reference
     con = connect(str(out))
     inputs = len(list(corpus.iterdir()))
     assert con.sql("SELECT count(*), count(DISTINCT video_id) FROM videos").fetchall() == [
@@ -128,7 +107,7 @@ def test_killed_at_its_first_shard_then_rerun_equals_uninterrupted(corpus, refer
     assert written["runs"] == [], "a runs row before the tables were written"
     # Shards of the killed run are on disk, and none of their rows is visible.
     assert any(written[t] for t in TABLES)
-    assert _tables(out) == {"videos": [], "clips": [], "errors": []}
+    assert comparable_tables(out) == {"videos": [], "clips": [], "errors": []}
     _rerun_equals_reference(corpus, out, reference)
 
 
@@ -137,7 +116,7 @@ def test_killed_just_before_its_commit_then_rerun_equals_uninterrupted(corpus, r
     out = tmp_path / "out"
     # A complete run over one of the videos first: the state the killed run must leave.
     assert _cli(corpus / "cuts.mp4", out).wait(timeout=300) == 0
-    before = _tables(out)
+    before = comparable_tables(out)
     assert len(before["videos"]) == 1 and before["clips"]
     proc = _cli(corpus, out, "--run-id", "killed")
     # The launcher writes its runs row to <run_id>.parquet.tmp-<pid>, then renames it
@@ -150,7 +129,7 @@ def test_killed_just_before_its_commit_then_rerun_equals_uninterrupted(corpus, r
     _kill(proc)
     assert _shards(out, "killed")["runs"] == []
     # Every table of the killed run is on disk; the views still show the earlier run only.
-    assert _tables(out) == before
+    assert comparable_tables(out) == before
     assert connect(str(out)).sql("SELECT count(*) FROM runs").fetchall() == [(1,)]
     fifo.unlink()
     fifo.write_bytes(b"PAR1 torn")  # what a kill in the middle of the write leaves
@@ -181,7 +160,7 @@ def test_multi_processing_gives_identical_tables(corpus, reference, tmp_path):
     out = tmp_path / "mp"
     run(["--input", str(corpus), "--output", str(out), *ARGS, "--direct_num_workers", "2",
          "--no-clip", "--direct_running_mode", "multi_processing"])
-    assert _tables(out) == reference
+    assert comparable_tables(out) == reference
 
 
 def test_dask_runner_gives_identical_tables(corpus, reference, tmp_path):
@@ -196,7 +175,7 @@ def test_dask_runner_gives_identical_tables(corpus, reference, tmp_path):
                       dashboard_address=None) as cluster, Client(cluster):
         run(["--input", str(corpus), "--output", str(out), *ARGS, "--no-clip",
              "--runner", "DaskRunner", "--dask_client_address", cluster.scheduler_address])
-    assert _tables(out) == reference
+    assert comparable_tables(out) == reference
 
 
 # Whisper's numbers, which move by a 20 ms step between processes: faster-whisper's
@@ -227,10 +206,10 @@ def _difference(a, b, where: str = "") -> str | None:
 
 
 def _model_tables(out: Path) -> dict[str, list]:
-    tables = _tables(out)
+    tables = comparable_tables(out)
     con = connect(str(out))
     rel = con.sql("SELECT * FROM captions ORDER BY clip_id, teacher, text")
-    keep = [i for i, c in enumerate(rel.columns) if c not in VOLATILE]
+    keep = [i for i, c in enumerate(rel.columns) if c not in VOLATILE_COLUMNS]
     tables["captions"] = [tuple(row[i] for i in keep) for row in rel.fetchall()]
     return tables
 

@@ -103,3 +103,36 @@ def execute_notebook(output: Path) -> None:
 
 
 CAPTION_TEACHERS = "metadata,speech,ocr,zero_shot,captioner,vlm,vlm_fuse"
+
+
+# Columns that differ between two runs by design.
+VOLATILE_COLUMNS = {"run_id", "time"}
+
+
+def relative_paths(value, out: str):
+    """Paths under an output folder made relative (outputs live in different folders)."""
+    if isinstance(value, str):
+        return value.replace(out, "<out>")
+    if isinstance(value, list):
+        return [relative_paths(v, out) for v in value]
+    return value
+
+
+def comparable_tables(out: Path, without_videos: list[str] | None = None
+                      ) -> dict[str, list[tuple]]:
+    """The videos, clips and errors views as a user reads them, without run ids and
+    times and with relative paths, in a fixed order: two outputs that hold the same
+    rows compare equal. without_videos leaves those video ids' rows out."""
+    from vidcurate.pipeline.query import connect
+
+    con = connect(str(out))
+    tables = {}
+    for name, key in (("videos", "video_id"), ("clips", "clip_id"),
+                      ("errors", "source_uri, video_id, stage, error_type")):
+        rel = con.sql(f"SELECT * FROM {name} WHERE NOT list_contains($out, video_id) "
+                      f"OR video_id IS NULL ORDER BY {key}",
+                      params={"out": list(without_videos or [])})
+        keep = [i for i, c in enumerate(rel.columns) if c not in VOLATILE_COLUMNS]
+        tables[name] = [tuple(relative_paths(row[i], str(out)) for i in keep)
+                        for row in rel.fetchall()]
+    return tables
