@@ -64,11 +64,13 @@ MAX_RUN_ID = 64  # it names files and folders
 # split only (more with clips, embeddings and captions), so tens to a few hundred MB a
 # batch, while a pipeline's start (~1 s) stays small against a batch's work.
 DEFAULT_BATCH_VIDEOS = 1000
-# Runners that keep every collection in one machine's memory (Beam's DirectRunner, the
-# runners it delegates to, and Prism, its local successor), by the names --runner takes.
-IN_MEMORY_RUNNERS = frozenset({"directrunner", "direct", "fnapirunner",
-                               "bundlebaseddirectrunner", "switchingdirectrunner",
-                               "prismrunner", "prism"})
+# The DirectRunner and the runners it delegates to, by the names --runner takes: the
+# runners whose --direct_running_mode and --direct_num_workers apply.
+DIRECT_RUNNERS = frozenset({"directrunner", "direct", "fnapirunner",
+                            "bundlebaseddirectrunner", "switchingdirectrunner"})
+# Runners that keep every collection in one machine's memory: those, and Prism, the
+# DirectRunner's local successor.
+IN_MEMORY_RUNNERS = DIRECT_RUNNERS | {"prismrunner", "prism"}
 
 
 class CurationOptions(PipelineOptions):
@@ -254,44 +256,47 @@ class RunConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
 
+def runner_name(options: PipelineOptions) -> str:
+    """The runner's class name, lower case ("directrunner" when none is given), whether
+    --runner names it bare, by module path, or a test passes the object."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = options.view_as(StandardOptions).runner
+    name = (runner if isinstance(runner, str) else type(runner).__name__ if runner
+            else "DirectRunner")
+    return name.rsplit(".", 1)[-1].lower()
+
+
 def in_memory_concurrency(options: PipelineOptions) -> int:
     """--video-concurrency auto: the usable cores on the in-memory DirectRunner (one
     thread runs each stage's whole input there), else 1."""
-    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+    from apache_beam.options.pipeline_options import DirectOptions
 
     from vidcurate.transforms.models.device import usable_cores
 
-    runner = options.view_as(StandardOptions).runner
-    direct = options.view_as(DirectOptions)
-    if runner not in (None, "DirectRunner", "SwitchingDirectRunner") or (
-            direct.direct_running_mode not in (None, "in_memory")):
-        return 1
-    return usable_cores()
+    in_memory = options.view_as(DirectOptions).direct_running_mode in (None, "in_memory")
+    return usable_cores() if runner_name(options) in DIRECT_RUNNERS and in_memory else 1
 
 
 def direct_worker_processes(options: PipelineOptions) -> int | None:
     """How many worker processes the DirectRunner starts on this machine (1 in memory or
     with threads, which share one process's model pools); None on other runners, whose
     processes per machine the launcher cannot know."""
-    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+    from apache_beam.options.pipeline_options import DirectOptions
 
-    runner = options.view_as(StandardOptions).runner
-    if runner not in (None, "DirectRunner", "SwitchingDirectRunner"):
+    from vidcurate.transforms.models.device import usable_cores
+
+    if runner_name(options) not in DIRECT_RUNNERS:
         return None
     direct = options.view_as(DirectOptions)
     if direct.direct_running_mode != "multi_processing":
         return 1
-    return direct.direct_num_workers if direct.direct_num_workers > 0 else os.cpu_count()
+    return direct.direct_num_workers if direct.direct_num_workers > 0 else usable_cores()
 
 
 def default_batch_videos(options: PipelineOptions) -> int:
     """DEFAULT_BATCH_VIDEOS on a runner that holds collections in memory, else 0."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    runner = options.view_as(StandardOptions).runner
-    name = (runner if isinstance(runner, str) else type(runner).__name__ if runner
-            else "DirectRunner")
-    return DEFAULT_BATCH_VIDEOS if name.rsplit(".", 1)[-1].lower() in IN_MEMORY_RUNNERS else 0
+    return DEFAULT_BATCH_VIDEOS if runner_name(options) in IN_MEMORY_RUNNERS else 0
 
 
 def check_flags(argv: list[str]) -> None:
