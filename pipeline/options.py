@@ -212,7 +212,8 @@ class RunConfig:
                 o, run_id=run_id, output=output,
                 input_is_manifest=input_kind(o.input, extensions) == "manifest"),
             split=split_config(o, clip.model if clip.enabled else None, clip.model_id),
-            media=MediaConfig.from_options(o, output, in_memory_concurrency(options)),
+            media=MediaConfig.from_options(o, output, in_memory_concurrency(options),
+                                         direct_workers(options)),
             ocr=OcrConfig.from_options(o),
             asr=AsrConfig.from_options(o),
             clip_model=clip,
@@ -278,10 +279,10 @@ def in_memory_concurrency(options: PipelineOptions) -> int:
     return usable_cores() if runner_name(options) in DIRECT_RUNNERS and in_memory else 1
 
 
-def direct_worker_processes(options: PipelineOptions) -> int | None:
-    """How many worker processes the DirectRunner starts on this machine (1 in memory or
-    with threads, which share one process's model pools); None on other runners, whose
-    processes per machine the launcher cannot know."""
+def direct_workers(options: PipelineOptions) -> int | None:
+    """How many workers (processes or threads) the DirectRunner runs on this machine, 1
+    in memory; None on other runners, whose workers per machine the launcher cannot
+    know."""
     from apache_beam.options.pipeline_options import DirectOptions
 
     from vidcurate.transforms.models.device import usable_cores
@@ -289,9 +290,21 @@ def direct_worker_processes(options: PipelineOptions) -> int | None:
     if runner_name(options) not in DIRECT_RUNNERS:
         return None
     direct = options.view_as(DirectOptions)
-    if direct.direct_running_mode != "multi_processing":
+    if direct.direct_running_mode in (None, "in_memory"):
         return 1
     return direct.direct_num_workers if direct.direct_num_workers > 0 else usable_cores()
+
+
+def direct_worker_processes(options: PipelineOptions) -> int | None:
+    """How many worker processes the DirectRunner starts on this machine (1 in memory or
+    with threads, which share one process's model pools); None on other runners."""
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    workers = direct_workers(options)
+    if workers is None:
+        return None
+    multi = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    return workers if multi else 1
 
 
 def default_batch_videos(options: PipelineOptions) -> int:

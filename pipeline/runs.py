@@ -164,7 +164,7 @@ def device_label(cfg: RunConfig) -> str | None:
 
 def run_notes(cfg: RunConfig) -> list[str]:
     """What someone reading this run's rows must know about how they were made."""
-    notes = list(cfg.device.notes)
+    notes = [*cfg.device.notes, *cfg.media.notes]
     if not cfg.clip_model.enabled:
         notes.append("CLIP was off (--no-clip or no weights): no semantic stitching, no clip "
                      "embeddings, no CLIP scores; captions were selected by teacher priority")

@@ -52,7 +52,8 @@ from vidcurate.transforms.media.decoding import nearest_sample
 from vidcurate.transforms.media.limits import MediaError, MediaLimits
 from vidcurate.transforms.media.probing import keyframe_times, media_duration, video_packets
 from vidcurate.transforms.media.storage import publish
-from vidcurate.transforms.models.device import parse_device
+from vidcurate.transforms.media.tools import auto_ffmpeg_threads
+from vidcurate.transforms.models.device import parse_device, usable_cores
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,11 @@ class MediaConfig:
     clip_media: str
     keyframes: int
     keyframe_width: int
-    ffmpeg_threads: int
+    ffmpeg_threads: int  # 0: ffmpeg's own choice
     limits: MediaLimits = MediaLimits()
     decode_device: str = "cpu"  # the cut detector's decode: "cpu" or "cuda:N" (NVDEC)
     video_concurrency: int = 1  # videos one DoFn instance decodes at a time, in threads
+    notes: tuple[str, ...] = ()  # how --ffmpeg-threads auto was resolved, for runs.notes
 
     @staticmethod
     def add_arguments(add: AddArgument) -> None:
@@ -78,8 +80,11 @@ class MediaConfig:
         add("keyframe-width", type=int, default=1280,
             help="Keyframes are downscaled to at most this width (0 keeps full size); "
             "OCR reads them, so small on-screen text needs ~1280.")
-        add("ffmpeg-threads", type=int, default=0,
-            help="Threads per ffmpeg process (0 lets ffmpeg choose).")
+        add("ffmpeg-threads", default="auto",
+            help="Threads per ffmpeg process (0 lets ffmpeg choose: a frame thread per "
+            "core). auto: 0 where one video is decoded at a time; where several are (the "
+            "DirectRunner's workers times --video-concurrency) the cores shared between "
+            "them, since extra frame threads cost CPU that another decode could use.")
         add("decode-device", default="cpu",
             help="Where the cut-detection decode runs: cpu, or cuda / cuda:N for the "
             "GPU's video decoder (NVDEC, scaled on the GPU). Falls back to the CPU, with a "
@@ -93,13 +98,18 @@ class MediaConfig:
         MediaLimits.add_arguments(add)
 
     @classmethod
-    def from_options(cls, o: Any, output: str, auto_concurrency: int = 1) -> MediaConfig:
-        """auto_concurrency: what --video-concurrency auto means on this run's runner."""
+    def from_options(cls, o: Any, output: str, auto_concurrency: int = 1,
+                     workers: int | None = None) -> MediaConfig:
+        """auto_concurrency: what --video-concurrency auto means on this run's runner;
+        workers: the DirectRunner's worker processes or threads on this machine (None on
+        other runners, whose workers per machine the launcher cannot know)."""
         concurrency = str(o.video_concurrency).strip().lower()
+        threads = str(o.ffmpeg_threads).strip().lower()
         check(
             (0 <= o.keyframes <= 32, f"--keyframes must be in [0, 32], got {o.keyframes}"),
             (o.keyframe_width >= 0, f"--keyframe-width must be >= 0, got {o.keyframe_width}"),
-            (o.ffmpeg_threads >= 0, f"--ffmpeg-threads must be >= 0, got {o.ffmpeg_threads}"),
+            (threads == "auto" or (threads.isdigit() and int(threads) <= 256),
+             f"--ffmpeg-threads must be auto or 0-256, got {o.ffmpeg_threads!r}"),
             (concurrency == "auto" or (concurrency.isdigit() and 1 <= int(concurrency) <= 64),
              f"--video-concurrency must be auto or 1-64, got {o.video_concurrency!r}"),
             (parse_device(o.decode_device) is not None
@@ -107,12 +117,21 @@ class MediaConfig:
              f"--decode-device must be cpu, cuda or cuda:N, got {o.decode_device!r}"),
         )
         kind, index = parse_device(o.decode_device) or ("cpu", None)
+        video_concurrency = auto_concurrency if concurrency == "auto" else int(concurrency)
+        notes: tuple[str, ...] = ()
+        if threads == "auto":
+            at_once = workers * video_concurrency if workers else None
+            ffmpeg_threads = auto_ffmpeg_threads(usable_cores(), at_once)
+            if ffmpeg_threads:
+                notes = (f"--ffmpeg-threads auto: {ffmpeg_threads} thread(s) per ffmpeg "
+                         f"process, up to {at_once} videos decoded at a time",)
+        else:
+            ffmpeg_threads = int(threads)
         return cls(output=output, clip_media=o.clip_media, keyframes=o.keyframes,
-                   keyframe_width=o.keyframe_width, ffmpeg_threads=o.ffmpeg_threads,
+                   keyframe_width=o.keyframe_width, ffmpeg_threads=ffmpeg_threads,
                    limits=MediaLimits.from_options(o),
                    decode_device="cpu" if kind == "cpu" else f"cuda:{index or 0}",
-                   video_concurrency=(auto_concurrency if concurrency == "auto"
-                                      else int(concurrency)))
+                   video_concurrency=video_concurrency, notes=notes)
 
 
 CLIP_MEDIA_MODES = ("copy", "exact", "none")

@@ -368,3 +368,36 @@ def test_video_concurrency_decodes_several_videos_only_where_one_thread_runs_a_s
     for bad in ("0", "65", "many"):
         with pytest.raises(ConfigError, match="--video-concurrency must be auto or 1-64"):
             _cfg("--video-concurrency", bad)
+
+
+def test_ffmpeg_threads_share_the_cores_between_the_videos_decoded_at_once():
+    """Two ffmpeg decodes on two cores, each with its default frame threads, take about
+    10% more CPU (and wall) than with one thread each: auto shares the cores out
+    wherever the DirectRunner decodes several videos at once, and leaves ffmpeg's own
+    choice where one video is decoded at a time or the runner's layout is unknown."""
+    from vidcurate.pipeline.options import direct_workers
+    from vidcurate.transforms.media.tools import auto_ffmpeg_threads
+    from vidcurate.transforms.models.device import usable_cores
+
+    assert auto_ffmpeg_threads(8, None) == 0 and auto_ffmpeg_threads(8, 1) == 0
+    assert auto_ffmpeg_threads(8, 2) == 4 and auto_ffmpeg_threads(2, 6) == 1
+    assert direct_workers(PipelineOptions([])) == 1
+    assert direct_workers(PipelineOptions(
+        ["--direct_num_workers", "3", "--direct_running_mode", "multi_threading"])) == 3
+    assert direct_workers(PipelineOptions(["--runner", "DataflowRunner"])) is None
+
+    cores = usable_cores()
+    two = ("--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+    # Two worker processes, one video each; in memory, --video-concurrency videos at once.
+    for args, at_once in ((two, 2), (("--video-concurrency", "4"), 4)):
+        cfg = _cfg(*args)
+        assert cfg.media.ffmpeg_threads == auto_ffmpeg_threads(cores, at_once) >= 1
+        assert any(n.startswith("--ffmpeg-threads auto: ") for n in run_notes(cfg))
+    alone = _cfg("--video-concurrency", "1")
+    assert alone.media.ffmpeg_threads == 0 and not any("ffmpeg" in n for n in run_notes(alone))
+    assert _cfg("--runner", "FlinkRunner").media.ffmpeg_threads == 0
+    assert _cfg("--ffmpeg-threads", "3", *two).media.ffmpeg_threads == 3
+    assert _cfg("--ffmpeg-threads", "3").outputs_hash == _cfg(*two).outputs_hash
+    for bad in ("-1", "257", "many", ""):
+        with pytest.raises(ConfigError, match="--ffmpeg-threads must be auto or 0-256"):
+            _cfg("--ffmpeg-threads", bad)

@@ -220,3 +220,14 @@ def ffmpeg_version() -> str:
     out = subprocess.run(["ffmpeg", "-version"], capture_output=True, check=False)
     first = out.stdout.decode("utf-8", "replace").splitlines()
     return first[0] if first else "unknown"
+
+
+def auto_ffmpeg_threads(cores: int, decoders_at_once: int | None) -> int:
+    """--ffmpeg-threads auto: 0 (ffmpeg's own choice, a frame thread per core) where
+    one video is decoded at a time or the count is unknown; with several at once on
+    the machine, an equal share of the cores each. Frame threads cost CPU of their own
+    (a 60 s 720p H.264 decode takes about 10% more CPU on 3 threads than on 1), which
+    only pays where a core would otherwise sit idle."""
+    if not decoders_at_once or decoders_at_once <= 1:
+        return 0
+    return max(1, cores // decoders_at_once)
