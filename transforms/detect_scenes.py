@@ -191,8 +191,11 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
         folder = sample_folder(sample_cfg.root, video.video_id)
         clear_sample(folder)  # an earlier attempt's images would be counted
         os.makedirs(folder, exist_ok=True)
+        keyframes_only = cfg.min_clip_s if cfg.stitch is None else None
         request = SampleRequest(folder, sample_stride(info.fps, info.duration_s,
-                                                      cfg.min_scene_len), sample_cfg.width)
+                                                      cfg.min_scene_len,
+                                                      keyframes_only_min_clip_s=keyframes_only),
+                                sample_cfg.width)
     try:
         scened, sample_failed = _detect_on_device(video, cfg, threads, limits, request,
                                                   decode_device, on_decode)

@@ -17,6 +17,7 @@ from vidcurate.transforms.cut_clips import cut_one, plan_clips
 from vidcurate.transforms.detect_scenes import FrameSampleConfig, detect_scenes
 from vidcurate.transforms.media.decoding import (
     MAX_SAMPLE_FRAMES,
+    KEYFRAME_SAMPLE_INTERVAL_S,
     SAMPLE_INTERVAL_S,
     SampleRequest,
     decode_frames_downscaled,
@@ -31,6 +32,7 @@ CFG = SplitConfig("content", 25.0, 15, 256, 5.0, 7.0, 2.5, 60.0, 0.0)
 STITCH = StitchConfig(model_id="test", start_position=0.05, end_position=0.95,
                       transition_distance=1.0, merge_distance=0.6, still_distance=0.15,
                       redundant_distance=0.3, scale=1.0)
+STITCHED = dataclasses.replace(CFG, stitch=STITCH)
 
 
 def _sample(stride: int, count: int, fps: float = 25.0) -> FrameSample:
@@ -48,6 +50,22 @@ def test_stride_keeps_a_frame_every_quarter_second_and_two_in_every_shot(fps):
     for start in range(3 * stride):
         held = [f for f in range(start, start + 15) if f % stride == 0]
         assert len(held) >= 2, (fps, stride, start)
+
+
+@pytest.mark.parametrize("fps", [10.0, 23.976, 25.0, 30.0, 60.0])
+@pytest.mark.parametrize("min_clip_s", [0.0, 0.5, 2.5, 8.0])
+def test_keyframes_only_stride_keeps_four_frames_in_every_clip(fps, min_clip_s):
+    """Without stitching only keyframes read the sample: a frame every half second at
+    most, and four in any clip the rules keep (or any shot, when clips may be shorter)."""
+    stride = sample_stride(fps, 60.0, 15, keyframes_only_min_clip_s=min_clip_s)
+    assert 1 <= stride and stride / fps <= KEYFRAME_SAMPLE_INTERVAL_S + 1e-9
+    shortest = max(int(fps * min_clip_s), 15)
+    for start in range(3 * stride):
+        held = [f for f in range(start, start + shortest) if f % stride == 0]
+        assert len(held) >= 4, (fps, stride, start)
+    # The point of it: Panda's 2.5 s clips at 25 fps need half the images stitching does.
+    if (fps, min_clip_s) == (25.0, 2.5):
+        assert stride == 2 * sample_stride(fps, 60.0, 15) == 12
 
 
 def test_stride_bounds_the_images_of_a_long_video():
@@ -92,8 +110,16 @@ def test_sample_folder_is_ours_whatever_the_video_id():
 def sampled(videos, tmp_path_factory):
     root = tmp_path_factory.mktemp("work")
     video = probe_source(Source(uri=str(videos.cuts), video_id="cutsvideo"))
-    scened = detect_scenes(video, CFG, sample_cfg=FrameSampleConfig(str(root), 320))
+    scened = detect_scenes(video, STITCHED, sample_cfg=FrameSampleConfig(str(root), 320))
     return root, scened
+
+
+@pytest.fixture(scope="module")
+def keyframes_sampled(videos, tmp_path_factory):
+    """No stitching: the sample serves only the keyframes."""
+    root = tmp_path_factory.mktemp("work")
+    video = probe_source(Source(uri=str(videos.cuts), video_id="cutsvideo"))
+    return root, detect_scenes(video, CFG, sample_cfg=FrameSampleConfig(str(root), 320))
 
 
 def _count_ffmpeg(monkeypatch) -> list[list[str]]:
@@ -121,7 +147,7 @@ def test_split_stitch_frames_and_keyframes_decode_the_video_once(videos, tmp_pat
     media = MediaConfig(str(tmp_path / "out"), "copy", 3, 320, 1)
     sample_cfg = FrameSampleConfig.for_run(str(tmp_path / "work"), media.keyframes,
                                            media.keyframe_width, True)
-    scened = detect_scenes(video, CFG, sample_cfg=sample_cfg)
+    scened = detect_scenes(video, STITCHED, sample_cfg=sample_cfg)
     frames = list(boundary_frames_of(scened, STITCH))
     assert len(frames) == 2 * len(scened.shots)
     split = apply_rules(scened, CFG)
@@ -171,13 +197,18 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def test_keyframes_are_the_source_frames_at_their_recorded_times(sampled, tmp_path):
+@pytest.mark.parametrize("which", ["sampled", "keyframes_sampled"])
+def test_keyframes_are_the_source_frames_at_their_recorded_times(which, request, tmp_path,
+                                                                  monkeypatch):
     """Each keyframe is the sampled frame nearest its 5/50/95% position, inside the
-    clip; keyframe_times_s records the time of the frame it shows."""
+    clip; keyframe_times_s records the time of the frame it shows. With or without
+    stitching (a sample twice as sparse), no keyframe is read by decoding again."""
     from PIL import Image
 
-    _, scened = sampled
+    _, scened = request.getfixturevalue(which)
     sample = scened.sample
+    assert sample is not None and sample.stride == (6 if which == "sampled" else 12)
+    monkeypatch.setattr("vidcurate.transforms.cut_clips.extract_frames", _no_seeking)
     media = MediaConfig(str(tmp_path / "out"), "none", 3, 320, 1)
     split = apply_rules(scened, CFG)
     info = scened.video.info
@@ -188,8 +219,13 @@ def test_keyframes_are_the_source_frames_at_their_recorded_times(sampled, tmp_pa
         numbers = [round(n) for n in numbers]
         for wanted, number in zip((0.05, 0.5, 0.95), numbers, strict=True):
             assert task.span.start_frame <= number < task.span.end_frame
-            position = task.span.start_s + wanted * task.span.duration_s
-            assert abs(number / info.fps - position) <= sample.stride / 2 / info.fps + 1e-6
+            position = (task.span.start_s + wanted * task.span.duration_s) * info.fps
+            inside = [sample.frame(k) for k in range(sample.count)
+                      if task.span.start_frame <= sample.frame(k) < task.span.end_frame]
+            # The nearest sampled frame inside the clip: within half a stride of its
+            # place, or a stride where the nearer one lies across the clip's edge.
+            assert abs(number - position) <= min(abs(f - position) for f in inside) + 0.5
+            assert abs(number - position) <= sample.stride + 0.5
         around = sorted({m for n in numbers for m in (n - 1, n, n + 1)
                          if task.span.start_frame <= m < task.span.end_frame})
         truth = dict(frames_by_number(task.local_path, info, around, 320))
@@ -202,6 +238,10 @@ def test_keyframes_are_the_source_frames_at_their_recorded_times(sampled, tmp_pa
             for m in (number - 1, number + 1):
                 if m in truth and _psnr(truth[m], truth[number]) < STILL_PSNR:
                     assert _psnr(image, truth[number]) > _psnr(image, truth[m]), (uri, m)
+
+
+def _no_seeking(*_args, **_kwargs):
+    raise AssertionError("a keyframe was read from the video, not from the sample")
 
 
 def test_keyframes_are_the_sample_bytes(sampled, tmp_path):

@@ -32,6 +32,11 @@ STITCH_FRAME_WIDTH = 448
 # The frame sample keeps a frame at least this often, so that a keyframe or a stitching
 # frame is never more than half of it (0.125 s) from the frame it stands for.
 SAMPLE_INTERVAL_S = 0.25
+# Without stitching the sample serves only the keyframes, spread over clips at least
+# --min-clip-s long: half as many images (JPEG-encoding them is about a third of the
+# detect decode's CPU), each keyframe within 0.25 s of its place, and the time it
+# shows is recorded.
+KEYFRAME_SAMPLE_INTERVAL_S = 0.5
 # At most this many sampled images per video (disk: ~100-200 KB each at 1280x720, so
 # under ~600 MB); a longer video is sampled more sparsely. ffmpeg stops writing images
 # there even when the probed duration lied.
@@ -70,12 +75,21 @@ class SampleRequest:
 
 
 def sample_stride(fps: float, duration_s: float, min_scene_len: int,
-                  max_frames: int = MAX_SAMPLE_FRAMES) -> int:
+                  max_frames: int = MAX_SAMPLE_FRAMES,
+                  keyframes_only_min_clip_s: float | None = None) -> int:
     """Frames between two sampled frames: one every SAMPLE_INTERVAL_S at most, and at
     least two in every shot the detector can report (shots are >= min_scene_len
     frames), so that stitching's start and end frames of a shot differ; sparser only
-    where the video is long enough to pass max_frames."""
-    stride = max(1, min(int(fps * SAMPLE_INTERVAL_S), (min_scene_len - 1) // 2))
+    where the video is long enough to pass max_frames.
+
+    With keyframes_only_min_clip_s (no stitching reads the sample: the keyframes of
+    clips at least that long): one every KEYFRAME_SAMPLE_INTERVAL_S at most, and at
+    least four in every clip, or in every shot when clips may be shorter than one."""
+    if keyframes_only_min_clip_s is None:
+        stride = max(1, min(int(fps * SAMPLE_INTERVAL_S), (min_scene_len - 1) // 2))
+    else:
+        shortest = max(int(fps * keyframes_only_min_clip_s), min_scene_len)
+        stride = max(1, min(int(fps * KEYFRAME_SAMPLE_INTERVAL_S), shortest // 4))
     frames = math.ceil(max(0.0, duration_s) * fps) + 1
     return max(stride, math.ceil(frames / max_frames))
 
