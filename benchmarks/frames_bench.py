@@ -6,6 +6,8 @@ frame sample (issue 18), as a multiple of one plain full decode of the video.
           sequential decode or by seeking + 3 keyframes per clip read by seeking
   after   one detect decode that also writes the frame sample (JPEG at
           --keyframe-width); stitching frames and keyframes taken from it
+  after, no stitching   the same without stitching frames (a split-only run): the
+          sample serves only the keyframes, so it holds half as many images
 and, for reference, the cut detection decode alone (no stitching frames, no keyframes).
 
 Work is the CPU time of the ffmpeg processes (user + system, all their threads) plus
@@ -23,6 +25,7 @@ Usage: python -m benchmarks.frames_bench [--repeat 1]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import statistics
@@ -109,18 +112,22 @@ def full_decode(path: Path) -> None:
                     "-f", "null", "-"], check=True)
 
 
-def frames_path(video, work: Path, out: Path, sampled: bool | None) -> tuple[int, int]:
+def frames_path(video, work: Path, out: Path, sampled: bool | None, stitching: bool = True
+                ) -> tuple[int, int]:
     """Everything that needs frames, for one video: (clips, keyframes written). sampled
-    None: the cut detection decode alone, for reference."""
+    None: the cut detection decode alone, for reference. Without stitching (a split-only
+    run) the sample serves only the keyframes."""
     media = MediaConfig(str(out), "none", 3, 1280, 0)
+    cfg = CFG if stitching else dataclasses.replace(CFG, stitch=None)
     sample = (FrameSampleConfig.for_run(str(work), media.keyframes, media.keyframe_width,
-                                        True) if sampled else None)
-    scened = detect_scenes(video, CFG, sample_cfg=sample)
+                                        stitching) if sampled else None)
+    scened = detect_scenes(video, cfg, sample_cfg=sample)
     if sampled is None:
         return 0, 0
-    frames = sum(1 for _ in stitch_module.boundary_frames_of(scened, STITCH))
-    assert frames == 2 * len(scened.shots), "a stitching frame was not read"
-    split = apply_rules(scened, CFG)
+    if stitching:
+        frames = sum(1 for _ in stitch_module.boundary_frames_of(scened, STITCH))
+        assert frames == 2 * len(scened.shots), "a stitching frame was not read"
+    split = apply_rules(scened, cfg)
     records = [cut_one(t, media, "h", "r") for t in plan_clips(split, media, "h")]
     return len(records), sum(len(r.keyframe_uris) for r in records)
 
@@ -131,13 +138,16 @@ def bench(name: str, path: Path, repeat: int, tmp: Path) -> list[dict]:
     floor_cpu = statistics.median(f["ffmpeg_cpu"] for f in floors)
     floor_wall = min(f["wall"] for f in floors)
     rows = []
-    for label, sampled in (("cut detection decode alone (reference)", None),
-                           ("before (seeks)", False), ("after (frame sample)", True)):
+    for label, sampled, stitching in (
+            ("cut detection decode alone (reference)", None, True),
+            ("before (seeks)", False, True), ("after (frame sample)", True, True),
+            ("after, no stitching (split only: keyframes alone)", True, False)):
         runs = []
         for i in range(repeat):
             out = tmp / f"{len(rows)}-{i}"
-            runs.append(measure(lambda out=out, sampled=sampled: frames_path(
-                video, out / "work", out / "ds", sampled)))
+            runs.append(measure(lambda out=out, sampled=sampled, stitching=stitching:
+                                frames_path(video, out / "work", out / "ds", sampled,
+                                            stitching)))
         shape = runs[0]["result"]
         cpu = statistics.median(r["ffmpeg_cpu"] + r["own_cpu"] for r in runs)
         ff = statistics.median(r["ffmpeg_cpu"] for r in runs)
