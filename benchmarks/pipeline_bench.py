@@ -44,9 +44,10 @@ VCURATE = str(Path(sys.executable).parent / "vidcurate")
 SCENEDETECT = str(Path(sys.executable).parent / "scenedetect")
 
 
-def speech_track(dest: Path, seconds: float) -> Path:
-    """LibriVox utterances looped with short pauses, cut to `seconds`."""
+def speech_track(dest: Path, seconds: float, first: int = 0) -> Path:
+    """LibriVox utterances, from the `first`-th on, looped, cut to `seconds`."""
     wavs = sorted(LIBRIVOX.glob("*.wav"))
+    wavs = wavs[first % len(wavs):] + wavs[:first % len(wavs)]
     listing = dest.with_suffix(".txt")
     listing.write_text("".join(f"file '{w}'\n" for w in wavs))
     ffmpeg("-stream_loop", "-1", "-f", "concat", "-safe", "0", "-i", str(listing),
@@ -55,19 +56,22 @@ def speech_track(dest: Path, seconds: float) -> Path:
     return dest
 
 
-def generated_video(dest: Path, seconds: int) -> Path:
-    """720p shots of 4-6 s with on-screen text on every other shot, under speech."""
+def generated_video(dest: Path, seconds: int, number: int = 0) -> Path:
+    """720p shots of 4-6 s with on-screen text on every other shot, under speech. Each
+    `number` gives other pictures, text and speech: identical files would be skipped as
+    duplicates by vidcurate's content dedup, and only by it (the floors and the naive
+    script would process them all)."""
     sources = ["mandelbrot", "gradients", "smpte", "cellauto", "slate"]
     shots, t, i = [], 0, 0
     while t < seconds:
-        length = min(4 + i % 3, seconds - t)
-        texts = (Text(f"Segment {i}: scene detection at scale", size=48, x="80",
-                      y="h-120", box=True),) if i % 2 == 0 else ()
-        shots.append(TextShot(sources[i % len(sources)], length, texts))
+        length = min(4 + (i + number) % 3, seconds - t)
+        texts = (Text(f"Video {number} segment {i}: scene detection at scale", size=48,
+                      x="80", y="h-120", box=True),) if i % 2 == 0 else ()
+        shots.append(TextShot(sources[(i + number) % len(sources)], length, texts))
         t += length
         i += 1
     silent = make_text_video(dest.with_suffix(".silent.mp4"), shots)
-    audio = speech_track(dest.with_suffix(".wav"), seconds)
+    audio = speech_track(dest.with_suffix(".wav"), seconds, first=number)
     ffmpeg("-i", str(silent), "-i", str(audio), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
            "-c:a", "aac", "-shortest", str(dest))
     silent.unlink()
@@ -223,7 +227,7 @@ def build_corpus(folder: Path, minutes: float) -> Path:
     i = 0
     while left > 5:
         seconds = int(min(60, left))
-        generated_video(folder / f"generated_{i}.mp4", seconds)
+        generated_video(folder / f"generated_{i}.mp4", seconds, number=i)
         left -= seconds
         i += 1
     return folder
@@ -245,8 +249,13 @@ def main() -> None:
         weights = clip_weights(tmp)
         # First run fills the zero-shot concept cache, as a user's first run would; the
         # measured runs below start with it warm.
-        ours(corpus, tmp / "warm", whisper, weights)
+        warm = tmp / "warm-input"
+        warm.mkdir()
+        shutil.copy(corpus / "bikes.mp4", warm / "bikes.mp4")
+        ours(warm, tmp / "warm", whisper, weights)
         run = ours(corpus, tmp / "out", whisper, weights)
+        # Every file must be worked on, as the floors and the naive script work on them.
+        assert not run["counts"].get("content_dedup/duplicates"), run["counts"]
         run2 = ours(corpus, tmp / "out2", whisper, weights, workers=2)
         floor = floors(corpus, tmp / "out", whisper, weights)
         naive_s = naive(corpus, tmp / "naive", whisper, weights)
@@ -281,9 +290,11 @@ def main() -> None:
         print(f"| {name} | {secs:.1f} | {media_s / secs:.1f}x |")
     print("\nOurs also cuts clip media (copy) and extracts 3 keyframes per clip, which the "
           "floors leave out.")
-    print(f"vidcurate vs floor (c): {run['wall'] / summed:.2f}x the summed stage time "
-          f"(target <= 1.15); vs naive: {naive_s / run['wall']:.1f}x faster (target >= 3); "
-          f"end to end {media_s / run['wall']:.1f}x realtime (target >= 3); "
+    best = min(run["wall"], run2["wall"])
+    print(f"vidcurate (the faster of in-memory and 2 workers) vs floor (c): "
+          f"{best / summed:.2f}x the summed stage time (issue 18's target <= 1.25); vs "
+          f"naive: {naive_s / best:.1f}x faster (target >= 3); end to end "
+          f"{media_s / best:.1f}x realtime (target >= 5 on >= 10 minutes); "
           f"peak RSS {run['rss_gb']:.2f} GB ({run2['rss_gb']:.2f} GB for the largest process "
           f"with 2 workers)")
     if rss:
