@@ -16,8 +16,8 @@ from vidcurate.transforms.clip_rules import apply_rules
 from vidcurate.transforms.cut_clips import cut_one, plan_clips
 from vidcurate.transforms.detect_scenes import FrameSampleConfig, detect_scenes
 from vidcurate.transforms.media.decoding import (
-    MAX_SAMPLE_FRAMES,
     KEYFRAME_SAMPLE_INTERVAL_S,
+    MAX_SAMPLE_FRAMES,
     SAMPLE_INTERVAL_S,
     SampleRequest,
     decode_frames_downscaled,
@@ -58,7 +58,7 @@ def test_keyframes_only_stride_keeps_four_frames_in_every_clip(fps, min_clip_s):
     """Without stitching only keyframes read the sample: a frame every half second at
     most, and four in any clip the rules keep (or any shot, when clips may be shorter)."""
     stride = sample_stride(fps, 60.0, 15, keyframes_only_min_clip_s=min_clip_s)
-    assert 1 <= stride and stride / fps <= KEYFRAME_SAMPLE_INTERVAL_S + 1e-9
+    assert stride >= 1 and stride / fps <= KEYFRAME_SAMPLE_INTERVAL_S + 1e-9
     shortest = max(int(fps * min_clip_s), 15)
     for start in range(3 * stride):
         held = [f for f in range(start, start + shortest) if f % stride == 0]
