@@ -63,7 +63,7 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     sample = FrameSampleConfig.for_run(cfg.fetch.work_dir, cfg.media.keyframes,
                                        cfg.media.keyframe_width, cfg.split.stitch is not None)
     scened = probed["videos"] | "DetectScenes" >> DetectScenes(
-        cfg.split, cfg.media.ffmpeg_threads, run_id, cfg.media.limits, sample,
+        cfg.split, cfg.media.decode_threads, run_id, cfg.media.limits, sample,
         cfg.media.decode_device, cfg.media.video_concurrency)
     events = scened["scened"]
     stage_errors = [listed[ERRORS], fetched[ERRORS], probed[ERRORS], scened[ERRORS]]

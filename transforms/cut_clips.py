@@ -62,10 +62,11 @@ class MediaConfig:
     clip_media: str
     keyframes: int
     keyframe_width: int
-    ffmpeg_threads: int  # 0: ffmpeg's own choice
+    ffmpeg_threads: int  # per ffmpeg a worker runs one at a time (cutting); 0: ffmpeg's
     limits: MediaLimits = MediaLimits()
     decode_device: str = "cpu"  # the cut detector's decode: "cpu" or "cuda:N" (NVDEC)
     video_concurrency: int = 1  # videos one DoFn instance decodes at a time, in threads
+    decode_threads: int = 0  # per cut-detection decode (video_concurrency of them at once)
     notes: tuple[str, ...] = ()  # how --ffmpeg-threads auto was resolved, for runs.notes
 
     @staticmethod
@@ -81,10 +82,11 @@ class MediaConfig:
             help="Keyframes are downscaled to at most this width (0 keeps full size); "
             "OCR reads them, so small on-screen text needs ~1280.")
         add("ffmpeg-threads", default="auto",
-            help="Threads per ffmpeg process (0 lets ffmpeg choose: a frame thread per "
-            "core). auto: 0 where one video is decoded at a time; where several are (the "
-            "DirectRunner's workers times --video-concurrency) the cores shared between "
-            "them, since extra frame threads cost CPU that another decode could use.")
+            help="Threads per ffmpeg process (0 lets ffmpeg choose: a thread per core). "
+            "auto: where the DirectRunner runs several ffmpeg processes at once, the cores "
+            "shared between them (cut detection: its workers times --video-concurrency; "
+            "cutting clips: its workers), since extra frame threads cost CPU another "
+            "process could use; 0 where one runs at a time, and on other runners.")
         add("decode-device", default="cpu",
             help="Where the cut-detection decode runs: cpu, or cuda / cuda:N for the "
             "GPU's video decoder (NVDEC, scaled on the GPU). Falls back to the CPU, with a "
@@ -120,18 +122,24 @@ class MediaConfig:
         video_concurrency = auto_concurrency if concurrency == "auto" else int(concurrency)
         notes: tuple[str, ...] = ()
         if threads == "auto":
-            at_once = workers * video_concurrency if workers else None
-            ffmpeg_threads = auto_ffmpeg_threads(usable_cores(), at_once)
-            if ffmpeg_threads:
-                notes = (f"--ffmpeg-threads auto: {ffmpeg_threads} thread(s) per ffmpeg "
-                         f"process, up to {at_once} videos decoded at a time",)
+            # Cut detection decodes video_concurrency videos at once in each worker;
+            # cutting runs one ffmpeg per worker.
+            decodes = workers * video_concurrency if workers else None
+            decode_threads = auto_ffmpeg_threads(usable_cores(), decodes)
+            ffmpeg_threads = auto_ffmpeg_threads(usable_cores(), workers)
+            if decode_threads or ffmpeg_threads:
+                notes = (f"--ffmpeg-threads auto: {decode_threads or 'ffmpeg-chosen'} "
+                         f"thread(s) per cut-detection decode, up to {decodes} at a time; "
+                         f"{ffmpeg_threads or 'ffmpeg-chosen'} per other ffmpeg process, "
+                         f"{workers} at a time",)
         else:
-            ffmpeg_threads = int(threads)
+            ffmpeg_threads = decode_threads = int(threads)
         return cls(output=output, clip_media=o.clip_media, keyframes=o.keyframes,
                    keyframe_width=o.keyframe_width, ffmpeg_threads=ffmpeg_threads,
                    limits=MediaLimits.from_options(o),
                    decode_device="cpu" if kind == "cpu" else f"cuda:{index or 0}",
-                   video_concurrency=video_concurrency, notes=notes)
+                   video_concurrency=video_concurrency, decode_threads=decode_threads,
+                   notes=notes)
 
 
 CLIP_MEDIA_MODES = ("copy", "exact", "none")

@@ -388,15 +388,22 @@ def test_ffmpeg_threads_share_the_cores_between_the_videos_decoded_at_once():
 
     cores = usable_cores()
     two = ("--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
-    # Two worker processes, one video each; in memory, --video-concurrency videos at once.
-    for args, at_once in ((two, 2), (("--video-concurrency", "4"), 4)):
-        cfg = _cfg(*args)
-        assert cfg.media.ffmpeg_threads == auto_ffmpeg_threads(cores, at_once) >= 1
-        assert any(n.startswith("--ffmpeg-threads auto: ") for n in run_notes(cfg))
+    # Two worker processes: one decode and one cutting ffmpeg each at a time.
+    shared = _cfg(*two).media
+    assert shared.decode_threads == shared.ffmpeg_threads == auto_ffmpeg_threads(cores, 2) >= 1
+    assert any(n.startswith("--ffmpeg-threads auto: ") for n in run_notes(_cfg(*two)))
+    # In memory, --video-concurrency decodes at once, but one cutting ffmpeg at a time
+    # (an exact-mode re-encode keeps every core).
+    in_memory = _cfg("--video-concurrency", "4")
+    assert in_memory.media.decode_threads == auto_ffmpeg_threads(cores, 4) >= 1
+    assert in_memory.media.ffmpeg_threads == 0
     alone = _cfg("--video-concurrency", "1")
-    assert alone.media.ffmpeg_threads == 0 and not any("ffmpeg" in n for n in run_notes(alone))
-    assert _cfg("--runner", "FlinkRunner").media.ffmpeg_threads == 0
-    assert _cfg("--ffmpeg-threads", "3", *two).media.ffmpeg_threads == 3
+    assert alone.media.decode_threads == alone.media.ffmpeg_threads == 0
+    assert not any("ffmpeg" in n for n in run_notes(alone))
+    flink = _cfg("--runner", "FlinkRunner").media
+    assert flink.decode_threads == flink.ffmpeg_threads == 0
+    given = _cfg("--ffmpeg-threads", "3", *two).media
+    assert given.decode_threads == given.ffmpeg_threads == 3
     assert _cfg("--ffmpeg-threads", "3").outputs_hash == _cfg(*two).outputs_hash
     for bad in ("-1", "257", "many", ""):
         with pytest.raises(ConfigError, match="--ffmpeg-threads must be auto or 0-256"):
