@@ -153,6 +153,7 @@ class RunConfig:
             # (fp16 moves numbers in the last digits, not the clips or texts).
             part.pop("device")
             part.pop("cpu_threads")
+        asr.pop("concurrency")  # how many at once, not what each makes
         clip = {"model_id": self.clip_model.model_id} if self.clip_model.enabled else None
         blob = json.dumps({"split": asdict(self.split), "clip": clip,
                            "clip_media": self.media.clip_media,
@@ -215,7 +216,7 @@ class RunConfig:
             media=MediaConfig.from_options(o, output, in_memory_concurrency(options),
                                          direct_workers(options)),
             ocr=OcrConfig.from_options(o),
-            asr=AsrConfig.from_options(o),
+            asr=AsrConfig.from_options(o, in_memory_concurrency(options)),
             clip_model=clip,
             teachers=TeachersConfig.from_options(o, clip.enabled),
             quality=QualityConfig.from_options(o),
@@ -236,10 +237,12 @@ class RunConfig:
     def with_device(self, device: DeviceConfig) -> RunConfig:
         """The config with the resolved device handed to every model stage (the one
         place that decides it: models.device.resolve_device, before the graph)."""
+        from vidcurate.transforms.models.device import usable_cores
+
         on, threads = device.resolved, device.cpu_threads
         return replace(
             self, device=device, clip_model=self.clip_model.on_device(on, threads),
-            asr=replace(self.asr, device=on, cpu_threads=threads),
+            asr=self.asr.on_device(on, threads, usable_cores()),
             ocr=replace(self.ocr, device=on, cpu_threads=threads),
             teachers=replace(self.teachers, device=on, cpu_threads=threads),
             aesthetic=replace(self.aesthetic, device=on, cpu_threads=threads))

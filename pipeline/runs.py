@@ -172,6 +172,9 @@ def run_notes(cfg: RunConfig) -> list[str]:
         notes.append("semantic stitching was off (--no-stitch): every cut-scene is an event")
     if not cfg.asr.enabled:
         notes.append("ASR was off (--no-asr): no transcripts")
+    elif cfg.asr.concurrency > 1:
+        notes.append(f"ASR transcribed up to {cfg.asr.concurrency} videos at once per worker, "
+                     f"{cfg.asr.cpu_threads or 'library-chosen'} thread(s) each")
     if not cfg.ocr.enabled:
         notes.append("OCR was off (--no-ocr): no on-screen text")
     notes.append(f"caption teachers: {', '.join(cfg.teachers.names) or 'none'}; selection "

@@ -239,3 +239,30 @@ def test_windowed_transcription_keeps_the_words_and_their_times(speech, whisper_
         inside = [w for s in windowed.segments for w in s.words
                   if begin - 0.5 <= w.start < end + 0.5]
         assert inside, (begin, end)
+
+
+def test_whisper_handler_transcribes_up_to_concurrency_videos_at_once_in_order():
+    """With concurrency 2 two videos are in the model at the same time (each waits at a
+    barrier for the other: one at a time would break it); outcomes keep the batch's
+    order, and a video's failure is its own outcome, not the batch's."""
+    import threading
+
+    from vidcurate.schemas.records import AsrTask
+    from vidcurate.transforms.models.handlers import WhisperModelHandler
+
+    together = threading.Barrier(2, timeout=10)
+
+    def transcribe(task, model):
+        together.wait()
+        if task.video_id == "bad":
+            raise ValueError("unreadable audio")
+        return f"{model}:{task.video_id}"
+
+    tasks = [AsrTask(video_id=v, source_uri=v, local_path=v, info=None)
+             for v in ("a", "b", "c", "bad")]
+    handler = WhisperModelHandler(dataclasses.replace(CFG, concurrency=2), transcribe)
+    assert handler.batch_elements_kwargs()["max_batch_size"] >= 2
+    outcomes = list(handler.run_inference(tasks, "m"))
+    assert [t.video_id for t, _ in outcomes] == ["a", "b", "c", "bad"]
+    assert [o for _, o in outcomes[:3]] == ["m:a", "m:b", "m:c"]
+    assert isinstance(outcomes[3][1], ValueError)

@@ -317,7 +317,9 @@ def test_model_threads_share_the_cores_between_the_direct_runners_worker_process
     assert (f"--model-threads auto: {share} CPU thread(s) per model in each of 2 worker "
             "processes") in run_notes(shared)
     alone = place_models(_cfg("--no-ocr", "--device", "cpu"))
-    assert alone.device.cpu_threads == 0 and alone.asr.cpu_threads == 0
+    assert alone.device.cpu_threads == 0 and alone.clip_model.cpu_threads == 0
+    # In memory Whisper transcribes a video per core at once, a thread each (below).
+    assert alone.asr.cpu_threads == (1 if usable_cores() > 1 else 0)
     given = place_models(_cfg("--no-ocr", "--device", "cpu", "--model-threads", "3", *two))
     assert given.clip_model.cpu_threads == 3 and not any("model-threads" in n
                                                          for n in run_notes(given))
@@ -337,6 +339,9 @@ def test_each_model_library_is_told_its_threads(random_tiny_clip):
                                                "cpu_threads": 2}
     assert "cpu_threads" not in faster_whisper_device("cpu", 0)
     assert "cpu_threads" not in faster_whisper_device("cuda:0", 2)
+    assert faster_whisper_device("cpu", 1, 2)["num_workers"] == 2
+    assert "num_workers" not in faster_whisper_device("cpu", 0, 1)
+    assert "num_workers" not in faster_whisper_device("cuda:0", 0, 2)
     ocr = OcrConfig(enabled=True, min_confidence=0.5, det_side=960, angle_cls=False)
     assert "EngineConfig.onnxruntime.intra_op_num_threads" not in engine_params(ocr)
     limited = engine_params(dataclasses.replace(ocr, cpu_threads=1))
@@ -408,3 +413,32 @@ def test_ffmpeg_threads_share_the_cores_between_the_videos_decoded_at_once():
     for bad in ("-1", "257", "many", ""):
         with pytest.raises(ConfigError, match="--ffmpeg-threads must be auto or 0-256"):
             _cfg("--ffmpeg-threads", bad)
+
+
+def test_asr_transcribes_several_videos_at_once_only_where_one_thread_runs_a_stage():
+    """CTranslate2 uses a second thread poorly on Whisper: on 2 cores tiny.en took
+    17.5 s for four minutes of speech on 2 threads, 10.7 s on 1, and 5.5 s as two
+    videos at once on 1 thread each. In memory (one thread runs a stage) ASR takes a
+    video per core, each on its share of the cores; elsewhere one at a time."""
+    from vidcurate.transforms.models.device import usable_cores
+
+    cores = usable_cores()
+    in_memory = place_models(_cfg("--no-ocr", "--device", "cpu")).asr
+    assert in_memory.concurrency == cores
+    assert in_memory.cpu_threads == (max(1, cores // cores) if cores > 1 else 0)
+    if cores > 1:
+        assert (f"ASR transcribed up to {cores} videos at once per worker, 1 thread(s) each"
+                in run_notes(place_models(_cfg("--no-ocr", "--device", "cpu"))))
+    two = ("--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+    assert place_models(_cfg("--no-ocr", "--device", "cpu", *two)).asr.concurrency == 1
+    given = place_models(_cfg("--no-ocr", "--device", "cpu", "--asr-concurrency", "3",
+                              "--model-threads", "2")).asr
+    assert (given.concurrency, given.cpu_threads) == (3, 2)  # the user's threads stand
+    # One at a time where it cannot run several: on a GPU, with openai-whisper.
+    assert in_memory.on_device("cuda:0", 0, 8).concurrency == 1
+    openai = dataclasses.replace(in_memory, backend="openai-whisper", concurrency=4)
+    assert openai.on_device("cpu", 0, 8).concurrency == 1
+    assert _cfg("--asr-concurrency", "4").outputs_hash == _cfg(*two).outputs_hash
+    for bad in ("0", "65", "many"):
+        with pytest.raises(ConfigError, match="--asr-concurrency must be auto or 1-64"):
+            _cfg("--asr-concurrency", bad)

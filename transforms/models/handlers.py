@@ -10,6 +10,7 @@ without them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -84,19 +85,32 @@ class WhisperModelHandler(ModelHandler[AsrTask, Any, Any]):
         return whisper.load_backend(self.cfg)
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
-        # Whole videos are large elements: small batches keep memory bounded.
-        return {"min_batch_size": 1, "max_batch_size": self.max_batch_size}
+        # Whole videos are large elements: small batches keep memory bounded (but
+        # enough videos to keep every concurrent transcription busy).
+        return {"min_batch_size": 1,
+                "max_batch_size": max(self.max_batch_size, self.cfg.concurrency)}
 
     def get_metrics_namespace(self) -> str:
         return "asr_model"
 
     def run_inference(self, batch: Sequence[AsrTask], model: Any,
                       inference_args: dict[str, Any] | None = None) -> Iterable[Any]:
-        for task in batch:
-            try:
-                yield task, self.transcribe(task, model)
-            except Exception as e:  # one video's failure never fails its batch
-                yield task, e
+        """Outcomes in the batch's order; up to cfg.concurrency videos at once, in
+        threads (the model has a replica for each; the processing around it is pure,
+        and the stage counts its metrics afterwards, in the bundle's thread)."""
+        workers = min(self.cfg.concurrency, len(batch))
+        if workers <= 1:
+            yield from ((task, self._outcome(task, model)) for task in batch)
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="asr") as pool:
+            futures = [pool.submit(self._outcome, task, model) for task in batch]
+            yield from ((task, f.result()) for task, f in zip(batch, futures, strict=True))
+
+    def _outcome(self, task: AsrTask, model: Any) -> Any:
+        try:
+            return self.transcribe(task, model)
+        except Exception as e:  # one video's failure never fails its batch
+            return e
 
 
 class AestheticModelHandler(ModelHandler[tuple[Any, np.ndarray], tuple[Any, float], Any]):
