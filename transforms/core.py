@@ -37,6 +37,18 @@ def check(*rules: tuple[Any, str]) -> None:
             raise ConfigError(message)
 
 
+def auto_or_count(value: Any, flag: str, low: int, high: int | None = None) -> int | None:
+    """An `auto|N` option: None for auto, else N in [low, high] (no upper bound when high
+    is None); ConfigError otherwise."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    if text.isdigit() and low <= int(text) and (high is None or int(text) <= high):
+        return int(text)
+    bounds = f"{low}-{high}" if high is not None else f"a number >= {low}"
+    raise ConfigError(f"{flag} must be auto or {bounds}, got {value!r}")
+
+
 class StageError(Exception):
     """An expected failure of one element in a stage (bad media, a failed download, a
     teacher that could not answer): it becomes an error row with its `error_type` and

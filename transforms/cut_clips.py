@@ -36,7 +36,7 @@ from vidcurate.schemas.records import (
     SplitVideo,
     VideoInfo,
 )
-from vidcurate.transforms.core import AddArgument, check, is_local
+from vidcurate.transforms.core import AddArgument, auto_or_count, check, is_local
 from vidcurate.transforms.errors import ERRORS, StageMetrics, guarded
 from vidcurate.transforms.frame_signals import clip_signals
 from vidcurate.transforms.media.cutting import (
@@ -105,23 +105,19 @@ class MediaConfig:
         """auto_concurrency: what --video-concurrency auto means on this run's runner;
         workers: the DirectRunner's worker processes or threads on this machine (None on
         other runners, whose workers per machine the launcher cannot know)."""
-        concurrency = str(o.video_concurrency).strip().lower()
-        threads = str(o.ffmpeg_threads).strip().lower()
+        concurrency = auto_or_count(o.video_concurrency, "--video-concurrency", 1, 64)
+        threads = auto_or_count(o.ffmpeg_threads, "--ffmpeg-threads", 0, 256)
         check(
             (0 <= o.keyframes <= 32, f"--keyframes must be in [0, 32], got {o.keyframes}"),
             (o.keyframe_width >= 0, f"--keyframe-width must be >= 0, got {o.keyframe_width}"),
-            (threads == "auto" or (threads.isdigit() and int(threads) <= 256),
-             f"--ffmpeg-threads must be auto or 0-256, got {o.ffmpeg_threads!r}"),
-            (concurrency == "auto" or (concurrency.isdigit() and 1 <= int(concurrency) <= 64),
-             f"--video-concurrency must be auto or 1-64, got {o.video_concurrency!r}"),
             (parse_device(o.decode_device) is not None
              and parse_device(o.decode_device)[0] in ("cpu", "cuda"),
              f"--decode-device must be cpu, cuda or cuda:N, got {o.decode_device!r}"),
         )
         kind, index = parse_device(o.decode_device) or ("cpu", None)
-        video_concurrency = auto_concurrency if concurrency == "auto" else int(concurrency)
+        video_concurrency = auto_concurrency if concurrency is None else concurrency
         notes: tuple[str, ...] = ()
-        if threads == "auto":
+        if threads is None:
             # Cut detection decodes video_concurrency videos at once in each worker;
             # cutting runs one ffmpeg per worker.
             decodes = workers * video_concurrency if workers else None
@@ -133,7 +129,7 @@ class MediaConfig:
                          f"{ffmpeg_threads or 'ffmpeg-chosen'} per other ffmpeg process, "
                          f"{workers} at a time",)
         else:
-            ffmpeg_threads = decode_threads = int(threads)
+            ffmpeg_threads = decode_threads = threads
         return cls(output=output, clip_media=o.clip_media, keyframes=o.keyframes,
                    keyframe_width=o.keyframe_width, ffmpeg_threads=ffmpeg_threads,
                    limits=MediaLimits.from_options(o),

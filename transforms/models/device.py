@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from vidcurate.transforms.core import AddArgument, ConfigError, check
+from vidcurate.transforms.core import AddArgument, ConfigError, auto_or_count, check
 
 log = logging.getLogger("vidcurate")
 
@@ -107,13 +107,11 @@ class DeviceConfig:
         where the launcher knows (the DirectRunner); None elsewhere."""
         check((parse_device(o.device) is not None,
                f"--device must be {DEVICE_CHOICES}, got {o.device!r}"))
-        requested = str(o.model_threads).strip().lower()
-        check((requested == "auto" or (requested.isdigit() and int(requested) >= 1),
-               f"--model-threads must be auto or a number >= 1, got {o.model_threads!r}"))
-        threads = (int(requested) if requested != "auto"
+        given = auto_or_count(o.model_threads, "--model-threads", 1)
+        threads = (given if given is not None
                    else auto_model_threads(usable_cores(), worker_processes))
         out = cls(requested=o.device.strip().lower(), cpu_threads=threads)
-        if requested == "auto" and threads:
+        if given is None and threads:
             out = out.with_note(f"--model-threads auto: {threads} CPU thread(s) per model in "
                                 f"each of {worker_processes} worker processes")
         return out

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from vidcurate.schemas.records import Segment, Word
-from vidcurate.transforms.core import AddArgument, ConfigError, check
+from vidcurate.transforms.core import AddArgument, ConfigError, auto_or_count, check
 from vidcurate.transforms.models import import_faster_whisper, import_openai_whisper
 from vidcurate.transforms.models.device import (
     gpu_index,
@@ -107,10 +107,8 @@ class AsrConfig:
     @classmethod
     def from_options(cls, o: Any, auto_concurrency: int = 1) -> AsrConfig:
         """auto_concurrency: what --asr-concurrency auto means on this run's runner."""
-        concurrency = str(o.asr_concurrency).strip().lower()
+        concurrency = auto_or_count(o.asr_concurrency, "--asr-concurrency", 1, 64)
         check(
-            (concurrency == "auto" or (concurrency.isdigit() and 1 <= int(concurrency) <= 64),
-             f"--asr-concurrency must be auto or 1-64, got {o.asr_concurrency!r}"),
             (o.asr_beam_size >= 1, f"--asr-beam-size must be >= 1, got {o.asr_beam_size}"),
             (o.asr_window_s >= 30, f"--asr-window-s must be >= 30 (Whisper reads 30 s at a "
              f"time), got {o.asr_window_s}"),
@@ -133,7 +131,7 @@ class AsrConfig:
             logprob_threshold=o.asr_logprob_threshold,
             compression_ratio_threshold=o.asr_compression_ratio_threshold,
             max_ngram_repeats=o.asr_max_ngram_repeats, window_s=o.asr_window_s,
-            concurrency=auto_concurrency if concurrency == "auto" else int(concurrency))
+            concurrency=auto_concurrency if concurrency is None else concurrency)
 
     def on_device(self, device: str, cpu_threads: int, cores: int) -> AsrConfig:
         """The config on the resolved device. Several videos at once only with
