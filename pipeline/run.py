@@ -9,7 +9,6 @@ import datetime as dt
 import gc
 import logging
 import os
-import pickle
 import shutil
 from collections.abc import Iterator
 
@@ -102,24 +101,24 @@ def _run_in_batches(cfg: RunConfig, options: PipelineOptions, previous: list[str
     the tables (run id <run id>-bNNNNN, batch_of = the run id), so a run killed in batch
     7 leaves batches 1-6 committed and the next run's resume skips their videos. A
     listing that fits one batch runs as a plain run under the run id itself."""
-    from vidcurate.transforms.fetch_config import local_work_dir
+    from vidcurate.transforms.core import private_dir
+    from vidcurate.transforms.fetch_config import run_folder
     from vidcurate.transforms.manifest import listed_batches
 
-    # The listing waits on disk, one file per batch, so the launcher holds one batch.
-    folder = os.path.join(local_work_dir(cfg.fetch), "listing")
-    os.makedirs(folder, exist_ok=True)
+    # The listing waits on disk, one file per batch, so the launcher holds one batch; as
+    # JSON lines in the run's private folder, written and read without following links.
+    folder = private_dir(os.path.join(run_folder(cfg.fetch), "listing"), what="run folder")
     try:
         count = 0
         for count, listed in enumerate(listed_batches(
                 cfg.input, cfg.video_extensions, cfg.output, cfg.batch_videos), start=1):
-            with open(os.path.join(folder, f"{count:05d}.pickle"), "wb") as f:
-                pickle.dump(listed, f)
+            _write_lines(os.path.join(folder, f"{count:05d}.jsonl"), listed.to_lines())
         stages: dict[str, StageStats] = {}
         outcome = None
         run_ids = []
         for index in range(1, count + 1):
-            with open(os.path.join(folder, f"{index:05d}.pickle"), "rb") as f:
-                listed = pickle.load(f)
+            listed = ListedBatch.from_lines(
+                _read_lines(os.path.join(folder, f"{index:05d}.jsonl")))
             batch = Batch(cfg.run_id, index, count) if count > 1 else None
             if batch is not None:
                 log.info("batch %d of %d (%s): %d videos", index, count, batch.run_id,
@@ -138,6 +137,19 @@ def _run_in_batches(cfg: RunConfig, options: PipelineOptions, previous: list[str
     assert outcome is not None  # listed_batches yields at least one batch
     return RunOutcome(config=cfg, result=outcome.result, stages=stages, started_at=started,
                       finished_at=outcome.finished_at, run_ids=run_ids)
+
+
+def _write_lines(path: str, lines: Iterator[str]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+
+
+def _read_lines(path: str) -> Iterator[str]:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, encoding="utf-8") as f:
+        yield from (line for line in f if line.strip())
 
 
 def _run_pipeline(p: beam.Pipeline) -> PipelineResult:

@@ -69,3 +69,48 @@ def _restore_error(cls: type[StageError], message: str, state: dict[str, Any]) -
     Exception.__init__(error, message)
     error.__dict__.update(state)
     return error
+
+
+def private_dir(path: str, *, what: str = "work folder", strict: bool = True) -> str:
+    """Create `path` (and missing parents) as a folder only this user can enter (0700),
+    or check an existing one: a real folder (not a symlink), owned by this user, that
+    nobody else can write to. Files in a shared place such as /tmp are read back
+    later (listings, downloads, frame samples): a folder another local user made first,
+    or can write to, would let them swap those files. Not `strict` (a --work-dir the
+    user named, which may be a team's group-writable folder): only other users at large
+    must not write to it; the run's own folder inside it is strict. Raises ConfigError
+    otherwise."""
+    import contextlib
+    import os
+    import stat
+
+    parent = os.path.dirname(path.rstrip(os.sep))
+    if parent and not os.path.isdir(parent):
+        os.makedirs(parent, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    found = os.lstat(path)
+    problem = None
+    if stat.S_ISLNK(found.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(found.st_mode):
+        problem = "is not a folder"
+    elif hasattr(os, "geteuid") and found.st_uid != os.geteuid():
+        problem = f"belongs to another user (uid {found.st_uid})"
+    elif found.st_mode & (stat.S_IWGRP | stat.S_IWOTH if strict else stat.S_IWOTH):
+        problem = f"can be written by other users (mode {stat.S_IMODE(found.st_mode):04o})"
+    if problem:
+        raise ConfigError(f"the {what} {path} {problem}: another local user could change "
+                          "the files vidcurate reads back there; remove it or choose "
+                          "another --work-dir")
+    return path
+
+
+def private_tmp_dir(name: str) -> str:
+    """<tmp>/<name>-<uid>: this user's own folder in the shared temp dir, private."""
+    import os
+    import tempfile
+
+    uid = os.geteuid() if hasattr(os, "geteuid") else 0
+    return private_dir(os.path.join(tempfile.gettempdir(), f"{name}-{uid}"),
+                       what=f"folder {name}")

@@ -33,7 +33,7 @@ from vidcurate.schemas.records import (
     Transition,
 )
 from vidcurate.schemas.redact import redact_url
-from vidcurate.transforms.core import is_remote
+from vidcurate.transforms.core import is_remote, private_dir
 from vidcurate.transforms.errors import ERRORS, ConcurrentSteps, StageMetrics, guarded
 from vidcurate.transforms.frame_signals import (
     DecodeErrorCollector,
@@ -188,7 +188,9 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
     info = video.info
     request = None
     if sample_cfg is not None:
-        folder = sample_folder(sample_cfg.root, video.video_id)
+        # The sample is read back by later stages: it lives in the run's private folder.
+        folder = sample_folder(private_dir(sample_cfg.root, what="run folder"),
+                               video.video_id)
         clear_sample(folder)  # an earlier attempt's images would be counted
         os.makedirs(folder, exist_ok=True)
         keyframes_only = cfg.min_clip_s if cfg.stitch is None else None

@@ -18,6 +18,8 @@ from vidcurate.transforms.core import (
     check,
     is_local,
     is_remote,
+    private_dir,
+    private_tmp_dir,
 )
 
 
@@ -112,10 +114,14 @@ class FetchConfig:
                                   "--allow-schemes allows neither")
         # Downloads go to a folder of this run's own inside --work-dir, the only thing a
         # run removes afterwards (never the work dir itself: it may hold the user's files).
-        work_dir = o.work_dir or os.path.join(tempfile.gettempdir(), "vidcurate-work")
+        # The default is this user's own folder in the temp dir (<tmp>/vidcurate-work-<uid>,
+        # 0700), never one folder shared by every user of the machine.
+        work_dir = o.work_dir or os.path.join(tempfile.gettempdir(),
+                                              f"vidcurate-work-{_uid()}")
         if is_local(work_dir):
             work_dir = os.path.abspath(work_dir.removeprefix("file://"))
             _check_work_dir(work_dir, output, o.input)
+            private_dir(work_dir, what="--work-dir", strict=o.work_dir is None)
         return cls(
             allow_schemes=schemes,
             max_bytes=o.max_bytes,
@@ -135,6 +141,10 @@ class FetchConfig:
                               if h.strip()),
             max_height=o.max_height,
         )
+
+
+def _uid() -> int:
+    return os.geteuid() if hasattr(os, "geteuid") else 0
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -185,14 +195,19 @@ def check_scheme(uri: str, cfg: FetchConfig) -> str:
 
 
 def local_work_dir(cfg: FetchConfig) -> str:
-    """Where downloads land first: the work dir, or a local folder when it is remote."""
+    """Where downloads land first: the run's folder in the work dir, or a local folder
+    of this user's when the work dir is remote."""
     if is_remote(cfg.work_dir):
-        return os.path.join(tempfile.gettempdir(), "vidcurate-work",
+        return os.path.join(private_tmp_dir("vidcurate-work"),
                             hashlib.sha256(cfg.work_dir.encode()).hexdigest()[:12])
-    return cfg.work_dir
+    return cfg.work_dir.removeprefix("file://")
+
+
+def run_folder(cfg: FetchConfig) -> str:
+    """The run's own local folder (downloads, listing, frame samples), created private
+    to this user (0700) or checked to be so: what is read back from it is trusted."""
+    return private_dir(local_work_dir(cfg), what="run folder")
 
 
 def work_path(cfg: FetchConfig, video_id: str, suffix: str = "") -> str:
-    folder = local_work_dir(cfg)
-    os.makedirs(folder, exist_ok=True)
-    return os.path.join(folder, f"{video_id}{suffix}")
+    return os.path.join(run_folder(cfg), f"{video_id}{suffix}")

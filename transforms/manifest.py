@@ -12,6 +12,7 @@ each batch's pipeline starts from ReadListed, which gives what ReadManifest give
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import glob
 import hashlib
 import io
@@ -278,6 +279,52 @@ class ListedBatch:
     # (the batch's run id is known once the listing is done).
     errors: list[ErrorRecord] = field(default_factory=list)
     duplicates: int = 0  # sources dropped as the same video listed again
+
+    # A batch waits on disk as JSON lines (data, never a pickle: the file is read back,
+    # and unpickling runs whatever code the file names).
+    def to_lines(self) -> Iterator[str]:
+        yield json.dumps({"kind": "batch", "duplicates": self.duplicates})
+        for s in self.sources:
+            yield json.dumps({"kind": "source", "uri": s.uri, "video_id": s.video_id,
+                              "title": s.title, "description": s.description,
+                              "license": s.license, "origin": s.origin,
+                              "metadata": _jsonable(s.metadata)})
+        for e in self.errors:
+            yield json.dumps({"kind": "error", "stage": e.stage, "source_uri": e.source_uri,
+                              "error_type": e.error_type, "message": e.message,
+                              "video_id": e.video_id, "clip_id": e.clip_id,
+                              "time": e.time.isoformat()})
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> ListedBatch:
+        batch = cls()
+        for line in lines:
+            item = json.loads(line)
+            kind = item.pop("kind")
+            if kind == "batch":
+                batch.duplicates = int(item["duplicates"])
+            elif kind == "source":
+                batch.sources.append(Source(**item))
+            elif kind == "error":
+                time = dt.datetime.fromisoformat(item.pop("time"))
+                batch.errors.append(ErrorRecord(**item, run_id="", time=time))
+            else:
+                raise ValueError(f"unknown listing line kind {kind!r}")
+        return batch
+
+
+def _jsonable(value: Any) -> Any:
+    """Manifest metadata as JSON: what Parquet gives (numpy arrays, dates, bytes) as the
+    videos table writes it (lists stay lists, anything else its text)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return _jsonable(value.tolist())
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def listed_batches(input_uri: str, extensions: tuple[str, ...], exclude: str | None,

@@ -7,12 +7,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import threading
 
 from apache_beam.io.filesystems import FileSystems
 
-from vidcurate.transforms.core import is_local, is_remote
+from vidcurate.transforms.core import is_local, is_remote, private_tmp_dir
 from vidcurate.transforms.media.limits import MediaError, TooLarge
 
 CHUNK = 1 << 20
@@ -59,7 +58,9 @@ def publish(local_path: str, dest_uri: str) -> None:
 # ------------------------------------------------------------------ local copies
 # Stages after Fetch may run on another worker than the download: files staged in a
 # shared store (gs://, s3://, ...) are copied to a per-worker cache when first read.
-CACHE_DIR = os.path.join(tempfile.gettempdir(), "vidcurate-cache")
+# The cache is this user's own folder (<tmp>/vidcurate-cache-<uid>, 0700): its files are
+# read as the videos themselves, so no other local user may put one there.
+CACHE_NAME = "vidcurate-cache"
 
 
 CACHE_BYTES = 20 * 1024**3
@@ -74,12 +75,12 @@ def localise(uri: str) -> str:
         return uri.removeprefix("file://")
     name = hashlib.sha256(uri.encode()).hexdigest()[:24] + os.path.splitext(
         uri.rsplit("/", 1)[-1])[1][:8]
-    path = os.path.join(CACHE_DIR, name)
+    cache_dir = private_tmp_dir(CACHE_NAME)
+    path = os.path.join(cache_dir, name)
     with _cache_lock:
         if os.path.exists(path):
             os.utime(path)  # most recently used
             return path
-        os.makedirs(CACHE_DIR, exist_ok=True)
         tmp = f"{path}.part-{os.getpid()}-{threading.get_ident()}"
         try:
             with FileSystems.open(uri) as src, open(tmp, "wb") as dst:
@@ -90,14 +91,14 @@ def localise(uri: str) -> str:
             raise MediaError("stage_read_failed", f"cannot copy {uri} to this worker: "
                              f"{type(e).__name__}: {e}") from e
         os.replace(tmp, path)
-        _evict(keep=path)
+        _evict(cache_dir, keep=path)
     return path
 
 
-def _evict(keep: str) -> None:
+def _evict(cache_dir: str, keep: str) -> None:
     entries = []
-    for name in os.listdir(CACHE_DIR):
-        full = os.path.join(CACHE_DIR, name)
+    for name in os.listdir(cache_dir):
+        full = os.path.join(cache_dir, name)
         if full != keep and ".part-" not in name:
             st = os.stat(full)
             entries.append((st.st_mtime, st.st_size, full))
@@ -114,6 +115,7 @@ def forget(uri: str) -> None:
     if is_remote(uri):
         name = hashlib.sha256(uri.encode()).hexdigest()[:24]
         with _cache_lock:
-            for entry in os.listdir(CACHE_DIR) if os.path.isdir(CACHE_DIR) else []:
+            cache_dir = private_tmp_dir(CACHE_NAME)
+            for entry in os.listdir(cache_dir):
                 if entry.startswith(name):
-                    os.remove(os.path.join(CACHE_DIR, entry))
+                    os.remove(os.path.join(cache_dir, entry))
