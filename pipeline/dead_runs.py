@@ -82,6 +82,10 @@ def marker_alive(path: str, now: float | None = None) -> bool:
     return host != socket.gethostname() or _process_alive(pid)
 
 
+class OutputNotWritable(ConfigError):
+    """The output cannot take the run's files (full, read-only): a one-line refusal."""
+
+
 class RunInProgress:
     """The marker of this launcher's run, refreshed by a daemon thread."""
 
@@ -92,12 +96,22 @@ class RunInProgress:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        folder = os.path.dirname(self.path)
         tmp = f"{self.path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(),
-                       "started": time.time()}, f)
-        os.replace(tmp, self.path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(),
+                           "started": time.time()}, f)
+            os.replace(tmp, self.path)
+        except OSError as e:  # a full disk, a read-only output: stop before any work
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            with contextlib.suppress(OSError):  # only when empty: other runs may be active
+                os.rmdir(folder)
+            raise OutputNotWritable(
+                f"cannot start run {self.run_id}: its in-progress marker could not be "
+                f"written in {folder} ({e.strerror or e}); nothing was written") from e
         self._thread = threading.Thread(target=self._beat, name="vidcurate-heartbeat",
                                         daemon=True)
         self._thread.start()

@@ -112,3 +112,19 @@ def test_heartbeat_keeps_the_marker_fresh(tmp_path, monkeypatch):
         while os.path.getmtime(marker) == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert time.time() - os.path.getmtime(marker) < 5
+
+
+def test_a_full_disk_at_the_marker_stops_the_run_cleanly(tmp_path, monkeypatch):
+    """No traceback, no 0-byte .active/*.json.tmp-PID left behind (issue 28)."""
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def full_disk(obj, f):  # what a full disk does: part of the write, then ENOSPC
+        f.write("{")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dead_runs.json, "dump", full_disk)
+    with pytest.raises(dead_runs.OutputNotWritable, match="No space left on device"), \
+            in_progress(str(out), "mine"):
+        pytest.fail("the run must not start")
+    assert list(out.iterdir()) == []  # neither the marker, its temp file nor .active
