@@ -62,11 +62,44 @@ def limiter_for(cfg: FetchConfig) -> HostLimiter:
         return _LIMITERS.setdefault(key, HostLimiter(*key))
 
 
+_V6 = ipaddress.IPv6Network
+# IPv6 forms that carry an IPv4 address the network delivers to (or through): judged
+# by that IPv4 address. NAT64's well-known prefix is how DNS64 networks reach IPv4-only
+# hosts, so a public IPv4 inside it passes; a private one would be translated to it.
+_SIIT = _V6("::ffff:0:0:0/96")  # IPv4-translated (RFC 7915): ::ffff:0:a.b.c.d
+_NAT64 = _V6("64:ff9b::/96")  # RFC 6052: the last 32 bits
+# Global unicast is 2000::/3; everything else in IPv6 (site-local fec0::/10, IPv4-
+# compatible ::a.b.c.d, NAT64's local-use 64:ff9b:1::/48, whose format the local
+# network chooses, ULA, link-local, multicast, unassigned) is refused.
+_GLOBAL_UNICAST = _V6("2000::/3")
+# Inside 2000::/3 but refused whatever Python's is_global says in this version:
+# Teredo (RFC 4380: tunnels through a relay to an IPv4 client the address encodes, and
+# obsolete), 6bone (returned, RFC 3701), documentation (RFC 3849, RFC 9637).
+_REFUSED_UNICAST = (_V6("2001::/32"), _V6("3ffe::/16"), _V6("2001:db8::/32"),
+                    _V6("3fff::/20"))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for: IPv4-mapped, SIIT-translated, NAT64
+    (well-known prefix) or 6to4 (2002:a.b.c.d::/48, RFC 3056: relayed to that host)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _SIIT or ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+    return ip.sixtofour
+
+
 def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Globally routable unicast: not private, loopback, link-local, shared (100.64/10),
-    reserved, documentation, multicast or unspecified; IPv4-mapped IPv6 as its IPv4."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    reserved, documentation, multicast or unspecified; an IPv6 address that carries an
+    IPv4 one (mapped, SIIT, NAT64, 6to4) is judged as that IPv4 address, and deprecated
+    IPv6 forms (IPv4-compatible, site-local, Teredo, 6bone) are refused."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is None:
+            return (ip in _GLOBAL_UNICAST and ip.is_global
+                    and not any(ip in net for net in _REFUSED_UNICAST))
+        ip = embedded
     return ip.is_global and not ip.is_multicast
 
 
