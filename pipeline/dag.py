@@ -44,7 +44,8 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     run_id = cfg.run_id
     if batch is None:
         listed = p | "Manifest" >> ReadManifest(cfg.input, cfg.video_extensions, run_id,
-                                                    exclude=cfg.output)
+                                                    exclude=cfg.output,
+                                                    follow_symlinks=cfg.follow_symlinks)
     else:
         listed = p | "Manifest" >> ReadListed(batch, run_id)
     todo = listed["sources"]

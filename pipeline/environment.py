@@ -27,6 +27,26 @@ _PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "numpy",
              "ctranslate2", "openai-whisper", "torch", "open_clip_torch")
 
 
+def _check_output_apart(cfg: RunConfig) -> None:
+    """The output may not be, or lie inside, an input folder, however either is spelled
+    (relative, through a symbolic link): a rerun would list its own clip files as new
+    videos."""
+    if input_kind(cfg.input, cfg.video_extensions) != "folder":
+        return
+    if is_local(cfg.input) and is_local(cfg.output):
+        source = os.path.realpath(cfg.input.removeprefix("file://"))
+        out = os.path.realpath(cfg.output.removeprefix("file://"))
+        sep = os.sep
+    elif not is_local(cfg.input) and not is_local(cfg.output):
+        source, out, sep = cfg.input.rstrip("/"), cfg.output.rstrip("/"), "/"
+    else:
+        return
+    if out == source or out.startswith(source.rstrip(sep) + sep):
+        raise ConfigError(f"--output {cfg.output!r} is, or lies inside, the input folder "
+                          f"{cfg.input!r} ({source}): a rerun would take the clips it "
+                          "wrote for new videos; choose an output outside the input")
+
+
 def check_environment(cfg: RunConfig) -> RunConfig:
     """Fail before building the graph when the run cannot work at all; returns the
     config with the ASR model's local files resolved."""
@@ -59,6 +79,7 @@ def check_environment(cfg: RunConfig) -> RunConfig:
         out = cfg.output.removeprefix("file://")
         if os.path.exists(out) and not os.path.isdir(out):
             raise ConfigError(f"--output {cfg.output!r} exists and is not a folder")
+    _check_output_apart(cfg)
     work = cfg.fetch.work_dir
     if is_local(work) and os.path.lexists(work):
         # The run removes this folder afterwards: it must be the run's own.

@@ -96,7 +96,12 @@ class CurationOptions(PipelineOptions):
         add("no-retry-failed", action="store_true",
             help="On a rerun, also leave videos that failed before alone.")
         add("video-extensions", default=VIDEO_EXTENSIONS,
-            help="Comma-separated extensions picked up when --input is a folder.")
+            help="Comma-separated extensions picked up when --input is a folder; other "
+            "files are passed over and counted in the run's summary.")
+        add("no-follow-symlinks", action="store_true",
+            help="In an input folder, do not follow symbolic links (files or folders): "
+            "for folders assembled by others, whose links could name any file this user "
+            "can read. Links passed over are counted in the summary.")
         add("batch-videos", type=int, default=None, metavar="N",
             help="Run the input in batches of at most N videos, one pipeline and one "
             "commit (runs row) each, in listing order: Beam's in-memory DirectRunner "
@@ -138,6 +143,7 @@ class RunConfig:
     retry_failed: bool = True
     device: DeviceConfig = DeviceConfig()
     batch_videos: int = 0  # videos per batch; 0: one pass (how work is grouped: not hashed)
+    follow_symlinks: bool = True  # in an input folder (what is listed: not hashed)
 
     @property
     def outputs_hash(self) -> str:
@@ -226,6 +232,7 @@ class RunConfig:
             device=DeviceConfig.from_options(o, direct_worker_processes(options)),
             batch_videos=default_batch_videos(options) if o.batch_videos is None
             else o.batch_videos,
+            follow_symlinks=not o.no_follow_symlinks,
         )
 
     @property

@@ -111,7 +111,8 @@ def _run_in_batches(cfg: RunConfig, options: PipelineOptions, previous: list[str
     try:
         count = 0
         for count, listed in enumerate(listed_batches(
-                cfg.input, cfg.video_extensions, cfg.output, cfg.batch_videos), start=1):
+                cfg.input, cfg.video_extensions, cfg.output, cfg.batch_videos,
+                cfg.follow_symlinks), start=1):
             _write_lines(os.path.join(folder, f"{count:05d}.jsonl"), listed.to_lines())
         stages: dict[str, StageStats] = {}
         outcome = None

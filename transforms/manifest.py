@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import glob
 import hashlib
 import io
 import json
@@ -86,26 +85,98 @@ def input_kind(input_uri: str, extensions: Iterable[str]) -> str:
     return "folder"
 
 
-def list_folder(folder: str, extensions: Iterable[str],
-                exclude: str | None = None) -> Iterator[str]:
-    """All files under folder (recursively) whose extension is a video extension,
-    except hidden files, files in hidden folders, and anything under `exclude` (the
-    run's own output, when it sits inside the input folder)."""
+@dataclass(frozen=True)
+class PassedOver:
+    """A file in an input folder that is not taken as a video, and why: its extension
+    (".m4a", "no extension"), "hidden", "symlink" (--no-follow-symlinks) or "output"
+    (inside a vidcurate output). Counted in the run's summary and its runs row, never
+    dropped without a word."""
+
+    path: str
+    reason: str
+
+
+def is_output_folder(listed_paths: Iterable[str], folder: str) -> bool:
+    """Whether listed paths show `folder` to be a vidcurate output: its runs/ table."""
+    mark = folder.rstrip("/") + "/runs/"
+    return any(p.startswith(mark) and p.endswith(".parquet") for p in listed_paths)
+
+
+def _output_roots(paths: list[str]) -> list[str]:
+    """The vidcurate outputs among the listed files' folders (<x>/runs/<id>.parquet, or
+    a run in progress: <x>/.active/<id>.json), as prefixes ending in '/'."""
+    roots = set()
+    for path in paths:
+        parent, name = posixpath.split(path)
+        table_dir, table = posixpath.split(parent)
+        if (table == "runs" and name.endswith(".parquet")) or (
+                table == ".active" and name.endswith(".json")):
+            roots.add(table_dir.rstrip("/") + "/")
+    return sorted(roots)
+
+
+def _local_files(root: str, follow_symlinks: bool) -> Iterator[tuple[str, bool]]:
+    """(path, reached through a symbolic link) for every file under a local root;
+    without follow_symlinks, each symlinked folder once instead of its files."""
+    via_link = {root: False}
+    for folder, dirs, files in os.walk(root, followlinks=follow_symlinks):
+        linked = via_link.pop(folder, False)
+        for d in dirs:
+            path = os.path.join(folder, d)
+            via_link[path] = linked or os.path.islink(path)
+            if not follow_symlinks and os.path.islink(path):
+                yield path, True  # os.walk does not enter it
+        for name in files:
+            path = os.path.join(folder, name)
+            yield path, linked or os.path.islink(path)
+
+
+def scan_folder(folder: str, extensions: Iterable[str], exclude: str | None = None,
+                follow_symlinks: bool = True) -> Iterator[str | PassedOver]:
+    """Every file under folder (recursively), in path order: its path when it is a
+    video (its extension is one of `extensions`), else a PassedOver saying why not.
+    Never a file inside a vidcurate output (the run's own `exclude`, or any folder
+    holding a runs/ table): its clip files would come back as new videos. Without
+    follow_symlinks (folders assembled by others), symbolic links are not followed."""
     wanted = {e.lower() for e in extensions}
     root = folder.rstrip("/")
-    skip = exclude.rstrip("/") + "/" if exclude else None
-    # A local folder named like "Season [2019]" is a literal path, not a pattern.
-    pattern = (glob.escape(root) if is_local(root) else root) + "/**"
-    for result in FileSystems.match([pattern]):
-        for meta in sorted(result.metadata_list, key=lambda m: m.path):
-            if skip and meta.path.startswith(skip):
-                continue
-            relative = meta.path[len(root):].lstrip("/")
-            if any(part.startswith(".") for part in relative.split("/")):
-                continue
-            name = posixpath.basename(meta.path)
-            if "." in name and name.rsplit(".", 1)[-1].lower() in wanted:
-                yield meta.path
+    local = is_local(root)
+    if local:
+        base = root.removeprefix("file://") or "/"
+        listed = sorted(_local_files(base, follow_symlinks))
+        skip_real = os.path.realpath(exclude.removeprefix("file://")) + os.sep \
+            if exclude and is_local(exclude) else None
+    else:
+        base = root
+        # A bucket "folder" named like "Season [2019]" is a pattern to Beam; so be it.
+        [result] = FileSystems.match([root + "/**"])
+        listed = sorted((m.path, False) for m in result.metadata_list)
+        skip_real = None
+    skip = exclude.removeprefix("file://").rstrip("/") + "/" if exclude else None
+    outputs = _output_roots([p for p, _ in listed])
+    for path, linked in listed:
+        relative = path[len(base):].lstrip("/")
+        name = posixpath.basename(path)
+        if (skip and path.startswith(skip)) or any(path.startswith(o) for o in outputs) or (
+                skip_real and os.path.realpath(path).startswith(skip_real)):
+            yield PassedOver(path, "output")
+        elif any(part.startswith(".") for part in relative.split("/")):
+            yield PassedOver(path, "hidden")
+        elif linked and not follow_symlinks:
+            yield PassedOver(path, "symlink")
+        elif "." in name and name.rsplit(".", 1)[-1].lower() in wanted:
+            yield path
+        else:
+            yield PassedOver(path, "." + name.rsplit(".", 1)[-1].lower() if "." in name
+                             else "no extension")
+
+
+def list_folder(folder: str, extensions: Iterable[str],
+                exclude: str | None = None, follow_symlinks: bool = True) -> Iterator[str]:
+    """The videos scan_folder finds, without what it passes over."""
+    for item in scan_folder(folder, extensions, exclude, follow_symlinks):
+        if isinstance(item, str):
+            yield item
 
 
 def _text(value: Any) -> str | None:
@@ -179,14 +250,19 @@ def source_from_row(row: dict[str, Any], base_dir: str, origin: str) -> Source:
 
 
 def expand_input(input_uri: str, extensions: tuple[str, ...],
-                 exclude: str | None = None) -> Iterator[Source | RowProblem]:
-    """Sources named by --input, and a RowProblem per unusable manifest row."""
+                 exclude: str | None = None, follow_symlinks: bool = True
+                 ) -> Iterator[Source | RowProblem | PassedOver]:
+    """Sources named by --input, a RowProblem per unusable manifest row, and a
+    PassedOver per file of an input folder that is not taken as a video."""
     kind = input_kind(input_uri, extensions)
     if kind == "video":
         uri = normalise_uri(input_uri)
         yield Source(uri=uri, video_id=video_id_for(uri), origin=input_uri)
     elif kind == "folder":
-        for path in list_folder(input_uri, extensions, exclude):
+        for path in scan_folder(input_uri, extensions, exclude, follow_symlinks):
+            if isinstance(path, PassedOver):
+                yield path
+                continue
             uri = normalise_uri(path)
             yield Source(uri=uri, video_id=video_id_for(uri), origin=input_uri)
     else:
@@ -204,17 +280,27 @@ def expand_input(input_uri: str, extensions: tuple[str, ...],
                 yield RowProblem(origin, str(e))
 
 
+def passed_over_counter(reason: str) -> str:
+    """The manifest stage's counter of files passed over for `reason` (in runs.counts)."""
+    return f"passed_over:{reason}"
+
+
 class _ExpandInput(beam.DoFn):
-    def __init__(self, extensions: tuple[str, ...], run_id: str, exclude: str | None) -> None:
+    def __init__(self, extensions: tuple[str, ...], run_id: str, exclude: str | None,
+                 follow_symlinks: bool = True) -> None:
         self.extensions = extensions
         self.run_id = run_id
         self.exclude = exclude
+        self.follow_symlinks = follow_symlinks
         self.metrics = StageMetrics(STAGE)
 
     def process(self, input_uri: str) -> Iterator[Source | beam.pvalue.TaggedOutput]:
         try:
-            for item in expand_input(input_uri, self.extensions, self.exclude):
-                if isinstance(item, Source):
+            for item in expand_input(input_uri, self.extensions, self.exclude,
+                                     self.follow_symlinks):
+                if isinstance(item, PassedOver):
+                    Metrics.counter(STAGE, passed_over_counter(item.reason)).inc()
+                elif isinstance(item, Source):
                     self.metrics.processed.inc()
                     yield item
                 else:
@@ -247,17 +333,19 @@ class ReadManifest(beam.PTransform):
     """--input -> Sources (one per distinct video) and errors for unusable rows."""
 
     def __init__(self, input_uri: str, extensions: tuple[str, ...], run_id: str,
-                 exclude: str | None = None) -> None:
+                 exclude: str | None = None, follow_symlinks: bool = True) -> None:
         super().__init__()
         self.input_uri = input_uri
         self.extensions = extensions
         self.run_id = run_id
         self.exclude = exclude
+        self.follow_symlinks = follow_symlinks
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         listed = (
             (pbegin | "Input" >> beam.Create([self.input_uri]))
-            | "Expand" >> beam.ParDo(_ExpandInput(self.extensions, self.run_id, self.exclude))
+            | "Expand" >> beam.ParDo(_ExpandInput(self.extensions, self.run_id, self.exclude,
+                                                  self.follow_symlinks))
             .with_outputs(ERRORS, main="sources"))
         sources = (
             listed["sources"]
@@ -279,11 +367,13 @@ class ListedBatch:
     # (the batch's run id is known once the listing is done).
     errors: list[ErrorRecord] = field(default_factory=list)
     duplicates: int = 0  # sources dropped as the same video listed again
+    passed_over: dict[str, int] = field(default_factory=dict)  # files not taken, by why
 
     # A batch waits on disk as JSON lines (data, never a pickle: the file is read back,
     # and unpickling runs whatever code the file names).
     def to_lines(self) -> Iterator[str]:
-        yield json.dumps({"kind": "batch", "duplicates": self.duplicates})
+        yield json.dumps({"kind": "batch", "duplicates": self.duplicates,
+                          "passed_over": self.passed_over})
         for s in self.sources:
             yield json.dumps({"kind": "source", "uri": s.uri, "video_id": s.video_id,
                               "title": s.title, "description": s.description,
@@ -303,6 +393,7 @@ class ListedBatch:
             kind = item.pop("kind")
             if kind == "batch":
                 batch.duplicates = int(item["duplicates"])
+                batch.passed_over = {str(k): int(v) for k, v in item["passed_over"].items()}
             elif kind == "source":
                 batch.sources.append(Source(**item))
             elif kind == "error":
@@ -328,7 +419,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def listed_batches(input_uri: str, extensions: tuple[str, ...], exclude: str | None,
-                   size: int) -> Iterator[ListedBatch]:
+                   size: int, follow_symlinks: bool = True) -> Iterator[ListedBatch]:
     """--input listed once (expand_input, as ReadManifest lists it), cut into batches of
     at most `size` distinct videos in listing order; always at least one batch. Holds one
     batch and the ids seen so far, never the whole listing. The first listing of a video
@@ -336,8 +427,10 @@ def listed_batches(input_uri: str, extensions: tuple[str, ...], exclude: str | N
     seen: set[str] = set()
     batch = ListedBatch()
     try:
-        for item in expand_input(input_uri, extensions, exclude):
-            if isinstance(item, RowProblem):
+        for item in expand_input(input_uri, extensions, exclude, follow_symlinks):
+            if isinstance(item, PassedOver):
+                batch.passed_over[item.reason] = batch.passed_over.get(item.reason, 0) + 1
+            elif isinstance(item, RowProblem):
                 batch.errors.append(ErrorRecord(
                     stage=STAGE, source_uri=item.origin, error_type="bad_manifest_row",
                     message=item.reason, run_id=""))
@@ -376,6 +469,11 @@ def _count_duplicates(n: int) -> None:
         Metrics.counter(STAGE, "duplicates").inc(n)
 
 
+def _count_passed_over(passed_over: dict[str, int]) -> None:
+    for reason, n in passed_over.items():
+        Metrics.counter(STAGE, passed_over_counter(reason)).inc(n)
+
+
 class ReadListed(beam.PTransform):
     """A batch listed by the launcher (listed_batches) -> the outputs of ReadManifest
     (sources, errors) and its counters, for that batch's sources and rows only."""
@@ -393,4 +491,6 @@ class ReadListed(beam.PTransform):
             .with_outputs(ERRORS, main="sources"))
         _ = (pbegin | "Duplicates" >> beam.Create([self.batch.duplicates])
              | "CountDuplicates" >> beam.Map(_count_duplicates))
+        _ = (pbegin | "PassedOver" >> beam.Create([self.batch.passed_over])
+             | "CountPassedOver" >> beam.Map(_count_passed_over))
         return {"sources": listed["sources"], ERRORS: listed[ERRORS]}

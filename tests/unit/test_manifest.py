@@ -152,3 +152,46 @@ def test_listed_batches_always_make_one_batch_and_keep_a_listing_failure(tmp_pat
     (failed,) = listed_batches(str(bad), EXTS, None, 10)
     assert failed.sources == [] and len(failed.errors) == 1
     assert failed.errors[0].stage == "manifest" and failed.errors[0].source_uri == str(bad)
+
+
+def test_a_folder_scan_says_what_it_passes_over_and_why(tmp_path):
+    from vidcurate.transforms.manifest import PassedOver, scan_folder
+
+    for name in ["a.mp4", "song.m4a", "README", "sub/.DS_Store", "old-out/media/v/c.mp4",
+                 "old-out/runs/r1.parquet", "running/.active/r2.json", "running/d.mp4"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    items = list(scan_folder(str(tmp_path), EXTS))
+    taken = [os.path.relpath(i, tmp_path) for i in items if isinstance(i, str)]
+    passed = {os.path.relpath(i.path, tmp_path): i.reason for i in items
+              if isinstance(i, PassedOver)}
+    # Clip files of any vidcurate output (finished, or a run in progress) never come back
+    # as new videos, wherever that output sits in the folder.
+    assert taken == ["a.mp4"]
+    assert passed == {"song.m4a": ".m4a", "README": "no extension", "sub/.DS_Store": "hidden",
+                      "old-out/media/v/c.mp4": "output", "old-out/runs/r1.parquet": "output",
+                      "running/.active/r2.json": "output", "running/d.mp4": "output"}
+
+
+def test_symlinks_are_followed_unless_asked_not_to(tmp_path):
+    from vidcurate.transforms.manifest import PassedOver, scan_folder
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "deep").mkdir(parents=True)
+    (elsewhere / "secret.mp4").write_bytes(b"x")
+    (elsewhere / "deep" / "e.mp4").write_bytes(b"x")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "own.mp4").write_bytes(b"x")
+    (folder / "link.mp4").symlink_to(elsewhere / "secret.mp4")
+    (folder / "linked-dir").symlink_to(elsewhere / "deep")
+
+    def taken(follow):
+        return sorted(os.path.relpath(i, folder) for i in scan_folder(
+            str(folder), EXTS, follow_symlinks=follow) if isinstance(i, str))
+
+    assert taken(True) == ["link.mp4", "linked-dir/e.mp4", "own.mp4"]
+    assert taken(False) == ["own.mp4"]
+    passed = sorted((os.path.relpath(i.path, folder), i.reason) for i in scan_folder(
+        str(folder), EXTS, follow_symlinks=False) if isinstance(i, PassedOver))
+    assert passed == [("link.mp4", "symlink"), ("linked-dir", "symlink")]
