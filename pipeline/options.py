@@ -323,24 +323,67 @@ def default_batch_videos(options: PipelineOptions) -> int:
 
 
 def check_flags(argv: list[str]) -> None:
-    """Reject a flag that is a near miss of one of ours (--min-clips-s): Beam would
-    drop it with a warning and the run would go on with the default. Other unknown
-    flags pass through to Beam and its runners."""
-    import argparse
+    """Reject, before the graph, a flag no options class knows (--min-clips-s,
+    --direct_num_worker): Beam would drop it with a warning and the run would go on with
+    the default. Known are ours (both spellings) and every flag of Beam's registered
+    options classes, spelt as Beam registers them (--direct_num_workers, not
+    --direct-num-workers); a runner's own options class is registered once its module is
+    imported, which is done here for a --runner given by module path. --runner must name
+    a runner Beam knows (any case, "Runner" optional) or an importable class."""
+    runner = _check_runner(argv)
+    if runner is not None and "." in runner:
+        import importlib
 
-    parser = argparse.ArgumentParser(add_help=False)
-    CurationOptions._add_argparse_args(parser)
-    ours = [f for action in parser._actions for f in action.option_strings]
-    known_elsewhere = set(PipelineOptions(argv).get_all_options(retain_unknown_options=False))
+        module = runner.rsplit(".", 1)[0]
+        try:  # what Beam does when it starts the runner: registers its options
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ConfigError(f"--runner {runner}: cannot import {module} ({e})") from e
+    parsers: list[Any] = []
+    # Beam's own parser with every registered options class (ours among them).
+    PipelineOptions([]).get_all_options(add_extra_args_fn=parsers.append)
+    known = sorted({f for action in parsers[0]._actions for f in action.option_strings
+                    if f.startswith("--")})
     for arg in argv:
+        if arg == "--":
+            break  # Beam stops reading there too
         if not arg.startswith("--"):
             continue
         flag = arg.split("=", 1)[0]
-        if flag in ours or flag[2:].replace("-", "_") in known_elsewhere:
+        if flag in known:
             continue
-        close = difflib.get_close_matches(flag, ours, n=1, cutoff=0.85)
-        if close:
-            raise ConfigError(f"unknown option {flag}: did you mean {close[0]}?")
+        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
+        hint = f": did you mean {close[0]}?" if close else (
+            " (`vidcurate run --help` lists the options; Beam's are at "
+            "https://beam.apache.org/releases/pydoc/current/"
+            "apache_beam.options.pipeline_options.html)")
+        raise ConfigError(f"unknown option {flag}{hint}")
+
+
+def _check_runner(argv: list[str]) -> str | None:
+    """The --runner value, if given, checked against the runners Beam knows by name;
+    a dotted path is left to its import."""
+    import argparse
+
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--runner")
+    runner = parser.parse_known_args(argv)[0].runner
+    if runner is None or "." in runner:
+        return runner
+    names = [*StandardOptions.KNOWN_RUNNER_NAMES, "PythonRPCDirectRunner", "DaskRunner"]
+    by_key = {n.lower(): n for n in names}
+    key = runner.lower()
+    if key in by_key or f"{key}runner" in by_key:  # as Beam's create_runner matches
+        return runner
+    # Also against the short names ("flink"), so that --runner Fink finds FlinkRunner.
+    by_key |= {k.removesuffix("runner"): n for k, n in by_key.items()}
+    close = difflib.get_close_matches(key, by_key, n=1, cutoff=0.6)
+    hint = f"did you mean {by_key[close[0]]}? " if close else ""
+    raise ConfigError(f"unknown --runner {runner}: {hint}Known runners: "
+                      f"{', '.join(sorted(set(names)))}, or the module path of a "
+                      "PipelineRunner class")
 
 
 def new_run_id() -> str:
