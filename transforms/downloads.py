@@ -1,12 +1,15 @@
-"""HTTP downloads: streamed, hashed while they stream, size-, time- and pace-limited,
-retried with backoff, polite per host, and (--untrusted-input) connecting only to the
-globally routable address that was checked.
+"""HTTP downloads: streamed, hashed while they stream, size-, time- and pace-limited
+(every byte of the exchange, headers and chunk framing included), retried with backoff,
+polite per host, and (--untrusted-input) connecting only to the globally routable
+address that was checked.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
+import io
 import ipaddress
 import socket
 import threading
@@ -131,11 +134,131 @@ def check_address(url: str) -> None:
     public_address(urlsplit(url).hostname or "")
 
 
-def _checked_connections() -> tuple[type, type]:
-    """urllib3 connection classes that resolve the host themselves, refuse it unless
-    public, and connect to exactly the address that was checked (a second lookup could
-    answer 127.0.0.1: DNS rebinding). TLS still verifies the host name."""
+# ---------------------------------------------------------------- pace of an attempt
+# What the server was slow at, for the error message.
+_CONNECTING = "connecting and the TLS handshake"
+_HEADERS = "the status line and response headers"
+_BODY = "the body (chunk framing included)"
+# A read may wait this much past the deadline, so that the clock reads "past" when the
+# socket's timeout fires (timers do not fire early, but the clock is read after).
+_LATE_S = 0.05
+
+
+class AttemptClock:
+    """One download attempt's time and bytes, shared by its session's connections.
+
+    Every socket read of the attempt (status line, headers, chunk sizes, body, a proxy's
+    CONNECT answer) waits at most until --download-deadline, and every read that gets
+    bytes checks --min-download-rate, both counted from the attempt's first request: a
+    server trickling header bytes or chunk-size digits inside --read-timeout is stopped
+    like one trickling its body. Connecting and the TLS handshake get at most the time
+    left. A silence of --read-timeout stays a (retried) read timeout.
+    """
+
+    def __init__(self, cfg: FetchConfig) -> None:
+        self.cfg = cfg
+        self.restart()
+
+    def restart(self) -> None:
+        self.started, self.received, self.phase = time.monotonic(), 0, _CONNECTING
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def check(self) -> None:
+        """Raise FetchError 'too_slow' past the deadline or under the minimum rate."""
+        check_pace(self.received, self.elapsed(), self.cfg, during=self.phase)
+
+    def past_deadline(self) -> FetchError | None:
+        """The deadline error once the deadline has passed (for timeouts it caused)."""
+        elapsed = self.elapsed()
+        if elapsed <= self.cfg.download_deadline_s:
+            return None
+        return _deadline_error(self.received, elapsed, self.cfg, self.phase)
+
+    def wait_s(self, longest: float) -> float:
+        """How long the next socket operation may block: `longest`, or less where the
+        deadline comes sooner; FetchError once it has passed."""
+        left = self.cfg.download_deadline_s - self.elapsed()
+        if left <= 0:
+            raise _deadline_error(self.received, self.elapsed(), self.cfg, self.phase)
+        return min(longest, left + _LATE_S)
+
+
+class _PacedReader(io.RawIOBase):
+    """A response's socket file: each read blocks at most until the attempt's deadline
+    (--read-timeout when that is sooner) and counts its bytes toward the pace."""
+
+    def __init__(self, sock: socket.socket, clock: AttemptClock) -> None:
+        super().__init__()
+        self._sock, self._clock = sock, clock
+        # The socket's own file underneath: it keeps the socket open while the response
+        # reads, as http.client expects of sock.makefile().
+        self._raw = sock.makefile("rb", buffering=0)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        clock = self._clock
+        self._sock.settimeout(clock.wait_s(clock.cfg.read_timeout_s))
+        try:
+            n = self._raw.readinto(buffer)
+        except TimeoutError as e:
+            if late := clock.past_deadline():
+                raise late from e
+            raise  # --read-timeout of silence: urllib3 makes it a ReadTimeoutError
+        if n:
+            clock.received += n
+            clock.check()
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _PacedSocket:
+    """What http.client's response asks of its socket: a file to read from."""
+
+    def __init__(self, sock: socket.socket, clock: AttemptClock) -> None:
+        self._sock, self._clock = sock, clock
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_PacedReader(self._sock, self._clock))
+
+
+def _connection_classes(clock: AttemptClock, checked: bool) -> tuple[type, type]:
+    """urllib3 connection classes whose every read and whose connect and TLS handshake
+    are bounded by the attempt's clock; with `checked` (untrusted input) they also
+    resolve the host themselves, refuse it unless public, and connect to exactly the
+    address that was checked (a second lookup could answer 127.0.0.1: DNS rebinding).
+    TLS still verifies the host name."""
     from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    class PacedResponse(http.client.HTTPResponse):
+        def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+            clock.phase = _HEADERS
+            super().__init__(_PacedSocket(sock, clock), *args, **kwargs)  # type: ignore[arg-type]
+
+    class Paced:
+        response_class = PacedResponse
+        timeout: Any
+
+        def _new_conn(self):  # noqa: ANN202 - urllib3's own signature
+            clock.phase = _CONNECTING
+            given = self.timeout
+            longest = given if isinstance(given, (int, float)) else float("inf")
+            self.timeout = clock.wait_s(longest)
+            try:
+                sock = super()._new_conn()  # type: ignore[misc]
+            finally:
+                self.timeout = given
+            # The TLS handshake that follows waits this long at most, all told (Python's
+            # ssl module keeps one deadline for the whole handshake).
+            sock.settimeout(clock.wait_s(longest))
+            return sock
 
     class Checked:
         _dns_host: str
@@ -148,43 +271,60 @@ def _checked_connections() -> tuple[type, type]:
             finally:
                 self._dns_host = name  # Host header and TLS server name stay the name
 
-    class CheckedHTTP(Checked, HTTPConnection):
+    if checked:
+        class CheckedHTTP(Checked, Paced, HTTPConnection):
+            pass
+
+        class CheckedHTTPS(Checked, Paced, HTTPSConnection):
+            pass
+
+        return CheckedHTTP, CheckedHTTPS
+
+    class PacedHTTP(Paced, HTTPConnection):
         pass
 
-    class CheckedHTTPS(Checked, HTTPSConnection):
+    class PacedHTTPS(Paced, HTTPSConnection):
         pass
 
-    return CheckedHTTP, CheckedHTTPS
+    return PacedHTTP, PacedHTTPS
 
 
-def http_session(cfg: FetchConfig) -> Any:
-    """A requests session; for untrusted input, one whose connections go only to the
-    public address each host was checked to have (no proxies from the environment: the
-    proxy would resolve the name itself)."""
+def http_session(cfg: FetchConfig, clock: AttemptClock) -> Any:
+    """A requests session whose connections keep to the clock's deadline and pace
+    (direct or through a proxy); for untrusted input, one whose connections go only to
+    the public address each host was checked to have (no proxies from the environment:
+    the proxy would resolve the name itself)."""
     import requests
     from requests.adapters import HTTPAdapter
+    from urllib3 import ProxyManager
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
     session = requests.Session()
     session.headers["User-Agent"] = cfg.user_agent
-    if not cfg.untrusted:
-        return session
-    checked_http, checked_https = _checked_connections()
+    connection_http, connection_https = _connection_classes(clock, checked=cfg.untrusted)
 
-    class CheckedHTTPPool(HTTPConnectionPool):
-        ConnectionCls = checked_http
+    class PacedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = connection_http
 
-    class CheckedHTTPSPool(HTTPSConnectionPool):
-        ConnectionCls = checked_https
+    class PacedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = connection_https
 
-    class CheckedAdapter(HTTPAdapter):
+    pools = {"http": PacedHTTPPool, "https": PacedHTTPSPool}
+
+    class PacedAdapter(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": CheckedHTTPPool,
-                                                       "https": CheckedHTTPSPool}
+            self.poolmanager.pool_classes_by_scheme = dict(pools)
 
-    session.trust_env = False
-    adapter = CheckedAdapter()
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            if isinstance(manager, ProxyManager):  # not SOCKS: it has its own connections
+                manager.pool_classes_by_scheme = dict(pools)
+            return manager
+
+    if cfg.untrusted:
+        session.trust_env = False
+    adapter = PacedAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -201,10 +341,13 @@ class Download:
     content_type: str | None
 
 
-def _http_once(session: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
-    """One attempt: follow redirects by hand (each hop checked), stream to dest."""
+def _http_once(session: Any, url: str, dest: str, cfg: FetchConfig,
+               clock: AttemptClock) -> Download:
+    """One attempt: follow redirects by hand (each hop checked), stream to dest; the
+    deadline and the minimum rate count from here, over every hop (the clock)."""
     import requests
 
+    clock.restart()
     seen = []
     for _ in range(_MAX_REDIRECTS + 1):
         # Untrusted input: the session's connections check each host's address as they
@@ -216,6 +359,8 @@ def _http_once(session: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
             response = session.get(url, stream=True, allow_redirects=False,
                                    timeout=(cfg.connect_timeout_s, cfg.read_timeout_s))
         except (requests.ConnectionError, requests.Timeout) as e:
+            if late := clock.past_deadline():  # a connect or handshake cut short by it
+                raise late from e
             raise FetchError("connection_failed", f"{type(e).__name__}: {e}",
                              retryable=True) from e
         except requests.RequestException as e:
@@ -236,12 +381,15 @@ def _http_once(session: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
                                  retry_after=retry_after_s(response.headers.get("Retry-After")))
             if status >= 400:
                 raise FetchError(f"http_{status}", f"HTTP {status} from {url}")
-            return _stream_body(response, url, dest, cfg)
+            return _stream_body(response, url, dest, cfg, clock)
     raise FetchError("redirect_loop", f"more than {_MAX_REDIRECTS} redirects from {seen[0]}")
 
 
-def _stream_body(response: Any, url: str, dest: str, cfg: FetchConfig) -> Download:
+def _stream_body(response: Any, url: str, dest: str, cfg: FetchConfig,
+                 clock: AttemptClock) -> Download:
     from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+    clock.phase = _BODY
 
     declared = response.headers.get("Content-Length")
     expected = int(declared) if declared and declared.isdigit() else None
@@ -249,11 +397,10 @@ def _stream_body(response: Any, url: str, dest: str, cfg: FetchConfig) -> Downlo
         raise FetchError("too_large", f"{expected} bytes declared, over --max-bytes "
                          f"{cfg.max_bytes}")
     digest, size = hashlib.sha256(), 0
-    start = time.monotonic()
     try:
         with open(dest, "wb") as f:
-            # read1: whatever has arrived (at most a chunk), so that a server trickling a
-            # byte at a time meets the deadline and rate checks between reads.
+            # read1: whatever has arrived (at most a chunk). The deadline and the rate are
+            # checked at every socket read underneath (the clock), chunk sizes included.
             # decode_content=False: count and hash the bytes as sent.
             while chunk := response.raw.read1(_CHUNK, decode_content=False):
                 size += len(chunk)
@@ -261,8 +408,9 @@ def _stream_body(response: Any, url: str, dest: str, cfg: FetchConfig) -> Downlo
                     raise FetchError("too_large", f"body exceeded --max-bytes {cfg.max_bytes}")
                 digest.update(chunk)
                 f.write(chunk)
-                check_pace(size, time.monotonic() - start, cfg)
     except (ReadTimeoutError, TimeoutError) as e:
+        if late := clock.past_deadline():
+            raise late from e
         raise FetchError("read_timeout", f"read timed out after {size} bytes "
                          f"({cfg.read_timeout_s:g} s without data)", retryable=True) from e
     except ProtocolError as e:  # urllib3 wraps IncompleteRead / a connection closed early
@@ -278,16 +426,22 @@ def _stream_body(response: Any, url: str, dest: str, cfg: FetchConfig) -> Downlo
                     response.headers.get("Content-Type"))
 
 
-def check_pace(size: int, elapsed_s: float, cfg: FetchConfig) -> None:
+def _deadline_error(size: int, elapsed_s: float, cfg: FetchConfig, during: str
+                    ) -> FetchError:
+    return FetchError("too_slow", f"{size} bytes in {elapsed_s:.1f} s: over "
+                      f"--download-deadline {cfg.download_deadline_s:g} s, during {during}")
+
+
+def check_pace(size: int, elapsed_s: float, cfg: FetchConfig, during: str = _BODY) -> None:
     """Stop a download past its deadline, or slower than the minimum rate once it had
-    --read-timeout seconds to get going (not retried: it would hold the worker again)."""
+    --read-timeout seconds to get going (not retried: it would hold the worker again).
+    `size` counts every byte received since the attempt began, headers included."""
     if elapsed_s > cfg.download_deadline_s:
-        raise FetchError("too_slow", f"{size} bytes in {elapsed_s:.0f} s: over "
-                         f"--download-deadline {cfg.download_deadline_s:g} s")
+        raise _deadline_error(size, elapsed_s, cfg, during)
     if cfg.min_rate and elapsed_s > cfg.read_timeout_s and size < cfg.min_rate * elapsed_s:
         raise FetchError("too_slow", f"{size} bytes in {elapsed_s:.1f} s "
                          f"({size / elapsed_s:.0f} B/s), under --min-download-rate "
-                         f"{cfg.min_rate} B/s")
+                         f"{cfg.min_rate} B/s, during {during}")
 
 
 def download_http(url: str, dest: str, cfg: FetchConfig, limiter: HostLimiter,
@@ -295,14 +449,15 @@ def download_http(url: str, dest: str, cfg: FetchConfig, limiter: HostLimiter,
     """Download with retries; raises FetchError (retryable ones after the last try)."""
 
     host = (urlsplit(url).hostname or "").lower()
-    session = http_session(cfg)
+    clock = AttemptClock(cfg)
+    session = http_session(cfg, clock)
     attempts = cfg.retries + 1
     try:
         for attempt in range(1, attempts + 1):
             try:
                 with limiter.slot(host):
                     limiter.wait_turn(host)
-                    result = _http_once(session, url, dest, cfg)
+                    result = _http_once(session, url, dest, cfg, clock)
                 result.attempts = attempt
                 return result
             except FetchError as e:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.helpers import fetch_config, run_cli
-from tests.support.httpserver import LoopbackServer
+from tests.support.httpserver import LoopbackServer, Trickler
 from vidcurate.pipeline.query import connect
 from vidcurate.pipeline.run import run
-from vidcurate.transforms.downloads import HostLimiter, check_address
+from vidcurate.transforms import downloads as downloads_module
+from vidcurate.transforms.downloads import HostLimiter, check_address, download_http
 from vidcurate.transforms.fetch_config import FetchError, check_scheme
 from vidcurate.transforms.retry import backoff_s, retry_after_s
 from vidcurate.transforms.video_sites import is_video_site
@@ -213,3 +215,67 @@ def test_site_subtitles_are_kept_and_their_files_removed(tmp_path):
     assert found == {"en": "WEBVTT\n\n00:00.000 --> 00:01.000\nHello there\n",
                      "de": "WEBVTT\n\nHallo"}
     assert not vtt.exists()
+
+
+# ------------------------------------------------------------------ trickled framing
+# Bytes that never reach the body loop (status line, headers, chunk sizes, a TLS
+# handshake), one every 0.3 s: each read is well inside --read-timeout, so only a limit
+# on the whole exchange stops them.
+DEADLINE = 1.5
+SLACK = 3.0  # a loaded machine's scheduling; the server trickles for 6 s per connection
+
+
+@pytest.fixture
+def trickler():
+    with Trickler(every=0.3, limit=20) as s:
+        yield s
+
+
+def _fetch_trickle(url: str, tmp_path: Path, **cfg_overrides) -> tuple[FetchError, float]:
+    cfg = fetch_config(tmp_path, **{"read_timeout_s": 1.0, "retries": 1, "backoff_s": 0.05,
+                                    "min_rate": 0, "download_deadline_s": DEADLINE,
+                                    **cfg_overrides})
+    started = time.monotonic()
+    with pytest.raises(FetchError) as e:
+        download_http(url, str(tmp_path / "x.download"), cfg, HostLimiter(0, 4))
+    return e.value, time.monotonic() - started
+
+
+@pytest.mark.parametrize("untrusted", [False, True], ids=["trusted", "untrusted"])
+@pytest.mark.parametrize(("path", "phase"), [("/status-line", "response headers"),
+                                             ("/headers", "response headers"),
+                                             ("/chunk-sizes", "body")])
+def test_the_deadline_bounds_headers_and_chunk_framing(trickler, tmp_path, monkeypatch,
+                                                       path, phase, untrusted):
+    if untrusted:  # the checked connections, let through to the loopback server
+        monkeypatch.setattr(downloads_module, "is_public", lambda ip: ip.is_loopback)
+    error, took = _fetch_trickle(trickler.base + path, tmp_path, untrusted=untrusted)
+    assert error.error_type == "too_slow" and not error.retryable, error
+    assert f"--download-deadline {DEADLINE:g} s" in str(error)
+    assert phase in str(error)
+    assert trickler.hits[path] == 1  # not retried: a retry would hold the worker again
+    assert took < DEADLINE + SLACK
+
+
+@pytest.mark.parametrize("path", ["/headers", "/chunk-sizes"])
+def test_the_minimum_rate_bounds_headers_and_chunk_framing(trickler, tmp_path, path):
+    error, took = _fetch_trickle(trickler.base + path, tmp_path, min_rate=1000,
+                                 download_deadline_s=3600.0)
+    assert error.error_type == "too_slow" and not error.retryable, error
+    assert "--min-download-rate 1000 B/s" in str(error)
+    assert took < 1.0 + SLACK  # the rate applies after the first --read-timeout (1 s)
+
+
+@pytest.mark.parametrize("untrusted", [False, True], ids=["trusted", "untrusted"])
+def test_the_deadline_bounds_a_trickled_tls_handshake(trickler, tmp_path, monkeypatch,
+                                                      untrusted):
+    """--connect-timeout (10 s) alone would let the handshake run past the deadline."""
+    if untrusted:
+        monkeypatch.setattr(downloads_module, "is_public", lambda ip: ip.is_loopback)
+    port = trickler.server.server_address[1]
+    error, took = _fetch_trickle(f"https://127.0.0.1:{port}/v.mp4", tmp_path,
+                                 untrusted=untrusted, connect_timeout_s=10.0)
+    assert error.error_type == "too_slow" and not error.retryable, error
+    assert f"--download-deadline {DEADLINE:g} s" in str(error) and "connect" in str(error)
+    assert trickler.hits["tls"] == 1
+    assert took < DEADLINE + SLACK

@@ -126,3 +126,63 @@ class LoopbackServer(Loopback):
     def __init__(self, video: Path, other_video: Path) -> None:
         self.behaviour = Behaviour(video.read_bytes(), other_video.read_bytes())
         super().__init__(make_handler(self.behaviour))
+
+
+class Trickler(Loopback):
+    """Sends one byte every `every` seconds where a download cannot see it as body:
+
+    - /headers: a status line, then one header byte at a time (the headers never end);
+    - /chunk-sizes: complete headers for a chunked body, then the first chunk-size line
+      one digit at a time (leading zeros: it never ends);
+    - any other path: the status line itself, one byte at a time;
+    - a TLS client (its first byte is no request): a TLS record header, then the
+      record one byte at a time, so the handshake never ends.
+
+    Each connection stops after `limit` bytes or once the client has gone, so a client
+    that waits for ever still finishes the test, only late. `hits` counts the requests.
+    """
+
+    def __init__(self, every: float = 0.3, limit: int = 40) -> None:
+        self.stop, self.hits = threading.Event(), defaultdict(int)
+        stop, hits = self.stop, self.hits
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _trickle(self, head: bytes, byte: bytes) -> None:
+                try:
+                    self.wfile.write(head)
+                    for _ in range(limit):
+                        if stop.wait(every):
+                            return
+                        self.wfile.write(byte)
+                except OSError:  # the client gave up: that is the point
+                    pass
+                self.close_connection = True
+
+            def handle_one_request(self) -> None:
+                first = self.rfile.peek(1)[:1]
+                if first and not first.isalpha():  # a TLS ClientHello, not a request
+                    hits["tls"] += 1
+                    self._trickle(b"\x16\x03\x03\x40\x00", b"\x02")  # a record, slowly
+                    return
+                super().handle_one_request()
+
+            def do_GET(self) -> None:
+                hits[self.path] += 1
+                if self.path == "/headers":
+                    self._trickle(b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a")
+                elif self.path == "/chunk-sizes":
+                    self._trickle(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\n"
+                                  b"Transfer-Encoding: chunked\r\n\r\n", b"0")
+                else:
+                    self._trickle(b"", b"H")
+
+        super().__init__(Handler)
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        super().__exit__(*exc)
