@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 ENV = "VIDCURATE_PROGRESS_DIR"
@@ -98,7 +100,10 @@ def render(tally: dict[str, dict[str, Any]], elapsed_s: float) -> str:
 
 
 class Display:
-    """Redraws one status line on a terminal until stopped; silent elsewhere."""
+    """Redraws one status line on a terminal until stopped; silent elsewhere. While it
+    runs, log records bound for the same stream (ours, Beam's, faster-whisper's) go
+    through _LineSafeHandler: the status line is cleared before a record and redrawn
+    after it, so the two never run into one another."""
 
     def __init__(self, folder: str, stream: Any, interval_s: float = 1.0) -> None:
         self.folder, self.stream, self.interval_s = folder, stream, interval_s
@@ -106,9 +111,19 @@ class Display:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._start = time.monotonic()
+        self._lock = threading.RLock()  # one writer at a time: the loop or a log record
+        self._line = ""
+        self._wrapped: list[tuple[logging.Handler, _LineSafeHandler]] = []
 
     def __enter__(self) -> Display:
         if self.interactive:
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                if getattr(handler, "stream", None) is self.stream:
+                    wrapper = _LineSafeHandler(handler, self)
+                    root.removeHandler(handler)
+                    root.addHandler(wrapper)
+                    self._wrapped.append((handler, wrapper))
             self._thread.start()
         return self
 
@@ -116,15 +131,50 @@ class Display:
         if self.interactive:
             self._stop.set()
             self._thread.join(timeout=5)
-            self._draw()
-            self.stream.write("\n")
-            self.stream.flush()
+            with self._lock:
+                self._draw()
+                self.stream.write("\n")
+                self.stream.flush()
+                self._line = ""
+            root = logging.getLogger()
+            for handler, wrapper in self._wrapped:
+                root.removeHandler(wrapper)
+                root.addHandler(handler)
+            self._wrapped.clear()
 
     def _draw(self) -> None:
         line = render(read(self.folder), time.monotonic() - self._start)
-        self.stream.write("\r\x1b[2K" + line)
-        self.stream.flush()
+        with self._lock:
+            self._line = line
+            self.stream.write("\r\x1b[2K" + line)
+            self.stream.flush()
+
+    def around_record(self, emit: Callable[[], None]) -> None:
+        """Clear the status line, emit a log record (a line of its own), redraw."""
+        with self._lock:
+            if self._line:
+                self.stream.write("\r\x1b[2K")
+            emit()
+            if self._line:
+                self.stream.write(self._line)
+            self.stream.flush()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             self._draw()
+
+
+class _LineSafeHandler(logging.Handler):
+    """Stands in for a root handler while a Display draws on that handler's stream."""
+
+    def __init__(self, inner: logging.Handler, display: Display) -> None:
+        super().__init__()  # level NOTSET: the inner handler's level and filters decide
+        self.inner, self.display = inner, display
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # No lock of our own: the inner handler takes its own in handle().
+        self.display.around_record(lambda: self.inner.handle(record))
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
+        self.inner.emit(record)

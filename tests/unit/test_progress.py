@@ -59,3 +59,32 @@ def test_render_and_a_quiet_display_off_a_terminal(tmp_path):
     with progress.Display(str(tmp_path), tty, interval_s=0.01):
         pass
     assert "fetched 1" in tty.getvalue() and tty.getvalue().endswith("\n")
+
+
+def test_log_records_clear_the_status_line_and_it_is_redrawn_after(tmp_path):
+    """A log line (ours, Beam's, faster-whisper's) written while the status line shows
+    starts on a line of its own, and the status line comes back under it."""
+    import logging
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    (tmp_path / "1.json").write_text(json.dumps({"fetch": {"processed": 4}}))
+    tty = Tty()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(tty)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    try:
+        with progress.Display(str(tmp_path), tty, interval_s=60) as display:
+            display._draw()  # the status line is up
+            logging.getLogger("faster_whisper").warning("Processing audio")
+        assert root.handlers.count(handler) == 1  # given back as it was
+    finally:
+        root.removeHandler(handler)
+    text = tty.getvalue()
+    status = text.split("\r\x1b[2K")[1]
+    assert status.startswith("[") and "fetched 4" in status
+    # Cleared before the record, which fills a line of its own; then the status again.
+    assert f"{status}\r\x1b[2KWARNING faster_whisper: Processing audio\n{status}" in text
