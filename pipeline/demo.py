@@ -191,13 +191,32 @@ def default_clip_or_off() -> list[str]:
     return []
 
 
+def find_media(cwd: Path | None = None) -> Path | None:
+    """The opencv-doc samples `make demo` extracts (build/media), looked for where the
+    demo is usually run: the current folder, then the checkout vidcurate runs from."""
+    checkout = Path(__file__).resolve().parents[1]
+    for root in (cwd or Path.cwd(), checkout):
+        folder = root / "build" / "media"
+        if (folder / "opencv-doc" / FILM.file).is_file():
+            return folder
+    return None
+
+
 def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     from vidcurate.pipeline.query import connect
     from vidcurate.pipeline.run import run
 
     output = os.path.abspath(output)  # the manifest must name absolute paths
-    manifest = write_manifest(Path(output) / "demo-manifest.csv",
-                              Path(media).resolve() if media else None)
+    found = Path(media).resolve() if media else find_media()
+    if media is None and found is not None:
+        print(f"Media: the opencv-doc samples in {found} (--media to name another folder).")
+    elif found is None:
+        print(f"Media: the opencv-doc samples were not found (no --media, no build/media "
+              f"here or in the checkout), so the demo runs 2 of its 4 videos: it skips "
+              f"{TEXT_PAGE.file} (on-screen text for OCR) and {FILM.file} (dialogue for "
+              f"ASR). `make demo` extracts them into build/media; then pass "
+              f"--media build/media.")
+    manifest = write_manifest(Path(output) / "demo-manifest.csv", found)
     asr_args = []
     if not any(a.split("=")[0] in ("--asr-model", "--asr_model", "--no-asr", "--no_asr")
                for a in extra_args):

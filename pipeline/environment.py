@@ -9,6 +9,7 @@ import importlib.metadata
 import logging
 import os
 import shutil
+from collections.abc import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -93,44 +94,80 @@ def check_environment(cfg: RunConfig) -> RunConfig:
     if taken:
         raise ConfigError(f"--run-id {cfg.run_id!r} was already used in {cfg.output}; "
                           "choose another (or leave it out)")
-    if cfg.asr.enabled:
-        from vidcurate.transforms.models import MissingExtra
-        from vidcurate.transforms.models.whisper import resolve_model
+    return _resolve_models(cfg)
 
+
+def _resolve_asr(cfg: RunConfig) -> RunConfig:
+    from vidcurate.transforms.models.whisper import resolve_model
+
+    cfg = dataclasses.replace(cfg, asr=resolve_model(cfg.asr))
+    log.info("ASR: %s (%s)", cfg.asr.model_id, cfg.asr.model_path or "by name")
+    return cfg
+
+
+def _resolve_clip(cfg: RunConfig) -> RunConfig:
+    from vidcurate.transforms.models.clip import resolve_clip
+
+    cfg = cfg.with_clip_model(resolve_clip(cfg.clip_model))
+    log.info("CLIP: %s (%s)", cfg.clip_model.model_id,
+             cfg.clip_model.checkpoint_path or "by name")
+    return cfg
+
+
+def _resolve_aesthetic(cfg: RunConfig) -> RunConfig:
+    from vidcurate.transforms.models.aesthetic import resolve_aesthetic
+
+    clip = cfg.clip_model
+    cfg = dataclasses.replace(cfg, aesthetic=resolve_aesthetic(
+        cfg.aesthetic, clip.model if clip.enabled else None, clip.pretrained, clip.local,
+        clip.embed_dim))
+    log.info("aesthetic head: %s (%s)", cfg.aesthetic.model_id, cfg.aesthetic.checkpoint_path)
+    return cfg
+
+
+def _resolve_captioner(cfg: RunConfig) -> RunConfig:
+    from vidcurate.transforms.models import import_transformers
+    from vidcurate.transforms.teachers.captioner import resolve_captioner
+
+    import_transformers()
+    return dataclasses.replace(cfg, teachers=dataclasses.replace(
+        cfg.teachers, captioner_path=resolve_captioner(cfg.teachers.captioner_model)))
+
+
+# Each model stage's weights, found before the graph: (what, whether the run uses it,
+# how to find them). The aesthetic head follows CLIP, whose resolved model it reads.
+MODEL_RESOLVERS: tuple[tuple[str, Callable[[RunConfig], bool],
+                             Callable[[RunConfig], RunConfig]], ...] = (
+    ("ASR (Whisper)", lambda c: c.asr.enabled, _resolve_asr),
+    ("CLIP", lambda c: c.clip_model.enabled, _resolve_clip),
+    ("aesthetic head", lambda c: c.aesthetic.enabled, _resolve_aesthetic),
+    ("captioner", lambda c: "captioner" in c.teachers.names, _resolve_captioner),
+)
+
+OFFLINE_HINT = ("Offline, in one go: `vidcurate run ... --asr-model PATH --clip-pretrained "
+                "PATH`, or leave a model stage out (--no-asr, --no-clip); "
+                "docs/usage.md 'Offline' has the recipe.")
+
+
+def _resolve_models(cfg: RunConfig) -> RunConfig:
+    """Every model stage's weights, or one error naming every one that is missing (a
+    machine without a hub connection learns all it needs at once, not one per try)."""
+    from vidcurate.transforms.models import MissingExtra
+
+    problems = []
+    for what, used, resolve in MODEL_RESOLVERS:
+        if not used(cfg):
+            continue
         try:
-            cfg = dataclasses.replace(cfg, asr=resolve_model(cfg.asr))
-        except MissingExtra as e:
-            raise ConfigError(str(e)) from e
-        log.info("ASR: %s (%s)", cfg.asr.model_id, cfg.asr.model_path or "by name")
-    if cfg.clip_model.enabled:
-        from vidcurate.transforms.models import MissingExtra
-        from vidcurate.transforms.models.clip import resolve_clip
-
-        try:
-            cfg = cfg.with_clip_model(resolve_clip(cfg.clip_model))
-        except MissingExtra as e:
-            raise ConfigError(str(e)) from e
-        log.info("CLIP: %s (%s)", cfg.clip_model.model_id,
-                 cfg.clip_model.checkpoint_path or "by name")
-    if cfg.aesthetic.enabled:
-        from vidcurate.transforms.models.aesthetic import resolve_aesthetic
-
-        clip = cfg.clip_model
-        cfg = dataclasses.replace(cfg, aesthetic=resolve_aesthetic(
-            cfg.aesthetic, clip.model if clip.enabled else None, clip.pretrained, clip.local,
-            clip.embed_dim))
-        log.info("aesthetic head: %s (%s)", cfg.aesthetic.model_id,
-                 cfg.aesthetic.checkpoint_path)
-    if "captioner" in cfg.teachers.names:
-        from vidcurate.transforms.models import MissingExtra, import_transformers
-        from vidcurate.transforms.teachers.captioner import resolve_captioner
-
-        try:
-            import_transformers()
-        except MissingExtra as e:
-            raise ConfigError(str(e)) from e
-        cfg = dataclasses.replace(cfg, teachers=dataclasses.replace(
-            cfg.teachers, captioner_path=resolve_captioner(cfg.teachers.captioner_model)))
+            cfg = resolve(cfg)
+        except (ConfigError, MissingExtra) as e:
+            problems.append(f"{what}: {e}")
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(f"{len(problems)} model stages cannot load their weights:\n"
+                          f"{listed}\n{OFFLINE_HINT}")
     return cfg
 
 
