@@ -457,9 +457,11 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def _report(argv: list[str]) -> int:
+    from vidcurate.pipeline.query import require_output
     from vidcurate.pipeline.report import write_report
 
     args = report_parser().parse_args(argv)
+    require_output(args.output)  # the report is written into it: refuse a non-output
     index = write_report(args.output, args.out, args.max_clips)
     print(f"report: {index}  (open it in a browser; no server needed)")
     return 0

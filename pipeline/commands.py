@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from vidcurate.pipeline.options import ConfigError, new_run_id
-from vidcurate.pipeline.query import connect, resolve_uri
+from vidcurate.pipeline.query import connect, require_output, resolve_uri
 from vidcurate.transforms.balance import Matcher, balance, read_entries
 from vidcurate.transforms.dedup import DedupConfig, FindDuplicates, Item
 from vidcurate.transforms.sinks import write_rows
@@ -53,9 +53,17 @@ def dedup(output: str, cfg: DedupConfig, beam_args: list[str] | None = None
         raise ConfigError(f"--threshold is a cosine similarity in [-1, 1], got {cfg.threshold}")
     if cfg.bands < 1 or not 1 <= cfg.bits <= 64:
         raise ConfigError("--bands must be >= 1 and --bits in [1, 64]")
+    require_output(output)
     con = connect(output)
     dims = con.sql("SELECT DISTINCT len(clip_embedding) FROM clips "
                    "WHERE clip_embedding IS NOT NULL").fetchall()
+    if not dims:
+        # A pass that compared nothing would read as "no clip is a duplicate" to curate:
+        # refuse, as search does, so "not measured" never becomes "measured".
+        total = con.sql("SELECT count(*) FROM clips").fetchall()[0][0]
+        raise ConfigError(f"no clip embeddings to compare in {output!r} ({total} clips): "
+                          "its runs had no CLIP (--no-clip, or no weights); rerun with a "
+                          "CLIP model to dedup")
     if len(dims) > 1:
         raise ConfigError(f"clips carry embeddings of {len(dims)} sizes (runs with different "
                           "CLIP models): dedup needs one model")
@@ -67,13 +75,12 @@ def dedup(output: str, cfg: DedupConfig, beam_args: list[str] | None = None
                         "WHERE clip_embedding IS NOT NULL ORDER BY clip_id").to_arrow_table()
         pq.write_table(table, source, row_group_size=4096)  # row groups split the read
         found = os.path.join(tmp, "found")
-        if dims:
-            with beam.Pipeline(options=PipelineOptions(beam_args or [])) as p:
-                _ = (p | "Read" >> beam.io.ReadFromParquet(source)
-                     | "Items" >> beam.Map(_item)
-                     | "Find" >> FindDuplicates(cfg, int(dims[0][0]))
-                     | "Json" >> beam.Map(json.dumps)
-                     | "Write" >> beam.io.WriteToText(found, file_name_suffix=".jsonl"))
+        with beam.Pipeline(options=PipelineOptions(beam_args or [])) as p:
+            _ = (p | "Read" >> beam.io.ReadFromParquet(source)
+                 | "Items" >> beam.Map(_item)
+                 | "Find" >> FindDuplicates(cfg, int(dims[0][0]))
+                 | "Json" >> beam.Map(json.dumps)
+                 | "Write" >> beam.io.WriteToText(found, file_name_suffix=".jsonl"))
         pairs = []
         for name in sorted(os.listdir(tmp)):
             if name.startswith("found") and name.endswith(".jsonl"):
@@ -110,6 +117,7 @@ def balance_output(output: str, vocabulary: str, cap: int, seed: int = 0,
         entries = read_entries(f)
     if not entries:
         raise ConfigError(f"--vocabulary {vocabulary!r} holds no entries")
+    require_output(output)
     match = Matcher(entries)
     texts = connect(output).sql(BALANCE_TEXT).fetchall()
     matches = {clip_id: match(text or "") for clip_id, text in texts}

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from vidcurate.pipeline.options import ConfigError, new_run_id
-from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.query import connect, require_output
 from vidcurate.transforms.curate import (
     NAME,
     Param,
@@ -127,6 +127,7 @@ class Curation:
 def curate(output: str, profile_spec: str = "default",
            overrides: list[tuple[str, Param]] | None = None) -> Curation:
     """Judge every current clip with the profile; write and commit the pass."""
+    require_output(output)
     con = connect(output, sandbox=True)  # profile SQL runs with no access outside output
     profile, path = load_profile(profile_spec)
     profile = with_overrides(profile, overrides or [])

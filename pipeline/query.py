@@ -68,6 +68,22 @@ def _embedding_dim(output: str) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
+def require_output(output: str) -> None:
+    """Raise OutputNotFound unless <output> is a run's output (or a published folder):
+    the passes (curate, dedup, balance, report) write into the folder they are given, so
+    an input folder or an empty one named by mistake must be refused before that. The
+    mark is the runs/ table, which every run writes last and publish copies. Remote
+    outputs are taken as given (a listing would cost a round trip per command)."""
+    if not is_local(output):
+        return
+    folder = output.removeprefix("file://")
+    if not os.path.isdir(folder):
+        raise OutputNotFound(f"no vidcurate output at {output!r}")
+    if not _has_files(output, "runs"):
+        raise OutputNotFound(f"{output!r} is not a vidcurate output (no runs/ table): give "
+                             "the --output folder of a finished run")
+
+
 def connect(output: str, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with views over <output>; nothing is ever written to it.
 

@@ -20,6 +20,7 @@ from vidcurate.transforms.curate import (
     verdict_sql,
     with_overrides,
 )
+from vidcurate.transforms.sinks import write_rows
 
 PROFILE = """
 name = "tiny"
@@ -175,12 +176,12 @@ def test_rules_run_sandboxed_even_past_the_expression_check(tmp_path, monkeypatc
 
     secret = tmp_path / "secret.txt"
     secret.write_text("canary")
-    out = tmp_path / "out"
-    out.mkdir()
+    out = tmp_path / "out"  # an output with a run and no clips: curate refuses a non-output
+    write_rows(str(out), "runs", "r1", [dict(run_id="r1", status="complete")])
     profile = tmp_path / "leak.toml"
     profile.write_text(f"name = 'leak'\n[[rules]]\nname = 'reads'\nkeep = \"(SELECT count(*) "
                        f"FROM read_text('{secret}')) > 0\"\nif_null = 'keep'\n")
     monkeypatch.setattr(curate_module, "check_expression", lambda con, rule: set())
     with pytest.raises(ConfigError, match="rule reads: .*(Permission|disabled)"):
         curate_module.curate(str(out), str(profile))
-    assert list(out.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == ["runs"]
