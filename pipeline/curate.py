@@ -29,7 +29,9 @@ from vidcurate.transforms.curate import (
     check_expression,
     check_parameters,
     funnel,
+    measured_by,
     parse_profile,
+    rule_columns,
     verdict_sql,
     with_overrides,
 )
@@ -41,10 +43,12 @@ MAX_PROFILE_BYTES = 1 << 20
 # What a rule can read: the current clips, and beside their own columns the results of
 # the newest dedup and balance passes and the video's resolution. is_duplicate and
 # balance_kept are NULL when that pass never ran (or did not see the clip), so a rule
-# on them follows its if_null instead of treating "not checked" as "unique".
+# on them follows its if_null instead of treating "not checked" as "unique". Dedup
+# compares embeddings only: a clip without one was not checked, whatever the pass says.
 INPUT_SQL = """
     SELECT c.*,
-           CASE WHEN NOT EXISTS (SELECT 1 FROM passes WHERE kind = 'dedup') THEN NULL
+           CASE WHEN NOT EXISTS (SELECT 1 FROM passes WHERE kind = 'dedup')
+                     OR c.clip_embedding IS NULL THEN NULL
                 ELSE c.clip_id IN (SELECT clip_id FROM duplicates) END AS is_duplicate,
            b.kept AS balance_kept,
            v.width AS video_width, v.height AS video_height, v.fps AS video_fps
@@ -117,11 +121,49 @@ class Curation:
     clips: int
     kept: int
     steps: list[Step]
+    # rule -> the signals it reads that no clip has: it judged nobody on them
+    missing: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {"pass_id": self.pass_id, "profile": self.profile.name,
                 "profile_sha256": self.profile_sha256, "clips": self.clips,
-                "kept": self.kept, "funnel": [dataclasses.asdict(s) for s in self.steps]}
+                "kept": self.kept, "funnel": [dataclasses.asdict(s) for s in self.steps],
+                "missing_signals": {r: {c: measured_by(c) for c in cols}
+                                    for r, cols in self.missing.items()}}
+
+
+def missing_signals(con: duckdb.DuckDBPyConnection, profile: Profile) -> dict[str, list[str]]:
+    """Per rule, the input columns it reads that are NULL on every clip: a signal no run
+    (or pass) of this output measured. Empty for an output without clips."""
+    names = set(con.sql(f"SELECT * FROM ({INPUT_SQL}) LIMIT 0").columns)
+    reads = {r.name: sorted(rule_columns(con, r) & names) for r in profile.rules}
+    columns = sorted(set().union(*map(set, reads.values())))
+    if not columns:
+        return {}
+    counts = con.sql(f"SELECT count(*), {', '.join(f'count({c})' for c in columns)} "
+                     f"FROM ({INPUT_SQL})").fetchall()[0]
+    if not counts[0]:
+        return {}
+    absent = {c for c, n in zip(columns, counts[1:], strict=True) if n == 0}
+    return {r: [c for c in cols if c in absent] for r, cols in reads.items()
+            if absent & set(cols)}
+
+
+def _refuse_blind_drops(profile: Profile, steps: list[Step],
+                        missing: dict[str, list[str]]) -> None:
+    """A rule that drops clips on a signal no clip has judges nobody and keeps nobody
+    (open_sora's aesthetic rule on a run without the aesthetic head kept 0 clips): stop
+    before anything is written and say which option measures the signal."""
+    for step in steps:
+        if step.rule in missing and step.dropped:
+            signals = missing[step.rule]
+            how = "; ".join(f"{c} with {measured_by(c)}" for c in signals)
+            raise ConfigError(
+                f"profile {profile.name}, rule {step.rule}: no clip has "
+                f"{' or '.join(signals)}, so the rule would drop {step.dropped} of the "
+                f"{step.reached} clips that reach it unjudged (if_null = {step.if_null}). "
+                f"Measure {how}; or curate with a profile that keeps unmeasured clips "
+                "(e.g. --profile default). Nothing was written.")
 
 
 def curate(output: str, profile_spec: str = "default",
@@ -141,6 +183,8 @@ def curate(output: str, profile_spec: str = "default",
                           f"{_error(e)}") from e
     drop_index = table.column("drop_index").to_pylist()
     steps = funnel(profile.rules, drop_index, table.column("unmeasured").to_pylist())
+    missing = missing_signals(con, profile)
+    _refuse_blind_drops(profile, steps, missing)
     pass_id, now, digest = new_run_id(), dt.datetime.now(dt.UTC), profile.sha256()
     names = [r.name for r in profile.rules]
     rows = {
@@ -157,7 +201,7 @@ def curate(output: str, profile_spec: str = "default",
     }
     write_arrow(output, "curation", pass_id, rows)
     result = Curation(pass_id, profile, digest, table.num_rows,
-                      sum(i is None for i in drop_index), steps)
+                      sum(i is None for i in drop_index), steps, missing)
     write_rows(output, "passes", pass_id, [{
         "pass_id": pass_id, "kind": "curate", "created_at": now,
         "params_json": json.dumps({"profile": profile.name, "file": path,
@@ -189,5 +233,9 @@ def describe(result: Curation) -> list[str]:
     if blind:  # a signal no run measured: say so rather than let if_null decide quietly
         lines.append(f"note: these rules could judge none of the clips that reached them (the "
                      f"signal is NULL for all; if_null decided): {', '.join(blind)}")
+    for rule, signals in result.missing.items():  # no clip has it: say how to get it
+        for column in signals:
+            lines.append(f"note: no clip has {column}, so rule {rule} judged nobody; "
+                         f"measure it with {measured_by(column)}")
     lines.append(f"kept {result.kept} of {result.clips} clips (view clips_curated)")
     return lines

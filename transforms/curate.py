@@ -257,6 +257,40 @@ def check_expression(con: duckdb.DuckDBPyConnection, rule: Rule) -> set[str]:
     return params
 
 
+def rule_columns(con: duckdb.DuckDBPyConnection, rule: Rule) -> set[str]:
+    """The column names a (checked) rule reads, from its parsed expression: the signals
+    whose absence makes the rule blind. Lambda parameters parse as column references
+    too; the caller keeps only names that are real input columns."""
+    tree = json.loads(con.sql("SELECT json_serialize_sql($sql)",
+                              params={"sql": f"SELECT ({rule.keep})"}).fetchall()[0][0])
+    return {part["column_names"][-1]
+            for part in _walk(tree["statements"][0]["node"]["select_list"])
+            if part.get("class") == "COLUMN_REF" and part.get("column_names")}
+
+
+# What fills a signal that can be missing from a whole output, so that a rule blind for
+# want of it can name the option to use. Columns not listed come from every run.
+_CLIP = "CLIP in `vidcurate run` (leave out --no-clip; offline: --clip-pretrained FILE)"
+_OCR = "OCR in `vidcurate run` (leave out --no-ocr)"
+_ASR = "speech recognition in `vidcurate run` (leave out --no-asr; offline: --asr-model PATH)"
+SIGNAL_SOURCES: dict[str, str] = {
+    "aesthetic_score": "`vidcurate run --aesthetic-model sac+logos+ava1-l14-linearMSE "
+                       "--clip-model ViT-L-14 --clip-pretrained openai` (the aesthetic head "
+                       "is off by default)",
+    "clip_score": _CLIP, "clip_embedding": _CLIP, "clip_model": _CLIP,
+    "ocr_text": _OCR, "ocr_lines": _OCR, "ocr_coverage_max": _OCR, "ocr_coverage_mean": _OCR,
+    "transcript": _ASR, "transcript_segments": _ASR, "transcript_words": _ASR,
+    "best_caption": "the caption teachers of `vidcurate run` (--teachers, e.g. "
+                    "metadata,speech,ocr; speech and ocr need ASR and OCR on)",
+    "is_duplicate": "`vidcurate dedup OUTPUT` (over clip embeddings: a run with CLIP)",
+    "balance_kept": "`vidcurate balance OUTPUT --vocabulary FILE --cap N`",
+}
+
+
+def measured_by(column: str) -> str:
+    return SIGNAL_SOURCES.get(column, "`vidcurate run` (no run of this output filled it)")
+
+
 def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 

@@ -128,16 +128,72 @@ def test_one_threshold_moves_exactly_its_clips_and_reruns_replace(out):
     assert _verdicts(out) == before
 
 
-def test_a_rule_can_use_the_dedup_result(out, tmp_path):
-    profile = tmp_path / "dups.toml"
-    profile.write_text('name = "dups"\n[[rules]]\nname = "duplicate"\n'
-                       'keep = "NOT is_duplicate"\nif_null = "drop"\n')
-    write_rows(str(out), "duplicates", "p1", [dict(pass_id="p1", created_at=NOW,
-                                                    clip_id="dim", duplicate_of="good")])
+def _dedup_pass(out: Path, duplicates: dict[str, str]) -> None:
+    write_rows(str(out), "duplicates", "p1", [
+        dict(pass_id="p1", created_at=NOW, clip_id=c, duplicate_of=d)
+        for c, d in duplicates.items()])
     write_rows(str(out), "passes", "p1", [dict(pass_id="p1", kind="dedup", created_at=NOW)])
+
+
+DUPS = 'name = "dups"\n[[rules]]\nname = "duplicate"\nkeep = "NOT is_duplicate"\n'
+
+
+def test_a_rule_can_use_the_dedup_result(tmp_path):
+    out = tmp_path / "out"  # clips with embeddings: dedup compared every one of them
+    write_output(out, {name: GOOD | changes | {"clip_embedding": [1.0, float(i)]}
+                       for i, (name, (changes, _)) in enumerate(CLIPS.items())})
+    profile = tmp_path / "dups.toml"
+    profile.write_text(DUPS + 'if_null = "drop"\n')
+    _dedup_pass(out, {"dim": "good"})
     assert run_cli("curate", str(out), "--profile", str(profile)).returncode == 0
     verdicts = _verdicts(out)
     assert verdicts.pop("dim") == "duplicate" and set(verdicts.values()) == {None}
+
+
+def test_a_clip_without_embedding_is_not_measured_by_dedup(tmp_path):
+    """Dedup compares embeddings: a clip without one is neither unique nor a duplicate
+    for curate, even when a dedup pass exists (issue 29)."""
+    out = tmp_path / "out"
+    write_output(out, {"a": GOOD | {"clip_embedding": [1.0, 0.0]},
+                       "b": GOOD | {"clip_embedding": [1.0, 0.0]},
+                       "c": GOOD | {"clip_embedding": [0.0, 1.0]}, "no_vector": GOOD})
+    _dedup_pass(out, {"b": "a"})
+    profile = tmp_path / "dups.toml"
+    profile.write_text(DUPS + 'if_null = "keep"\n')
+    proc = run_cli("curate", str(out), "--profile", str(profile))
+    assert proc.returncode == 0, proc.stderr
+    con = connect(str(out))
+    rows = dict(con.sql("SELECT clip_id, unmeasured FROM curation").fetchall())
+    assert rows == {"a": [], "b": [], "c": [], "no_vector": ["duplicate"]}
+    assert _verdicts(out) == {"a": None, "b": "duplicate", "c": None, "no_vector": None}
+
+
+def test_a_rule_on_a_signal_no_clip_has_stops_curate_naming_the_option(tmp_path):
+    """open_sora drops a clip without an aesthetic score, and the aesthetic head is off by
+    default: on such an output it kept 0 clips with exit 0 (issue 29). Now it stops,
+    names the run option that measures the signal, and writes nothing."""
+    out = tmp_path / "out"
+    write_output(out, {name: GOOD | changes | {"aesthetic_score": None}
+                       for name, (changes, _) in CLIPS.items()})
+    before = _files(out)
+    for args in (["--profile", "open_sora"],
+                 ["--profile", "open_sora", "--set", "min_aesthetic=5"]):
+        proc = run_cli("curate", str(out), *args)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "rule aesthetic" in proc.stderr and "--aesthetic-model" in proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert _files(out) == before
+    # A rule that keeps unmeasured clips (default's low_aesthetic) judges nobody: curate
+    # goes on, says how to measure the signal, and records it in the pass.
+    proc = run_cli("curate", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert any(line.startswith("note: no clip has aesthetic_score, so rule low_aesthetic")
+               and "--aesthetic-model" in line for line in proc.stdout.splitlines())
+    summary = json.loads(connect(str(out)).sql(
+        "SELECT summary_json FROM passes WHERE kind = 'curate'").fetchall()[0][0])
+    assert set(summary["missing_signals"]) == {"low_aesthetic", "duplicate"}
+    assert "--aesthetic-model" in summary["missing_signals"]["low_aesthetic"]["aesthetic_score"]
+    assert "vidcurate dedup" in summary["missing_signals"]["duplicate"]["is_duplicate"]
 
 
 BAD_RULES = {

@@ -1,15 +1,19 @@
 """The passes over an output refuse what they cannot do honestly (issue 29): a folder
 that is not an output (they would write their tables into it), a dedup without
-embeddings (it would mark every clip "not a duplicate")."""
+embeddings (it would mark every clip "not a duplicate"), and README's quick start must
+end with clips on an output made with the default options."""
 
 from __future__ import annotations
 
+import re
+import shlex
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_curate import CLIPS, GOOD, write_output
-from tests.support.helpers import run_cli
+from tests.support.helpers import ROOT, run_cli
 from vidcurate.pipeline.query import connect
 
 
@@ -66,3 +70,34 @@ def test_dedup_without_embeddings_refuses_and_curate_still_sees_unmeasured(out):
     unmeasured = con.sql("SELECT count(*) FILTER (list_contains(unmeasured, 'duplicate')), "
                          "count(*) FILTER (kept) FROM curation").fetchall()[0]
     assert unmeasured[0] == unmeasured[1] > 0  # every kept clip reached `duplicate` unjudged
+
+
+def _quick_start() -> list[list[str]]:
+    """The vidcurate commands of README's quick start block, as argument lists."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("Then, on your own videos")
+    block = re.search(r"```bash\n(.*?)```", text[start:], re.S)
+    assert block, "README's quick start lost its bash block"
+    commands = []
+    for line in block.group(1).splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "vidcurate":
+            commands.append(words[1:])
+    return commands
+
+
+def test_readme_quick_start_ends_with_clips(out, tmp_path):
+    """README: run -> query -> curate -> export --view clips_curated. On an output made
+    with the default options (no aesthetic head) it exported 0 clips (issue 29)."""
+    commands = _quick_start()
+    assert [c[0] for c in commands] == ["run", "query", "curate", "export"]
+    dest = tmp_path / "wds"
+    for args in commands[1:]:  # `run` made `out` (the fixture stands in for it)
+        args = [str(out) if a == "./out" else str(dest) if a == "./wds" else a for a in args]
+        proc = run_cli(*args)
+        assert proc.returncode == 0, (args, proc.stdout + proc.stderr)
+    exported = set()
+    for shard in dest.glob("*.tar"):
+        with tarfile.open(shard) as tar:
+            exported |= {m.name.rsplit(".", 1)[0] for m in tar.getmembers()}
+    assert exported, "the quick start ended with no clips"

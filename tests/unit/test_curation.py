@@ -15,8 +15,10 @@ from vidcurate.transforms.curate import (
     Rule,
     check_expression,
     funnel,
+    measured_by,
     parse_override,
     parse_profile,
+    rule_columns,
     verdict_sql,
     with_overrides,
 )
@@ -185,3 +187,14 @@ def test_rules_run_sandboxed_even_past_the_expression_check(tmp_path, monkeypatc
     with pytest.raises(ConfigError, match="rule reads: .*(Permission|disabled)"):
         curate_module.curate(str(out), str(profile))
     assert [p.name for p in out.iterdir()] == ["runs"]
+
+
+def test_a_rule_knows_the_signals_it_reads_and_what_measures_them():
+    con = duckdb.connect()
+    rule = Rule("r", "aesthetic_score >= $min AND len(list_filter(quality_flags, "
+                "lambda f: f = 'static')) = 0 AND c.is_duplicate IS NOT TRUE", "keep")
+    # The lambda's parameter parses as a column too; curate keeps real input columns.
+    assert rule_columns(con, rule) == {"aesthetic_score", "quality_flags", "f", "is_duplicate"}
+    assert "--aesthetic-model" in measured_by("aesthetic_score")
+    assert "vidcurate dedup" in measured_by("is_duplicate")
+    assert "--no-ocr" in measured_by("ocr_coverage_mean")
