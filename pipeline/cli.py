@@ -250,7 +250,8 @@ def _dedup(argv: list[str]) -> int:
     print(f"dedup {summary['pass_id']}: {summary['duplicates']} of {summary['clips']} clips "
           f"are near-duplicates (cosine >= {cfg.threshold}); a pair at that similarity is "
           f"found with probability {recall(cfg.threshold, cfg):.4f}. "
-          f"{summary['skipped_without_embedding']} clips have no embedding.")
+          f"{summary['skipped_without_embedding']} clips have no embedding (not compared: "
+          "curate's is_duplicate stays NULL for them).")
     print(f"unique clips: vidcurate query {args.output} \"SELECT * FROM clips_unique\"")
     return 0
 
