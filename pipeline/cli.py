@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import difflib
 import json
 import logging
 import sys
@@ -48,10 +49,13 @@ def _run(argv: list[str]) -> int:
     from vidcurate.pipeline.runs import STAGES
 
     if any(a in ("-h", "--help") for a in argv):
-        run_parser().print_help()
+        parser = run_parser()
+        # Defaults in --help only: the docs' CLI reference has a column of its own.
+        parser.formatter_class = _DefaultsFormatter
+        parser.print_help()
         return 0
     try:
-        outcome = run(argv)
+        outcome = run(argv, exit_on_interrupt=True)
     except ConfigError as e:
         print(f"vidcurate: configuration error: {e}", file=sys.stderr)
         return 2
@@ -80,6 +84,20 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help unless the help speaks of its
+    default already, or there is none to show (None, False, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        # By identity: a default of 0 or 0.0 is worth showing (0 == False).
+        if (default is None or default is False or default in ("", [], argparse.SUPPRESS)
+                or "default" in text.lower() or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 RUN_SUMMARY = {
     "inputs": """
         SELECT count(*) AS inputs, count(*) FILTER (status = 'ok') AS ok,
@@ -91,10 +109,19 @@ RUN_SUMMARY = {
         SELECT count(*) AS clips, round(coalesce(sum(duration_s), 0) / 3600, 3) AS clip_hours,
                count(*) FILTER (best_caption IS NOT NULL) AS captioned
         FROM clips_all WHERE list_contains($runs, run_id)""",
+    # One example per reason: its source in full (which file failed), and its message
+    # with that source written as <source> (the message is what gets shortened).
     "top error reasons": """
-        SELECT stage, error_type, count(*) AS n, any_value(message) AS example
-        FROM errors_all WHERE list_contains($runs, run_id)
-        GROUP BY ALL ORDER BY n DESC, stage LIMIT 5""",
+        WITH e AS (
+            SELECT stage, error_type, coalesce(source_uri, '') AS source, message,
+                   count(*) OVER (PARTITION BY stage, error_type) AS n,
+                   row_number() OVER (PARTITION BY stage, error_type
+                                      ORDER BY time, source_uri) AS k
+            FROM errors_all WHERE list_contains($runs, run_id))
+        SELECT stage, error_type, n, source AS example,
+               CASE WHEN source = '' THEN message
+                    ELSE replace(message, source, '<source>') END AS message
+        FROM e WHERE k = 1 ORDER BY n DESC, stage, error_type LIMIT 5""",
 }
 
 
@@ -110,7 +137,9 @@ def _print_run_summary(output: str, run_ids: list[str]) -> None:
             print("\nno errors")
             continue
         print(f"\n{title}")
-        _print_rows([d[0] for d in rel.description], [[_short(v) for v in r] for r in rows])
+        columns = [d[0] for d in rel.description]
+        _print_rows(columns, [[v if c == "example" else _short(v)  # the path in full
+                               for c, v in zip(columns, r, strict=True)] for r in rows])
 
 
 def _print_rows(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -544,13 +573,15 @@ def main(argv: list[str] | None = None) -> int:
                         force=True)
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
-        # Beam warns about optional GCP client libraries on import, and RunInference about
-        # memory metrics it cannot read here: not our users' concern.
-        handler.addFilter(lambda r: "apitools not found" not in r.getMessage()
-                          and "Resource module is not available" not in r.getMessage())
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        handler.addFilter(_quiet)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        near = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        hint = f"; did you mean `{near[0]}`?" if near else ""
+        print(f"vidcurate: unknown command {argv[0]!r}{hint}\n\n{USAGE}", file=sys.stderr)
+        return 2
     from vidcurate.pipeline.options import ConfigError
     from vidcurate.pipeline.query import OutputNotFound
 
@@ -559,6 +590,29 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OutputNotFound) as e:  # the user's input, not a bug: no traceback
         print(f"vidcurate: {e}", file=sys.stderr)
         return 2
+    except BaseException as e:
+        from vidcurate.pipeline.run import Interrupted, is_interrupt
+
+        if not is_interrupt(e):
+            raise
+        # Ctrl-C: one line, and the shell's code for SIGINT (128 + 2), not a traceback.
+        print(f"vidcurate: {e if isinstance(e, Interrupted) else 'interrupted'}",
+              file=sys.stderr)
+        return 130
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    """Log lines that are not our users' concern: Beam's warnings about optional GCP
+    client libraries on import, RunInference's about memory metrics it cannot read here,
+    its note that no --runner was given (the DirectRunner is the documented default), and
+    its traceback of a Ctrl-C (the launcher says it was interrupted, in one line)."""
+    message = record.getMessage()
+    if record.exc_info and record.exc_info[0] and issubclass(record.exc_info[0],
+                                                            KeyboardInterrupt):
+        return False
+    return not (message.startswith(("KeyboardInterrupt", "Missing pipeline option (runner)"))
+                or "apitools not found" in message
+                or "Resource module is not available" in message)
 
 
 if __name__ == "__main__":

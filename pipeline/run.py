@@ -37,8 +37,12 @@ from vidcurate.transforms.manifest import ListedBatch
 log = logging.getLogger("vidcurate")
 
 
-def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> RunOutcome:
-    """Run the curation pipeline; raises ConfigError before any work on bad options."""
+def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None, *,
+        exit_on_interrupt: bool = False) -> RunOutcome:
+    """Run the curation pipeline; raises ConfigError before any work on bad options, and
+    Interrupted on Ctrl-C. exit_on_interrupt (the command line): a Ctrl-C the pipeline
+    does not unwind from within INTERRUPT_GRACE_S, or a second one, cleans up and ends
+    the process at once (exit 130)."""
     if argv is not None:
         argv = _runner_aliases(argv)
         if DASK_RUNNER in argv or f"--runner={DASK_RUNNER}" in argv:
@@ -57,17 +61,134 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
              redact_url(cfg.output))
     show = test_pipeline is None
     previous = None if cfg.force else completed_runs(cfg.output, cfg.outputs_hash)
-    with _progress(cfg.run_id, show):
-        if test_pipeline is not None or cfg.batch_videos == 0:
-            one = _commit_pipeline(test_pipeline or beam.Pipeline(options=options), cfg,
-                                   options, previous)
-            outcome = dataclasses.replace(one, started_at=started)
-        else:
-            outcome = _run_in_batches(cfg, options, previous, started)
+    try:
+        with _progress(cfg.run_id, show), (
+                _stop_when_stuck(cfg) if exit_on_interrupt else contextlib.nullcontext()):
+            if test_pipeline is not None or cfg.batch_videos == 0:
+                one = _commit_pipeline(test_pipeline or beam.Pipeline(options=options), cfg,
+                                       options, previous)
+                outcome = dataclasses.replace(one, started_at=started)
+            else:
+                outcome = _run_in_batches(cfg, options, previous, started)
+    except BaseException as e:
+        if not is_interrupt(e):
+            raise
+        # Ctrl-C: the marker and the tally folder went with their context managers;
+        # the downloads would never be read again (a rerun gets a folder of its own).
+        _clean_scratch(cfg.output)
+        if not cfg.fetch.keep_downloads:
+            _remove_run_work(cfg.fetch)
+        raise Interrupted(cfg.run_id, _committed_run_ids(cfg)) from None
     _clean_scratch(cfg.output)
     if not cfg.fetch.keep_downloads:
         _remove_run_work(cfg.fetch)
     return outcome
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; `committed` holds the run ids it had committed (batches
+    done before it, or the run itself when the signal came after its commit)."""
+
+    def __init__(self, run_id: str, committed: list[str]) -> None:
+        super().__init__(run_id)
+        self.run_id, self.committed = run_id, committed
+
+    def __str__(self) -> str:
+        if not self.committed:
+            return "interrupted; nothing of this run was committed; rerun to resume"
+        if self.committed == [self.run_id]:
+            return f"interrupted after run {self.run_id} was committed; nothing was lost"
+        n = len(self.committed)
+        done = (self.committed[0] if n == 1
+                else f"{self.committed[0]} … {self.committed[-1]}")
+        return (f"interrupted; {n} batch{'es' if n > 1 else ''} of this run "
+                f"({done}) committed, the batch in progress was not; rerun to resume")
+
+
+def is_interrupt(e: BaseException) -> bool:
+    """Ctrl-C, also as Beam's DirectRunner reports it from inside a transform: a
+    RuntimeError("KeyboardInterrupt [while running 'Step']")."""
+    return isinstance(e, KeyboardInterrupt) or (
+        isinstance(e, RuntimeError) and str(e).startswith("KeyboardInterrupt"))
+
+
+# How long a Ctrl-C may take to unwind the pipeline before the launcher ends itself.
+INTERRUPT_GRACE_S = 10.0
+
+
+@contextlib.contextmanager
+def _stop_when_stuck(cfg: RunConfig) -> Iterator[None]:
+    """A Ctrl-C raises KeyboardInterrupt wherever the main thread is, and Beam does not
+    always unwind from there: one raised in a weakref callback of gc.collect() is
+    printed and dropped (the run goes on), one raised inside a runner's lock can leave
+    it waiting forever. So the first Ctrl-C also starts a timer, and that timer or a
+    second Ctrl-C cleans up and ends the process as a kill would (the next run sweeps
+    uncommitted shards). An interrupt that was swallowed is raised again at the end."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    timers: list[threading.Timer] = []
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if timers:
+            _exit_interrupted(cfg)
+        timer = threading.Timer(INTERRUPT_GRACE_S, _exit_interrupted, (cfg,))
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for timer in timers:
+            timer.cancel()
+    if timers:  # interrupted, but the interrupt got lost on the way
+        raise KeyboardInterrupt
+
+
+def _exit_interrupted(cfg: RunConfig) -> None:
+    """End the process now: the run's downloads, its in-progress markers and its tally
+    folder go (what the unwinding would have removed), then exit 130."""
+    import glob
+    import json
+    import sys
+
+    from vidcurate.transforms import progress
+
+    with contextlib.suppress(Exception):
+        if not cfg.fetch.keep_downloads:
+            _remove_run_work(cfg.fetch)
+        if is_local(cfg.output):
+            active = os.path.join(cfg.output.removeprefix("file://"), ".active")
+            for path in glob.glob(os.path.join(glob.escape(active), f"{cfg.run_id}*.json")):
+                with contextlib.suppress(OSError, ValueError), open(path) as f:
+                    if json.load(f).get("pid") == os.getpid():
+                        os.unlink(path)
+        if tally := os.environ.get(progress.ENV):
+            shutil.rmtree(tally, ignore_errors=True)
+        sys.stderr.write(f"\nvidcurate: {Interrupted(cfg.run_id, _committed_run_ids(cfg))}\n")
+        sys.stderr.flush()
+    os._exit(130)
+
+
+def _committed_run_ids(cfg: RunConfig) -> list[str]:
+    """This run's commits (its own runs row, or its batches'), found by name: run ids
+    are never reused in one output."""
+    import re
+
+    try:
+        found = FileSystems.match([f"{cfg.output}/runs/{cfg.run_id}*.parquet"])[0]
+    except Exception:  # no runs folder yet, or an unreachable store: nothing to report
+        return []
+    mine = re.compile(re.escape(cfg.run_id) + r"(-b\d{5})?")
+    names = (os.path.basename(m.path).removesuffix(".parquet") for m in found.metadata_list)
+    return sorted(n for n in names if mine.fullmatch(n))
 
 
 def _commit_pipeline(p: beam.Pipeline, cfg: RunConfig, options: PipelineOptions,

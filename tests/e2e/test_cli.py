@@ -435,3 +435,76 @@ def test_a_split_only_run_never_loads_the_model_stack(videos, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "LOADED []" in proc.stdout
     assert connect(str(tmp_path / "out")).sql("SELECT count(*) FROM clips").fetchall() == [(5,)]
+
+
+def test_ctrl_c_exits_130_in_one_line_and_leaves_nothing_behind(tmp_path):
+    """Ctrl-C mid-run (SIGINT once the run's work folder is there): one line, exit 130,
+    no traceback, no work folder, no in-progress marker, no commit."""
+    import signal
+    import time
+
+    from tests.support.media import Clip, make_cuts_video
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i, source in enumerate(("testsrc2", "mandelbrot", "cellauto", "zoom")):
+        make_cuts_video(inputs / f"v{i}.mp4", [Clip(source, 12)], audio=False)
+    out, work = tmp_path / "out", tmp_path / "work"
+    exe = Path(sys.executable).parent / "vidcurate"
+    proc = subprocess.Popen(
+        [str(exe), "run", "--input", str(inputs), "--output", str(out), "--work-dir",
+         str(work), "--no-clip", "--no-asr", "--no-ocr", "--keyframes", "1",
+         "--clip-media", "exact"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (work.is_dir() and any(work.iterdir())) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(1.5)  # into the pipeline's work
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert stderr.splitlines()[-1] == ("vidcurate: interrupted; nothing of this run was "
+                                       "committed; rerun to resume")
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    assert list(work.iterdir()) == []  # no run-<id> folder
+    assert not list(out.glob("runs/*.parquet")) and not (out / ".active").exists()
+
+
+def test_cli_polish_runner_typos_unknown_commands_and_help_defaults(tmp_path):
+    out = tmp_path / "never"
+    typo = run_cli("run", "--input", str(tmp_path), "--output", str(out), "--runner",
+                   "DirectRuner")
+    assert typo.returncode == 2 and "Traceback" not in typo.stderr
+    assert "unknown --runner DirectRuner: did you mean DirectRunner?" in typo.stderr
+    beam = run_cli("run", "--input", str(tmp_path), "--output", str(out),
+                   "--direct_num_worker", "2")
+    assert beam.returncode == 2
+    assert "unknown option --direct_num_worker: did you mean --direct_num_workers?" in \
+        beam.stderr
+    assert not out.exists()
+    unknown = run_cli("runn")
+    assert unknown.returncode == 2
+    assert "unknown command 'runn'; did you mean `run`?" in unknown.stderr
+    help_text = run_cli("run", "--help").stdout
+    assert "clip (0 for none). (default: 3)" in help_text  # --keyframes
+    assert "(default: mp4,m4v,mov" in help_text.replace("\n", " ")  # --video-extensions
+
+
+def test_run_summary_names_the_failed_file_in_full(videos, tmp_path):
+    """The error example shows which file failed, however long its path (the message
+    is what gets shortened); Beam's note that no --runner was given stays out."""
+    deep = (tmp_path / "in" / ("footage of the summer shoot, second unit, " * 2).strip()
+            / "day 3")
+    deep.mkdir(parents=True)
+    shutil.copy(videos.cuts, deep / "good.mp4")
+    broken = deep / "notes_from_the_shoot_that_are_not_a_video.mp4"
+    broken.write_text("this is a text file, not a video\n")
+    proc = run_cli("run", "--input", str(tmp_path / "in"), "--output",
+                   str(tmp_path / "out"), "--work-dir", str(tmp_path / "work"), "--no-clip",
+                   "--no-asr", "--no-ocr", "--clip-media", "none", "--keyframes", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reasons = proc.stdout.split("top error reasons")[1]
+    assert str(broken) in reasons and "ffprobe could not read the file" in reasons
+    assert "Missing pipeline option" not in proc.stderr
