@@ -507,10 +507,11 @@ def stats_parser() -> argparse.ArgumentParser:
 
 
 def _stats(argv: list[str]) -> int:
-    from vidcurate.pipeline.query import STATS_QUERIES, OutputNotFound, connect
+    from vidcurate.pipeline.query import STATS_QUERIES, OutputNotFound, connect, require_output
 
     args = stats_parser().parse_args(argv)
     try:
+        require_output(args.output)  # an input or empty folder is not an output: say so
         con = connect(args.output)
     except OutputNotFound as e:
         print(f"vidcurate: {e}", file=sys.stderr)

@@ -30,7 +30,7 @@ def vocabulary(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("folder", ["empty", "input"])
-@pytest.mark.parametrize("command", ["curate", "dedup", "balance", "report"])
+@pytest.mark.parametrize("command", ["curate", "dedup", "balance", "report", "stats"])
 def test_passes_refuse_a_folder_that_is_not_an_output(tmp_path, vocabulary, folder, command):
     target = tmp_path / folder
     target.mkdir()
