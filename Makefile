@@ -25,11 +25,12 @@ OPENCV_DOC_FILES := imageTextN.png imageTextR.png text_motion.jpg Megamind.avi v
 # (in braces, so that with pipefail a failing pip still fails the recipe)
 QUIET_PIP := { grep -v "^WARNING: Location 'file:" || true; }
 
-.PHONY: help setup demo test test-gpu lint bench bench-gpu docs clean
+.PHONY: help setup demo test test-fast test-gpu lint bench bench-gpu docs clean
 
 help:
 	@echo "make demo   set up and run the pipeline on the bundled sample footage"
-	@echo "make test   set up and run the test suite"
+	@echo "make test   set up and run the test suite (on every core)"
+	@echo "make test-fast   unit and stage tests only: the inner loop"
 	@echo "make test-gpu   only the tests that need a CUDA GPU (fails without one)"
 	@echo "make docs   build the documentation site into site/ (open site/index.html)"
 	@echo "make lint   ruff;  make bench   benchmarks/;  make bench-gpu   GPU benchmark;  make clean"
@@ -92,9 +93,20 @@ setup: $(STAMPS)/system $(STAMPS)/python $(STAMPS)/media
 demo: setup
 	$(BIN)/vidcurate demo --output $(DEMO_OUTPUT) --media $(MEDIA)
 
+# The suite runs on every core (pytest-xdist), a test file per worker at a time: a file's
+# module fixtures (a pipeline run shared by its tests) are made once. PYTEST_WORKERS=0
+# runs it in one process.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+
 test: setup $(STAMPS)/test-system
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
+
+# The inner loop: pure functions (tests/unit) and stages under TestPipeline
+# (tests/stages), no CLI end-to-end runs.
+test-fast: setup
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) tests/unit tests/stages
 
 # The gpu-marked tests only (make test deselects them), in the Python environment you
 # made with a CUDA build of torch (docs/gpus.md); they fail, not skip, without a GPU.
