@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 from typing import Any
 
 from vidcurate.transforms.core import AddArgument, StageError, check
@@ -12,6 +13,28 @@ from vidcurate.transforms.core import AddArgument, StageError, check
 
 class MediaError(StageError):
     """A media file that cannot be processed; becomes an error row, never a crash."""
+
+
+class ToolStopped(MediaError):
+    """ffmpeg / ffprobe stopped by the run's environment, not by the file: killed by a
+    signal (error type 'tool_killed'), past --tool-memory-mb ('memory_limit') or past
+    its time limit ('timeout'). Nothing it wrote is a result (a decode that ends early
+    is not a truncated file, a clip it left is not a clip): the video becomes an error
+    row with status failed, which the next run does again."""
+
+    def __init__(self, error_type: str, message: str, signal_number: int | None = None
+                 ) -> None:
+        super().__init__(error_type, message)
+        self.signal_number = signal_number
+
+    @property
+    def crashed(self) -> bool:
+        """Died of its own fault (SIGSEGV, SIGABRT, ...), not killed from outside."""
+        return self.signal_number in _CRASH_SIGNALS
+
+
+_CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL,
+                            signal.SIGFPE})
 
 
 class NoVideoStream(MediaError):

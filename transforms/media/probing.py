@@ -17,6 +17,7 @@ from vidcurate.transforms.media.limits import (
     MediaError,
     MediaLimits,
     NoVideoStream,
+    ToolStopped,
     listing_timeout_s,
 )
 from vidcurate.transforms.media.storage import localise
@@ -207,6 +208,8 @@ def mean_keyframe_interval_s(path: str, window_s: float = 120.0,
     flags (no decoding); None when the container does not flag them."""
     try:
         packets = _packets(path, window_s, limits)
+    except ToolStopped:
+        raise  # the run's environment, not the file's flags
     except MediaError:
         return None
     keys = [t for t, key in packets if key]

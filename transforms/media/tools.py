@@ -12,13 +12,19 @@ import contextlib
 import os
 import re
 import resource
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits
+from vidcurate.transforms.media.limits import (
+    DEFAULT_LIMITS,
+    MediaError,
+    MediaLimits,
+    ToolStopped,
+)
 from vidcurate.transforms.media.storage import localise
 
 
@@ -79,6 +85,16 @@ def limit_memory(pid: int, limits: MediaLimits) -> None:
 _OUT_OF_MEMORY = re.compile(r"cannot allocate memory|out of memory|malloc of size|"
                             r"failed to allocate|bad_alloc|failed to map segment|"
                             r"MemoryError", re.IGNORECASE)
+# What ffmpeg says when an allocation fails under the address-space limit without
+# naming ENOMEM (seen decoding 4K H.264 at 280-480 MB): a frame buffer it could not
+# get, a thread it could not start (its stack is address space: EAGAIN), the loader.
+# Taken as the limit only where one is set and no frame size was refused; the rest
+# of such a failure ("decode_slice_header error", "Invalid data found") reads like
+# damage, which is why these decide.
+_ALLOCATION_FAILED = re.compile(r"get_buffer\(\) failed|thread_encoder_init failed|"
+                                r"Resource temporarily unavailable|pthread_create|"
+                                r"error while loading shared libraries")
+_BAD_SIZE = re.compile(r"Picture size \S+ (is invalid|exceeds)|Invalid dimensions")
 
 
 _NOT_ALLOWED = re.compile(r"\[([^\]]+)\] Format not on whitelist")
@@ -87,25 +103,83 @@ _NOT_ALLOWED = re.compile(r"\[([^\]]+)\] Format not on whitelist")
 _TOO_LARGE = re.compile(r"Picture size (\d+x\d+) exceeds specified max pixel count")
 
 
-def classify_failure(stderr: str, returncode: int, limits: MediaLimits) -> MediaError | None:
-    """The limit a failed tool ran into, as a MediaError; None for other failures."""
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+# ffmpeg catches SIGINT, SIGTERM and SIGXCPU itself: it stops reading, closes what it
+# wrote and exits 255 (fftools: `received_nb_signals ? 255 : ...`; nothing else exits
+# 255), or 123 at the fourth signal ("hard exiting"). At -v error it says nothing.
+_FFMPEG_SIGNALLED = 255
+_FFMPEG_HARD_EXIT = 123
+
+
+def stopped_by_environment(stderr: str, returncode: int, limits: MediaLimits,
+                           tool: str = "ffmpeg") -> ToolStopped | None:
+    """Why the run's environment stopped a tool, whatever its output looks like: out of
+    memory (a message from any part of it: a decoder that cannot allocate a frame logs
+    it and goes on, which would read as damaged data), killed by a signal, or ffmpeg's
+    own exit after one. None for an exit of the tool's own (its messages then say
+    what the file did)."""
+    if _OUT_OF_MEMORY.search(stderr) or (limits.memory_bytes and (
+            returncode in (-6, -11)
+            or (_ALLOCATION_FAILED.search(stderr) and not _BAD_SIZE.search(stderr)))):
+        # SIGABRT / SIGSEGV: how an allocation failure can end a process too.
+        limit = (f"more than --tool-memory-mb {limits.memory_bytes >> 20}"
+                 if limits.memory_bytes else "more memory than the machine had")
+        return ToolStopped("memory_limit", f"{tool} needed {limit} (exit {returncode})",
+                           -returncode if returncode < 0 else None)
+    if returncode < 0:
+        name = _signal_name(-returncode)
+        return ToolStopped("tool_killed", f"{tool} was killed by {name} (a signal from "
+                           "outside, the OOM killer, or a crash): not the file's fault",
+                           -returncode)
+    if tool == "ffmpeg" and (returncode == _FFMPEG_SIGNALLED or (
+            returncode == _FFMPEG_HARD_EXIT and "hard exiting" in stderr)):
+        return ToolStopped("tool_killed", f"{tool} stopped on a signal (SIGINT or SIGTERM, "
+                           f"exit {returncode}): not the file's fault", signal.SIGINT)
+    return None
+
+
+def classify_failure(stderr: str, returncode: int, limits: MediaLimits,
+                     tool: str = "ffmpeg") -> MediaError | None:
+    """The limit a failed tool ran into, as a MediaError (a ToolStopped when the run's
+    environment stopped it); None for other failures."""
     if m := _NOT_ALLOWED.search(stderr):
         return MediaError("format_not_allowed", f"container format {m.group(1)!r} is not "
                           "a single-file video container vidcurate reads")
     if m := _TOO_LARGE.search(stderr):
         return MediaError("frame_too_large", f"frames of {m.group(1)} exceed --max-pixels "
                           f"{limits.max_pixels}")
-    # SIGABRT / SIGKILL / SIGSEGV: how an allocation failure can end a process too.
-    if limits.memory_bytes and (_OUT_OF_MEMORY.search(stderr) or returncode in (-6, -9, -11)):
-        return MediaError("memory_limit", f"ffmpeg needed more than --tool-memory-mb "
-                          f"{limits.memory_bytes >> 20} (exit {returncode})")
-    return None
+    return stopped_by_environment(stderr, returncode, limits, tool)
+
+
+def check_exit(stderr: bytes | str | None, returncode: int, limits: MediaLimits,
+               tool: str) -> None:
+    """Raise what a finished tool's exit and messages say stopped it: a content limit
+    (format_not_allowed, frame_too_large) or the run's environment (ToolStopped), the
+    latter also after an exit 0; nothing for anything else."""
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr or ""
+    if returncode != 0 and (limit := classify_failure(stderr_tail(text, 4000), returncode,
+                                                      limits, tool)):
+        raise limit
+    if stopped := stopped_by_environment(text, returncode, limits, tool):
+        raise stopped
+
+
+def _tool_name(args: list[str]) -> str:
+    return os.path.basename(args[0]) if args else "?"
 
 
 def run_tool(args: list[str], timeout_s: float, what: str,
              limits: MediaLimits = DEFAULT_LIMITS) -> subprocess.CompletedProcess:
-    """Run ffmpeg / ffprobe within the memory limit; raises MediaError('timeout') past its
-    time limit, and the limit's own MediaError when it failed on one."""
+    """Run ffmpeg / ffprobe within the memory limit. Raises ToolStopped when the run's
+    environment stopped it (past its time limit: 'timeout'; a signal, the memory limit),
+    even where it exited 0 (a decoder out of memory goes on without the frame); and the
+    limit's own MediaError when it failed on one."""
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     limit_memory(proc.pid, limits)
     try:
@@ -113,10 +187,8 @@ def run_tool(args: list[str], timeout_s: float, what: str,
     except subprocess.TimeoutExpired as e:
         proc.kill()
         proc.communicate()
-        raise MediaError("timeout", f"{what} took longer than {timeout_s:.0f} s") from e
-    if proc.returncode != 0 and (
-            limit := classify_failure(stderr_tail(err, 4000), proc.returncode, limits)):
-        raise limit
+        raise ToolStopped("timeout", f"{what} took longer than {timeout_s:.0f} s") from e
+    check_exit(err, proc.returncode, limits, _tool_name(args))
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
@@ -135,8 +207,10 @@ def streamed(args: list[str], block_bytes: int, timeout_s: float, what: str,
               on_stderr: StderrListener | None = None) -> Iterator[Iterator[bytes]]:
     """Run ffmpeg writing to stdout and stream it in blocks of block_bytes (the last one
     may be shorter). The context yields the block iterator; on exit the process is
-    stopped and checked: past timeout_s it is killed (MediaError 'timeout'), and a
-    process that wrote nothing at all raises `nothing`, with ffmpeg's message.
+    stopped and checked: past timeout_s it is killed (ToolStopped 'timeout'); one the
+    environment stopped (a signal, out of memory) raises ToolStopped, whatever it wrote
+    (see check_exit); and a process that wrote nothing at all raises `nothing`, with
+    ffmpeg's message.
 
     stderr is read live by a thread (its last lines kept for messages); `on_stderr`, when
     given, hears every line with the number of blocks read when it arrived, which
@@ -149,8 +223,11 @@ def streamed(args: list[str], block_bytes: int, timeout_s: float, what: str,
     watchdog.start()
     wrote = False
     read = 0
+    at_end = False  # stdout read to its end (else closing it may SIGPIPE the tool)
     tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
     listener_failed: list[Exception] = []
+    # The first out-of-memory line, wherever it is: the tail may have lost it.
+    out_of_memory: list[str] = []
 
     def read_stderr() -> None:
         # Drains stderr to the end whatever happens, so that ffmpeg never blocks on it.
@@ -160,6 +237,9 @@ def streamed(args: list[str], block_bytes: int, timeout_s: float, what: str,
             if not line:
                 continue
             tail.append(line)
+            if not out_of_memory and (_OUT_OF_MEMORY.search(line)
+                                      or _ALLOCATION_FAILED.search(line)):
+                out_of_memory.append(line)
             if on_stderr is not None and not listener_failed:
                 try:
                     on_stderr(line, read)
@@ -170,12 +250,13 @@ def streamed(args: list[str], block_bytes: int, timeout_s: float, what: str,
     reader.start()
 
     def blocks() -> Iterator[bytes]:
-        nonlocal wrote, read
+        nonlocal wrote, read, at_end
         assert proc.stdout is not None
         while buf := proc.stdout.read(block_bytes):
             wrote = True
             read += 1
             yield buf
+        at_end = True
 
     try:
         yield blocks()
@@ -193,9 +274,11 @@ def streamed(args: list[str], block_bytes: int, timeout_s: float, what: str,
     if listener_failed:
         raise listener_failed[0]
     if timed_out:
-        raise MediaError("timeout", f"{what} took longer than {timeout_s:.0f} s")
-    if code != 0 and (limit := classify_failure(stderr_tail(stderr, 4000), code, limits)):
-        raise limit
+        raise ToolStopped("timeout", f"{what} took longer than {timeout_s:.0f} s")
+    # Before `wrote`: a killed decoder's frames are not the file's (an early end would
+    # read as a truncated file).
+    if not (code == -signal.SIGPIPE and not at_end):  # else our own early close
+        check_exit("\n".join([*out_of_memory, stderr]), code, limits, _tool_name(args))
     if not wrote:
         raise MediaError(nothing.error_type,
                          f"{nothing} (exit {code}){': ' + tail_text if tail_text else ''}")
