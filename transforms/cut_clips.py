@@ -49,7 +49,7 @@ from vidcurate.transforms.media.cutting import (
     plan_copy,
 )
 from vidcurate.transforms.media.decoding import nearest_sample
-from vidcurate.transforms.media.limits import MediaError, MediaLimits
+from vidcurate.transforms.media.limits import MediaError, MediaLimits, ToolStopped
 from vidcurate.transforms.media.probing import keyframe_times, media_duration, video_packets
 from vidcurate.transforms.media.storage import publish
 from vidcurate.transforms.media.tools import auto_ffmpeg_threads
@@ -223,6 +223,8 @@ def damage_keyframes(path: str, info: VideoInfo, keyframes: list[float] | None,
     try:
         times = keyframes if keyframes is not None else [
             t - info.start_time_s for t in keyframe_times(path, limits)]
+    except ToolStopped:
+        raise  # the run's environment, not the file: the video is done again
     except MediaError:
         return None
     return sorted({round(t * info.fps) for t in times})
@@ -301,6 +303,8 @@ def cut_media(tasks: list[ClipTask], media: MediaConfig, scratch: str
             continue
         try:  # also proves the file has a video stream (ffmpeg can write an empty one)
             duration = media_duration(cut.dst, media.limits)
+        except ToolStopped:
+            raise
         except MediaError as e:
             results.append(e)
             continue
@@ -403,7 +407,8 @@ def cut_video(tasks: list[ClipTask], media: MediaConfig, params_hash: str, run_i
     """Cut the media of all clips of one video (one ffmpeg process), read each clip's
     keyframes and publish each clip whose media and keyframes all worked; per clip, its
     record or why it failed. A clip's failure leaves no file of it behind and costs no
-    other clip."""
+    other clip. A tool the run's environment stopped (ToolStopped: a signal, a limit)
+    is raised before anything is published: the video is done again, whole."""
     if not tasks:
         return []
     scratch = _scratch_dir(media.output)
@@ -411,13 +416,27 @@ def cut_video(tasks: list[ClipTask], media: MediaConfig, params_hash: str, run_i
         clip_files: list[ClipMedia | Exception | None] = [None] * len(tasks)
         if media.clip_media != "none":
             clip_files = list(cut_media(tasks, media, scratch))
-        results: list[ClipRecord | Exception] = []
+        # Every clip's files in scratch first, then published: a tool stopped half-way
+        # through the keyframes leaves no clip of the video behind.
+        prepared: list[tuple[list[float], list[tuple[str, str]]] | Exception] = []
         for i, (task, clip_file) in enumerate(zip(tasks, clip_files, strict=True)):
             if isinstance(clip_file, Exception):
-                results.append(clip_file)
+                prepared.append(clip_file)
                 continue
             try:
-                times, keyframes = write_keyframes(task, media, scratch, f"{i}_")
+                prepared.append(write_keyframes(task, media, scratch, f"{i}_"))
+            except ToolStopped:
+                raise
+            except Exception as e:  # this clip's error row (guarded), never another's
+                prepared.append(e)
+        results: list[ClipRecord | Exception] = []
+        for task, clip_file, done in zip(tasks, clip_files, prepared, strict=True):
+            if isinstance(done, Exception):
+                results.append(done)
+                continue
+            assert not isinstance(clip_file, Exception)
+            times, keyframes = done
+            try:
                 # Only a clip whose media and keyframes all worked leaves files behind.
                 ready = ([(clip_file.local, clip_file.uri)] if clip_file else []) + keyframes
                 for local, uri in ready:

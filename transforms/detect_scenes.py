@@ -50,7 +50,12 @@ from vidcurate.transforms.media.decoding import (
     sample_folder,
     sample_stride,
 )
-from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits
+from vidcurate.transforms.media.limits import (
+    DEFAULT_LIMITS,
+    MediaError,
+    MediaLimits,
+    ToolStopped,
+)
 from vidcurate.transforms.models.device import gpu_index, is_cuda
 from vidcurate.transforms.split_config import SplitConfig
 from vidcurate.transforms.transitions import ZONE_GUARD_FRAMES, TransitionObserver
@@ -231,7 +236,11 @@ def _detect_on_device(video: ProbedVideo, cfg: SplitConfig, threads: int,
         try:
             result = _detect(video, cfg, threads, limits, request, gpu_index(decode_device))
         except MediaError as e:
-            if e.error_type == "timeout":  # a second decode would take as long again
+            # Killed from outside or out of time: a CPU decode would meet the same. The
+            # decoder's own failure, a crash (the driver) or memory (CUDA maps much
+            # address space) may be NVDEC's: the CPU decode decides.
+            if (isinstance(e, ToolStopped) and not e.crashed
+                    and e.error_type != "memory_limit"):
                 raise
             log.warning("NVDEC decode of %s failed (%s); decoding it on the CPU",
                         redact_url(video.source.uri), e)

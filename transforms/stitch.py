@@ -38,7 +38,12 @@ from vidcurate.transforms.media.decoding import (
     nearest_sample,
     read_sample_image,
 )
-from vidcurate.transforms.media.limits import DEFAULT_LIMITS, MediaError, MediaLimits
+from vidcurate.transforms.media.limits import (
+    DEFAULT_LIMITS,
+    MediaError,
+    MediaLimits,
+    ToolStopped,
+)
 from vidcurate.transforms.media.probing import mean_keyframe_interval_s
 from vidcurate.transforms.models.clip import (
     ClipModelConfig,
@@ -161,6 +166,8 @@ def read_frames(path: str, times_s: Sequence[float], width: int = FRAME_WIDTH,
             dsts = [os.path.join(scratch, f"{i}.jpg") for i in indices]
             try:
                 extract_frames(path, [times_s[i] for i in indices], dsts, width, limits)
+            except ToolStopped:
+                raise  # not a bad frame: the run's environment stopped ffmpeg
             except MediaError:
                 return False
             for i, dst in zip(indices, dsts, strict=True):
@@ -254,6 +261,8 @@ def boundary_frames_of(scened: ScenedVideo, cfg: StitchConfig,
                 read.add(number)
                 for i, pos in wanted[number]:
                     yield i, pos, image
+        except ToolStopped:
+            raise  # not a bad frame: the run's environment stopped ffmpeg
         except MediaError:
             pass  # the frames it did not give are read by seeking below
     rest = [n for n in numbers if n not in read]

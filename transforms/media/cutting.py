@@ -14,6 +14,7 @@ from vidcurate.transforms.media.limits import (
     FRAMES_TIMEOUT_S,
     MediaError,
     MediaLimits,
+    ToolStopped,
     cut_timeout_s,
 )
 from vidcurate.transforms.media.probing import VideoPacket
@@ -233,7 +234,9 @@ def _written(path: str) -> bool:
 
 def _cut_batch(src: str, cuts: list[ClipCut], mode: str, threads: int,
                limits: MediaLimits) -> MediaError | None:
-    """One ffmpeg process writing every clip of `cuts`; the process's failure, if any."""
+    """One ffmpeg process writing every clip of `cuts`; the process's failure, if any.
+    Raises ToolStopped: what a stopped process left is no clip, and cutting the clips
+    again one by one would only meet the same environment."""
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
     if mode == "exact":
         args += _exact_args(src, cuts, threads, limits)
@@ -249,6 +252,8 @@ def _cut_batch(src: str, cuts: list[ClipCut], mode: str, threads: int,
     what = "cutting the clip" if len(cuts) == 1 else f"cutting {len(cuts)} clips"
     try:
         out = run_tool(args, cut_timeout_s(total_s, limits), what, limits)
+    except ToolStopped:
+        raise
     except MediaError as e:
         return e
     if out.returncode != 0:
@@ -268,7 +273,9 @@ def cut_clips(src: str, cuts: list[ClipCut], mode: str, threads: int = 0,
     exact: re-encode (H.264 / AAC) of exactly the frames in [start_s, end_s).
 
     When the shared process fails, or leaves a clip unwritten, each such clip is cut
-    again on its own, so that one bad stretch of the source costs only its own clips."""
+    again on its own, so that one bad stretch of the source costs only its own clips.
+    A process the run's environment stopped (a signal, --tool-memory-mb, the time
+    limit) fails them all: ToolStopped is raised, and no clip is a result."""
     if mode not in ("copy", "exact"):
         raise ValueError(f"unknown clip media mode {mode!r}")
     results: list[MediaError | None] = [None] * len(cuts)
