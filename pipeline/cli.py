@@ -187,42 +187,56 @@ def _query(argv: list[str]) -> int:
         return 2
     import duckdb
 
+    if args.format == "parquet" and not args.out:
+        print("vidcurate: --format parquet needs --out FILE", file=sys.stderr)
+        return 2
     try:
         rel = query(args.output, args.sql.strip().rstrip(";"))
+        if rel is not None:
+            _write_result(rel, args)
     except OutputNotFound as e:
         print(f"vidcurate: {e}", file=sys.stderr)
+        return 2
+    except duckdb.PermissionException as e:
+        # The sandbox said no (a file outside the output, duckdb_extensions(), ...): at
+        # bind time or, for some functions (sniff_csv), only once the query runs.
+        print(f"vidcurate: query refused: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except (duckdb.Error, NotReadOnly) as e:
         print(f"vidcurate: query failed: {e}", file=sys.stderr)
         return 1
-    if rel is None:
-        return 0
+    return 0
+
+
+def _write_result(rel: Any, args: argparse.Namespace) -> None:
+    """Run the query and write its rows. DuckDB runs a query lazily, so its errors come
+    from here too; the rows are fetched before --out is opened, so a failed query leaves
+    no half-written file."""
     if args.format == "parquet":
-        if not args.out:
-            print("vidcurate: --format parquet needs --out FILE", file=sys.stderr)
-            return 2
         import pyarrow.parquet as pq
 
-        pq.write_table(rel.to_arrow_table(), args.out)
+        table = rel.to_arrow_table()
+        pq.write_table(table, args.out)
         print(f"wrote {args.out}")
-        return 0
+        return
+    if args.format == "table":
+        rel.show(max_rows=args.max_rows, max_width=200)
+        return
+    columns, rows = rel.columns, rel.fetchall()
     with contextlib.ExitStack() as stack:
         out = (stack.enter_context(open(args.out, "w", newline="", encoding="utf-8"))
                if args.out else sys.stdout)
-        if args.format == "table":
-            rel.show(max_rows=args.max_rows, max_width=200)
-        elif args.format == "csv":
+        if args.format == "csv":
             writer = csv.writer(out)
-            writer.writerow(rel.columns)
-            for row in rel.fetchall():
+            writer.writerow(columns)
+            for row in rows:
                 # Lists, structs and fixed-size arrays (tuples, e.g. FLOAT[512]) as JSON.
                 writer.writerow([json.dumps(_jsonable(v)) if isinstance(v, list | tuple | dict)
                                  else v for v in row])
         else:
-            for row in rel.fetchall():
-                out.write(json.dumps(_jsonable(dict(zip(rel.columns, row, strict=True))),
+            for row in rows:
+                out.write(json.dumps(_jsonable(dict(zip(columns, row, strict=True))),
                                      ensure_ascii=False) + "\n")
-    return 0
 
 
 def reselect_parser() -> argparse.ArgumentParser:

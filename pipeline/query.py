@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Sequence
 
 import duckdb
@@ -178,11 +181,20 @@ def _sandbox(con: duckdb.DuckDBPyConnection, output: str) -> None:
 
     The views stay readable: DuckDB re-binds read_parquet at each query, and the output
     folder is the one allowed directory (a local one by its absolute path; DuckDB
-    resolves symlinks, so a link inside it cannot point elsewhere). Remote outputs are
+    resolves symlinks, so a link inside it cannot point elsewhere), with DuckDB's private
+    spill folder (never the current directory's .tmp/). Remote outputs are
     allowed by their URL prefix; httpfs was loaded explicitly before this."""
     folder = os.path.abspath(output.removeprefix("file://")) if is_local(output) else output
     folder = folder.rstrip("/") + "/"  # a prefix of the folder's files, not of its siblings
+    # DuckDB allows its temp folder too, by default `.tmp` in the current directory:
+    # whatever lay in <cwd>/.tmp/ would be readable. Spill into a private folder instead
+    # (made 0700 by mkdtemp, removed with the connection), which holds only this
+    # connection's own spill files.
+    private = tempfile.mkdtemp(prefix="vidcurate-query-")
+    weakref.finalize(con, shutil.rmtree, private, ignore_errors=True)
+    spill = os.path.join(private, "spill")
     con.sql(f"""
+        SET temp_directory = {_quote(spill)};
         SET autoinstall_known_extensions = false;
         SET autoload_known_extensions = false;
         SET allow_community_extensions = false;

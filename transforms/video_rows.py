@@ -23,6 +23,7 @@ from vidcurate.schemas.records import (
 )
 from vidcurate.transforms.cut_clips import STAGE as CUT_STAGE
 from vidcurate.transforms.frame_signals import decode_note
+from vidcurate.transforms.media.limits import TOOL_STOPPED_TYPES
 
 # Stages that add to clips that exist: their errors are noted on the video, not fatal.
 ENRICHING_STAGES = ("ocr", "asr")
@@ -43,10 +44,17 @@ def video_outcome(
     # Errors about one clip never fail the whole video: a clip that could not be cut is
     # missing, one whose keyframe OCR could not read is kept with partial results.
     clip_errors = [e for e in errors if e.clip_id is not None and e.stage == CUT_STAGE]
+    # An audio extraction the environment stopped (a signal, a limit) is not a fact about
+    # the video: the video fails, so that the next run does it again, never an ok video
+    # with a note that resume would keep.
+    stopped = [e for e in errors if e.stage == "asr" and e.error_type in TOOL_STOPPED_TYPES]
     # Enrichment failures (a clip's OCR, a video's ASR) leave the clips in place: notes.
-    other_clip_errors = [e for e in errors if e.stage in ENRICHING_STAGES
-                         or (e.clip_id is not None and e.stage != CUT_STAGE)]
+    other_clip_errors = [e for e in errors if (e.stage in ENRICHING_STAGES
+                                               or (e.clip_id is not None
+                                                   and e.stage != CUT_STAGE))
+                         and e not in stopped]
     video_errors = [e for e in errors if e.clip_id is None and e.stage not in ENRICHING_STAGES]
+    video_errors += stopped
     info = probed.info if probed else (split.scened.video.info if split else None)
     if fetched is not None:
         source = fetched.source  # with what a video site said about itself

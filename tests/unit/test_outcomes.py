@@ -69,3 +69,20 @@ def test_damaged_file_note_is_kept():
 def test_lost_video_is_still_reported():
     row = video_outcome(SRC, "r")
     assert row.status == "failed" and "no stage reported" in row.reason
+
+
+def test_an_audio_extraction_the_environment_stopped_fails_the_video():
+    """A killed or limited ffmpeg while extracting audio is retried by the next run (the
+    video fails), while bad audio stays a note on an ok video (issue 29)."""
+    import dataclasses
+
+    stopped = dataclasses.replace(_err("asr", message="ffmpeg was killed by SIGKILL"),
+                                  error_type="tool_killed")
+    row = video_outcome(SRC, "r", probed=PROBED, split=_split(2), clip_count=2,
+                        errors=[stopped])
+    assert row.status == "failed" and "asr: ffmpeg was killed" in row.reason
+    bad_audio = dataclasses.replace(_err("asr", message="no audio decoded"),
+                                    error_type="decode_failed")
+    row = video_outcome(SRC, "r", probed=PROBED, split=_split(2), clip_count=2,
+                        errors=[bad_audio])
+    assert row.status == "ok" and "asr: 1 error(s)" in row.reason

@@ -133,6 +133,44 @@ def test_files_outside_the_output_cannot_be_read(out, sql):
     assert SECRET not in str(refused.value)
 
 
+@pytest.mark.parametrize("where", ["beside", "elsewhere"])
+def test_nothing_in_the_current_directory_is_readable(out, tmp_path, monkeypatch, where):
+    """DuckDB allows its temp folder, by default `.tmp` in the current directory: the
+    sandbox spills into a private folder instead, whatever the cwd."""
+    cwd = out.parent if where == "beside" else tmp_path / "elsewhere"
+    (cwd / ".tmp").mkdir(parents=True)
+    (cwd / ".tmp" / "k").write_text(SECRET)
+    monkeypatch.chdir(cwd)
+    for sql in ("SELECT * FROM read_text('.tmp/k')", "SELECT * FROM glob('.tmp/*')",
+                f"SELECT * FROM read_text('{cwd}/.tmp/k')", "SELECT * FROM glob('*')"):
+        with pytest.raises(duckdb.PermissionException) as refused:
+            _run(out, sql)
+        assert SECRET not in str(refused.value)
+    (allowed,), = _run(out, "SELECT current_setting('allowed_directories')")
+    assert f"{out}/" in allowed
+    for folder in allowed:  # the rest: the private spill folder, made for this connection
+        if folder != f"{out}/":
+            assert not folder.startswith(f"{cwd}/") and "vidcurate-query-" in folder
+
+
+@pytest.mark.parametrize("sql", ["SELECT * FROM sniff_csv('/etc/passwd')",
+                                 "SELECT * FROM duckdb_extensions()",
+                                 "SELECT * FROM read_text('/etc/passwd')"])
+@pytest.mark.parametrize("fmt", ["table", "csv"])
+def test_a_refused_function_is_one_line_and_exit_2(out, tmp_path, capsys, sql, fmt):
+    """Some functions are refused only once the query runs (sniff_csv,
+    duckdb_extensions): the CLI says so in one line, as for those refused at bind time."""
+    from vidcurate.pipeline.cli import main
+
+    target = tmp_path / "rows.csv"
+    assert main(["query", str(out), sql, "--format", fmt,
+                 *(["--out", str(target)] if fmt == "csv" else [])]) == 2
+    printed = capsys.readouterr()
+    assert printed.err.startswith("vidcurate: query refused: Permission Error")
+    assert printed.err.count("\n") == 1 and "Traceback" not in printed.err
+    assert printed.out == "" and not target.exists()  # no half-written result
+
+
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/x.parquet", "https://127.0.0.1:9/x.csv"])
 def test_a_network_read_fails_fast_and_installs_no_extension(out, home, url):
     reader = "read_parquet" if url.endswith(".parquet") else "read_csv"
@@ -189,7 +227,7 @@ def test_cli_exports_write_the_named_file_and_sql_writes_none(out, home, tmp_pat
     assert written.returncode == 1 and "query failed" in written.stderr
     read = run_cli("query", str(out), f"SELECT * FROM read_text('{out.parent}/outside/canary.txt')",
                    "--format", "csv", env=env)
-    assert read.returncode == 1 and "query failed" in read.stderr
+    assert read.returncode == 2 and "query refused" in read.stderr
     assert SECRET not in read.stdout + read.stderr
     assert not leak.exists() and _contents(out) == before
     assert sorted(os.listdir(exports)) == ["clips.csv", "clips.json", "clips.parquet"]

@@ -33,6 +33,9 @@ class ToolStopped(MediaError):
         return self.signal_number in _CRASH_SIGNALS
 
 
+# The error types of ToolStopped: what a run's environment did, never the content.
+TOOL_STOPPED_TYPES = frozenset({"tool_killed", "memory_limit", "timeout"})
+
 _CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL,
                             signal.SIGFPE})
 
