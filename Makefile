@@ -15,8 +15,9 @@ STAMPS := .stamps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_OUTPUT ?= demo-output
 APT_PACKAGES := ffmpeg fonts-dejavu-core pocketsphinx-testdata
-# Tests only: the HTML report is checked in a headless browser.
-TEST_APT_PACKAGES := chromium chromium-driver
+# Tests only: the HTML report is checked in a headless browser; espeak-ng speaks the
+# planted personal data that ASR must find (tests/e2e/test_safety.py).
+TEST_APT_PACKAGES := chromium chromium-driver espeak-ng
 MEDIA := build/media
 # Real sample files from Debian's opencv-doc, extracted from the package without
 # installing it (it would pull MathJax and jQuery for its HTML docs).
@@ -56,6 +57,7 @@ $(STAMPS)/test-system: Makefile
 	@mkdir -p $(STAMPS)
 	$(call apt_install,$(TEST_APT_PACKAGES))
 	@command -v chromedriver >/dev/null || { echo "chromedriver missing after install" >&2; exit 1; }
+	@command -v espeak-ng >/dev/null || { echo "espeak-ng missing after install" >&2; exit 1; }
 	@touch $@
 
 $(STAMPS)/python: pyproject.toml constraints.txt Makefile
@@ -63,7 +65,7 @@ $(STAMPS)/python: pyproject.toml constraints.txt Makefile
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	@echo "installing Python packages into $(VENV) (torch pinned by constraints.txt)"
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
-	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,docs,ocr,asr,samples,sites,captioner]" 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,docs,ocr,asr,samples,sites,captioner,safety]" 2>&1 | $(QUIET_PIP)
 	@# openai-whisper (the --asr-backend openai-whisper path) without triton, a ~1 GB
 	@# CUDA-only dependency; its other dependencies come with the dev extra.
 	@$(BIN)/python -m pip install -q --no-deps -c constraints.txt "openai-whisper==20250625" 2>&1 | $(QUIET_PIP)

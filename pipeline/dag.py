@@ -18,7 +18,9 @@ from vidcurate.transforms.errors import ERRORS, SKIPPED
 from vidcurate.transforms.fetch import Fetch, RemoveDownloads
 from vidcurate.transforms.judge_clips import JudgeClips
 from vidcurate.transforms.manifest import ListedBatch, ReadListed, ReadManifest
+from vidcurate.transforms.nsfw import ScoreNsfw
 from vidcurate.transforms.ocr import OCR
+from vidcurate.transforms.personal_data import FindPersonalData
 from vidcurate.transforms.probe import Probe
 from vidcurate.transforms.resume import SkipDone
 from vidcurate.transforms.score_captions import ScoreCaptions
@@ -90,8 +92,12 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
         embedded = clips | "EmbedClips" >> EmbedClips(cfg.clip_model, run_id)
         clips = embedded["clips"]
         stage_errors.append(embedded[ERRORS])
+    if cfg.nsfw.enabled:
+        rated = clips | "ScoreNsfw" >> ScoreNsfw(cfg.nsfw, run_id)
+        clips = rated["clips"]
+        stage_errors.append(rated[ERRORS])
     # After every stage whose columns it reads (OCR lines, CLIP keyframe embeddings, the
-    # picture signals): subtitles, the aesthetic score and the quality flags.
+    # picture signals, the NSFW score): subtitles, the aesthetic score and the flags.
     judged = clips | "JudgeClips" >> JudgeClips(cfg.quality, cfg.aesthetic, run_id)
     clips = judged["clips"]
     stage_errors.append(judged[ERRORS])
@@ -102,6 +108,11 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
         ScoreCaptions(cfg.clip_model, cfg.teachers.priority, run_id)
     clips = scored["clips"]
     stage_errors.append(scored[ERRORS])
+    # After captioning: it reads every candidate caption as well as OCR and speech.
+    private = {"clips": clips, "captions": scored["captions"]} | "PersonalData" >> \
+        FindPersonalData(cfg.personal_data, run_id)
+    clips = private["clips"]
+    stage_errors.append(private[ERRORS])
 
     errors = tuple(stage_errors) | "AllErrors" >> beam.Flatten()
     videos = {

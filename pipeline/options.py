@@ -32,8 +32,10 @@ from vidcurate.transforms.models.clip import (
     ClipModelConfig,
 )
 from vidcurate.transforms.models.device import DeviceConfig
+from vidcurate.transforms.models.nsfw import NsfwConfig
 from vidcurate.transforms.models.ocr import OcrConfig
 from vidcurate.transforms.models.whisper import ASR_BACKENDS, AsrConfig
+from vidcurate.transforms.personal_data import PersonalDataConfig
 from vidcurate.transforms.split_config import (
     DETECTORS,
     SplitConfig,
@@ -53,7 +55,8 @@ __all__ = ["ASR_BACKENDS", "CLIP_MEDIA_MODES", "DEFAULT_CLIP_MODEL", "DEFAULT_CL
            "DEFAULT_TEACHERS", "DEFAULT_TEACHER_PRIORITY", "DETECTORS", "AestheticConfig",
            "AsrConfig", "ClipModelConfig", "ConfigError", "CurationOptions", "DeviceConfig",
            "FetchConfig",
-           "MediaConfig", "OcrConfig", "QualityConfig", "RunConfig", "SplitConfig",
+           "MediaConfig", "NsfwConfig", "OcrConfig", "PersonalDataConfig", "QualityConfig",
+           "RunConfig", "SplitConfig",
            "StitchConfig", "TeachersConfig", "VlmConfig", "check_flags", "new_run_id"]
 
 VIDEO_EXTENSIONS = (
@@ -122,6 +125,8 @@ class CurationOptions(PipelineOptions):
         ClipModelConfig.add_arguments(add)
         QualityConfig.add_arguments(add)
         AestheticConfig.add_arguments(add)
+        NsfwConfig.add_arguments(add)
+        PersonalDataConfig.add_arguments(add)
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,8 @@ class RunConfig:
     teachers: TeachersConfig
     quality: QualityConfig = QualityConfig()
     aesthetic: AestheticConfig = AestheticConfig(model=None, batch_size=256)
+    nsfw: NsfwConfig = NsfwConfig(enabled=False)
+    personal_data: PersonalDataConfig = PersonalDataConfig()
     force: bool = False
     retry_failed: bool = True
     device: DeviceConfig = DeviceConfig()
@@ -170,7 +177,9 @@ class RunConfig:
                            # Flags and the aesthetic score are written columns too.
                            "quality": asdict(self.quality),
                            "aesthetic": self.aesthetic.model_id
-                           if self.aesthetic.enabled else None}, sort_keys=True)
+                           if self.aesthetic.enabled else None,
+                           "nsfw": self.nsfw.model_id if self.nsfw.enabled else None,
+                           "personal_data": asdict(self.personal_data)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
@@ -227,6 +236,8 @@ class RunConfig:
             teachers=TeachersConfig.from_options(o, clip.enabled),
             quality=QualityConfig.from_options(o),
             aesthetic=AestheticConfig.from_options(o),
+            nsfw=NsfwConfig.from_options(o),
+            personal_data=PersonalDataConfig.from_options(o),
             force=o.force,
             retry_failed=not o.no_retry_failed,
             device=DeviceConfig.from_options(o, direct_worker_processes(options)),
@@ -239,7 +250,8 @@ class RunConfig:
     def runs_models(self) -> bool:
         """Whether any model stage is in the graph (so --device has something to place)."""
         return (self.clip_model.enabled or self.asr.enabled or self.ocr.enabled
-                or self.aesthetic.enabled or "captioner" in self.teachers.names)
+                or self.aesthetic.enabled or self.nsfw.enabled
+                or "captioner" in self.teachers.names)
 
     def with_device(self, device: DeviceConfig) -> RunConfig:
         """The config with the resolved device handed to every model stage (the one
@@ -252,7 +264,8 @@ class RunConfig:
             asr=self.asr.on_device(on, threads, usable_cores()),
             ocr=replace(self.ocr, device=on, cpu_threads=threads),
             teachers=replace(self.teachers, device=on, cpu_threads=threads),
-            aesthetic=replace(self.aesthetic, device=on, cpu_threads=threads))
+            aesthetic=replace(self.aesthetic, device=on, cpu_threads=threads),
+            nsfw=replace(self.nsfw, device=on, cpu_threads=threads))
 
     def with_clip_model(self, clip_model: ClipModelConfig) -> RunConfig:
         """The config with the resolved CLIP model; its id goes into the stitching

@@ -26,8 +26,8 @@ log = logging.getLogger("vidcurate")
 
 # Stages in graph order, for reports.
 STAGES = ("manifest", "resume", "fetch", "content_dedup", "probe", "detect_scenes", "stitch",
-          "clip_rules", "plan_clips", "cut_clips", "ocr", "asr", "embed_clips", "judge_clips",
-          "captioning", "score_captions")
+          "clip_rules", "plan_clips", "cut_clips", "ocr", "asr", "embed_clips", "nsfw",
+          "judge_clips", "captioning", "score_captions", "personal_data")
 
 
 @dataclass

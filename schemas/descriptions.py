@@ -36,6 +36,12 @@ TABLE_DESCRIPTIONS: dict[str, str] = {
     "passes": (
         "One row per dedup / balance / curate pass. This row is written last and commits "
         "the pass."),
+    "labels": (
+        "Written by `vidcurate review` (the browser) and `vidcurate label --from FILE`: one "
+        "row per verdict a person gave a clip. Relabelling appends a row; the view "
+        "`labels` holds each current clip's newest one, `clips_labelled` joins it to "
+        "`clips`, and `labels_all` keeps every row. `curate --calibrate` fits thresholds "
+        "to them."),
 }
 
 _RUN_ID = "run that wrote the row"
@@ -156,9 +162,16 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
                         "width; null: none found, or OCR off",
         "aesthetic_score": "LAION aesthetic head over the keyframe CLIP embeddings, mean "
                            "over keyframes (about 1–10); null: `--aesthetic-model` off",
+        "nsfw_score": "Open-NSFW (Yahoo, 2016) probability of pornographic content, the "
+                      "highest over the clip's keyframes (0–1); null: the `safety` extra "
+                      "is not installed, `--no-nsfw`, or the keyframes could not be read",
+        "personal_data": "kinds of personal data found in the clip's on-screen text, "
+                          "transcript and captions (`email`, `phone`, `url`, "
+                          "`payment_card`, `iban`), never the values; `[]`: none found",
         "quality_flags": "flags from the vocabulary `static, dark, overexposed, blurry, "
                          "letterboxed, subtitles, damaged, text_heavy, low_resolution, "
-                         "low_aesthetic`; `[]`: every measured signal passed",
+                         "low_aesthetic, nsfw, personal_data`; `[]`: every measured "
+                         "signal passed",
         "run_id": _RUN_ID,
     },
     "captions": {
@@ -266,9 +279,20 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
     "passes": {
         "pass_id": "the pass",
-        "kind": "`dedup`, `balance` or `curate`",
+        "kind": "`dedup`, `balance`, `curate` or `calibrate` (`curate --calibrate`)",
         "created_at": "when it ran",
         "params_json": "its parameters",
-        "summary_json": "its result (for curate: the funnel)",
+        "summary_json": "its result (for curate: the funnel; for calibrate: each rule's "
+                        "fit, counts and keep-rate curve)",
+    },
+    "labels": {
+        "label_id": "this row (a random uuid)",
+        "clip_id": "the clip labelled",
+        "label": "`keep` or `drop`",
+        "reason": "why: a rule name of the profile or free text; null when none was given",
+        "labelled_by": "who labelled it (the reviewer's name, or the user running the "
+                       "command)",
+        "labelled_at": "when; the newest label of a clip wins",
+        "source": "`review` (the browser) or `import` (`vidcurate label --from`)",
     },
 }

@@ -423,6 +423,9 @@ class ClipRecord:
     decode_error_count: int | None = None  # decoder error lines that can touch the span
     subtitle_box: tuple[int, int, int, int] | None = None  # burned-in subtitle band
     aesthetic_score: float | None = None  # LAION aesthetic head over clip_embedding
+    nsfw_score: float | None = None  # Open-NSFW, the most explicit keyframe's P(NSFW)
+    # Kinds of personal data found in the clip's texts (never the values themselves).
+    personal_data: tuple[str, ...] | None = None
     quality_flags: tuple[str, ...] | None = None
 
     def to_row(self) -> dict[str, Any]:
@@ -472,6 +475,8 @@ class ClipRecord:
             "decode_error_count": self.decode_error_count,
             "subtitle_box": None if self.subtitle_box is None else list(self.subtitle_box),
             "aesthetic_score": self.aesthetic_score,
+            "nsfw_score": self.nsfw_score,
+            "personal_data": None if self.personal_data is None else list(self.personal_data),
             "quality_flags": None if self.quality_flags is None else list(self.quality_flags),
             "run_id": self.run_id,
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "9"
+SCHEMA_VERSION = "10"
 METADATA_KEY = b"vidcurate.schema"
 
 TRANSITION = pa.struct([
@@ -182,6 +182,8 @@ CLIPS = _schema(
         pa.field("decode_error_count", pa.int32()),
         pa.field("subtitle_box", pa.list_(pa.int32())),
         pa.field("aesthetic_score", pa.float32()),
+        pa.field("nsfw_score", pa.float32()),
+        pa.field("personal_data", pa.list_(pa.string())),
         pa.field("quality_flags", pa.list_(pa.string())),
         pa.field("run_id", pa.string(), nullable=False),
     ],
@@ -318,6 +320,22 @@ PASSES = _schema(
 )
 
 
+# Written by `vidcurate review` and `vidcurate label`: a person's verdict on a clip, one
+# row per labelling (relabelling appends; the newest row of a clip wins in the views).
+LABELS = _schema(
+    "labels",
+    [
+        pa.field("label_id", pa.string(), nullable=False),
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),  # keep | drop
+        pa.field("reason", pa.string()),  # a rule name or free text; null: none given
+        pa.field("labelled_by", pa.string()),
+        pa.field("labelled_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("source", pa.string()),  # review | import
+    ],
+)
+
+
 def table_schema(table: str, embedding_dim: int | None = None) -> pa.Schema:
     """A table's schema; with embedding_dim, clips.clip_embedding is a fixed-size list."""
     schema = TABLES[table]
@@ -339,4 +357,5 @@ TABLES: dict[str, pa.Schema] = {
     "balance_counts": BALANCE_COUNTS,
     "curation": CURATION,
     "passes": PASSES,
+    "labels": LABELS,
 }

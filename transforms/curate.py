@@ -277,6 +277,8 @@ SIGNAL_SOURCES: dict[str, str] = {
     "aesthetic_score": "`vidcurate run --aesthetic-model sac+logos+ava1-l14-linearMSE "
                        "--clip-model ViT-L-14 --clip-pretrained openai` (the aesthetic head "
                        "is off by default)",
+    "nsfw_score": "the Open-NSFW score of `vidcurate run` (pip install 'vidcurate[safety]'; "
+                  "leave out --no-nsfw)",
     "clip_score": _CLIP, "clip_embedding": _CLIP, "clip_model": _CLIP,
     "ocr_text": _OCR, "ocr_lines": _OCR, "ocr_coverage_max": _OCR, "ocr_coverage_mean": _OCR,
     "transcript": _ASR, "transcript_segments": _ASR, "transcript_words": _ASR,

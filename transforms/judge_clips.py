@@ -11,7 +11,9 @@ them afterwards. From what earlier stages measured, per clip:
   over the clip's CLIP keyframe embeddings, run through RunInference.
 - ``quality_flags``: names from FLAGS, each from one signal and one threshold (an
   option). A signal that was not measured (null) raises no flag; an empty list means
-  every measured signal passed.
+  every measured signal passed. ``nsfw`` reads ``nsfw_score`` (transforms/nsfw.py,
+  before this stage); ``personal_data`` is added after captioning by
+  transforms/personal_data.py, which reads the captions too (``with_flag``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ STAGE = "judge_clips"
 
 # The vocabulary of quality_flags, in the order a clip lists them.
 FLAGS = ("static", "dark", "overexposed", "blurry", "letterboxed", "subtitles", "damaged",
-         "text_heavy", "low_resolution", "low_aesthetic")
+         "text_heavy", "low_resolution", "low_aesthetic", "nsfw", "personal_data")
 
 # Subtitle lines keep one edge (the bottom one at the bottom of the frame, the top one at
 # the top) within this fraction of the frame height across keyframes; OCR boxes of one
@@ -58,6 +60,9 @@ class QualityConfig:
     low_resolution_px: int = 360  # the content's short side below, in source pixels
     damaged_errors: int = 1  # decode_error_count at least
     low_aesthetic_score: float = 4.5  # aesthetic_score below (1-10)
+    # nsfw_score above; Yahoo's guidance for Open-NSFW: above 0.8 likely NSFW, below 0.2
+    # likely safe (models/nsfw.py LIKELY_NSFW)
+    nsfw_score: float = 0.8
     subtitle_band: float = 0.25  # subtitles are looked for in this top / bottom share
     subtitle_min_frames: int = 2  # keyframes that must show changing subtitle text
 
@@ -86,6 +91,10 @@ class QualityConfig:
         add("flag-low-aesthetic-score", type=float, default=d.low_aesthetic_score,
             help="Flag 'low_aesthetic' when aesthetic_score (1-10) is below this "
             "(Open-Sora 1.2 kept Panda-70M clips scoring 4.5 or more).")
+        add("flag-nsfw-score", type=float, default=d.nsfw_score,
+            help="Flag 'nsfw' when nsfw_score (Open-NSFW P(NSFW), 0-1) is above this. "
+            "Default 0.8, Yahoo's guidance for 'likely NSFW'; its guidance for 'likely "
+            "safe' is below 0.2, so 0.2 flags every clip the model is unsure of.")
         add("subtitle-band", type=float, default=d.subtitle_band,
             help="Burned-in subtitles are looked for in this fraction of the frame height "
             "at the bottom and at the top.")
@@ -108,6 +117,8 @@ class QualityConfig:
              f"--flag-text-heavy-coverage must be in [0, 1], got {o.flag_text_heavy_coverage}"),
             (o.flag_low_resolution_px >= 0,
              f"--flag-low-resolution-px must be >= 0, got {o.flag_low_resolution_px}"),
+            (0 <= o.flag_nsfw_score <= 1,
+             f"--flag-nsfw-score must be in [0, 1], got {o.flag_nsfw_score}"),
             (o.flag_damaged_errors >= 1,
              f"--flag-damaged-errors must be >= 1, got {o.flag_damaged_errors}"),
             (0 < o.subtitle_band <= 0.5,
@@ -124,6 +135,7 @@ class QualityConfig:
                    low_resolution_px=o.flag_low_resolution_px,
                    damaged_errors=o.flag_damaged_errors,
                    low_aesthetic_score=o.flag_low_aesthetic_score,
+                   nsfw_score=o.flag_nsfw_score,
                    subtitle_band=o.subtitle_band, subtitle_min_frames=o.subtitle_min_frames)
 
 
@@ -228,6 +240,17 @@ def quality_flags(clip: ClipRecord, cfg: QualityConfig) -> tuple[str, ...]:
         raised.add("low_resolution")
     if clip.aesthetic_score is not None and clip.aesthetic_score < cfg.low_aesthetic_score:
         raised.add("low_aesthetic")
+    if clip.nsfw_score is not None and clip.nsfw_score > cfg.nsfw_score:
+        raised.add("nsfw")
+    if clip.personal_data:
+        raised.add("personal_data")
+    return tuple(f for f in FLAGS if f in raised)
+
+
+def with_flag(flags: Sequence[str] | None, flag: str) -> tuple[str, ...]:
+    """flags with `flag` raised too, in FLAGS order (a stage after this one adds its
+    own flag this way)."""
+    raised = {*(flags or ()), flag}
     return tuple(f for f in FLAGS if f in raised)
 
 

@@ -137,7 +137,8 @@ def test_unmeasured_signals_raise_no_flag_and_flags_keep_vocabulary_order():
     assert quality_flags(_clip(), QualityConfig()) == ()
     worst = _clip(motion_score=0.0, brightness=0.01, sharpness=1.0, frame_size=(320, 180),
                   content_box=(0, 40, 320, 140), subtitle_box=(0, 150, 320, 175),
-                  decode_error_count=9, ocr_coverage_mean=0.5, aesthetic_score=1.0)
+                  decode_error_count=9, ocr_coverage_mean=0.5, aesthetic_score=1.0,
+                  nsfw_score=0.99, personal_data=("email",))
     flags = quality_flags(worst, QualityConfig())
     assert list(flags) == [f for f in FLAGS if f in flags]
     assert set(flags) == set(FLAGS) - {"overexposed"}
@@ -159,6 +160,7 @@ def test_judge_fills_subtitle_band_and_the_subtitles_flag():
     (("--subtitle-min-frames", "1"), "--subtitle-min-frames"),
     (("--subtitle-band", "0.7"), "--subtitle-band"),
     (("--flag-damaged-errors", "0"), "--flag-damaged-errors"),
+    (("--flag-nsfw-score", "1.5"), "--flag-nsfw-score"),
     (("--aesthetic-model", "head.pth"), "--no-clip"),
 ])
 def test_thresholds_are_validated_before_the_graph(args, message):

