@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import os
+import shutil
 import tarfile
 import tempfile
 from typing import Any
@@ -19,12 +20,18 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from vidcurate.pipeline.options import ConfigError, new_run_id
-from vidcurate.pipeline.query import connect, require_output, resolve_uri
+from vidcurate.pipeline.output_files import (
+    MAX_IMAGE_BYTES,
+    MAX_MEDIA_BYTES,
+    OutputFiles,
+    describe,
+)
+from vidcurate.pipeline.query import connect, require_output
 from vidcurate.transforms.balance import Matcher, balance, read_entries
+from vidcurate.transforms.core import is_local
 from vidcurate.transforms.dedup import DedupConfig, FindDuplicates, Item
 from vidcurate.transforms.sinks import write_rows
 
@@ -139,7 +146,7 @@ def balance_output(output: str, vocabulary: str, cap: int, seed: int = 0,
 
 # ------------------------------------------------------------------ export
 EXPORT_QUERY = """
-    SELECT c.clip_id, c.video_id, c.media_uri, c.keyframe_uris, c.start_s, c.end_s,
+    SELECT c.clip_id, c.video_id, c.run_id, c.media_uri, c.keyframe_uris, c.start_s, c.end_s,
            c.duration_s, c.best_caption, c.best_teacher, c.clip_score, c.selection_method,
            c.transcript, c.ocr_text, c.ocr_coverage_max, v.source_uri, v.title, v.license,
            v.language, (SELECT list({'teacher': k.teacher, 'model': k.model,
@@ -162,24 +169,26 @@ class ExportConfig:
     keyframes: bool = True
 
 
-def _read(uri: str) -> bytes:
-    with FileSystems.open(uri) as f:
-        return f.read()
-
-
-def _sample(row: dict[str, Any], output: str = "") -> dict[str, bytes]:
+def _sample(row: dict[str, Any], files: OutputFiles, keyframes: bool = True
+            ) -> dict[str, bytes] | None:
     """One WebDataset sample: the clip file, its first keyframe, a caption and the rest
-    as JSON; the member names share the key (the clip id). Relative paths (a published
-    folder's) are relative to the output."""
-    meta = {k: v for k, v in row.items() if k not in ("media_uri", "keyframe_uris")}
+    as JSON; the member names share the key (the clip id). None when a file the clip
+    names is refused (see output_files: regular files inside the output only); the
+    refusal is recorded in files.refused."""
+    meta = {k: v for k, v in row.items() if k not in ("media_uri", "keyframe_uris", "run_id")}
     out: dict[str, bytes] = {}
-    media = resolve_uri(output, row["media_uri"])
-    if media:
-        ext = os.path.splitext(media)[1].lstrip(".") or "mp4"
-        out[ext] = _read(media)
-    keyframe = resolve_uri(output, row["keyframe_uris"][0]) if row["keyframe_uris"] else None
-    if keyframe:
-        out["jpg"] = _read(keyframe)
+    run_id, what = row.get("run_id"), f"clip {row['clip_id']}"
+    if row["media_uri"] is not None:  # a run with --clip-media none has no clip files
+        data = files.fetch(row["media_uri"], run_id, what, MAX_MEDIA_BYTES)
+        if data is None:
+            return None
+        ext = os.path.splitext(row["media_uri"])[1].lstrip(".") or "mp4"
+        out[ext if ext.isalnum() else "mp4"] = data  # the extension names a tar member
+    if keyframes and row["keyframe_uris"]:
+        data = files.fetch(row["keyframe_uris"][0], run_id, what, MAX_IMAGE_BYTES)
+        if data is None:
+            return None
+        out["jpg"] = data
     out["txt"] = (row["best_caption"] or "").encode()
     out["json"] = json.dumps(meta, ensure_ascii=False, default=str, sort_keys=True).encode()
     return out
@@ -211,6 +220,16 @@ class ShardWriter:
         self._count += 1
         self._bytes += size
 
+    @property
+    def pending(self) -> str:
+        """The temporary file of the open shard ('' when none is open)."""
+        return self._tmp if self._tar is not None else ""
+
+    def abort(self) -> None:
+        """Close the open shard without renaming it: a failed export keeps no part of it."""
+        if self._tar is not None:
+            self._tar.close()
+
     def close(self) -> None:
         if self._tar is None:
             return
@@ -221,22 +240,75 @@ class ShardWriter:
         self._tar, self._count, self._bytes = None, 0, 0
 
 
+def _new_or_empty(dest: str) -> bool:
+    """Make DEST ready; True when export created it. Old shards in DEST would be read
+    with the new ones (a reader globs shard-*.tar), so anything but a new or an empty
+    folder is refused, as `publish` does; export never deletes what it did not write."""
+    if not is_local(dest):
+        raise ConfigError(f"export writes to a local folder; {dest!r} is not one")
+    dest = dest.removeprefix("file://")
+    if os.path.lexists(dest):
+        if not os.path.isdir(dest) or os.path.islink(dest):
+            raise ConfigError(f"{dest!r} exists and is not a folder: export writes into a "
+                              "new or empty folder")
+        if os.listdir(dest):
+            raise ConfigError(f"{dest!r} is not empty: export writes into a new or empty "
+                              "folder (old shards there would be read with the new ones)")
+        return False
+    os.makedirs(dest)
+    return True
+
+
+def shard_pattern(dest: str, shards: list[str]) -> str:
+    """The path that reads exactly the shards written: WebDataset's brace range
+    (shard-{000000..000003}.tar) for several, the one file for one."""
+    names = [os.path.basename(s) for s in shards]
+    if len(names) == 1:
+        return os.path.join(dest, names[0])
+    first, last = names[0][len("shard-"):-len(".tar")], names[-1][len("shard-"):-len(".tar")]
+    return os.path.join(dest, f"shard-{{{first}..{last}}}.tar")
+
+
 def export_webdataset(output: str, cfg: ExportConfig) -> dict[str, Any]:
-    """Tar shards <dest>/shard-000000.tar ... of the chosen view; returns a summary."""
+    """Tar shards <dest>/shard-000000.tar ... of the chosen view, into a new or empty
+    DEST; returns a summary: shards, clips, the reading pattern, and the clips skipped
+    because a file they name was refused (outside the output, not a regular file, too
+    large). Nothing to export is an error, and leaves DEST as it was."""
     if cfg.view not in EXPORT_VIEWS:
         raise ConfigError(f"--view must be one of {', '.join(EXPORT_VIEWS)}: {cfg.view}")
     if cfg.shard_clips < 1 or cfg.shard_bytes < 1:
         raise ConfigError("--shard-clips and --shard-bytes must be >= 1")
-    reader = connect(output).sql(EXPORT_QUERY.replace("{clips}", cfg.view)).to_arrow_reader(256)
-    os.makedirs(cfg.dest, exist_ok=True)
-    writer = ShardWriter(cfg.dest, cfg.shard_clips, cfg.shard_bytes)
-    exported = 0
-    for batch in reader:  # streamed: an export never holds the whole table
-        for row in batch.to_pylist():
-            sample = _sample(row, output)
-            if not cfg.keyframes:
-                sample.pop("jpg", None)
-            writer.add(row["clip_id"], sample)
-            exported += 1
-    writer.close()
-    return {"shards": writer.shards, "clips": exported}
+    con = connect(output)  # before DEST is touched: a wrong OUT leaves no empty DEST
+    if not con.sql(f"SELECT count(*) FROM {cfg.view}").fetchall()[0][0]:
+        raise ConfigError(f"view {cfg.view} of {output!r} holds no clips: nothing to export")
+    files = OutputFiles.of(output, con)
+    created = _new_or_empty(cfg.dest)
+    dest = cfg.dest.removeprefix("file://")
+    writer = ShardWriter(dest, cfg.shard_clips, cfg.shard_bytes)
+    exported = skipped = 0
+    try:
+        reader = con.sql(EXPORT_QUERY.replace("{clips}", cfg.view)).to_arrow_reader(256)
+        for batch in reader:  # streamed: an export never holds the whole table
+            for row in batch.to_pylist():
+                sample = _sample(row, files, cfg.keyframes)
+                if sample is None:
+                    skipped += 1
+                    continue
+                writer.add(row["clip_id"], sample)
+                exported += 1
+        writer.close()
+        if not exported:
+            raise ConfigError(f"nothing exported: every clip of view {cfg.view} names a "
+                              "refused file\n" + describe(files.refused))
+    except BaseException:
+        # DEST was new or empty: what is in it now is ours to take back.
+        writer.abort()
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            for path in [*writer.shards, writer.pending]:
+                if path and os.path.lexists(path):
+                    os.unlink(path)
+        raise
+    return {"shards": writer.shards, "clips": exported, "skipped": skipped,
+            "refused": files.refused, "pattern": shard_pattern(dest, writer.shards)}

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from vidcurate.pipeline.commands import EXPORT_VIEWS
 from vidcurate.pipeline.options import ConfigError
+from vidcurate.pipeline.output_files import OutputFiles, Refused
 from vidcurate.pipeline.query import connect
 from vidcurate.schemas.tables import TABLES, table_schema
 from vidcurate.transforms.core import is_local
@@ -74,31 +75,19 @@ class MediaCopier:
     missing: list[str] = field(default_factory=list)  # uris not found inside the output
     bytes: int = 0
 
-    def _inside(self, path: str) -> str | None:
-        real = os.path.realpath(path)
-        if real.startswith(self.output + os.sep) and os.path.isfile(real):
-            return real
-        return None
+    def __post_init__(self) -> None:
+        self.files = OutputFiles(self.output, self.recorded)
 
     def locate(self, uri: str, run_id: str) -> str | None:
-        """The file inside the output that a uri names, or None. A uri is the run's
+        """The file inside the output that a uri names, or None: the rule that export,
+        report and search follow too (pipeline/output_files.py). A uri is the run's
         --output joined with media/... or keyframes/...; the output may have moved since
         (or been given relative), so the part after the recorded --output is looked up
         in the output first, then the uri as written."""
-        if not is_local(uri):
+        try:
+            return self.files.locate(uri, run_id)
+        except Refused:
             return None
-        uri = uri.removeprefix("file://")
-        candidates = []
-        base = self.recorded.get(run_id, "").removeprefix("file://").rstrip("/")
-        if base and uri.startswith(base + "/"):
-            tail = uri[len(base) + 1:]
-            candidates.append(os.path.join(self.output, tail))
-        candidates.append(uri)
-        for candidate in candidates:
-            found = self._inside(candidate)
-            if found:
-                return found
-        return None
 
     def place(self, uri: str | None, run_id: str) -> str | None:
         """The uri rewritten relative to DEST after its file went there; None when the

@@ -21,7 +21,8 @@ import numpy as np
 
 from vidcurate.pipeline.commands import EXPORT_VIEWS
 from vidcurate.pipeline.options import ConfigError
-from vidcurate.pipeline.query import connect, resolve_uri
+from vidcurate.pipeline.output_files import OutputFiles
+from vidcurate.pipeline.query import connect
 from vidcurate.transforms.models.clip import (
     OFFLINE_HINT,
     ClipModelConfig,
@@ -34,7 +35,7 @@ from vidcurate.transforms.models.clip import (
 SEARCH_SQL = """
     SELECT clip_id, video_id, start_s, end_s, best_caption AS caption,
            list_cosine_similarity(clip_embedding::FLOAT[], $query::FLOAT[]) AS score,
-           keyframe_uris[1] AS keyframe, media_uri
+           keyframe_uris[1] AS keyframe, media_uri, run_id
     FROM {view}
     WHERE clip_embedding IS NOT NULL AND clip_model = $model
     ORDER BY score DESC, clip_id
@@ -118,7 +119,9 @@ def search(output: str, text: str | None = None, image: str | None = None, k: in
            view: str = "clips", pretrained: str | None = None,
            model_config: str | None = None) -> list[dict[str, Any]]:
     """The k clips most similar to the text or the image, best first: clip id, video id,
-    span, caption, cosine score, first keyframe (a path on this machine) and clip file."""
+    span, caption, cosine score, first keyframe (a path on this machine) and clip file.
+    A path is given only when it is a regular file inside the output; a refused one is
+    None, and the hit's `refused` lists why."""
     if (text is None) == (image is None):
         raise ConfigError("give a text or --image FILE (one of them)")
     if text is not None and not text.strip():
@@ -131,10 +134,16 @@ def search(output: str, text: str | None = None, image: str | None = None, k: in
     clip = shared_clip(cfg)
     vector = embed_texts(clip, [text])[0] if text is not None else \
         embed_images(clip, [picture])[0]
-    rel = connect(output).sql(SEARCH_SQL.format(view=view), params={
+    con = connect(output)
+    rel = con.sql(SEARCH_SQL.format(view=view), params={
         "query": vector.tolist(), "model": cfg.model_id, "k": k})
     hits = [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+    files = OutputFiles.of(output, con)
     for hit in hits:
-        hit["keyframe"] = resolve_uri(output, hit["keyframe"])
-        hit["media_uri"] = resolve_uri(output, hit["media_uri"])
+        # Printed for the user to open: only the output's own files.
+        before = len(files.refused)
+        what = f"clip {hit['clip_id']}"
+        hit["keyframe"] = files.find(hit["keyframe"], hit["run_id"], what)
+        hit["media_uri"] = files.find(hit["media_uri"], hit["run_id"], what)
+        hit["refused"] = files.refused[before:]
     return hits
