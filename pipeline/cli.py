@@ -22,6 +22,9 @@ USAGE = """vidcurate <command> ...
   dedup  OUTPUT [--threshold 0.95]                       mark near-duplicate clips (CLIP)
   balance OUTPUT --vocabulary FILE --cap T               MetaCLIP-style balanced subset
   curate OUTPUT [--profile NAME|FILE] [--set NAME=VALUE]  quality rules -> clips_curated
+  curate OUTPUT --calibrate                             fit the rules' thresholds to labels
+  review OUTPUT [--port N]                              label clips in the browser (local)
+  label  OUTPUT --from FILE.csv                         import labels (clip_id,label,reason)
   export OUTPUT DEST [--shard-clips N|--shard-bytes B]   WebDataset tar shards
   publish OUTPUT DEST [--view V] [--media copy|link|none] clean dataset folder + card
   search OUTPUT "TEXT" [-k 20] [--image FILE]            find clips by what they show
@@ -345,6 +348,14 @@ def curate_parser() -> argparse.ArgumentParser:
                         metavar="NAME=VALUE",
                         help="override one of the profile's [params], e.g. "
                         "--set min_aesthetic=5 (repeatable)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="instead of curating, fit each rule's threshold to the labels "
+                        "(`vidcurate review`, `vidcurate label`): precision and recall now, "
+                        "the threshold with the highest F1 of drop, keep-rate curves, and a "
+                        "fitted profile under <output>/calibration/")
+    parser.add_argument("--min-labels", type=int, default=5, metavar="N",
+                        help="with --calibrate: fit a rule only with at least N labelled "
+                        "drop and N labelled keep clips that speak about it (default: 5)")
     return parser
 
 
@@ -354,10 +365,75 @@ def _curate(argv: list[str]) -> int:
 
     args = curate_parser().parse_args(argv)
     overrides = [parse_override(o) for o in args.overrides]
+    if args.calibrate:
+        from vidcurate.pipeline.calibrate import calibrate
+        from vidcurate.pipeline.calibrate import describe as describe_calibration
+
+        fitted = calibrate(args.output, args.profile, overrides, args.min_labels)
+        print("\n".join(describe_calibration(fitted)))
+        if fitted.fitted_profile:
+            print(f"\nApply it: vidcurate curate {args.output} --profile "
+                  f"{fitted.fitted_profile}; the report draws the keep-rate curves")
+        return 0
     result = curate(args.output, args.profile, overrides)
     print("\n".join(describe(result)))
     print(f"\nCurated set: vidcurate query {args.output} \"SELECT * FROM clips_curated\"; "
           "why each clip went: \"SELECT * FROM curation\"")
+    return 0
+
+
+def review_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidcurate review",
+        description="Label clips in the browser: a local web app (127.0.0.1 only, a "
+        "random token in its URL) showing the clips as a grid of playing thumbnails with "
+        "their flags, signals and caption, filters, and keyboard labels (keep / drop, "
+        "with a reason) written to the labels table as you go. Ctrl-C stops it.")
+    parser.add_argument("output", help="the --output folder of a run")
+    parser.add_argument("--port", type=int, default=0,
+                        help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--who", default=None,
+                        help="the reviewer's name stored with each label (default: the user)")
+    parser.add_argument("--profile", default="default",
+                        help="the profile whose rule names are offered as reasons "
+                        "(default: default)")
+    parser.add_argument("--max-clips", type=int, default=5000, metavar="N",
+                        help="show at most N clips (default: 5000)")
+    parser.add_argument("--open", action="store_true",
+                        help="open the page in the default browser")
+    return parser
+
+
+def _review(argv: list[str]) -> int:
+    from vidcurate.pipeline.review import serve
+
+    args = review_parser().parse_args(argv)
+    return serve(args.output, port=args.port, who=args.who, profile=args.profile,
+                 max_clips=args.max_clips, open_browser=args.open)
+
+
+def label_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidcurate label",
+        description="Import labels made elsewhere into the labels table: a CSV file with "
+        "a header naming clip_id, label (keep or drop) and optionally reason. Checked "
+        "whole before anything is written: unknown clip ids are refused with their count.")
+    parser.add_argument("output", help="the --output folder of a run")
+    parser.add_argument("--from", dest="source", required=True, metavar="FILE.csv",
+                        help="the CSV file of labels")
+    parser.add_argument("--who", default=None,
+                        help="who labelled them (default: the user running the command)")
+    return parser
+
+
+def _label(argv: list[str]) -> int:
+    from vidcurate.pipeline.labels import default_who, read_csv, write_labels
+
+    args = label_parser().parse_args(argv)
+    labels = read_csv(args.source)
+    written = write_labels(args.output, labels, args.who or default_who(), "import")
+    print(f"imported {_plural(written, 'label')} into {args.output}/labels; latest per clip: "
+          f"vidcurate query {args.output} \"SELECT * FROM labels\"")
     return 0
 
 
@@ -386,25 +462,15 @@ def export_parser() -> argparse.ArgumentParser:
 
 def _export(argv: list[str]) -> int:
     from vidcurate.pipeline.commands import ExportConfig, export_webdataset
-    from vidcurate.pipeline.output_files import describe
 
     args = export_parser().parse_args(argv)
     cfg = ExportConfig(dest=args.dest, shard_clips=args.shard_clips,
                        shard_bytes=int(args.shard_bytes), view=args.view,
                        keyframes=not args.no_keyframes)
     summary = export_webdataset(args.output, cfg)
-    shards = len(summary["shards"])
-    print(f"exported {_plural(summary['clips'], 'clip')} into {_plural(shards, 'shard')} "
-          f"in {args.dest}")
-    if summary["skipped"]:
-        print(f"vidcurate: skipped {_plural(summary['skipped'], 'clip')} whose files were "
-              f"refused; {describe(summary['refused'])}", file=sys.stderr)
-    print(f"read it: wds.WebDataset({summary['pattern']!r})")
+    print(f"exported {summary['clips']} clips into {len(summary['shards'])} shards in "
+          f"{args.dest}")
     return 0
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def publish_parser() -> argparse.ArgumentParser:
@@ -477,7 +543,6 @@ def search_parser() -> argparse.ArgumentParser:
 
 
 def _search(argv: list[str]) -> int:
-    from vidcurate.pipeline.output_files import describe
     from vidcurate.pipeline.search import search
 
     args = search_parser().parse_args(argv)
@@ -496,9 +561,6 @@ def _search(argv: list[str]) -> int:
         _print_rows(["clip_id", "span s", "score", "caption", "keyframe"], [
             [h["clip_id"], f"{h['start_s']:.2f}-{h['end_s']:.2f}", f"{h['score']:.4f}",
              _short(h["caption"] or "", 60), h["keyframe"] or ""] for h in hits])
-    refused = [r for h in hits for r in h["refused"]]
-    if refused:  # their paths are left empty above
-        print(f"vidcurate: {describe(refused)}", file=sys.stderr)
     return 0
 
 
@@ -515,16 +577,13 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def _report(argv: list[str]) -> int:
-    from vidcurate.pipeline.output_files import describe
     from vidcurate.pipeline.query import require_output
-    from vidcurate.pipeline.report import build_report
+    from vidcurate.pipeline.report import write_report
 
     args = report_parser().parse_args(argv)
     require_output(args.output)  # the report is written into it: refuse a non-output
-    summary = build_report(args.output, args.out, args.max_clips)
-    if summary["refused"]:
-        print(f"vidcurate: {describe(summary['refused'])}", file=sys.stderr)
-    print(f"report: {summary['index']}  (open it in a browser; no server needed)")
+    index = write_report(args.output, args.out, args.max_clips)
+    print(f"report: {index}  (open it in a browser; no server needed)")
     return 0
 
 
@@ -586,7 +645,7 @@ def _demo(argv: list[str]) -> int:
 COMMANDS = {"run": _run, "query": _query, "reselect": _reselect, "stats": _stats,
             "report": _report, "dedup": _dedup, "balance": _balance, "curate": _curate,
             "export": _export, "publish": _publish, "search": _search,
-            "demo": _demo}
+            "demo": _demo, "review": _review, "label": _label}
 
 # Each command's argparse parser, built without running anything: the commands parse
 # with them, and the documentation's CLI reference is generated from them (docs/hooks.py),
@@ -595,7 +654,8 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "run": run_parser, "query": query_parser, "reselect": reselect_parser,
     "stats": stats_parser, "report": report_parser, "dedup": dedup_parser,
     "balance": balance_parser, "curate": curate_parser, "export": export_parser,
-    "publish": publish_parser, "search": search_parser, "demo": demo_parser}
+    "publish": publish_parser, "search": search_parser, "demo": demo_parser,
+    "review": review_parser, "label": label_parser}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,18 @@ def _quote(text: str) -> str:
 
 
 
+def resolve_uri(output: str, uri: str | None) -> str | None:
+    """A media or keyframe uri from the tables, as a path or URL to open. A run writes
+    absolute paths (its --output is made absolute) or URLs; a published folder
+    (`vidcurate publish`) writes paths relative to itself, resolved here against the
+    output; None for a relative path that leads out of it."""
+    if uri is None or not is_local(uri) or os.path.isabs(uri.removeprefix("file://")):
+        return uri
+    base = os.path.abspath(output.removeprefix("file://"))
+    path = os.path.normpath(os.path.join(base, uri.removeprefix("file://")))
+    return path if path.startswith(base + os.sep) else None
+
+
 def _has_files(output: str, table: str) -> bool:
     if not is_local(output):
         return True  # remote globs are resolved by DuckDB (httpfs) itself
@@ -144,6 +156,16 @@ def connect(output: str, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
                            ORDER BY created_at DESC, pass_id DESC LIMIT 1);
         CREATE VIEW clips_curated AS
         SELECT c.* FROM clips c SEMI JOIN curation k ON k.clip_id = c.clip_id AND k.kept;
+        CREATE VIEW labels_all AS SELECT * FROM raw_labels;
+        CREATE VIEW labels AS
+        SELECT l.* FROM raw_labels l SEMI JOIN clips c USING (clip_id)
+        QUALIFY row_number() OVER (PARTITION BY l.clip_id
+                                   ORDER BY l.labelled_at DESC, l.label_id DESC) = 1;
+        -- clips itself keeps the clips schema (publish and export copy it as the dataset);
+        -- a person's label rides beside it here.
+        CREATE VIEW clips_labelled AS
+        SELECT c.*, l.label, l.reason AS label_reason, l.labelled_by, l.labelled_at
+        FROM clips c LEFT JOIN labels l USING (clip_id);
         CREATE VIEW errors_all AS
         SELECT e.* FROM raw_errors e SEMI JOIN runs r USING (run_id);
         CREATE VIEW errors AS
