@@ -462,15 +462,25 @@ def export_parser() -> argparse.ArgumentParser:
 
 def _export(argv: list[str]) -> int:
     from vidcurate.pipeline.commands import ExportConfig, export_webdataset
+    from vidcurate.pipeline.output_files import describe
 
     args = export_parser().parse_args(argv)
     cfg = ExportConfig(dest=args.dest, shard_clips=args.shard_clips,
                        shard_bytes=int(args.shard_bytes), view=args.view,
                        keyframes=not args.no_keyframes)
     summary = export_webdataset(args.output, cfg)
-    print(f"exported {summary['clips']} clips into {len(summary['shards'])} shards in "
-          f"{args.dest}")
+    shards = len(summary["shards"])
+    print(f"exported {_plural(summary['clips'], 'clip')} into {_plural(shards, 'shard')} "
+          f"in {args.dest}")
+    if summary["skipped"]:
+        print(f"vidcurate: skipped {_plural(summary['skipped'], 'clip')} whose files were "
+              f"refused; {describe(summary['refused'])}", file=sys.stderr)
+    print(f"read it: wds.WebDataset({summary['pattern']!r})")
     return 0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def publish_parser() -> argparse.ArgumentParser:
@@ -543,6 +553,7 @@ def search_parser() -> argparse.ArgumentParser:
 
 
 def _search(argv: list[str]) -> int:
+    from vidcurate.pipeline.output_files import describe
     from vidcurate.pipeline.search import search
 
     args = search_parser().parse_args(argv)
@@ -561,6 +572,9 @@ def _search(argv: list[str]) -> int:
         _print_rows(["clip_id", "span s", "score", "caption", "keyframe"], [
             [h["clip_id"], f"{h['start_s']:.2f}-{h['end_s']:.2f}", f"{h['score']:.4f}",
              _short(h["caption"] or "", 60), h["keyframe"] or ""] for h in hits])
+    refused = [r for h in hits for r in h["refused"]]
+    if refused:  # their paths are left empty above
+        print(f"vidcurate: {describe(refused)}", file=sys.stderr)
     return 0
 
 
@@ -577,13 +591,16 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def _report(argv: list[str]) -> int:
+    from vidcurate.pipeline.output_files import describe
     from vidcurate.pipeline.query import require_output
-    from vidcurate.pipeline.report import write_report
+    from vidcurate.pipeline.report import build_report
 
     args = report_parser().parse_args(argv)
     require_output(args.output)  # the report is written into it: refuse a non-output
-    index = write_report(args.output, args.out, args.max_clips)
-    print(f"report: {index}  (open it in a browser; no server needed)")
+    summary = build_report(args.output, args.out, args.max_clips)
+    if summary["refused"]:
+        print(f"vidcurate: {describe(summary['refused'])}", file=sys.stderr)
+    print(f"report: {summary['index']}  (open it in a browser; no server needed)")
     return 0
 
 

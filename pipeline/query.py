@@ -35,18 +35,6 @@ def _quote(text: str) -> str:
 
 
 
-def resolve_uri(output: str, uri: str | None) -> str | None:
-    """A media or keyframe uri from the tables, as a path or URL to open. A run writes
-    absolute paths (its --output is made absolute) or URLs; a published folder
-    (`vidcurate publish`) writes paths relative to itself, resolved here against the
-    output; None for a relative path that leads out of it."""
-    if uri is None or not is_local(uri) or os.path.isabs(uri.removeprefix("file://")):
-        return uri
-    base = os.path.abspath(output.removeprefix("file://"))
-    path = os.path.normpath(os.path.join(base, uri.removeprefix("file://")))
-    return path if path.startswith(base + os.sep) else None
-
-
 def _has_files(output: str, table: str) -> bool:
     if not is_local(output):
         return True  # remote globs are resolved by DuckDB (httpfs) itself

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import io
 import json
 import os
 import shutil
@@ -19,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from vidcurate.pipeline.query import connect, resolve_uri
-from vidcurate.transforms.core import is_local
+from vidcurate.pipeline.output_files import MAX_IMAGE_BYTES, OutputFiles
+from vidcurate.pipeline.query import connect
 
 THUMB_WIDTH = 320
 
@@ -40,7 +41,8 @@ CARD_QUERIES = {
             "ORDER BY finished_at DESC LIMIT 5",
 }
 GALLERY_QUERY = """
-    SELECT c.clip_id, c.video_id, v.title, v.source_uri, c.start_s, c.end_s, c.media_uri,
+    SELECT c.clip_id, c.video_id, c.run_id, v.title, v.source_uri, c.start_s, c.end_s,
+           c.media_uri,
            c.keyframe_uris, c.best_caption, c.best_teacher, c.clip_score, c.clip_model,
            c.clip_embedding::FLOAT[] AS clip_embedding,
            c.selection_method, c.transcript, c.ocr_text,
@@ -140,26 +142,28 @@ def _curation_funnel(con: Any) -> tuple[str, list[dict[str, Any]], int] | None:
             f"{summary['clips']})", summary["funnel"], summary["clips"])
 
 
-def _thumb(uri: str, dest: str) -> bool:
-    from apache_beam.io.filesystems import FileSystems
+def _thumb(data: bytes, dest: str) -> bool:
     from PIL import Image
 
     try:
-        with FileSystems.open(uri) as f, Image.open(f) as im:
+        with Image.open(io.BytesIO(data)) as im:
             im = im.convert("RGB")
             im.thumbnail((THUMB_WIDTH, THUMB_WIDTH))
             im.save(dest, quality=80)
         return True
-    except Exception:  # a missing keyframe leaves a gap in the gallery, not a crash
+    except Exception:  # an unreadable keyframe leaves a gap in the gallery, not a crash
         return False
 
 
 def _relative(path: str | None, start: str) -> str | None:
-    if not path or not is_local(path) or not os.path.isfile(path):
-        return None
+    """A link from the report folder to a file of the output. Both sides are real paths
+    (the file's was resolved), so a report inside the output links within it, and a
+    copy of the output (cp -r) plays its own files, not the original's."""
+    if not path or "://" in path:
+        return None  # a remote output's file: no link the page could follow offline
     try:
-        return os.path.relpath(path, start)
-    except ValueError:
+        return os.path.relpath(path, os.path.realpath(start))
+    except ValueError:  # another drive (Windows)
         return None
 
 
@@ -221,7 +225,7 @@ def nearest_neighbours(ids: list[str], embeddings: list[list[float] | None],
     return out
 
 
-def _gallery_data(con: Any, output: str, out_dir: str, limit: int
+def _gallery_data(con: Any, files: OutputFiles, out_dir: str, limit: int
                   ) -> list[dict[str, Any]]:
     thumbs = os.path.join(out_dir, "thumbs")
     os.makedirs(thumbs, exist_ok=True)
@@ -235,16 +239,17 @@ def _gallery_data(con: Any, output: str, out_dir: str, limit: int
     data = []
     for row in rows:
         frames = []
+        what = f"clip {row['clip_id']}"
         for i, uri in enumerate(row["keyframe_uris"] or []):
-            name = f"{row['clip_id']}_{i}.jpg"
-            found = resolve_uri(output, uri)
-            if found and _thumb(found, os.path.join(thumbs, name)):
+            name = f"{len(data)}_{i}.jpg"  # not the clip id: a name that is ours
+            found = files.fetch(uri, row["run_id"], what, MAX_IMAGE_BYTES)
+            if found is not None and _thumb(found, os.path.join(thumbs, name)):
                 frames.append(f"thumbs/{name}")
         data.append({
             "id": row["clip_id"], "title": row["title"] or row["source_uri"],
             "start": round(row["start_s"], 2), "end": round(row["end_s"], 2),
-            "frames": frames, "media": _relative(resolve_uri(output, row["media_uri"]),
-                                                 out_dir),
+            "frames": frames,
+            "media": _relative(files.find(row["media_uri"], row["run_id"], what), out_dir),
             "caption": row["best_caption"], "teacher": row["best_teacher"],
             "score": None if row["clip_score"] is None else round(row["clip_score"], 4),
             "method": row["selection_method"], "transcript": row["transcript"] or "",
@@ -281,6 +286,15 @@ def _script() -> str:
 
 def write_report(output: str, out_dir: str | None = None, max_clips: int = 500) -> str:
     """Write the report folder; returns the path of index.html."""
+    return build_report(output, out_dir, max_clips)["index"]
+
+
+def build_report(output: str, out_dir: str | None = None, max_clips: int = 500
+                 ) -> dict[str, Any]:
+    """Write the report folder; returns a summary: index (the path of index.html),
+    clips in the gallery, and the paths in the tables that were refused (a keyframe or
+    clip file outside the output, not a regular file, too large): the gallery shows
+    those clips without them, and the page says how many."""
     import plotly.offline
 
     con = connect(output)
@@ -292,7 +306,11 @@ def write_report(output: str, out_dir: str | None = None, max_clips: int = 500) 
         f'<section class="plot"><h3>{html.escape(t)}</h3>'
         + (body if body else f'<p class="note">{html.escape(note or "")}</p>') + "</section>"
         for t, body, note in _figures(con))
-    data = _gallery_data(con, output, out_dir, max_clips)
+    files = OutputFiles.of(output, con)
+    data = _gallery_data(con, files, out_dir, max_clips)
+    refused = (f'<p class="note">{len(files.refused)} keyframe or clip paths in the tables '
+               "were refused and are left out: the report shows regular files inside the "
+               "output only (`vidcurate report` lists them)</p>" if files.refused else "")
     teachers = sorted({d["teacher"] for d in data if d["teacher"]})
     options = "".join(f'<option value="{html.escape(t)}">{html.escape(t)}</option>'
                       for t in teachers)
@@ -300,7 +318,7 @@ def write_report(output: str, out_dir: str | None = None, max_clips: int = 500) 
         title=html.escape(f"vidcurate report: {output}"),
         generated=html.escape(dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
         plotly=plotly.offline.get_plotlyjs(),
-        card=_card(con), plots=plots, options=options, total=len(data),
+        card=_card(con), plots=plots, options=options, total=len(data), refused=refused,
         data=_script_json(data),
         script=_script())
     index = os.path.join(out_dir, "index.html")
@@ -308,7 +326,7 @@ def write_report(output: str, out_dir: str | None = None, max_clips: int = 500) 
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(page)
     os.replace(tmp, index)
-    return index
+    return {"index": index, "clips": len(data), "refused": files.refused}
 
 
 PAGE = """<!doctype html>
@@ -351,6 +369,7 @@ pre {{ white-space: pre-wrap; font-size: .75rem; }}
  <label>teacher <select id="teacher"><option value="">all</option>{options}</select></label>
  <span id="shown"></span> of {total} clips shown
 </div>
+{refused}
 <div id="gallery"></div>
 <script type="application/json" id="clip-data">{data}</script>
 <script>{script}</script>
