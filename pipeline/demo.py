@@ -257,4 +257,7 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     index = write_report(out)
     print(f"\nReport: open {index} in a browser (plots, dataset card, clip gallery; "
           f"works offline). Rebuild it with: {command_name()} report {output}")
+    print(f"\nReview: label the clips in your browser (keep / drop from the keyboard), "
+          f"then fit the thresholds to your labels:\n  {command_name()} review {output}\n"
+          f"  {command_name()} curate {output} --calibrate")
     return 0

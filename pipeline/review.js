@@ -347,6 +347,7 @@ async function start() {
   for (const id of ["f-flag", "f-outcome", "f-rule", "f-label", "f-signal", "f-min", "f-max",
                     "f-text"]) {
     $(id).addEventListener("input", applyFilters);
+    $(id).addEventListener("change", applyFilters);
   }
   applyFilters();
   status(data.clips.length < data.total ? `showing the first ${data.clips.length}` : "ready");

@@ -217,7 +217,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._common_headers()
         self.send_header("Content-Security-Policy",
                          "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                         "img-src 'self'; media-src 'self'; base-uri 'none'; "
+                         "img-src 'self' data:; media-src 'self'; base-uri 'none'; "
                          "form-action 'none'; frame-ancestors 'none'")
         self.end_headers()
         self.wfile.write(data)
@@ -372,6 +372,7 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>vidcurate review</title>
+<link rel="icon" href="data:,">
 <style>
 body { font-family: system-ui, sans-serif; margin: 0 1rem 1rem; color: #222; }
 #bar { position: sticky; top: 0; background: #fff; padding: .5rem 0; z-index: 2;

@@ -31,6 +31,10 @@ def test_make_demo(demo_run):
     out, proc = demo_run
     assert f"Output: {out}" in proc.stdout
     assert "Big Buck Bunny stretches outside his burrow" in proc.stdout
+    # It ends with the commands that label its clips and fit the thresholds to them.
+    relative = os.path.relpath(out, ROOT)
+    assert f" review {relative}\n" in proc.stdout
+    assert f" curate {relative} --calibrate" in proc.stdout
     con = connect(str(out))
     videos = con.sql("SELECT title, status, clip_count, len(shot_boundaries) AS cuts "
                      "FROM videos ORDER BY title").fetchall()
