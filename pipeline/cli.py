@@ -81,9 +81,50 @@ def _run(argv: list[str]) -> int:
               f"{cfg.batch_videos}), committed as runs {outcome.run_ids[0]} … "
               f"{outcome.run_ids[-1]}")
     _print_run_summary(cfg.output, outcome.run_ids)
+    code = _print_listing_notes(outcome)
     from vidcurate.pipeline.demo import command_name
 
     print(f"\nexplore: {command_name()} stats {cfg.output}")
+    return code
+
+
+# Where to look when the listing passed files over, by why.
+PASSED_OVER_HINTS = {"symlink": "--no-follow-symlinks", "hidden": "hidden files and folders",
+                     "output": "inside a vidcurate output"}
+
+
+def _print_listing_notes(outcome: Any) -> int:
+    """What the listing passed over, and whether any input was usable at all: the run's
+    exit code (1 when nothing was, even though the run committed its error rows)."""
+    from vidcurate.pipeline.query import connect
+
+    cfg = outcome.config
+    counters = outcome.stages.get("manifest")
+    counters = counters.counters if counters else {}
+    passed = {k.split(":", 1)[1]: v for k, v in counters.items()
+              if k.startswith("passed_over:") and v}
+    if passed:
+        n = sum(passed.values())
+        kinds = ", ".join(f"{v} {k}" if len(passed) > 1 else k
+                          for k, v in sorted(passed.items(), key=lambda kv: (-kv[1], kv[0])))
+        hints = sorted({PASSED_OVER_HINTS.get(k, "see --video-extensions") for k in passed})
+        print(f"\n{_plural(n, 'file')} passed over ({kinds}): {'; '.join(hints)}")
+    inputs, failed = connect(cfg.output).execute(
+        "SELECT count(*), count(*) FILTER (status = 'failed') FROM videos_all "
+        "WHERE list_contains($runs, run_id)", {"runs": outcome.run_ids}).fetchone()
+    done = outcome.counter("resume", "skipped")
+    if done:
+        print(f"\ninputs: {done} already done, {inputs} new")
+    unusable = outcome.counter("manifest", "failed")
+    if inputs == 0 and not done:
+        why = (f"{_plural(unusable, 'unusable manifest row')} (see the errors table)"
+               if unusable else "it lists no videos")
+        print(f"vidcurate: no input was usable in {cfg.input}: {why}", file=sys.stderr)
+        return 1
+    if inputs and failed == inputs:
+        print(f"vidcurate: no input was usable: all {_plural(inputs, 'video')} failed "
+              "(see the top error reasons above)", file=sys.stderr)
+        return 1
     return 0
 
 
