@@ -353,32 +353,37 @@ def calibration_figures(con: duckdb.DuckDBPyConnection, html_of: Callable[..., s
     if not row:
         return []
     summary = json.loads(row[0][0])
-    columns = ["rule", "labels drop / keep", "TP", "FP", "FN", "TN", "precision", "recall",
+    columns = ["rule", "labels drop / keep", "TP / FP / FN / TN now", "precision", "recall",
                "F1", "threshold now", "fitted", "F1 fitted", "keep rate now", "fitted",
                "status"]
-    body = []
+    body, notes = [], []
     for r in summary["rules"]:
         now, fit = r["at_current"], r["fit"] or {}
-        cells = [r["rule"], f"{r['labelled_drop']} / {r['labelled_keep']}", now["tp"],
-                 now["fp"], now["fn"], now["tn"], now["precision"], now["recall"], now["f1"],
+        cells = [r["rule"], f"{r['labelled_drop']} / {r['labelled_keep']}",
+                 f"{now['tp']} / {now['fp']} / {now['fn']} / {now['tn']}", now["precision"],
+                 now["recall"], now["f1"],
                  f"{r['param']} = {r['current']}" if r.get("param") else None,
                  fit.get("threshold"), fit.get("f1"), r["current_keep_rate"],
-                 fit.get("keep_rate"), f"{r['status']}: {r.get('note', '')}"]
+                 fit.get("keep_rate"), r["status"]]
         body.append("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in cells)
                     + "</tr>")
-    table = ('<table id="calibration-table"><tr>'
+        if r["status"] != "fitted":
+            notes.append(f"<li>{html.escape(r['rule'])}: {html.escape(r['note'])}</li>")
+    table = ('<table id="calibration-table" style="font-size: .75rem"><tr>'
              + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"
              + "".join(body) + "</table>"
              + f'<p class="note">{summary["labels"]} labelled of {summary["clips"]} clips; '
              f'{html.escape(summary["criterion"])}; fitted profile: '
-             f'{html.escape(summary["fitted_profile"] or "none (nothing fitted)")}</p>')
+             f'{html.escape(summary["fitted_profile"] or "none (nothing fitted)")}</p>'
+             + (f'<ul class="note" style="font-size: .75rem">{"".join(notes)}</ul>'
+                if notes else ""))
     out: list[tuple[str, str, str | None]] = [
         (f"Calibration: labels vs rules (profile {summary['profile']})", table, None)]
     for r in summary["rules"]:
         if not r["curve"]:
             continue
         fig = go.Figure(go.Scatter(x=[p[0] for p in r["curve"]], y=[p[1] for p in r["curve"]],
-                                   mode="lines", line_shape="hv", name="keep rate"))
+                                   mode="lines", line_shape="hvh", name="keep rate"))
         fig.add_vline(x=r["current"], line_dash="dot", annotation_text="now")
         if r["fit"]:
             fig.add_vline(x=r["fit"]["threshold"], line_color="green",

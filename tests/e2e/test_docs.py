@@ -53,6 +53,10 @@ def test_the_site_builds_strictly_with_every_page(site):
     assert "kept 7 of 11 clips (view clips_curated)" in tour
     assert 'href="quality/index.html"' in tour
     assert 'src="images/report-gallery.png"' in tour
+    # Review and calibration: the page and a calibration result, in the tour and its page.
+    assert 'src="images/review-page.png"' in tour and "static_motion 0.005 -&gt; 0.028" in tour
+    review = (site / "quality" / "review.html").read_text()
+    assert 'src="../images/calibration-static.png"' in review
 
 
 def test_every_command_and_option_is_in_the_cli_reference(site):
