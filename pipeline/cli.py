@@ -545,6 +545,11 @@ def publish_parser() -> argparse.ArgumentParser:
                         help="copy the clip files and keyframes into DEST, link them "
                         "(symbolic links into the output: DEST then needs the output), or "
                         "publish the tables only (default: copy)")
+    parser.add_argument("--redact-text", action="store_true",
+                        help="mask e-mail addresses, phone numbers, URLs, payment-card "
+                        "numbers and IBANs in every published text field (captions, "
+                        "transcripts, on-screen text, titles, descriptions) as [EMAIL], "
+                        "[PHONE], ...; the count goes into the dataset card")
     return parser
 
 
@@ -552,11 +557,15 @@ def _publish(argv: list[str]) -> int:
     from vidcurate.pipeline.publish import publish
 
     args = publish_parser().parse_args(argv)
-    summary = publish(args.output, args.dest, args.view, args.media)
+    summary = publish(args.output, args.dest, args.view, args.media,
+                      redact_text=args.redact_text)
     print(f"published {summary['clips']} clips, {summary['captions']} captions and "
           f"{summary['videos']} videos of view {args.view} into {summary['dest']}; "
           f"{summary['media_files']} media files ({summary['media_bytes'] / 1e6:.1f} MB, "
           f"{args.media})")
+    if summary["redacted"] is not None:
+        print(f"--redact-text: {sum(summary['redacted'].values())} personal data values "
+              "masked (counts by kind in the dataset card)")
     if summary["missing_media"]:
         print(f"vidcurate: {summary['missing_media']} referenced media files were not "
               "found inside the output; their paths are null in the published tables",

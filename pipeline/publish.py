@@ -31,6 +31,7 @@ from vidcurate.pipeline.commands import EXPORT_VIEWS
 from vidcurate.pipeline.options import ConfigError
 from vidcurate.pipeline.output_files import OutputFiles, Refused
 from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.redaction import TextRedactor, run_regions
 from vidcurate.schemas.tables import TABLES, table_schema
 from vidcurate.transforms.core import is_local
 from vidcurate.transforms.sinks import ROWS_PER_SHARD
@@ -201,9 +202,11 @@ def _prepare(dest: str) -> bool:
     return True
 
 
-def publish(output: str, dest: str, view: str = "clips", media: str = "copy"
-            ) -> dict[str, Any]:
-    """Write the published folder; returns a summary (rows per table, media files)."""
+def publish(output: str, dest: str, view: str = "clips", media: str = "copy",
+            redact_text: bool = False) -> dict[str, Any]:
+    """Write the published folder; returns a summary (rows per table, media files).
+    redact_text: personal data masked in every published text field
+    (pipeline/redaction.py), the count by kind in the card."""
     if view not in EXPORT_VIEWS:
         raise ConfigError(f"--view must be one of {', '.join(EXPORT_VIEWS)}: {view}")
     if media not in MEDIA_MODES:
@@ -222,14 +225,27 @@ def publish(output: str, dest: str, view: str = "clips", media: str = "copy"
     try:
         recorded = dict(con.sql("SELECT run_id, output FROM runs").fetchall())
         copier = MediaCopier(out_real, dest, media, recorded)
+        redactor = TextRedactor(run_regions([r[0] for r in con.sql(
+            "SELECT options_json FROM runs").fetchall()])) if redact_text else None
+
+        def rewrite(table: str) -> Callable[[pa.RecordBatch], pa.RecordBatch] | None:
+            media_rewrite = _rewrite_media(copier) if table == "clips" else None
+            if redactor is None or table == "runs":
+                return media_rewrite
+            text_rewrite = redactor.rewrite(table)
+            if media_rewrite is None:
+                return text_rewrite
+            return lambda batch: text_rewrite(media_rewrite(batch))
+
         counts = {
             "clips": _write(con, TABLE_SQL["clips"].format(view=view),
-                            os.path.join(dest, "clips"), _clips_schema, _rewrite_media(copier)),
+                            os.path.join(dest, "clips"), _clips_schema, rewrite("clips")),
         }
         for table in ("captions", "videos", "runs"):
             counts[table] = _write(con, TABLE_SQL[table].format(view=view),
-                                   os.path.join(dest, table), lambda _, t=table: TABLES[t])
-        card = dataset_card(con, view, media, dest, counts, copier)
+                                   os.path.join(dest, table), lambda _, t=table: TABLES[t],
+                                   rewrite(table))
+        card = dataset_card(con, view, media, dest, counts, copier, redactor)
         tmp = os.path.join(dest, ".README.md.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(card)
@@ -248,7 +264,8 @@ def publish(output: str, dest: str, view: str = "clips", media: str = "copy"
         raise
     return {"dest": dest, "view": view, "media": media, **counts,
             "media_files": len(copier.placed), "media_bytes": copier.bytes,
-            "missing_media": len(copier.missing)}
+            "missing_media": len(copier.missing),
+            "redacted": None if redactor is None else dict(redactor.counts)}
 
 
 # ------------------------------------------------------------------ the dataset card
@@ -411,8 +428,43 @@ def _funnel_lines(con: duckdb.DuckDBPyConnection, view: str, published: int) -> 
     return lines
 
 
+def _safety_lines(con: duckdb.DuckDBPyConnection, view: str,
+                  redactor: TextRedactor | None) -> list[str]:
+    """What the safety signals found in the published clips, and what was masked."""
+    nsfw = con.sql(f"""SELECT count(nsfw_score), count(*) FILTER (list_contains(
+                         quality_flags, 'nsfw')), max(nsfw_score) FROM {view}""").fetchall()[0]
+    kinds = con.sql(f"""SELECT k, count(*) FROM (SELECT unnest(personal_data) AS k
+                        FROM {view}) GROUP BY k ORDER BY 2 DESC, 1""").fetchall()
+    scanned = con.sql(f"SELECT count(personal_data) FROM {view}").fetchall()[0][0]
+    lines = ["## Safety signals", "",
+             "What vidcurate measured (docs: Publishing responsibly); no signal is proof "
+             "either way.", ""]
+    if nsfw[0]:
+        lines.append(f"- NSFW (Open-NSFW, a 2016 image model): {nsfw[0]} clips scored, "
+                     f"{nsfw[1]} flagged `nsfw`, highest score {nsfw[2]:.3f}.")
+    else:
+        lines.append("- NSFW: not scored (the runs had no `safety` extra, or --no-nsfw).")
+    if scanned:
+        found = ", ".join(f"{_cell(k)} in {n} clips" for k, n in kinds) or "none found"
+        lines.append(f"- Personal data in the clips' texts ({scanned} clips scanned): "
+                     f"{found}.")
+    else:
+        lines.append("- Personal data: not scanned (rows older than the column).")
+    if redactor is None:
+        lines.append("- Text was published as found (no `--redact-text`).")
+    else:
+        by_kind = ", ".join(f"{k} {n}" for k, n in sorted(redactor.counts.items()))
+        lines.append(f"- `--redact-text`: {redactor.total} values masked in the published "
+                     "text fields (captions, transcripts and their words, on-screen text, "
+                     "titles, descriptions, metadata)"
+                     + (f": {by_kind}" if by_kind else "")
+                     + "; a value repeated in several fields counts in each.")
+    return [*lines, ""]
+
+
 def dataset_card(con: duckdb.DuckDBPyConnection, view: str, media: str, dest: str,
-                 counts: dict[str, int], copier: MediaCopier) -> str:
+                 counts: dict[str, int], copier: MediaCopier,
+                 redactor: TextRedactor | None = None) -> str:
     """README.md: the Hugging Face YAML header, then what the folder holds, how to load
     it, the licences and where the rows came from."""
     licences = con.sql(f"""SELECT v.license, count(*) FROM videos v
@@ -470,6 +522,7 @@ def dataset_card(con: duckdb.DuckDBPyConnection, view: str, media: str, dest: st
         _md_table(["licence", "identifier", "videos"],
                   [[t if t is not None else "(none given)", license_id(t) or "other", n]
                    for t, n in licences]), "",
+        *_safety_lines(con, view, redactor),
         *_funnel_lines(con, view, counts["clips"]),
         "## How the clips were made", "",
         *_run_lines(con, view),

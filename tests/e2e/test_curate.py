@@ -18,7 +18,8 @@ from vidcurate.transforms.sinks import write_rows
 
 NOW = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 GOOD = dict(duration_s=5.0, brightness=0.5, quality_flags=[], aesthetic_score=6.0,
-            ocr_coverage_mean=0.0, decode_error_count=0, best_caption="a red car")
+            ocr_coverage_mean=0.0, decode_error_count=0, best_caption="a red car",
+            nsfw_score=0.01)
 # Clip -> what differs from a good clip, and the default profile's verdict on it.
 CLIPS = {
     "good": ({}, None),
@@ -33,6 +34,8 @@ CLIPS = {
     "plain": ({"aesthetic_score": 4.0}, "low_aesthetic"),
     "unscored": ({"aesthetic_score": None}, None),  # unmeasured: if_null = keep
     "letterboxed": ({"quality_flags": ["letterboxed", "subtitles"]}, None),
+    "explicit": ({"nsfw_score": 0.95}, "nsfw"),  # above Yahoo's 0.8
+    "undecided": ({"nsfw_score": 0.5}, None),  # the model's undecided band: kept
 }
 
 
