@@ -104,7 +104,8 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
     taught = {"clips": clips, "fetched": unique["unique"]} | "Captioning" >> Captioning(
         cfg.teachers, cfg.clip_model, run_id)
     stage_errors.append(taught[ERRORS])
-    scored = {"clips": clips, "candidates": taught["candidates"]} | "ScoreCaptions" >> \
+    scored = {"clips": clips, "candidates": taught["candidates"],
+              "structs": taught["structs"]} | "ScoreCaptions" >> \
         ScoreCaptions(cfg.clip_model, cfg.teachers.priority, run_id)
     clips = scored["clips"]
     stage_errors.append(scored[ERRORS])

@@ -172,13 +172,23 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
                          "letterboxed, subtitles, damaged, text_heavy, low_resolution, "
                          "low_aesthetic, nsfw, personal_data`; `[]`: every measured "
                          "signal passed",
+        "caption_struct": "the structured caption: `short` (one sentence), `dense` (a few), "
+                          "`camera`, `motion_level`, `lighting` (measured), "
+                          "`on_screen_text` (OCR, deduplicated), `speech` (transcript "
+                          "excerpt), `subjects` (zero-shot tags), `setting`, `style`, "
+                          "`shot_type` (VLM, else null); `sources.<field>` names each "
+                          "field's measurement or teacher; `conflicts` lists the VLM claims "
+                          "a measurement overruled; null: the `structured` teacher did not "
+                          "run or failed on the clip",
+        "caption_conflicts": "how many VLM claims contradicted a measurement (camera "
+                             "motion, on-screen text) and were overruled; 0 without a VLM",
         "run_id": _RUN_ID,
     },
     "captions": {
         "clip_id": "the clip",
         "video_id": "the clip's video",
         "teacher": "`metadata`, `speech`, `ocr`, `zero_shot`, `captioner`, `vlm`, "
-                   "`vlm_fuse`, …",
+                   "`vlm_fuse`, `structured`, …",
         "model": "what produced the text (`metadata-rules:1`, `extractive:v1`, "
                  "`open_clip:…`, `transformers:…`, `openai-chat:<model>`)",
         "prompt": "the prompt, template or rule (`title`, `slide`, …)",

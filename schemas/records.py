@@ -371,6 +371,43 @@ class AsrResult:
     note: str | None = None  # why there is no transcript (no audio stream)
 
 
+# caption_struct's fields, in column order; each records its source in `sources`.
+CAPTION_STRUCT_FIELDS = ("short", "dense", "camera", "motion_level", "lighting",
+                         "on_screen_text", "speech", "subjects", "setting", "style",
+                         "shot_type")
+
+
+@dataclass(frozen=True)
+class CaptionStruct:
+    """One structured caption of a clip (transforms/teachers/structured.py): measured
+    facts and teacher outputs, each field with its source (a measurement or a teacher),
+    and the VLM's claims that a measurement overruled."""
+
+    clip_id: str
+    short: str
+    dense: str
+    camera: str | None = None
+    motion_level: str | None = None
+    lighting: str | None = None
+    on_screen_text: tuple[str, ...] | None = None
+    speech: str | None = None
+    subjects: tuple[str, ...] | None = None
+    setting: str | None = None
+    style: str | None = None
+    shot_type: str | None = None
+    sources: tuple[tuple[str, str], ...] = ()  # (field, source), every field once
+    conflicts: tuple[str, ...] = ()
+
+    def to_struct(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in CAPTION_STRUCT_FIELDS:
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, tuple) else value
+        out["sources"] = dict(self.sources)
+        out["conflicts"] = list(self.conflicts)
+        return out
+
+
 @dataclass(frozen=True)
 class ClipRecord:
     clip_id: str
@@ -427,6 +464,9 @@ class ClipRecord:
     # Kinds of personal data found in the clip's texts (never the values themselves).
     personal_data: tuple[str, ...] | None = None
     quality_flags: tuple[str, ...] | None = None
+    # The structured caption (null when its teacher did not run or failed on the clip),
+    # and how many of the VLM's claims a measurement overruled.
+    caption_struct: CaptionStruct | None = None
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -478,6 +518,10 @@ class ClipRecord:
             "nsfw_score": self.nsfw_score,
             "personal_data": None if self.personal_data is None else list(self.personal_data),
             "quality_flags": None if self.quality_flags is None else list(self.quality_flags),
+            "caption_struct": None if self.caption_struct is None else
+            self.caption_struct.to_struct(),
+            "caption_conflicts": None if self.caption_struct is None else
+            len(self.caption_struct.conflicts),
             "run_id": self.run_id,
         }
 

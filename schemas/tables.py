@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "10"
+SCHEMA_VERSION = "11"
 METADATA_KEY = b"vidcurate.schema"
 
 TRANSITION = pa.struct([
@@ -85,6 +85,28 @@ COUNT = pa.struct(
     ]
 )
 
+# clips.caption_struct: each field's value, its source per field, and the VLM claims a
+# measurement overruled (records.CaptionStruct; docs/pipeline/structured.md).
+CAPTION_STRUCT = pa.struct(
+    [
+        pa.field("short", pa.string()),
+        pa.field("dense", pa.string()),
+        pa.field("camera", pa.string()),
+        pa.field("motion_level", pa.string()),
+        pa.field("lighting", pa.string()),
+        pa.field("on_screen_text", pa.list_(pa.string())),
+        pa.field("speech", pa.string()),
+        pa.field("subjects", pa.list_(pa.string())),
+        pa.field("setting", pa.string()),
+        pa.field("style", pa.string()),
+        pa.field("shot_type", pa.string()),
+        pa.field("sources", pa.struct([
+            pa.field(name, pa.string()) for name in (
+                "short", "dense", "camera", "motion_level", "lighting", "on_screen_text",
+                "speech", "subjects", "setting", "style", "shot_type")])),
+        pa.field("conflicts", pa.list_(pa.string())),
+    ]
+)
 
 def _schema(table: str, fields: list[pa.Field]) -> pa.Schema:
     meta = {METADATA_KEY: f"{table}:{SCHEMA_VERSION}".encode()}
@@ -185,6 +207,8 @@ CLIPS = _schema(
         pa.field("nsfw_score", pa.float32()),
         pa.field("personal_data", pa.list_(pa.string())),
         pa.field("quality_flags", pa.list_(pa.string())),
+        pa.field("caption_struct", CAPTION_STRUCT),
+        pa.field("caption_conflicts", pa.int32()),
         pa.field("run_id", pa.string(), nullable=False),
     ],
 )

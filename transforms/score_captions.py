@@ -4,6 +4,8 @@ A candidate's score is the cosine between its text embedding and the clip embedd
 (the mean of the keyframe embeddings); the best cosine with any single keyframe is kept
 next to it. The candidate with the highest score is selected; ties go to the teacher
 that comes first in the priority order, then to the text (so a rerun selects the same).
+Each clip also takes its structured caption (CaptionStruct, from Captioning) here,
+where its candidates are joined anyway.
 Without CLIP scores (--no-clip, or a clip whose keyframes could not be embedded) the
 teacher priority alone decides, and the clip says so in `selection_method`. Every
 candidate is kept in `captions`, so selection can be redone in SQL.
@@ -107,6 +109,9 @@ class _SelectFn(beam.DoFn):
                     RuntimeError(f"CLIP could not embed caption texts: {parts['failed'][0]}"),
                     source_uri=clip.source_uri, run_id=self.run_id, video_id=clip.video_id,
                     clip_id=clip.clip_id)
+            structs = parts.get("structs") or ()
+            if structs:  # one per clip (the structured teacher's), or none
+                clip = dataclasses.replace(clip, caption_struct=structs[0])
             with self.metrics.timed():
                 scored, rows = score_clip(clip, parts["candidates"],
                                           dict(parts.get("texts", ())), self.priority,
@@ -122,8 +127,9 @@ def _text_request(cand: CaptionCandidate) -> EmbedRequest:
 
 
 class ScoreCaptions(beam.PTransform):
-    """{'clips': ClipRecord, 'candidates': CaptionCandidate} -> clips with the selected
-    caption (main 'clips'), CaptionRow ('captions') and ErrorRecord ('errors')."""
+    """{'clips': ClipRecord, 'candidates': CaptionCandidate[, 'structs': CaptionStruct]}
+    -> clips with the selected caption and their struct (main 'clips'), CaptionRow
+    ('captions') and ErrorRecord ('errors')."""
 
     def __init__(self, clip_model: ClipModelConfig, priority: Sequence[str], run_id: str) -> None:
         super().__init__()
@@ -135,6 +141,9 @@ class ScoreCaptions(beam.PTransform):
             "clips": inputs["clips"] | "KeyClips" >> beam.Map(lambda c: (c.clip_id, c)),
             "candidates": candidates | "KeyCandidates" >> beam.Map(lambda c: (c.clip_id, c)),
         }
+        if "structs" in inputs:
+            parts["structs"] = inputs["structs"] | "KeyStructs" >> beam.Map(
+                lambda s: (s.clip_id, s))
         if self.clip_model.enabled:
             texts = (candidates
                      | "Distinct" >> beam.Distinct()

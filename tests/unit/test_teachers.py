@@ -139,7 +139,7 @@ def test_ocr_teacher_slide_and_overlay():
 
 
 def test_default_teachers_without_clip_leave_zero_shot_out():
-    assert config().teachers.names == ("metadata", "speech", "ocr")
+    assert config().teachers.names == ("metadata", "speech", "ocr", "structured")
     from vidcurate.pipeline.options import ConfigError
 
     with pytest.raises(ConfigError, match="zero_shot teacher needs CLIP"):

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vidcurate.schemas.records import CaptionCandidate, ClipRecord, Source
+from vidcurate.schemas.records import CaptionCandidate, CaptionStruct, ClipRecord, Source
 from vidcurate.transforms.core import AddArgument, ConfigError, StageError, check
 from vidcurate.transforms.models.clip import ClipModelConfig
 
@@ -32,6 +32,7 @@ class VlmConfig:
     max_tokens: int
     backoff_s: float = 1.0
     backoff_max_s: float = 60.0
+    structured_output: str = "json_schema"  # response_format the structured teacher asks
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class TeachersConfig:
     def add_arguments(add: AddArgument) -> None:
         add("teachers", default=DEFAULT_TEACHERS,
             help="Comma-separated caption teachers: metadata, speech, ocr, zero_shot, "
-            "captioner, vlm, vlm_fuse (see the docs, Caption teachers).")
+            "captioner, vlm, vlm_fuse, structured (see the docs, Caption teachers).")
         add("teacher-priority", default=DEFAULT_TEACHER_PRIORITY,
             help="Teacher order used when there are no CLIP scores, and to break ties.")
         add("vocabulary", default=None,
@@ -81,6 +82,11 @@ class TeachersConfig:
             help="Requests in flight at once, per worker process.")
         add("vlm-max-images", type=int, default=3, help="Keyframes sent per clip.")
         add("vlm-max-tokens", type=int, default=120, help="Longest answer, in tokens.")
+        add("vlm-structured-output", default="json_schema",
+            choices=("json_schema", "json_object", "none"),
+            help="How the structured teacher asks the server for JSON: response_format "
+            "json_schema (vLLM, llama.cpp, OpenAI, Ollama), json_object, or none (the "
+            "schema in the prompt only); every answer is validated either way.")
 
     @classmethod
     def from_options(cls, o: Any, clip_enabled: bool) -> TeachersConfig:
@@ -124,14 +130,16 @@ class TeachersConfig:
                           model=o.vlm_model, api_key_env=o.vlm_api_key_env,
                           timeout_s=o.vlm_timeout, retries=o.vlm_retries,
                           concurrency=o.vlm_concurrency, max_images=o.vlm_max_images,
-                          max_tokens=o.vlm_max_tokens),
+                          max_tokens=o.vlm_max_tokens,
+                          structured_output=o.vlm_structured_output),
         )
 
 
-DEFAULT_TEACHERS = "metadata,speech,ocr,zero_shot"
+DEFAULT_TEACHERS = "metadata,speech,ocr,zero_shot,structured"
 # Who wins when there are no CLIP scores to compare (and breaks ties when there are):
-# models that look at the frames first, then the source's own words, then derived text.
-DEFAULT_TEACHER_PRIORITY = "vlm_fuse,vlm,captioner,metadata,speech,ocr,zero_shot"
+# models that look at the frames first, then the source's own words, then derived text;
+# structured last, since its text is built from the others' and the measurements.
+DEFAULT_TEACHER_PRIORITY = "vlm_fuse,vlm,captioner,metadata,speech,ocr,zero_shot,structured"
 
 
 TEACHERS: dict[str, type[Teacher]] = {}
@@ -184,6 +192,12 @@ class Teacher:
 
     def propose(self, ctx: ClipContext) -> list[Proposal]:
         raise NotImplementedError
+
+    def outputs(self, ctx: ClipContext) -> list[CaptionCandidate | CaptionStruct]:
+        """What the Captioning stage takes from this teacher for a clip: its candidates,
+        and a teacher that structures (``structured``) adds the clip's CaptionStruct.
+        All or nothing: an exception leaves the clip with none of them."""
+        return list(self.candidates(ctx))
 
     def candidates(self, ctx: ClipContext) -> list[CaptionCandidate]:
         if not self._ready:

@@ -64,12 +64,18 @@ class ChatClient:
         """The process's client for this server (its semaphore bounds all threads)."""
         return _CLIENTS.get(cfg, lambda: cls(cfg))
 
-    def complete(self, messages: list[dict[str, Any]]) -> str:
-        """The server's answer to one chat; retries transient failures."""
+    def complete(self, messages: list[dict[str, Any]], max_tokens: int | None = None,
+                 response_format: dict[str, Any] | None = None) -> str:
+        """The server's answer to one chat; retries transient failures. response_format
+        is the API's structured-output option (a JSON schema the server holds its answer
+        to, where it supports one)."""
         import requests
 
-        body = {"model": self.cfg.model, "messages": messages, "temperature": 0,
-                "max_tokens": self.cfg.max_tokens}
+        body: dict[str, Any] = {"model": self.cfg.model, "messages": messages,
+                                "temperature": 0,
+                                "max_tokens": max_tokens or self.cfg.max_tokens}
+        if response_format is not None:
+            body["response_format"] = response_format
         url = f"{self.cfg.url}/chat/completions"
         last = "no attempt"
         for attempt in range(1, self.cfg.retries + 2):
