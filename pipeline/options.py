@@ -34,10 +34,12 @@ from vidcurate.transforms.models.clip import (
 from vidcurate.transforms.models.device import DeviceConfig
 from vidcurate.transforms.models.nsfw import NsfwConfig
 from vidcurate.transforms.models.ocr import OcrConfig
+from vidcurate.transforms.models.transnetv2 import TransNetConfig
 from vidcurate.transforms.models.whisper import ASR_BACKENDS, AsrConfig
 from vidcurate.transforms.personal_data import PersonalDataConfig
 from vidcurate.transforms.split_config import (
     DETECTORS,
+    LEARNED_DETECTORS,
     SplitConfig,
     StitchConfig,
     add_split_arguments,
@@ -145,6 +147,8 @@ class RunConfig:
     quality: QualityConfig = QualityConfig()
     aesthetic: AestheticConfig = AestheticConfig(model=None, batch_size=256)
     nsfw: NsfwConfig = NsfwConfig(enabled=False)
+    # Where --detector transnetv2 / ensemble runs its network (the cuts are the split's).
+    transnet: TransNetConfig = TransNetConfig()
     personal_data: PersonalDataConfig = PersonalDataConfig()
     force: bool = False
     retry_failed: bool = True
@@ -250,6 +254,7 @@ class RunConfig:
     def runs_models(self) -> bool:
         """Whether any model stage is in the graph (so --device has something to place)."""
         return (self.clip_model.enabled or self.asr.enabled or self.ocr.enabled
+                or self.split.detector in LEARNED_DETECTORS
                 or self.aesthetic.enabled or self.nsfw.enabled
                 or "captioner" in self.teachers.names)
 
@@ -265,7 +270,8 @@ class RunConfig:
             ocr=replace(self.ocr, device=on, cpu_threads=threads),
             teachers=replace(self.teachers, device=on, cpu_threads=threads),
             aesthetic=replace(self.aesthetic, device=on, cpu_threads=threads),
-            nsfw=replace(self.nsfw, device=on, cpu_threads=threads))
+            nsfw=replace(self.nsfw, device=on, cpu_threads=threads),
+            transnet=replace(self.transnet, device=on, cpu_threads=threads))
 
     def with_clip_model(self, clip_model: ClipModelConfig) -> RunConfig:
         """The config with the resolved CLIP model; its id goes into the stitching

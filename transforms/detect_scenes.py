@@ -40,6 +40,13 @@ from vidcurate.transforms.frame_signals import (
     FrameSignalsObserver,
     decoder_lag_frames,
 )
+from vidcurate.transforms.learned_cuts import (
+    TransNetObserver,
+    cuts_from_single,
+    ensemble_cuts,
+    merge_zones,
+    zones_from_many,
+)
 from vidcurate.transforms.media.decoding import (
     STITCH_FRAME_WIDTH,
     SampleRequest,
@@ -57,7 +64,8 @@ from vidcurate.transforms.media.limits import (
     ToolStopped,
 )
 from vidcurate.transforms.models.device import gpu_index, is_cuda
-from vidcurate.transforms.split_config import SplitConfig
+from vidcurate.transforms.models.transnetv2 import TransNetConfig
+from vidcurate.transforms.split_config import LEARNED_DETECTORS, SplitConfig
 from vidcurate.transforms.transitions import ZONE_GUARD_FRAMES, TransitionObserver
 
 STAGE = "detect_scenes"
@@ -97,11 +105,14 @@ class FrameSampleConfig:
         return cls(root, STITCH_FRAME_WIDTH) if stitching else None
 
 
-def make_detector(cfg: SplitConfig) -> SceneDetector:
-    if cfg.detector == "content":
+def make_detector(cfg: SplitConfig) -> SceneDetector | None:
+    """PySceneDetect's detector for cfg; None for transnetv2 (the network alone)."""
+    if cfg.detector in ("content", "ensemble"):
         return ContentDetector(threshold=cfg.threshold, min_scene_len=cfg.min_scene_len)
     if cfg.detector == "adaptive":
         return AdaptiveDetector(adaptive_threshold=cfg.threshold, min_scene_len=cfg.min_scene_len)
+    if cfg.detector == "transnetv2":
+        return None
     raise ValueError(f"unknown detector {cfg.detector!r}")
 
 
@@ -115,18 +126,20 @@ class FrameObserver(Protocol):
 
 
 def detect_cut_frames(
-    frames: Iterable[np.ndarray], fps: float, detector: SceneDetector,
+    frames: Iterable[np.ndarray], fps: float, detector: SceneDetector | None,
     observers: Sequence[FrameObserver] = (),
 ) -> tuple[list[int], int]:
-    """Frame numbers where a new shot starts, and the number of frames seen; every
-    frame is also shown to each observer."""
+    """Frame numbers where a new shot starts (none without a detector), and the number
+    of frames seen; every frame is also shown to each observer."""
     cuts: list[int] = []
     n = 0
     for n, frame in enumerate(frames, start=1):  # noqa: B007 - n is the count afterwards
         for observer in observers:
             observer.observe(frame)
-        cuts.extend(tc.frame_num for tc in detector.process_frame(FrameTimecode(n - 1, fps), frame))
-    if n:
+        if detector is not None:
+            cuts.extend(tc.frame_num
+                        for tc in detector.process_frame(FrameTimecode(n - 1, fps), frame))
+    if n and detector is not None:
         cuts.extend(tc.frame_num for tc in detector.post_process(FrameTimecode(n - 1, fps)))
     return sorted({c for c in cuts if 0 < c < n}), n
 
@@ -183,13 +196,16 @@ def shots_from_cuts(
 def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
                   limits: MediaLimits = DEFAULT_LIMITS,
                   sample_cfg: FrameSampleConfig | None = None, decode_device: str = "cpu",
-                  on_decode: Callable[[str], None] | None = None) -> ScenedVideo:
+                  on_decode: Callable[[str], None] | None = None,
+                  transnet: TransNetConfig | None = None) -> ScenedVideo:
     """Decode once (downscaled), detect cuts, add forced cuts, and keep the frame sample
     when asked (in the same decode); raises MediaError (then no sample is left).
 
     With decode_device cuda:N a stream NVDEC suits is decoded on that GPU; when that
     decode fails (no driver, a stream the GPU refuses) the video is decoded again on
-    the CPU. on_decode hears how it went: "nvdec", "nvdec_fallback" or "cpu"."""
+    the CPU. on_decode hears how it went: "nvdec", "nvdec_fallback" or "cpu".
+    `transnet` places the network of --detector transnetv2 / ensemble (its weights
+    resolved before the graph)."""
     info = video.info
     request = None
     if sample_cfg is not None:
@@ -205,7 +221,7 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
                                 sample_cfg.width)
     try:
         scened, sample_failed = _detect_on_device(video, cfg, threads, limits, request,
-                                                  decode_device, on_decode)
+                                                  decode_device, on_decode, transnet)
     except BaseException:
         if request is not None:
             clear_sample(request.folder)
@@ -219,7 +235,7 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
         clear_sample(request.folder)
         log.warning("frame sample of %s could not be written (%s); cut detection decodes "
                     "again without it", video.video_id, sample_failed)
-        return _detect(video, cfg, threads, limits, None, None)[0]
+        return _detect(video, cfg, threads, limits, None, None, transnet)[0]
     sample = FrameSample(folder=request.folder, stride=request.stride,
                          count=sample_count(request.folder), fps=info.fps,
                          width=request.width)
@@ -228,13 +244,15 @@ def detect_scenes(video: ProbedVideo, cfg: SplitConfig, threads: int = 0,
 
 def _detect_on_device(video: ProbedVideo, cfg: SplitConfig, threads: int,
                       limits: MediaLimits, request: SampleRequest | None,
-                      decode_device: str, on_decode: Callable[[str], None] | None
+                      decode_device: str, on_decode: Callable[[str], None] | None,
+                      transnet: TransNetConfig | None = None
                       ) -> tuple[ScenedVideo, str | None]:
     """On NVDEC where asked and the stream suits it, else (or after it failed) on the CPU."""
     tell = on_decode or (lambda _: None)
     if is_cuda(decode_device) and nvdec_suits(video.info):
         try:
-            result = _detect(video, cfg, threads, limits, request, gpu_index(decode_device))
+            result = _detect(video, cfg, threads, limits, request, gpu_index(decode_device),
+                             transnet)
         except MediaError as e:
             # Killed from outside or out of time: a CPU decode would meet the same. The
             # decoder's own failure, a crash (the driver) or memory (CUDA maps much
@@ -253,7 +271,22 @@ def _detect_on_device(video: ProbedVideo, cfg: SplitConfig, threads: int,
             return result
     else:
         tell("cpu")
-    return _detect(video, cfg, threads, limits, request, None)
+    return _detect(video, cfg, threads, limits, request, None, transnet)
+
+
+def learned_cuts(cfg: SplitConfig, content_cuts: list[int], learned: TransNetObserver,
+                 fps: float, transitions: tuple[Transition, ...]
+                 ) -> tuple[list[int], tuple[Transition, ...]]:
+    """The cuts of --detector transnetv2 / ensemble from the network's two heads, and the
+    transitions with its gradual ones added (when transitions are searched)."""
+    single, many = learned.result()
+    if cfg.detector == "ensemble":
+        cuts = ensemble_cuts(content_cuts, single, min_gap=cfg.min_scene_len)
+    else:
+        cuts = cuts_from_single(single, cfg.threshold, cfg.min_scene_len)
+    if cfg.transitions is not None:
+        transitions = merge_zones(transitions, zones_from_many(many, fps))
+    return cuts, transitions
 
 
 class _SampleWriteWatch:
@@ -272,8 +305,8 @@ class _SampleWriteWatch:
 
 
 def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLimits,
-            sample: SampleRequest | None, gpu: int | None
-            ) -> tuple[ScenedVideo, str | None]:
+            sample: SampleRequest | None, gpu: int | None,
+            transnet: TransNetConfig | None = None) -> tuple[ScenedVideo, str | None]:
     """The scened video, and the first error writing the sample (None: written)."""
     info = video.info
     # Transitions and picture signals are read from the same frames (no second decode).
@@ -283,6 +316,10 @@ def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLim
     observers: list[FrameObserver] = [signals]
     if transition_observer is not None:
         observers.append(transition_observer)
+    learned = None
+    if cfg.detector in LEARNED_DETECTORS:
+        learned = TransNetObserver(transnet or TransNetConfig())
+        observers.append(learned)
     errors = DecodeErrorCollector(info.fps, decoder_lag_frames(threads),
                                   audio_codec=info.audio_codec)
     watch = _SampleWriteWatch(errors)
@@ -291,6 +328,9 @@ def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLim
         cut_frames, n_frames = detect_cut_frames(frames, info.fps, make_detector(cfg),
                                                  observers)
     transitions = transition_observer.transitions() if transition_observer else ()
+    if learned is not None:
+        cut_frames, transitions = learned_cuts(cfg, cut_frames, learned, info.fps,
+                                               transitions)
     boundaries, shots = shots_from_cuts(cut_frames, n_frames, info.fps, cfg, transitions)
     note = None
     decoded_s = n_frames / info.fps
@@ -305,8 +345,10 @@ def _detect(video: ProbedVideo, cfg: SplitConfig, threads: int, limits: MediaLim
 class _DetectFn(beam.DoFn):
     def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
                  limits: MediaLimits, sample: FrameSampleConfig | None,
-                 decode_device: str, concurrency: int = 1) -> None:
+                 decode_device: str, concurrency: int = 1,
+                 transnet: TransNetConfig | None = None) -> None:
         self.cfg = cfg
+        self.transnet = transnet
         self.threads = threads
         self.run_id = run_id
         self.limits = limits
@@ -352,7 +394,8 @@ class _DetectFn(beam.DoFn):
         # metrics are not counted from other threads.
         decodes: list[str] = []
         return [(detect_scenes(video, self.cfg, self.threads, self.limits, self.sample,
-                               self.decode_device, on_decode=decodes.append), decodes)]
+                               self.decode_device, on_decode=decodes.append,
+                               transnet=self.transnet), decodes)]
 
     def _detect_and_count(self, video: ProbedVideo) -> list[ScenedVideo]:
         return [out for detected in self._detect(video) for out in self._counted(detected)]
@@ -372,8 +415,9 @@ class DetectScenes(beam.PTransform):
     def __init__(self, cfg: SplitConfig, threads: int, run_id: str,
                  limits: MediaLimits = DEFAULT_LIMITS,
                  sample: FrameSampleConfig | None = None, decode_device: str = "cpu",
-                 concurrency: int = 1) -> None:
+                 concurrency: int = 1, transnet: TransNetConfig | None = None) -> None:
         super().__init__()
+        self.transnet = transnet
         self.cfg, self.threads, self.run_id, self.limits = cfg, threads, run_id, limits
         self.sample, self.decode_device, self.concurrency = sample, decode_device, concurrency
 
@@ -382,5 +426,5 @@ class DetectScenes(beam.PTransform):
             videos
             | "Detect" >> beam.ParDo(_DetectFn(self.cfg, self.threads, self.run_id,
                                                self.limits, self.sample, self.decode_device,
-                                               self.concurrency))
+                                               self.concurrency, self.transnet))
             .with_outputs(ERRORS, main="scened"))

@@ -50,10 +50,13 @@ class SplitConfig:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-# PySceneDetect's detectors by option value (scenes.make_detector builds them), with
-# their default thresholds; Panda-70M used ContentDetector(threshold=25).
-DETECTORS = ("content", "adaptive")
-DEFAULT_THRESHOLDS = {"content": 25.0, "adaptive": 3.0}
+# Cut detectors by option value, with their default thresholds: PySceneDetect's
+# (detect_scenes.make_detector; Panda-70M used ContentDetector(threshold=25)),
+# TransNetV2 (a probability; the package's 0.5) and the ensemble of content and
+# TransNetV2 (the threshold is content's; TransNetV2 keeps 0.5). learned_cuts.py.
+DETECTORS = ("content", "adaptive", "transnetv2", "ensemble")
+LEARNED_DETECTORS = ("transnetv2", "ensemble")
+DEFAULT_THRESHOLDS = {"content": 25.0, "adaptive": 3.0, "transnetv2": 0.5, "ensemble": 25.0}
 
 # Factors that move Panda-70M's distances (ImageBind = OpenCLIP ViT-H-14 image features)
 # onto another model's scale. Only entries that were measured belong here; see
@@ -71,9 +74,12 @@ def default_scale(model: str) -> float:
 def add_split_arguments(add: AddArgument) -> None:
     """Cut detection, clip rules and semantic stitching."""
     add("detector", default="content", choices=DETECTORS,
-        help="PySceneDetect detector: content (Panda-70M) or adaptive.")
+        help="Cut detector: content (PySceneDetect, Panda-70M), adaptive (PySceneDetect), "
+        "transnetv2 (the TransNetV2 network on --device; the 'transnetv2' extra) or "
+        "ensemble (content and TransNetV2 together; docs: Splitting).")
     add("scene-threshold", type=float, default=None,
-        help="Detector threshold (default 25 for content as Panda-70M, 3.0 for adaptive).")
+        help="Detector threshold (default 25 for content as Panda-70M, 3.0 for adaptive, "
+        "0.5 for transnetv2 (a probability), 25 for ensemble (its content detector's)).")
     add("min-scene-len", type=int, default=15,
         help="Minimum shot length in frames between two detected cuts (Panda-70M: 15).")
     add("detect-width", type=int, default=256,
@@ -120,6 +126,8 @@ def split_config(o: Any, clip_model: str | None, clip_model_id: str) -> SplitCon
         threshold = DEFAULT_THRESHOLDS[o.detector]
     check(
         (threshold > 0, f"--scene-threshold must be > 0, got {threshold}"),
+        (o.detector != "transnetv2" or threshold < 1,
+         f"--scene-threshold for transnetv2 is a probability in (0, 1), got {threshold}"),
         (o.min_scene_len >= 1, f"--min-scene-len must be >= 1 frame, got {o.min_scene_len}"),
         (o.detect_width >= 16, f"--detect-width must be >= 16 pixels, got {o.detect_width}"),
         (o.max_cut_len >= 0, f"--max-cut-len must be >= 0, got {o.max_cut_len}"),
