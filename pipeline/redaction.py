@@ -3,10 +3,11 @@
 The finding and masking are transforms/personal_data.py's (the same rules that fill the
 `personal_data` column); this module applies them to the Arrow batches publish writes:
 clips (on-screen text and its lines, transcript, its segments, words and dropped
-segments, the selected caption), captions (text and prompt) and videos (title,
-description and the strings inside metadata_json). Transcript words are masked as one
-text, so a value Whisper split over several words is found. Counts are kept per kind
-for the dataset card; the values are never kept, logged or printed.
+segments, the selected caption, every string of the structured caption), captions (text
+and prompt) and videos (title, description and the strings inside metadata_json).
+Transcript words are masked as one text, so a value Whisper split over several words is
+found. Counts are kept per kind for the dataset card; the values are never kept, logged
+or printed.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ class TextRedactor:
                 swap(name, lambda rows, f=field: self._words(rows, f))
             if table == "videos":
                 swap("metadata_json", lambda rows: [self.metadata(v) for v in rows])
+            if table == "clips":  # the structured caption quotes OCR text and speech
+                swap("caption_struct", lambda rows: [self._json(v) for v in rows])
             return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
 
         return apply

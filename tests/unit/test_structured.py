@@ -287,3 +287,23 @@ def test_a_slow_server_is_a_timeout_error(server, keyframed):
     with pytest.raises(TeacherError) as e:
         structured(server, "struct-slow").outputs(ctx(keyframed))
     assert e.value.error_type == "timeout"
+
+
+def test_publish_redact_text_masks_the_structured_caption():
+    import pyarrow as pa
+
+    from vidcurate.pipeline.redaction import TextRedactor
+    from vidcurate.schemas.tables import table_schema
+
+    spoken = dataclasses.replace(STREET, transcript="Write to jane.doe@example.com today.",
+                                 ocr_lines=(line("Call +44 20 7946 0958"),))
+    struct = compose("c", measured_fields(ctx(spoken), teachers_cfg()), [])
+    row = dataclasses.replace(spoken, caption_struct=struct).to_row()
+    assert "jane.doe@example.com" in row["caption_struct"]["speech"]
+    batch = pa.RecordBatch.from_pylist([row], schema=table_schema("clips"))
+    redactor = TextRedactor()
+    masked = redactor.rewrite("clips")(batch).to_pylist()[0]["caption_struct"]
+    assert "example.com" not in str(masked) and "7946" not in str(masked)
+    assert "[EMAIL]" in masked["speech"] and "[EMAIL]" in masked["dense"]
+    assert masked["on_screen_text"] == ["Call [PHONE]"]
+    assert masked["sources"] == row["caption_struct"]["sources"]
