@@ -550,6 +550,9 @@ def publish_parser() -> argparse.ArgumentParser:
                         "numbers and IBANs in every published text field (captions, "
                         "transcripts, on-screen text, titles, descriptions) as [EMAIL], "
                         "[PHONE], ...; the count goes into the dataset card")
+    parser.add_argument("--allow-unknown-license", action="store_true",
+                        help="publish clips whose video states no licence too (refused "
+                        "otherwise, exit 2); the card lists them as unknown")
     return parser
 
 
@@ -558,11 +561,16 @@ def _publish(argv: list[str]) -> int:
 
     args = publish_parser().parse_args(argv)
     summary = publish(args.output, args.dest, args.view, args.media,
-                      redact_text=args.redact_text)
+                      redact_text=args.redact_text,
+                      allow_unknown_license=args.allow_unknown_license)
     print(f"published {summary['clips']} clips, {summary['captions']} captions and "
           f"{summary['videos']} videos of view {args.view} into {summary['dest']}; "
           f"{summary['media_files']} media files ({summary['media_bytes'] / 1e6:.1f} MB, "
           f"{args.media})")
+    if summary["unlicensed_clips"]:
+        print(f"vidcurate: {summary['unlicensed_clips']} published clips come from videos "
+              "without a licence (--allow-unknown-license); the card lists them as unknown",
+              file=sys.stderr)
     if summary["redacted"] is not None:
         print(f"--redact-text: {sum(summary['redacted'].values())} personal data values "
               "masked (counts by kind in the dataset card)")

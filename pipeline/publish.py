@@ -203,10 +203,12 @@ def _prepare(dest: str) -> bool:
 
 
 def publish(output: str, dest: str, view: str = "clips", media: str = "copy",
-            redact_text: bool = False) -> dict[str, Any]:
+            redact_text: bool = False, allow_unknown_license: bool = False
+            ) -> dict[str, Any]:
     """Write the published folder; returns a summary (rows per table, media files).
     redact_text: personal data masked in every published text field
-    (pipeline/redaction.py), the count by kind in the card."""
+    (pipeline/redaction.py), the count by kind in the card. Clips whose video has no
+    licence are refused (ConfigError) unless allow_unknown_license."""
     if view not in EXPORT_VIEWS:
         raise ConfigError(f"--view must be one of {', '.join(EXPORT_VIEWS)}: {view}")
     if media not in MEDIA_MODES:
@@ -217,6 +219,14 @@ def publish(output: str, dest: str, view: str = "clips", media: str = "copy",
     con = connect(output)  # before DEST is touched: a wrong OUT leaves no empty DEST
     if not con.sql(f"SELECT count(*) FROM {view}").fetchall()[0][0]:
         raise ConfigError(f"view {view} of {output!r} holds no clips: nothing to publish")
+    unlicensed = unlicensed_clips(con, view)
+    if unlicensed and not allow_unknown_license:
+        total = con.sql(f"SELECT count(*) FROM {view}").fetchall()[0][0]
+        raise ConfigError(
+            f"{unlicensed} of {total} clips in view {view} come from videos without a "
+            "licence (videos.license is empty): give their videos one (a `license` column "
+            "in the manifest; yt-dlp fills it where the site states one), or pass "
+            "--allow-unknown-license to publish them, listed as unknown in the dataset card")
     out_real = os.path.realpath(output.removeprefix("file://"))
     dest = os.path.abspath(dest.removeprefix("file://"))
     if dest == out_real or out_real.startswith(os.path.realpath(dest) + os.sep):
@@ -264,7 +274,7 @@ def publish(output: str, dest: str, view: str = "clips", media: str = "copy",
         raise
     return {"dest": dest, "view": view, "media": media, **counts,
             "media_files": len(copier.placed), "media_bytes": copier.bytes,
-            "missing_media": len(copier.missing),
+            "missing_media": len(copier.missing), "unlicensed_clips": unlicensed,
             "redacted": None if redactor is None else dict(redactor.counts)}
 
 
@@ -284,6 +294,13 @@ LICENSE_ALIASES = {
     "cc0": "cc0-1.0", "public domain dedication (cc0)": "cc0-1.0",
     "apache license 2.0": "apache-2.0", "mit license": "mit",
 }
+
+
+def unlicensed_clips(con: duckdb.DuckDBPyConnection, view: str) -> int:
+    """Clips of the view whose video states no licence (or has no videos row)."""
+    return con.sql(f"""SELECT count(*) FROM {view} c LEFT JOIN videos v
+                       USING (video_id, run_id)
+                       WHERE coalesce(trim(v.license), '') = ''""").fetchall()[0][0]
 
 
 def license_id(text: str | None) -> str | None:
@@ -467,9 +484,11 @@ def dataset_card(con: duckdb.DuckDBPyConnection, view: str, media: str, dest: st
                  redactor: TextRedactor | None = None) -> str:
     """README.md: the Hugging Face YAML header, then what the folder holds, how to load
     it, the licences and where the rows came from."""
-    licences = con.sql(f"""SELECT v.license, count(*) FROM videos v
-                           SEMI JOIN {view} c USING (video_id, run_id)
-                           GROUP BY 1 ORDER BY 2 DESC, 1""").fetchall()
+    # Per licence text: its videos and its clips (a clip's licence is its video's).
+    licences = con.sql(f"""SELECT nullif(trim(v.license), '') AS licence,
+                                  count(DISTINCT c.video_id), count(*)
+                           FROM {view} c LEFT JOIN videos v USING (video_id, run_id)
+                           GROUP BY 1 ORDER BY 3 DESC, 1""").fetchall()
     hours = con.sql(f"SELECT round(coalesce(sum(duration_s), 0) / 3600, 3) FROM {view}"
                     ).fetchall()[0][0]
     name = os.path.basename(dest.rstrip(os.sep)) or "dataset"
@@ -482,7 +501,7 @@ def dataset_card(con: duckdb.DuckDBPyConnection, view: str, media: str, dest: st
                 "`keyframe_uris` are null;",
     }[media]
     lines = [
-        _yaml_header([t for t, _ in licences], counts), "",
+        _yaml_header([t for t, _, _ in licences], counts), "",
         f"# {_cell(name)}", "",
         f"A video-text dataset curated with vidcurate: "
         f"{counts['clips']} clips ({hours} hours) from {counts['videos']} videos, the "
@@ -518,10 +537,12 @@ def dataset_card(con: duckdb.DuckDBPyConnection, view: str, media: str, dest: st
         f"`vidcurate export {name} wds/` writes WebDataset shards of the same clips, and "
         f"`vidcurate search {name} \"a text\"` finds clips by what they show.", "",
         "## Licences", "",
-        "The licence of each clip is its source video's (`videos.license`).", "",
-        _md_table(["licence", "identifier", "videos"],
-                  [[t if t is not None else "(none given)", license_id(t) or "other", n]
-                   for t, n in licences]), "",
+        "The licence of each clip is its source video's (`videos.license`, from the "
+        "manifest's `license` column or the video site's metadata).", "",
+        _md_table(["licence", "identifier", "videos", "clips"],
+                  [[t if t is not None else "(none given: published with "
+                    "--allow-unknown-license)", license_id(t) or "other", v, n]
+                   for t, v, n in licences]), "",
         *_safety_lines(con, view, redactor),
         *_funnel_lines(con, view, counts["clips"]),
         "## How the clips were made", "",

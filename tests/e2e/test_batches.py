@@ -194,7 +194,8 @@ def test_report_and_dataset_card_show_a_batched_run_once(batched, tmp_path):
 
     out, _ = batched
     page = Path(write_report(str(out), str(tmp_path / "report"), 5)).read_text()
-    publish(str(out), str(tmp_path / "published"), "clips", "none")
+    publish(str(out), str(tmp_path / "published"), "clips", "none",
+            allow_unknown_license=True)  # the manifest states no licences
     card = (tmp_path / "published" / "README.md").read_text()
     assert page.count("<b>batched</b>") == 1 and "<b>batched-b" not in page
     assert card.count("### Run `batched` (") == 1 and "### Run `batched-b" not in card
