@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -102,6 +103,17 @@ FROM captions GROUP BY 1 ORDER BY selected DESC, teacher
 # the whole video, with that reason); the demo keeps shots from 1 s so both videos
 # give clips. Pass --min-clip-s 2.5 to see the default.
 DEMO_ARGS = ["--min-clip-s", "1.0"]
+# The structured caption per clip (docs/pipeline/structured.md), and one in full.
+STRUCT_QUERY = """
+SELECT v.title, c.clip_index, c.caption_struct.camera AS camera,
+       c.caption_struct.motion_level AS motion, c.caption_struct.lighting AS lighting,
+       c.caption_conflicts AS conflicts, left(c.caption_struct.short, 80) AS short
+FROM clips c JOIN videos v USING (video_id) ORDER BY v.title, c.clip_index
+"""
+STRUCT_EXAMPLE_QUERY = """
+SELECT to_json(c.caption_struct) FROM clips c JOIN videos v USING (video_id)
+WHERE c.caption_struct IS NOT NULL ORDER BY v.title, c.clip_index LIMIT 1
+"""
 
 
 def sample_dir() -> Path:
@@ -252,6 +264,13 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     print("\n".join(describe(curation)))
     print(f"Curated clips: {curation.kept} of {curation.clips}. Tune a threshold with: "
           f"{command_name()} curate {output} --set min_duration_s=1.5")
+    print("\nStructured captions (caption_struct: measured camera motion, motion level and "
+          "lighting, OCR, speech, zero-shot subjects, each field with its source):")
+    con.sql(STRUCT_QUERY).show(max_width=200)
+    example = con.sql(STRUCT_EXAMPLE_QUERY).fetchall()
+    if example:
+        print("One in full:")
+        print(json.dumps(json.loads(example[0][0]), indent=1, ensure_ascii=False))
     from vidcurate.pipeline.report import write_report
 
     index = write_report(out)

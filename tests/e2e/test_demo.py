@@ -116,3 +116,26 @@ def test_readme_tour_shows_what_the_demo_makes(demo_run):
     shown = [(video, str(clip), str(round(seconds, 2)), str(round(motion, 3)),
               "[" + ", ".join(flags) + "]") for video, clip, seconds, motion, flags in result]
     assert shown == rows
+
+
+def test_make_demo_shows_each_clips_structured_caption(demo_run):
+    out, proc = demo_run
+    con = connect(str(out))
+    rows = con.sql("""
+        SELECT v.title, c.caption_struct, c.caption_conflicts, k.text
+        FROM clips c JOIN videos v USING (video_id)
+        JOIN captions k ON k.clip_id = c.clip_id AND k.teacher = 'structured'
+        ORDER BY v.title, c.clip_index""").fetchall()
+    assert len(rows) == 11  # every clip: a struct, and its short as a candidate
+    for title, struct, conflicts, text in rows:
+        assert struct["short"] == text and conflicts == 0
+        # Composed from the clip's own title and measurements (the demo has no VLM).
+        assert struct["short"].startswith(title.split(":")[0])
+        assert struct["sources"]["short"] == "structured-rules:1 (fields, metadata)"
+        assert struct["motion_level"] and struct["lighting"]
+    page = next(s for t, s, _, _ in rows if t.startswith("A page"))
+    assert any("computer vision" in line for line in page["on_screen_text"])
+    film = [s for t, s, _, _ in rows if t.startswith("Megamind")]
+    assert any(s["speech"] for s in film)
+    assert "Structured captions (caption_struct" in proc.stdout
+    assert '"sources": {' in proc.stdout  # one struct printed in full

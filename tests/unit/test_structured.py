@@ -48,8 +48,9 @@ def line(text: str, frame: int = 0) -> OcrLine:
     return OcrLine(text, 0.9, (0.1, 0.1, 0.5, 0.1, 0.5, 0.2, 0.1, 0.2), frame)
 
 
-def cand(teacher: str, text: str, model: str | None = None) -> CaptionCandidate:
-    return CaptionCandidate("c", "v", teacher, model, None, text)
+def cand(teacher: str, text: str, model: str | None = None, prompt: str | None = None
+         ) -> CaptionCandidate:
+    return CaptionCandidate("c", "v", teacher, model, prompt, text)
 
 
 def ctx(c: ClipRecord, *candidates: CaptionCandidate) -> ClipContext:
@@ -67,8 +68,9 @@ STREET = clip(camera="pan_left", motion_score=0.05, brightness=0.1, contrast=0.3
 STREET_CANDIDATES = (cand("zero_shot", "a video of a street.", "open_clip:x"),
                      cand("zero_shot", "a video of a bus.", "open_clip:x"),
                      cand("speech", "The bus leaves every ten minutes."),
-                     cand("metadata", "Buses on the main street at dusk."),
-                     cand("metadata", "Filmed from the pavement."))
+                     cand("metadata", "Filmed from the pavement.", prompt="description"),
+                     cand("metadata", "The number 12 bus on the main street at dusk.",
+                          prompt="title"))
 
 
 # --- measured fields and deterministic composition -------------------------------------
@@ -92,17 +94,18 @@ def test_fields_come_from_measurements_and_teachers_each_with_its_source():
 def test_composition_uses_fields_and_best_teacher_captions_only():
     cfg = teachers_cfg()
     best = best_captions(STREET_CANDIDATES, cfg.priority)
-    # Field teachers (speech, ocr, zero_shot) are fields already; metadata by priority.
-    assert [c.text for c in best] == ["Buses on the main street at dusk.",
+    # Field teachers (speech, ocr, zero_shot) are fields already; metadata by priority,
+    # its title first (candidates arrive sorted by text).
+    assert [c.text for c in best] == ["The number 12 bus on the main street at dusk.",
                                       "Filmed from the pavement."]
     struct = compose("c", measured_fields(ctx(STREET, *STREET_CANDIDATES), cfg), best)
-    assert struct.short == ("Buses on the main street at dusk (camera pans left, moderate "
-                            "motion, dark).")
+    assert struct.short == ("The number 12 bus on the main street at dusk (camera pans "
+                            "left, moderate motion, dark).")
     assert struct.dense == (
-        'Buses on the main street at dusk. Filmed from the pavement. Subjects: a bus, a '
-        'street. The camera pans left. There is moderate motion. The picture is dark, with high '
-        'contrast. On-screen text: "Main Street", "Bus 12". Speech: "The bus to the station '
-        'leaves every ten minutes".')
+        'The number 12 bus on the main street at dusk. Filmed from the pavement. Subjects: a '
+        'bus, a street. The camera pans left. There is moderate motion. The picture is dark, '
+        'with high contrast. On-screen text: "Main Street", "Bus 12". Speech: "The bus to '
+        'the station leaves every ten minutes".')
     assert struct.setting is struct.style is struct.shot_type is None
     assert dict(struct.sources)["short"] == "structured-rules:1 (fields, metadata)"
     assert [name for name, _ in struct.sources] == list(CAPTION_STRUCT_FIELDS)
@@ -121,7 +124,7 @@ def test_nothing_known_invents_nothing():
     sources = dict(struct.sources)
     assert sources["camera"] == "camera_motion (not measured)"
     assert sources["on_screen_text"] == "ocr_lines (OCR did not run)"
-    assert sources["speech"] == "transcript (ASR did not run)"
+    assert sources["speech"] == "transcript (null: ASR off, or no audio)"
     assert sources["subjects"].startswith("zero_shot (no candidates")
     # With only subjects, the short text names the first one; OCR text next.
     only = compose("c", measured_fields(ctx(bare, cand("zero_shot", "a video of a dog.")),
@@ -196,7 +199,8 @@ def test_measurements_win_every_contradiction_and_each_is_counted():
     # the measured camera replaces the claim, and an emptied short is composed.
     assert struct.dense == ('A bus passes. The stop sign reads "Main Stret". The camera '
                             'pans left.')
-    assert struct.short.startswith("Buses on the main street at dusk (camera pans left")
+    assert struct.short.startswith("The number 12 bus on the main street at dusk (camera "
+                                   "pans left")
     assert dict(struct.sources)["short"] == ("structured-rules:1 (the VLM's text was "
                                              "overruled)")
 

@@ -167,7 +167,7 @@ def on_screen_text(clip: ClipRecord) -> tuple[tuple[str, ...] | None, str]:
 
 def speech_field(clip: ClipRecord, max_words: int) -> tuple[str | None, str]:
     if clip.transcript is None:
-        return None, "transcript (ASR did not run)"
+        return None, "transcript (null: ASR off, or no audio)"
     excerpt = condense(clip.transcript, max_words)
     return excerpt, "transcript (extractive:v1)" if excerpt else "transcript (no speech)"
 
@@ -213,11 +213,14 @@ def measured_fields(ctx: ClipContext, cfg: TeachersConfig) -> Fields:
 
 def best_captions(candidates: Iterable[CaptionCandidate], priority: Sequence[str],
                   n: int = 2) -> list[CaptionCandidate]:
-    """The n first describing candidates by teacher priority (then teacher, text): the
-    teachers whose text is not already a field of the struct."""
-    def rank(c: CaptionCandidate) -> tuple[int, str, str]:
+    """The n first describing candidates by teacher priority (then teacher, a title
+    before other texts, text): the teachers whose text is not already a field of the
+    struct. Candidates arrive sorted by text, not in the order proposed, hence the
+    explicit title rule (metadata's title names what the video shows; its description
+    often tells where it comes from)."""
+    def rank(c: CaptionCandidate) -> tuple[int, str, bool, str]:
         return (priority.index(c.teacher) if c.teacher in priority else len(priority),
-                c.teacher, c.text)
+                c.teacher, c.prompt != "title", c.text)
 
     out: list[CaptionCandidate] = []
     for c in sorted((c for c in candidates if c.teacher not in FIELD_TEACHERS), key=rank):
