@@ -151,6 +151,17 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "motion_score": "global motion, frame diagonals per second",
         "motion_patch_min": "motion of the least moving cell of a 4-across grid, same "
                             "unit",
+        "camera_motion": "`static`, `pan_left`, `pan_right`, `tilt_up`, `tilt_down`, "
+                         "`zoom_in`, `zoom_out`, `shaky` or `mixed` (the camera's move: "
+                         "`pan_left` turns left, the content moves right); null: no "
+                         "sample pair in the clip",
+        "camera_pan": "net pan of the fitted camera model, frame widths per second, > 0 "
+                      "to the right",
+        "camera_tilt": "net tilt, frame heights per second, > 0 upwards",
+        "camera_zoom": "net zoom, natural log of the scale change per second, > 0 in "
+                       "(0.1: the content grows about 10 % a second)",
+        "subject_motion": "the flow the camera model does not explain (people, objects), "
+                          "frame diagonals per second",
         "brightness": "mean luma 0–1 inside the picture (bars excluded)",
         "contrast": "standard deviation of luma, 0–1",
         "sharpness": "variance of the Laplacian of luma, frame resampled to 256 px wide",

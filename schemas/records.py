@@ -167,6 +167,12 @@ class FrameSignals:
     # over the picture, and the least moving grid cell.
     motion: np.ndarray = field(compare=False, repr=False)  # float32
     motion_patch_min: np.ndarray = field(compare=False, repr=False)  # float32
+    # The camera model fitted to the same flow (transforms/camera_motion.py, its units),
+    # per pair as motion: pan, tilt, zoom rates and the subject motion it leaves.
+    camera_pan: np.ndarray = field(compare=False, repr=False)  # float32
+    camera_tilt: np.ndarray = field(compare=False, repr=False)  # float32
+    camera_zoom: np.ndarray = field(compare=False, repr=False)  # float32
+    subject_motion: np.ndarray = field(compare=False, repr=False)  # float32
     # Per sample [x0, y0, x1, y1) of the lit picture in measured-frame pixels; all zero
     # when the frame is black.
     boxes: np.ndarray = field(compare=False, repr=False)  # int16, (samples, 4)
@@ -183,6 +189,11 @@ class ClipSignals:
 
     motion_score: float | None = None
     motion_patch_min: float | None = None
+    camera_motion: str | None = None
+    camera_pan: float | None = None
+    camera_tilt: float | None = None
+    camera_zoom: float | None = None
+    subject_motion: float | None = None
     brightness: float | None = None
     contrast: float | None = None
     sharpness: float | None = None
@@ -451,6 +462,14 @@ class ClipRecord:
     # each frame's lit area (without black bars).
     motion_score: float | None = None  # mean optical flow, frame diagonals per second
     motion_patch_min: float | None = None  # the least moving cell of a ~4-wide grid, same
+    # Camera motion (transforms/camera_motion.py): a label of CAMERA_LABELS, the net pan
+    # (frame widths/s, > 0 right), tilt (frame heights/s, > 0 up) and zoom (log scale/s,
+    # > 0 in) of a camera model fitted to the flow, and the motion it leaves (diagonals/s).
+    camera_motion: str | None = None
+    camera_pan: float | None = None
+    camera_tilt: float | None = None
+    camera_zoom: float | None = None
+    subject_motion: float | None = None
     brightness: float | None = None  # mean luma, 0-1
     contrast: float | None = None  # luma standard deviation, 0-1
     sharpness: float | None = None  # variance of the Laplacian of luma 0-255, 256 px wide
@@ -508,6 +527,11 @@ class ClipRecord:
             "selection_method": self.selection_method,
             "motion_score": self.motion_score,
             "motion_patch_min": self.motion_patch_min,
+            "camera_motion": self.camera_motion,
+            "camera_pan": self.camera_pan,
+            "camera_tilt": self.camera_tilt,
+            "camera_zoom": self.camera_zoom,
+            "subject_motion": self.subject_motion,
             "brightness": self.brightness,
             "contrast": self.contrast,
             "sharpness": self.sharpness,

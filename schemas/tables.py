@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "11"
+SCHEMA_VERSION = "12"
 METADATA_KEY = b"vidcurate.schema"
 
 TRANSITION = pa.struct([
@@ -197,6 +197,11 @@ CLIPS = _schema(
         pa.field("selection_method", pa.string()),
         pa.field("motion_score", pa.float32()),
         pa.field("motion_patch_min", pa.float32()),
+        pa.field("camera_motion", pa.string()),
+        pa.field("camera_pan", pa.float32()),
+        pa.field("camera_tilt", pa.float32()),
+        pa.field("camera_zoom", pa.float32()),
+        pa.field("subject_motion", pa.float32()),
         pa.field("brightness", pa.float32()),
         pa.field("contrast", pa.float32()),
         pa.field("sharpness", pa.float32()),

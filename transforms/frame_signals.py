@@ -14,7 +14,9 @@ decode (BGR, --detect-width wide) and measures every `stride`-th one (about 8 a 
     a quarter of the width wide. Measuring pairs ~0.12 s apart keeps temporal grain
     (a fraction of a pixel per pair, whatever the spacing) small against real motion;
     benchmarks/motion_bench.py compares this with frame differences, phase correlation,
-    Farneback, Lucas-Kanade and codec motion vectors.
+    Farneback, Lucas-Kanade and codec motion vectors;
+  - camera motion: a camera model fitted to the same flow (transforms/camera_motion.py):
+    pan, tilt and zoom rates and the subject motion the model does not explain.
 A few floats per sample are kept (FrameSignals); clip_signals aggregates them over a
 clip's span. DecodeErrorCollector listens to ffmpeg's stderr during the same decode and
 places each error line at the frames read when it arrived (DecodeLog).
@@ -32,6 +34,7 @@ import cv2
 import numpy as np
 
 from vidcurate.schemas.records import ClipSignals, DecodeError, DecodeLog, FrameSignals, Span
+from vidcurate.transforms.camera_motion import clip_camera, fit_camera
 
 SAMPLES_PER_S = 8
 PICTURE_WIDTH = 256  # brightness, contrast, sharpness and the lit area are measured here
@@ -87,6 +90,7 @@ class FrameSignalsObserver:
         self.sharpness = array("f")
         self.motion = array("f")
         self.patch_min = array("f")
+        self.camera = [array("f") for _ in range(4)]  # pan, tilt, zoom, subject motion
         self.boxes = array("h")
 
     def observe(self, frame: np.ndarray) -> None:
@@ -121,6 +125,8 @@ class FrameSignalsObserver:
         if prev is None:
             self.motion.append(math.nan)
             self.patch_min.append(math.nan)
+            for series in self.camera:
+                series.append(math.nan)
             return
         flow = self.flow.calc(prev, small, None)
         f = self.flow_size[0] / self.size[0]
@@ -132,6 +138,9 @@ class FrameSignalsObserver:
         scale = self.fps / self.stride / math.hypot(*self.flow_size)
         self.motion.append(float(length.mean()) * scale)
         self.patch_min.append(grid_min(length) * scale)
+        camera = fit_camera(flow, (x0, y0, x1, y1), self.stride / self.fps)
+        for series, value in zip(self.camera, camera, strict=True):
+            series.append(value)
 
     def result(self) -> FrameSignals:
         w, h = self.size or (0, 0)
@@ -143,6 +152,10 @@ class FrameSignalsObserver:
             sharpness=np.frombuffer(self.sharpness, np.float32).copy(),
             motion=np.frombuffer(self.motion, np.float32).copy(),
             motion_patch_min=np.frombuffer(self.patch_min, np.float32).copy(),
+            camera_pan=np.frombuffer(self.camera[0], np.float32).copy(),
+            camera_tilt=np.frombuffer(self.camera[1], np.float32).copy(),
+            camera_zoom=np.frombuffer(self.camera[2], np.float32).copy(),
+            subject_motion=np.frombuffer(self.camera[3], np.float32).copy(),
             boxes=np.frombuffer(self.boxes, np.int16).reshape(-1, 4).copy(),
         )
 
@@ -169,9 +182,10 @@ def source_box(signals: FrameSignals, boxes: np.ndarray) -> tuple[int, int, int,
 
 def clip_signals(span: Span, signals: FrameSignals | None, log: DecodeLog | None,
                  keyframes: list[int] | None = None) -> ClipSignals:
-    """A clip's signals: the means over the samples in its span (motion over the sample
-    pairs that lie wholly inside it), the union of their lit boxes, and the decoder
-    error lines that can touch it (decode_error_count; see error_windows)."""
+    """A clip's signals: the means over the samples in its span (motion and camera
+    motion over the sample pairs that lie wholly inside it), the union of their lit
+    boxes, and the decoder error lines that can touch it (decode_error_count; see
+    error_windows)."""
     errors = None if log is None else count_errors(log, span, keyframes)
     if signals is None or not signals.samples:
         return ClipSignals(decode_error_count=errors)
@@ -184,6 +198,8 @@ def clip_signals(span: Span, signals: FrameSignals | None, log: DecodeLog | None
     return ClipSignals(
         motion_score=_mean(signals.motion[pairs]),
         motion_patch_min=_mean(signals.motion_patch_min[pairs]),
+        **clip_camera(signals.camera_pan[pairs], signals.camera_tilt[pairs],
+                      signals.camera_zoom[pairs], signals.subject_motion[pairs]),
         brightness=_mean(signals.brightness[first:stop]),
         contrast=_mean(signals.contrast[first:stop]),
         sharpness=_mean(signals.sharpness[first:stop]),
