@@ -114,6 +114,13 @@ STRUCT_EXAMPLE_QUERY = """
 SELECT to_json(c.caption_struct) FROM clips c JOIN videos v USING (video_id)
 WHERE c.caption_struct IS NOT NULL ORDER BY v.title, c.clip_index LIMIT 1
 """
+# Every clip's camera motion (docs/quality/signals.md#camera-motion).
+CAMERA_QUERY = """
+SELECT v.title, c.clip_index, c.camera_motion, round(c.camera_pan, 3) AS pan,
+       round(c.camera_tilt, 3) AS tilt, round(c.camera_zoom, 3) AS zoom,
+       round(c.subject_motion, 3) AS subject_motion
+FROM clips c JOIN videos v USING (video_id) ORDER BY v.title, c.clip_index
+"""
 
 
 def sample_dir() -> Path:
@@ -271,6 +278,10 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     if example:
         print("One in full:")
         print(json.dumps(json.loads(example[0][0]), indent=1, ensure_ascii=False))
+    print("Camera motion per clip (pan: frame widths/s, > 0 right; tilt: heights/s, > 0 "
+          "up; zoom: log scale/s, > 0 in; subject_motion: what the camera does not "
+          "explain, diagonals/s):")
+    con.sql(CAMERA_QUERY).show(max_width=160)
     from vidcurate.pipeline.report import write_report
 
     index = write_report(out)
