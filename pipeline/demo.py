@@ -95,6 +95,12 @@ SELECT v.title, c.clip_index, c.best_teacher, c.selection_method,
        round(c.clip_score, 3) AS clip_score, left(c.best_caption, 90) AS best_caption
 FROM clips c JOIN videos v USING (video_id) ORDER BY v.title, c.clip_index
 """
+# Every clip, with its safety signals (docs/publishing-responsibly.md).
+SAFETY_QUERY = """
+SELECT v.title, c.clip_index, round(c.nsfw_score, 4) AS nsfw_score, c.personal_data,
+       c.quality_flags
+FROM clips c JOIN videos v USING (video_id) ORDER BY v.title, c.clip_index
+"""
 WIN_RATES_QUERY = """
 SELECT teacher, count(*) AS candidates, count(*) FILTER (WHERE selected) AS selected
 FROM captions GROUP BY 1 ORDER BY selected DESC, teacher
@@ -260,6 +266,9 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     con.sql(CAPTION_QUERY).show(max_width=200)
     print("Teacher win rates:")
     con.sql(WIN_RATES_QUERY).show(max_width=160)
+    print("Safe to publish? Open-NSFW score (0-1; flag above 0.8) and the kinds of personal "
+          "data in each clip's texts (`vidcurate publish --redact-text` masks them):")
+    con.sql(SAFETY_QUERY).show(max_width=160)
     print(f"Try: {command_name()} query {output} "
           f"\"SELECT clip_id, start_s, end_s, media_uri FROM clips\"")
     from vidcurate.pipeline.curate import curate, describe

@@ -1,5 +1,6 @@
 // The report's clip gallery: cards built with textContent only (captions are data,
-// never markup), links to each card's nearest neighbours, and two filters.
+// never markup), links to each card's nearest neighbours, and filters (CLIP score,
+// teacher, NSFW score, personal data).
 const clips = JSON.parse(document.getElementById('clip-data').textContent);
 const byId = new Map(clips.map(c => [c.id, c]));
 const gallery = document.getElementById('gallery');
@@ -14,6 +15,9 @@ function card(c) {
   d.id = 'clip-' + c.id;
   d.dataset.score = c.score === null ? '' : c.score;
   d.dataset.teacher = c.teacher || '';
+  d.dataset.nsfw = c.nsfw === null || c.nsfw === undefined ? '' : c.nsfw;
+  d.dataset.personal = c.personal === null || c.personal === undefined ? ''
+    : (c.personal.length ? 'found' : 'none');
   for (const f of c.frames) { const i = el('img'); i.src = f; i.alt = c.id; d.appendChild(i); }
   if (c.media) {
     const v = el('video'); v.src = c.media; v.controls = true; v.preload = 'none';
@@ -23,6 +27,11 @@ function card(c) {
   const score = c.score === null ? 'no CLIP score' : 'CLIP ' + c.score.toFixed(3);
   d.appendChild(el('div', (c.teacher || '-') + ' · ' + score + ' · ' + (c.method || ''), 'meta'));
   d.appendChild(el('div', c.title + ' · ' + c.start + '–' + c.end + ' s', 'meta'));
+  // Safety signals: the NSFW score and the kinds of personal data (never the values).
+  const nsfw = c.nsfw === null || c.nsfw === undefined ? 'NSFW not scored' : 'NSFW ' + c.nsfw.toFixed(3);
+  const personal = !c.personal ? 'personal data not scanned'
+    : (c.personal.length ? 'personal data: ' + c.personal.join(', ') : 'no personal data found');
+  d.appendChild(el('div', nsfw + ' · ' + personal, 'safety'));
   const more = el('details'); more.appendChild(el('summary', c.candidates.length + ' candidates, transcript, OCR'));
   const list = el('ol');
   for (const k of c.candidates) {
@@ -53,10 +62,16 @@ function apply() {
   const raw = document.getElementById('min-score').value;
   const min = raw === '' ? null : parseFloat(raw);
   const teacher = document.getElementById('teacher').value;
+  const rawNsfw = document.getElementById('max-nsfw').value;
+  const maxNsfw = rawNsfw === '' ? null : parseFloat(rawNsfw);
+  const personal = document.getElementById('personal').value;
   let shown = 0;
   for (const d of gallery.children) {
     const s = d.dataset.score === '' ? null : parseFloat(d.dataset.score);
-    const ok = (min === null || (s !== null && s >= min)) && (!teacher || d.dataset.teacher === teacher);
+    const n = d.dataset.nsfw === '' ? null : parseFloat(d.dataset.nsfw);
+    const ok = (min === null || (s !== null && s >= min)) && (!teacher || d.dataset.teacher === teacher)
+      && (maxNsfw === null || (n !== null && n <= maxNsfw))
+      && (!personal || d.dataset.personal === personal);
     d.style.display = ok ? '' : 'none';
     if (ok) shown++;
   }
@@ -64,4 +79,6 @@ function apply() {
 }
 document.getElementById('min-score').addEventListener('input', apply);
 document.getElementById('teacher').addEventListener('change', apply);
+document.getElementById('max-nsfw').addEventListener('input', apply);
+document.getElementById('personal').addEventListener('change', apply);
 apply();

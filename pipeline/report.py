@@ -22,6 +22,7 @@ import numpy as np
 
 from vidcurate.pipeline.output_files import MAX_IMAGE_BYTES, OutputFiles
 from vidcurate.pipeline.query import connect
+from vidcurate.pipeline.redaction import TextRedactor, run_regions
 
 THUMB_WIDTH = 320
 
@@ -45,7 +46,7 @@ GALLERY_QUERY = """
            c.media_uri,
            c.keyframe_uris, c.best_caption, c.best_teacher, c.clip_score, c.clip_model,
            c.clip_embedding::FLOAT[] AS clip_embedding,
-           c.selection_method, c.transcript, c.ocr_text,
+           c.selection_method, c.transcript, c.ocr_text, c.nsfw_score, c.personal_data,
            (SELECT list({'teacher': k.teacher, 'text': k.text, 'score': k.clip_score,
                          'selected': k.selected} ORDER BY k.rank)
             FROM captions k WHERE k.clip_id = c.clip_id) AS candidates
@@ -236,8 +237,17 @@ def _gallery_data(con: Any, files: OutputFiles, out_dir: str, limit: int
     neighbours = nearest_neighbours([r["clip_id"] for r in rows],
                                     [r["clip_embedding"] for r in rows],
                                     [r["clip_model"] for r in rows])
+    # Clips with personal data show their texts masked: the report is for reading clips,
+    # not for passing on phone numbers (the kinds are shown instead).
+    redactor = TextRedactor(run_regions([r[0] for r in con.sql(
+        "SELECT options_json FROM runs").fetchall()]))
     data = []
     for row in rows:
+        if row["personal_data"]:
+            for key in ("best_caption", "transcript", "ocr_text", "title"):
+                row[key] = redactor.text(row[key])
+            row["candidates"] = [{**c, "text": redactor.text(c["text"])}
+                                 for c in row["candidates"] or []]
         frames = []
         what = f"clip {row['clip_id']}"
         for i, uri in enumerate(row["keyframe_uris"] or []):
@@ -254,6 +264,8 @@ def _gallery_data(con: Any, files: OutputFiles, out_dir: str, limit: int
             "score": None if row["clip_score"] is None else round(row["clip_score"], 4),
             "method": row["selection_method"], "transcript": row["transcript"] or "",
             "ocr": row["ocr_text"] or "",
+            "nsfw": None if row["nsfw_score"] is None else round(row["nsfw_score"], 3),
+            "personal": row["personal_data"],
             "candidates": [{"teacher": c["teacher"], "text": c["text"],
                             "score": None if c["score"] is None else round(c["score"], 4),
                             "selected": c["selected"]} for c in row["candidates"] or []],
@@ -347,7 +359,7 @@ td, th {{ border: 1px solid #ccc; padding: .2rem .5rem; font-size: .9rem; }}
 .clip-card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6rem; }}
 .clip-card img {{ width: 32%; margin-right: 1%; }}
 .clip-card .caption {{ font-weight: 600; margin: .3rem 0; }}
-.clip-card .meta {{ color: #666; font-size: .8rem; }}
+.clip-card .meta, .clip-card .safety {{ color: #666; font-size: .8rem; }}
 .clip-card details {{ font-size: .85rem; }}
 .clip-card li.selected {{ font-weight: 600; }}
 .clip-card .similar a {{ margin-right: .4rem; }}
@@ -367,6 +379,10 @@ pre {{ white-space: pre-wrap; font-size: .75rem; }}
  <label>min CLIP score <input id="min-score" type="number" step="0.01"
         placeholder="any"></label>
  <label>teacher <select id="teacher"><option value="">all</option>{options}</select></label>
+ <label>max NSFW score <input id="max-nsfw" type="number" step="0.05" min="0" max="1"
+        placeholder="any"></label>
+ <label>personal data <select id="personal"><option value="">any</option>
+  <option value="none">none found</option><option value="found">found</option></select></label>
  <span id="shown"></span> of {total} clips shown
 </div>
 {refused}

@@ -119,3 +119,14 @@ def test_publish_redact_text_removes_every_planted_value(planted, tmp_path):
     card = (dest / "README.md").read_text()
     assert "`--redact-text`:" in card and "values masked" in card
     assert "payment_card in 1 clips" in card and "No `--redact-text`" not in card
+
+
+def test_the_report_shows_kinds_and_scores_never_the_values(planted, tmp_path):
+    from vidcurate.pipeline.report import write_report
+
+    page = Path(write_report(str(planted), str(tmp_path / "report"))).read_text()
+    assert 'id="max-nsfw"' in page and 'id="personal"' in page
+    assert '"personal": ["email", "payment_card", "iban"]' in page
+    assert '"nsfw": ' in page and '"nsfw": null' not in page
+    left = [v for value in PLANTED for v in VARIANTS[value] if v in page]
+    assert left == []
