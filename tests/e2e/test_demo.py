@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.helpers import execute_notebook
+from tests.support.helpers import box_rows, execute_notebook, shown
 from vidcurate.pipeline.query import connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,27 @@ def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 
 
 def test_notebook_runs_on_the_demo_output(demo_run):
-    execute_notebook(demo_run[0])
+    out = demo_run[0]
+    printed = execute_notebook(out)
+    con = connect(str(out))
+    # Each cell shows what the tables hold: videos by status ...
+    by_status = con.sql("SELECT status, count(*) FROM videos GROUP BY 1 ORDER BY 1").fetchall()
+    assert sorted((r[0], int(r[1])) for r in box_rows(printed[0])) == by_status
+    # ... the best clips, in the cell's order ...
+    best = con.sql("SELECT v.title, c.clip_index FROM clips c JOIN videos v USING (video_id) "
+                   "ORDER BY c.clip_score DESC NULLS LAST, v.title, c.clip_index LIMIT 10"
+                   ).fetchall()
+    rows = box_rows(printed[2])
+    assert len(rows) == len(best) > 0
+    assert all(shown(title, r[0]) and r[1] == str(index)
+               for (title, index), r in zip(best, rows, strict=True))
+    # ... the clips with speech and no on-screen text (the film's dialogue) ...
+    speech = con.sql("SELECT c.clip_index FROM clips c WHERE coalesce(c.transcript, '') <> '' "
+                     "AND coalesce(c.ocr_text, '') = ''").fetchall()
+    assert len(box_rows(printed[3])) == len(speech) > 0
+    # ... and the errors by stage (none on the demo: an empty table).
+    errors = con.sql("SELECT stage, error_type, count(*) FROM errors GROUP BY ALL").fetchall()
+    assert sorted((r[0], r[1], int(r[2])) for r in box_rows(printed[-1])) == sorted(errors)
 
 
 def test_make_demo(demo_run):

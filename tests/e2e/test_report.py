@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.helpers import execute_notebook, run_cli
+from tests.support.helpers import box_rows, execute_notebook, run_cli, shown
 from vidcurate.pipeline.query import connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +123,19 @@ def test_report_cards_link_to_their_nearest_neighbours(report, browser):
 
 
 def test_notebook_runs_on_an_output_with_embeddings(captioned_output):
-    execute_notebook(captioned_output[0])
+    out = captioned_output[0]
+    printed = execute_notebook(out)
+    clip_ids = [r[0] for r in connect(str(out)).sql(
+        "SELECT clip_id FROM clips WHERE clip_embedding IS NOT NULL").fetchall()]
+    assert len(clip_ids) > 1  # the fixture's run has CLIP embeddings
+    # The nearest-neighbours cell ranks pairs of this output's clips by cosine.
+    [cell] = [text for text in printed if "neighbour" in text]
+    rows = box_rows(cell)
+    assert rows
+    for clip, neighbour, cosine in rows:
+        assert any(shown(c, clip) for c in clip_ids) and any(shown(c, neighbour)
+                                                             for c in clip_ids)
+        assert -1.0 <= float(cosine) <= 1.0
 
 
 # Text that breaks pages which paste data into HTML or a <script> element, or that an

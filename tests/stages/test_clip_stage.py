@@ -98,6 +98,7 @@ def test_the_model_outlives_the_steps_that_used_it(clip_cfg, monkeypatch):
     """Beam tears a stage's steps down after 60 s idle (a long ASR stage between
     stitching and the clip embeddings); the next step must not load the model again."""
     import gc
+    import weakref
 
     from apache_beam.utils import shared
 
@@ -109,6 +110,7 @@ def test_the_model_outlives_the_steps_that_used_it(clip_cfg, monkeypatch):
     monkeypatch.setattr(clip_module, "load_clip", lambda cfg: loads.append(1) or real(cfg))
     monkeypatch.setattr(clip_module, "_PROCESS_MODELS", ProcessCache())
     held = clip_module.shared_clip(clip_cfg)
+    first = weakref.ref(held)
     del held  # what a torn-down step does
 
     class Other:  # what the OCR stage does meanwhile: Beam keeps one object alive
@@ -116,7 +118,9 @@ def test_the_model_outlives_the_steps_that_used_it(clip_cfg, monkeypatch):
 
     other = shared.Shared().acquire(Other)
     gc.collect()
-    assert clip_module.shared_clip(clip_cfg) is not None
+    # The model outlived the step that held it, and the next step gets that very one.
+    assert first() is not None
+    assert clip_module.shared_clip(clip_cfg) is first()
     assert loads == [1]
     del other
 

@@ -82,11 +82,31 @@ def run_config(*args: str):
                                                    "--no-clip", *args]))
 
 
+def box_rows(text: str) -> list[list[str]]:
+    """The data rows of tables DuckDB's .show() printed in text, as lists of cells
+    (values too long for the box end in '…'; a row wrapped over lines is not joined)."""
+    rows, in_data = [], False
+    for line in text.splitlines():
+        if line.startswith("├"):
+            in_data = True
+        elif line.startswith(("└", "┌")):
+            in_data = False
+        elif in_data and line.startswith("│"):
+            rows.append([cell.strip() for cell in line.strip().strip("│").split("│")])
+    return rows
+
+
+def shown(value: str, cell: str) -> bool:
+    """Whether a table cell shows value, whole or cut short with '…'."""
+    return cell == value or (cell.endswith("…") and value.startswith(cell[:-1]))
+
+
 CAPTION_TEACHERS = "metadata,speech,ocr,zero_shot,captioner,vlm,vlm_fuse"
 
 
-def execute_notebook(output: Path) -> None:
-    """Run notebooks/explore.ipynb top to bottom against an output, as CI does."""
+def execute_notebook(output: Path) -> list[str]:
+    """Run notebooks/explore.ipynb top to bottom against an output, as CI does; the text
+    each code cell printed, in order, for the tests to check against the tables."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -100,6 +120,9 @@ def execute_notebook(output: Path) -> None:
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert errors == []
+    return ["".join(o.get("text", "") for o in c.get("outputs", [])
+                    if o.get("output_type") == "stream")
+            for c in nb.cells if c.cell_type == "code"]
 
 
 CAPTION_TEACHERS = "metadata,speech,ocr,zero_shot,captioner,vlm,vlm_fuse"

@@ -253,6 +253,10 @@ def test_search_in_chunks_holds_bounded_memory_and_finds_the_same(footage, split
     assert chunked.chunk + chunked.overlap < len(grids) / 2  # it did search in chunks
     assert chunked.peak <= chunked.chunk + chunked.overlap
     found = chunked.transitions()
+    # Every gradual transition of the three copies is there (an empty search would
+    # otherwise agree with itself).
+    gradual = [t for t in footage.truth if t.kind != "cut"]
+    assert gradual and len(whole) >= 3 * len(gradual)
     assert len(found) == len(whole) == 3 * len(detect_transitions(grids[:573], 25.0, cfg))
     for a, b in zip(found, whole, strict=True):
         assert a.kind == b.kind
