@@ -75,6 +75,18 @@ def require_output(output: str) -> None:
                              "the --output folder of a finished run")
 
 
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_type(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> str:
+    """The DuckDB type of a column of today's (empty) table, as SQL."""
+    [(kind,)] = con.execute(
+        "SELECT column_type FROM (DESCRIBE SELECT * FROM " + relation + "_empty) "
+        "WHERE column_name = $1", [column]).fetchall()
+    return kind
+
+
 def connect(output: str, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with views over <output>; nothing is ever written to it.
 
@@ -88,6 +100,10 @@ def connect(output: str, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
     base = output.rstrip("/").removeprefix("file://")
     for table, schema in TABLES.items():
         raw = f"raw_{table}"
+        # Every column of today's schema, whatever version wrote the files: a column an
+        # older vidcurate did not write (runs.batch_of, clips.nsfw_score, ...) reads as
+        # NULL, so the passes and their rules see "not measured", never a missing column.
+        con.register(f"{raw}_empty", pa.Table.from_pylist([], schema=schema))
         if _has_files(output, table):
             pattern = _quote(f"{base}/{table}/*.parquet")  # --output holds no glob chars
             select = "*"
@@ -95,14 +111,12 @@ def connect(output: str, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
             if dim:  # DuckDB reads Parquet's fixed-size lists as plain lists
                 select = f"* REPLACE (clip_embedding::FLOAT[{dim}] AS clip_embedding)"
             files = f"read_parquet({pattern}, union_by_name = true)"
-            con.sql(f"CREATE VIEW {raw} AS SELECT {select} FROM {files}")
-            if table == "runs" and "batch_of" not in con.sql(f"SELECT * FROM {raw}").columns:
-                # Every runs file predates runs made in batches (schema < 9): one pass.
-                con.sql(f"CREATE OR REPLACE VIEW {raw} AS SELECT *, NULL::VARCHAR AS "
-                        f"batch_of, NULL::INTEGER AS batch, NULL::INTEGER AS batches "
-                        f"FROM {files}")
+            written = set(con.sql(f"SELECT * FROM {files} LIMIT 0").columns)
+            missing = [f for f in schema if f.name not in written]
+            fill = "".join(f", NULL::{_sql_type(con, raw, f.name)} AS {_ident(f.name)}"
+                           for f in missing)
+            con.sql(f"CREATE VIEW {raw} AS SELECT {select}{fill} FROM {files}")
         else:
-            con.register(f"{raw}_empty", pa.Table.from_pylist([], schema=schema))
             con.sql(f"CREATE VIEW {raw} AS SELECT * FROM {raw}_empty")
     con.sql("""
         CREATE VIEW runs AS
