@@ -149,7 +149,9 @@ EXPORT_QUERY = """
     SELECT c.clip_id, c.video_id, c.run_id, c.media_uri, c.keyframe_uris, c.start_s, c.end_s,
            c.duration_s, c.best_caption, c.best_teacher, c.clip_score, c.selection_method,
            c.transcript, c.ocr_text, c.ocr_coverage_max, c.caption_struct,
-           c.caption_conflicts, v.source_uri, v.title, v.license,
+           c.caption_conflicts, c.camera_motion, c.camera_pan, c.camera_tilt, c.camera_zoom,
+           c.subject_motion, c.nsfw_score, c.personal_data, c.quality_flags,
+           v.source_uri, v.title, v.license,
            v.language, (SELECT list({'teacher': k.teacher, 'model': k.model,
                                      'text': k.text, 'clip_score': k.clip_score,
                                      'rank': k.rank} ORDER BY k.rank)

@@ -1,6 +1,6 @@
 // The report's clip gallery: cards built with textContent only (captions are data,
 // never markup), links to each card's nearest neighbours, and filters (CLIP score,
-// teacher, NSFW score, personal data).
+// teacher, NSFW score, personal data, camera motion).
 const clips = JSON.parse(document.getElementById('clip-data').textContent);
 const byId = new Map(clips.map(c => [c.id, c]));
 const gallery = document.getElementById('gallery');
@@ -15,6 +15,7 @@ function card(c) {
   d.id = 'clip-' + c.id;
   d.dataset.score = c.score === null ? '' : c.score;
   d.dataset.teacher = c.teacher || '';
+  d.dataset.camera = c.camera || '';
   d.dataset.nsfw = c.nsfw === null || c.nsfw === undefined ? '' : c.nsfw;
   d.dataset.personal = c.personal === null || c.personal === undefined ? ''
     : (c.personal.length ? 'found' : 'none');
@@ -26,7 +27,8 @@ function card(c) {
   d.appendChild(el('div', c.caption || '(no caption)', 'caption'));
   const score = c.score === null ? 'no CLIP score' : 'CLIP ' + c.score.toFixed(3);
   d.appendChild(el('div', (c.teacher || '-') + ' · ' + score + ' · ' + (c.method || ''), 'meta'));
-  d.appendChild(el('div', c.title + ' · ' + c.start + '–' + c.end + ' s', 'meta'));
+  d.appendChild(el('div', c.title + ' · ' + c.start + '–' + c.end + ' s'
+                        + (c.camera ? ' · camera ' + c.camera : ''), 'meta'));
   // Safety signals: the NSFW score and the kinds of personal data (never the values).
   const nsfw = c.nsfw === null || c.nsfw === undefined ? 'NSFW not scored' : 'NSFW ' + c.nsfw.toFixed(3);
   const personal = !c.personal ? 'personal data not scanned'
@@ -65,13 +67,15 @@ function apply() {
   const rawNsfw = document.getElementById('max-nsfw').value;
   const maxNsfw = rawNsfw === '' ? null : parseFloat(rawNsfw);
   const personal = document.getElementById('personal').value;
+  const camera = document.getElementById('camera').value;
   let shown = 0;
   for (const d of gallery.children) {
     const s = d.dataset.score === '' ? null : parseFloat(d.dataset.score);
     const n = d.dataset.nsfw === '' ? null : parseFloat(d.dataset.nsfw);
     const ok = (min === null || (s !== null && s >= min)) && (!teacher || d.dataset.teacher === teacher)
       && (maxNsfw === null || (n !== null && n <= maxNsfw))
-      && (!personal || d.dataset.personal === personal);
+      && (!personal || d.dataset.personal === personal)
+      && (!camera || d.dataset.camera === camera);
     d.style.display = ok ? '' : 'none';
     if (ok) shown++;
   }
@@ -81,4 +85,5 @@ document.getElementById('min-score').addEventListener('input', apply);
 document.getElementById('teacher').addEventListener('change', apply);
 document.getElementById('max-nsfw').addEventListener('input', apply);
 document.getElementById('personal').addEventListener('change', apply);
+document.getElementById('camera').addEventListener('change', apply);
 apply();

@@ -47,6 +47,7 @@ GALLERY_QUERY = """
            c.keyframe_uris, c.best_caption, c.best_teacher, c.clip_score, c.clip_model,
            c.clip_embedding::FLOAT[] AS clip_embedding,
            c.selection_method, c.transcript, c.ocr_text, c.nsfw_score, c.personal_data,
+           c.camera_motion,
            (SELECT list({'teacher': k.teacher, 'text': k.text, 'score': k.clip_score,
                          'selected': k.selected} ORDER BY k.rank)
             FROM captions k WHERE k.clip_id = c.clip_id) AS candidates
@@ -98,6 +99,12 @@ def _figures(con: Any) -> list[tuple[str, str, str | None]]:
     out.append(("On-screen text coverage (max per clip)",
                 histogram(coverage, 20, "fraction of the frame", "clips") if coverage else "",
                 None if coverage else "no OCR"))
+    cameras = con.sql("SELECT camera_motion, count(*) FROM clips WHERE camera_motion IS NOT "
+                      "NULL GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+    fig = go.Figure(go.Bar(x=[r[0] for r in cameras], y=[r[1] for r in cameras]))
+    fig.update_layout(xaxis_title="camera motion", yaxis_title="clips")
+    out.append(("Camera motion", html_of(fig) if cameras else "",
+                None if cameras else "no camera motion measured"))
     langs = con.sql("SELECT coalesce(language, 'none'), count(*) FROM videos GROUP BY 1 "
                     "ORDER BY 2 DESC").fetchall()
     fig = go.Figure(go.Bar(x=[r[0] for r in langs], y=[r[1] for r in langs]))
@@ -266,6 +273,7 @@ def _gallery_data(con: Any, files: OutputFiles, out_dir: str, limit: int
             "ocr": row["ocr_text"] or "",
             "nsfw": None if row["nsfw_score"] is None else round(row["nsfw_score"], 3),
             "personal": row["personal_data"],
+            "camera": row["camera_motion"],
             "candidates": [{"teacher": c["teacher"], "text": c["text"],
                             "score": None if c["score"] is None else round(c["score"], 4),
                             "selected": c["selected"]} for c in row["candidates"] or []],
@@ -326,11 +334,15 @@ def build_report(output: str, out_dir: str | None = None, max_clips: int = 500
     teachers = sorted({d["teacher"] for d in data if d["teacher"]})
     options = "".join(f'<option value="{html.escape(t)}">{html.escape(t)}</option>'
                       for t in teachers)
+    cameras = sorted({d["camera"] for d in data if d["camera"]})
+    camera_options = "".join(f'<option value="{html.escape(c)}">{html.escape(c)}</option>'
+                             for c in cameras)
     page = PAGE.format(
         title=html.escape(f"vidcurate report: {output}"),
         generated=html.escape(dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
         plotly=plotly.offline.get_plotlyjs(),
-        card=_card(con), plots=plots, options=options, total=len(data), refused=refused,
+        card=_card(con), plots=plots, options=options, camera_options=camera_options,
+        total=len(data), refused=refused,
         data=_script_json(data),
         script=_script())
     index = os.path.join(out_dir, "index.html")
@@ -383,6 +395,8 @@ pre {{ white-space: pre-wrap; font-size: .75rem; }}
         placeholder="any"></label>
  <label>personal data <select id="personal"><option value="">any</option>
   <option value="none">none found</option><option value="found">found</option></select></label>
+ <label>camera <select id="camera"><option value="">any</option>{camera_options}
+  </select></label>
  <span id="shown"></span> of {total} clips shown
 </div>
 {refused}

@@ -10,6 +10,8 @@ import json
 import tarfile
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.support.helpers import run_cli
@@ -255,6 +257,42 @@ def test_export_of_the_curated_view(out, tmp_path):
         with tarfile.open(shard) as tar:
             keys |= {m.name.rsplit(".", 1)[0] for m in tar.getmembers()}
     assert keys == {name for name, (_, rule) in CLIPS.items() if rule is None}
+
+
+def test_export_and_publish_carry_camera_motion_and_safety_signals(tmp_path):
+    """The columns this round added (camera motion, NSFW score, personal data kinds)
+    travel in the exported samples' JSON and in the published clips table."""
+    out = tmp_path / "out"
+    values = {"pan": {"camera_motion": "pan_left", "camera_pan": -0.12, "camera_tilt": 0.0,
+                      "camera_zoom": 0.01, "subject_motion": 0.3, "nsfw_score": 0.02,
+                      "personal_data": ["email"]},
+              "still": {"camera_motion": "static", "camera_pan": 0.0, "camera_tilt": 0.0,
+                        "camera_zoom": 0.0, "subject_motion": 1.5, "nsfw_score": 0.4,
+                        "personal_data": []}}
+    write_output(out, {name: GOOD | v for name, v in values.items()})
+    for shard in (out / "videos").glob("*.parquet"):  # publish wants known licences
+        t = pq.read_table(shard)
+        pq.write_table(t.set_column(t.column_names.index("license"), "license",
+                                    pa.array(["CC-BY-4.0"] * len(t))), shard)
+    columns = ["camera_motion", "camera_pan", "camera_tilt", "camera_zoom", "subject_motion",
+               "nsfw_score", "personal_data"]
+    assert run_cli("export", str(out), str(tmp_path / "wds"), "--no-keyframes").returncode == 0
+    seen = {}
+    for shard in (tmp_path / "wds").glob("shard-*.tar"):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(m).read())
+                    seen[meta["clip_id"]] = {c: meta[c] for c in columns}
+    # float32 columns: equal to the written values to float32 precision.
+    expected = {name: {c: (pytest.approx(v, rel=1e-6) if isinstance(v, float) else v)
+                       for c, v in row.items()} for name, row in values.items()}
+    assert seen == expected
+    proc = run_cli("publish", str(out), str(tmp_path / "pub"), "--media", "none")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    published = connect(str(tmp_path / "pub")).sql(
+        f"SELECT clip_id, {', '.join(columns)} FROM clips").fetchall()
+    assert {r[0]: dict(zip(columns, r[1:], strict=True)) for r in published} == expected
 
 
 def test_report_plots_the_funnel_of_the_newest_pass(out, tmp_path):

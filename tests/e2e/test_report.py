@@ -60,11 +60,13 @@ def test_report_renders_offline_with_plots_and_gallery(report, browser):
     assert browser.find_element("css selector", "h1").text == "vidcurate report"
     # Plotly drew the plots from the inlined library (nothing fetched from a network);
     # a plot without data says so instead (this run had no errors).
-    # Six plots, and the curation funnel once a curate pass exists (the demo curates).
+    # Seven plots, and the curation funnel once a curate pass exists (the demo curates).
     curated = con.sql("SELECT count(*) FROM passes WHERE kind = 'curate'").fetchall()[0][0]
-    plots = 6 + (curated > 0)
+    plots = 7 + (curated > 0)
     assert len(browser.find_elements("css selector", ".plot")) == plots
     errors_rows = con.sql("SELECT count(*) FROM errors").fetchall()[0][0]
+    cameras = con.sql("SELECT count(camera_motion) FROM clips").fetchall()[0][0]
+    assert cameras == clips  # every clip of the run has its camera motion
     assert len(browser.find_elements("css selector", ".plot .js-plotly-plot")) == \
         plots - (errors_rows == 0)
     assert len(browser.find_elements("css selector", ".clip-card")) == clips
@@ -97,6 +99,14 @@ def test_report_filters_by_teacher_and_score(report, browser):
     assert _visible(browser) == above
     assert 0 < above < con.sql("SELECT count(*) FROM clips").fetchall()[0][0]
     browser.save_screenshot(str(ARTIFACTS / "report-filtered.png"))
+    browser.find_element("id", "min-score").clear()
+    # Camera motion is a facet: the most common label shows its clips only.
+    camera, n = con.sql("SELECT camera_motion, count(*) FROM clips GROUP BY 1 "
+                        "ORDER BY 2 DESC, 1 LIMIT 1").fetchall()[0]
+    Select(browser.find_element("id", "camera")).select_by_value(camera)
+    assert _visible(browser) == n
+    assert all(f"camera {camera}" in card.text for card in browser.find_elements(
+        "css selector", ".clip-card") if card.is_displayed())
 
 
 def test_report_cards_link_to_their_nearest_neighbours(report, browser):
