@@ -285,6 +285,10 @@ SIGNAL_SOURCES: dict[str, str] = {
     "best_caption": "the caption teachers of `vidcurate run` (--teachers, e.g. "
                     "metadata,speech,ocr; speech and ocr need ASR and OCR on)",
     "is_duplicate": "`vidcurate dedup OUTPUT` (over clip embeddings: a run with CLIP)",
+    **dict.fromkeys(("camera_motion", "camera_pan", "camera_tilt", "camera_zoom",
+                     "subject_motion"),
+                    "a `vidcurate run` of this version (camera motion is fitted to the "
+                    "cut-detection decode's flow; outputs made before it have none)"),
     "balance_kept": "`vidcurate balance OUTPUT --vocabulary FILE --cap N`",
 }
 

@@ -295,6 +295,28 @@ def test_export_and_publish_carry_camera_motion_and_safety_signals(tmp_path):
     assert {r[0]: dict(zip(columns, r[1:], strict=True)) for r in published} == expected
 
 
+def test_a_profile_keeps_or_drops_clips_by_camera_motion(tmp_path):
+    """camera_motion is a curation signal: a profile rule on it (here: no shaky camera,
+    and a pan only when slow) decides, and a clip with no measurement follows if_null."""
+    out = tmp_path / "out"
+    write_output(out, {
+        "pan": GOOD | {"camera_motion": "pan_right", "camera_pan": 0.05},
+        "fast_pan": GOOD | {"camera_motion": "pan_left", "camera_pan": -0.4},
+        "shaky": GOOD | {"camera_motion": "shaky", "camera_pan": 0.0},
+        "unmeasured": GOOD | {"camera_motion": None}})
+    profile = tmp_path / "steady.toml"
+    profile.write_text('name = "steady"\ndescription = "steady camera"\n'
+                       "[params]\nmax_pan = 0.2\n"
+                       '[[rules]]\nname = "shaky"\nkeep = "camera_motion <> \'shaky\'"\n'
+                       'if_null = "keep"\n'
+                       '[[rules]]\nname = "fast_pan"\nkeep = "abs(camera_pan) <= $max_pan"\n'
+                       'if_null = "keep"\n')
+    proc = run_cli("curate", str(out), "--profile", str(profile))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _verdicts(out) == {"pan": None, "fast_pan": "fast_pan", "shaky": "shaky",
+                              "unmeasured": None}
+
+
 def test_report_plots_the_funnel_of_the_newest_pass(out, tmp_path):
     from vidcurate.pipeline.report import write_report
 
