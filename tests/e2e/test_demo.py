@@ -65,6 +65,17 @@ def test_make_demo(demo_run):
         ("City street: traffic, a cyclist and a bicycle being parked", "ok", 5, 5),
         ("Megamind: two characters talk in a prison cell", "ok", 4, 3),
     ]
+    # Every clip says what happens in it and whether it is safe to publish: its camera
+    # motion, a structured caption, an NSFW score and the personal data kinds found
+    # (an empty list: scanned, none) -- and the demo prints each of them.
+    said = con.sql("SELECT count(camera_motion), count(caption_struct), count(nsfw_score), "
+                   "count(personal_data), count(*) FROM clips").fetchall()[0]
+    assert said == (11,) * 5, said
+    for heading in ("Camera motion per clip", "Structured captions", "Open-NSFW score"):
+        assert heading in proc.stdout
+    labels = {r[0] for r in con.sql("SELECT camera_motion FROM clips").fetchall()}
+    assert labels <= {"static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in",
+                      "zoom_out", "shaky", "mixed"}
     media = con.sql("SELECT media_uri, keyframe_uris FROM clips").fetchall()
     assert len(media) == 11
     assert all(Path(m).is_file() and len(k) == 3 and all(Path(x).is_file() for x in k)
