@@ -36,6 +36,7 @@ from vidcurate.schemas.records import (
     CaptionStruct,
     ClipRecord,
 )
+from vidcurate.transforms.camera_motion import CAMERA_LABELS
 from vidcurate.transforms.teachers.base import (
     ClipContext,
     Proposal,
@@ -50,8 +51,6 @@ from vidcurate.transforms.teachers.text import as_sentence, sentences, squash
 RULES_VERSION = "structured-rules:1"
 NAME = "structured"
 
-CAMERA_LABELS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in",
-                 "zoom_out", "shaky", "mixed")
 # motion_score (frame diagonals per second) to a level: below 0.005 is the 'static'
 # flag's default; a slow pan is ~0.04, busy street shots 0.03-0.23 (docs/quality/signals).
 MOTION_LEVELS = ((0.005, "still"), (0.03, "low"), (0.1, "moderate"), (float("inf"), "high"))
