@@ -47,7 +47,7 @@ def measure(folder: Path, batch: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="batches-bench-") as tmp:
         cmd = [VCURATE, "run", "--input", str(folder), "--output", f"{tmp}/out",
                "--work-dir", f"{tmp}/work", "--no-clip", "--no-asr", "--no-ocr",
-               "--min-clip-s", "0.8", "--batch-videos", str(batch)]
+               "--no-nsfw", "--min-clip-s", "0.8", "--batch-videos", str(batch)]
         return wall_and_peak(cmd)
 
 

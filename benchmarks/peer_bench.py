@@ -15,7 +15,7 @@ Measured in one run, tools alternated round by round, median of --repeat rounds:
                  installed into its own virtualenv (build/peer/venv) with --no-deps plus
                  only what those two modules import: never its pinned torch
   pyscenedetect  the CLI `detect-content split-video --copy`, 2 files at a time
-  vidcurate      `vidcurate run --no-clip --no-asr --no-ocr` (split only: cuts, rules,
+  vidcurate      `vidcurate run --no-clip --no-asr --no-ocr --no-nsfw` (split only: cuts, rules,
                  copy-mode clip files, keyframes), 2 worker processes, with no keyframes
                  and with the default 3; the same at --detect-width 64 (video2dataset's
                  setting); and the in-memory DirectRunner
@@ -280,7 +280,7 @@ def run_ours(files: list[Path], work: Path, *extra: str, workers: int = 2
         os.symlink(f, corpus / f.name)
     out = work / "out"
     cmd = [VCURATE, "run", "--input", str(corpus), "--output", str(out), "--no-clip",
-           "--no-asr", "--no-ocr", "--clip-media", "copy", *extra]
+           "--no-asr", "--no-ocr", "--no-nsfw", "--clip-media", "copy", *extra]
     if workers > 1:
         cmd += ["--direct_num_workers", str(workers), "--direct_running_mode",
                 "multi_processing"]

@@ -48,7 +48,7 @@ def measure(corpus: Path, workers: int) -> dict:
     ru_maxrss is this run's own largest process)."""
     with tempfile.TemporaryDirectory(prefix="short-bench-") as tmp:
         cmd = [VCURATE, "run", "--input", str(corpus), "--output", f"{tmp}/out", "--no-clip",
-               "--no-asr", "--no-ocr"]
+               "--no-asr", "--no-ocr", "--no-nsfw"]
         if workers > 1:
             cmd += ["--direct_num_workers", str(workers), "--direct_running_mode",
                     "multi_processing"]

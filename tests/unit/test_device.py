@@ -79,7 +79,7 @@ def test_a_run_without_models_does_not_ask_torch_unless_a_gpu_is_asked_for(monke
     asked = []
     monkeypatch.setattr(device_module, "visible_gpus",
                         lambda: asked.append(1) or (["L4"], ""))
-    split_only = ("--no-ocr", "--no-clip", "--no-asr")
+    split_only = ("--no-ocr", "--no-clip", "--no-asr", "--no-nsfw")
     auto = place_models(_cfg(*split_only))
     assert asked == [] and auto.device.device == "cpu"
     assert "--device auto: no model stage in this run; nothing ran on a GPU" in run_notes(auto)
