@@ -231,6 +231,7 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     from vidcurate.pipeline.query import connect
     from vidcurate.pipeline.run import run
 
+    typed = output  # the commands printed for the user name the folder as they did
     output = os.path.abspath(output)  # the manifest must name absolute paths
     found = Path(media).resolve() if media else find_media()
     if media is None and found is not None:
@@ -269,7 +270,7 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
     print("Safe to publish? Open-NSFW score (0-1; flag above 0.8) and the kinds of personal "
           "data in each clip's texts (`vidcurate publish --redact-text` masks them):")
     con.sql(SAFETY_QUERY).show(max_width=160)
-    print(f"Try: {command_name()} query {output} "
+    print(f"Try: {command_name()} query {typed} "
           f"\"SELECT clip_id, start_s, end_s, media_uri FROM clips\"")
     from vidcurate.pipeline.curate import curate, describe
 
@@ -279,7 +280,7 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
           "unmeasured and follow each rule's if_null):")
     print("\n".join(describe(curation)))
     print(f"Curated clips: {curation.kept} of {curation.clips}. Tune a threshold with: "
-          f"{command_name()} curate {output} --set min_duration_s=1.5")
+          f"{command_name()} curate {typed} --set min_duration_s=1.5")
     print("\nStructured captions (caption_struct: measured camera motion, motion level and "
           "lighting, OCR, speech, zero-shot subjects, each field with its source):")
     con.sql(STRUCT_QUERY).show(max_width=200)
@@ -295,8 +296,8 @@ def demo(output: str, extra_args: list[str], media: str | None = None) -> int:
 
     index = write_report(out)
     print(f"\nReport: open {index} in a browser (plots, dataset card, clip gallery; "
-          f"works offline). Rebuild it with: {command_name()} report {output}")
+          f"works offline). Rebuild it with: {command_name()} report {typed}")
     print(f"\nReview: label the clips in your browser (keep / drop from the keyboard), "
-          f"then fit the thresholds to your labels:\n  {command_name()} review {output}\n"
-          f"  {command_name()} curate {output} --calibrate")
+          f"then fit the thresholds to your labels:\n  {command_name()} review {typed}\n"
+          f"  {command_name()} curate {typed} --calibrate")
     return 0

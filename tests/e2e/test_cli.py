@@ -417,7 +417,8 @@ def test_run_shows_live_progress_on_a_terminal_and_a_summary(videos, tmp_path):
 
 
 def test_a_split_only_run_never_loads_the_model_stack(videos, tmp_path):
-    """Cuts, clip files and keyframes need no model: such a run (and `vidcurate --help`)
+    """Cuts, clip files and keyframes need no model: such a run (split only: no CLIP, ASR,
+    OCR or NSFW; and `vidcurate --help`)
     starts without torch and Beam's ML package, whose import alone took longer than
     the rest of a small run's start-up."""
     script = (
@@ -430,7 +431,7 @@ def test_a_split_only_run_never_loads_the_model_stack(videos, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", script, "run", "--input", str(videos.cuts), "--output",
          str(tmp_path / "out"), "--work-dir", str(tmp_path / "work"), "--no-clip",
-         "--no-asr", "--no-ocr", "--keyframes", "1"],
+         "--no-asr", "--no-ocr", "--no-nsfw", "--keyframes", "1"],
         capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "LOADED []" in proc.stdout

@@ -377,7 +377,9 @@ def test_untrusted_manifest_rows_name_urls_only(videos, tmp_path):
         out = tmp_path / "out"
         proc = run_cli("run", "--input", str(manifest), "--output", str(out),
                        "--work-dir", str(tmp_path / "work"), "--untrusted-input", *QUICK)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Every row is refused: the run commits its rows and says no input was usable.
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "no input was usable: all 3 videos failed" in proc.stderr
     found = {r["title"]: r for r in _rows(
         out, "SELECT v.title, v.status, e.error_type, e.message FROM videos v "
              "JOIN errors e USING (video_id)")}
