@@ -129,8 +129,19 @@ def connect(output: str, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
                                    ORDER BY r.finished_at DESC, r.run_id DESC) = 1;
         CREATE VIEW clips_all AS
         SELECT c.* FROM raw_clips c SEMI JOIN runs r USING (run_id);
+        CREATE VIEW labels_all AS SELECT * FROM raw_labels;
+        CREATE VIEW labels AS
+        SELECT l.* FROM raw_labels l
+        WHERE l.clip_id IN (SELECT c.clip_id FROM raw_clips c
+                            SEMI JOIN videos v USING (video_id, run_id))
+        QUALIFY row_number() OVER (PARTITION BY l.clip_id
+                                   ORDER BY l.labelled_at DESC, l.label_id DESC) = 1;
+        -- The current clips, each with its newest label (a person's keep or drop): query
+        -- and the passes see it; publish and export copy the dataset's own columns only.
         CREATE VIEW clips AS
-        SELECT c.* FROM raw_clips c SEMI JOIN videos v USING (video_id, run_id);
+        SELECT c.*, l.label, l.reason AS label_reason, l.labelled_by, l.labelled_at
+        FROM raw_clips c LEFT JOIN labels l USING (clip_id)
+        WHERE (c.video_id, c.run_id) IN (SELECT (video_id, run_id) FROM videos);
         CREATE VIEW captions_all AS
         SELECT c.* FROM raw_captions c SEMI JOIN runs r USING (run_id);
         CREATE VIEW captions AS
@@ -158,16 +169,8 @@ def connect(output: str, *, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
                            ORDER BY created_at DESC, pass_id DESC LIMIT 1);
         CREATE VIEW clips_curated AS
         SELECT c.* FROM clips c SEMI JOIN curation k ON k.clip_id = c.clip_id AND k.kept;
-        CREATE VIEW labels_all AS SELECT * FROM raw_labels;
-        CREATE VIEW labels AS
-        SELECT l.* FROM raw_labels l SEMI JOIN clips c USING (clip_id)
-        QUALIFY row_number() OVER (PARTITION BY l.clip_id
-                                   ORDER BY l.labelled_at DESC, l.label_id DESC) = 1;
-        -- clips itself keeps the clips schema (publish and export copy it as the dataset);
-        -- a person's label rides beside it here.
-        CREATE VIEW clips_labelled AS
-        SELECT c.*, l.label, l.reason AS label_reason, l.labelled_by, l.labelled_at
-        FROM clips c LEFT JOIN labels l USING (clip_id);
+        -- The name earlier releases gave clips with their labels.
+        CREATE VIEW clips_labelled AS SELECT * FROM clips;
         CREATE VIEW errors_all AS
         SELECT e.* FROM raw_errors e SEMI JOIN runs r USING (run_id);
         CREATE VIEW errors AS

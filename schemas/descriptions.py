@@ -39,9 +39,9 @@ TABLE_DESCRIPTIONS: dict[str, str] = {
     "labels": (
         "Written by `vidcurate review` (the browser) and `vidcurate label --from FILE`: one "
         "row per verdict a person gave a clip. Relabelling appends a row; the view "
-        "`labels` holds each current clip's newest one, `clips_labelled` joins it to "
-        "`clips`, and `labels_all` keeps every row. `curate --calibrate` fits thresholds "
-        "to them."),
+        "`labels` holds each current clip's newest one, the view `clips` joins it (columns "
+        "label, label_reason, labelled_by, labelled_at), and `labels_all` keeps every "
+        "row. `curate --calibrate` fits thresholds to them."),
 }
 
 _RUN_ID = "run that wrote the row"

@@ -52,12 +52,19 @@ def test_import_relabel_latest_wins_and_clips_labelled(out, tmp_path):
                             "c003": ("drop", None)}  # the later row of one file wins
     con = connect(str(out))
     assert con.sql("SELECT count(*) FROM labels_all").fetchall()[0][0] == 6  # appended
-    joined = dict(con.sql("SELECT clip_id, label FROM clips_labelled").fetchall())
+    # clips joins each clip's newest label (clips_labelled: the earlier name of it)
+    joined = dict(con.sql("SELECT clip_id, label FROM clips").fetchall())
     assert len(joined) == 12 and joined["c000"] == "drop" and joined["c005"] is None
+    assert con.sql("SELECT clip_id, label_reason FROM clips WHERE clip_id = 'c002'"
+                   ).fetchall() == [("c002", "wobbly horizon")]
+    assert dict(con.sql("SELECT clip_id, label FROM clips_labelled").fetchall()) == joined
     who = con.sql("SELECT DISTINCT labelled_by, source FROM labels_all").fetchall()
     assert len(who) == 1 and who[0][1] == "import" and who[0][0]
-    # clips keeps the clips schema: publish and export copy it as the dataset
-    assert "label" not in con.sql("SELECT * FROM clips LIMIT 0").columns
+    # The published dataset keeps the clips schema: labels stay with the curator.
+    pub = tmp_path / "pub"
+    proc = run_cli("publish", str(out), str(pub), "--media", "none", "--allow-unknown-license")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "label" not in connect(str(pub)).sql("SELECT * FROM raw_clips LIMIT 0").columns
 
 
 @pytest.mark.parametrize("rows, message", [
