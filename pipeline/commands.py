@@ -28,10 +28,10 @@ from vidcurate.pipeline.output_files import (
     MAX_MEDIA_BYTES,
     OutputFiles,
     describe,
+    new_or_empty_folder,
 )
 from vidcurate.pipeline.query import connect, require_output
 from vidcurate.transforms.balance import Matcher, balance, read_entries
-from vidcurate.transforms.core import is_local
 from vidcurate.transforms.dedup import DedupConfig, FindDuplicates, Item
 from vidcurate.transforms.sinks import write_rows
 
@@ -243,25 +243,6 @@ class ShardWriter:
         self._tar, self._count, self._bytes = None, 0, 0
 
 
-def _new_or_empty(dest: str) -> bool:
-    """Make DEST ready; True when export created it. Old shards in DEST would be read
-    with the new ones (a reader globs shard-*.tar), so anything but a new or an empty
-    folder is refused, as `publish` does; export never deletes what it did not write."""
-    if not is_local(dest):
-        raise ConfigError(f"export writes to a local folder; {dest!r} is not one")
-    dest = dest.removeprefix("file://")
-    if os.path.lexists(dest):
-        if not os.path.isdir(dest) or os.path.islink(dest):
-            raise ConfigError(f"{dest!r} exists and is not a folder: export writes into a "
-                              "new or empty folder")
-        if os.listdir(dest):
-            raise ConfigError(f"{dest!r} is not empty: export writes into a new or empty "
-                              "folder (old shards there would be read with the new ones)")
-        return False
-    os.makedirs(dest)
-    return True
-
-
 def shard_pattern(dest: str, shards: list[str]) -> str:
     """The path that reads exactly the shards written: WebDataset's brace range
     (shard-{000000..000003}.tar) for several, the one file for one."""
@@ -285,7 +266,9 @@ def export_webdataset(output: str, cfg: ExportConfig) -> dict[str, Any]:
     if not con.sql(f"SELECT count(*) FROM {cfg.view}").fetchall()[0][0]:
         raise ConfigError(f"view {cfg.view} of {output!r} holds no clips: nothing to export")
     files = OutputFiles.of(output, con)
-    created = _new_or_empty(cfg.dest)
+    # Old shards in DEST would be read with the new ones (a reader globs shard-*.tar).
+    created = new_or_empty_folder(cfg.dest, "export",
+                                  "old shards there would be read with the new ones")
     dest = cfg.dest.removeprefix("file://")
     writer = ShardWriter(dest, cfg.shard_clips, cfg.shard_bytes)
     exported = skipped = 0

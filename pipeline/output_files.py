@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from vidcurate.transforms.core import is_local
+from vidcurate.transforms.core import ConfigError, is_local
 
 # A clip file is seconds to minutes of video; a bigger "clip" is not one of ours.
 MAX_MEDIA_BYTES = 2 << 30
@@ -178,3 +178,22 @@ def describe(refused: list[str], shown: int = SHOWN) -> str:
     if len(refused) > shown:
         lines.append(f"  ... and {len(refused) - shown} more")
     return "\n".join(lines)
+
+
+def new_or_empty_folder(dest: str, command: str, why: str) -> bool:
+    """Make DEST ready for `command` (export, publish); True when it created the folder.
+    Anything but a new or an empty local folder is refused (ConfigError, naming `why`):
+    neither command deletes or overwrites what it did not write."""
+    if not is_local(dest):
+        raise ConfigError(f"{command} writes to a local folder; {dest!r} is not one")
+    dest = dest.removeprefix("file://")
+    if os.path.lexists(dest):
+        if not os.path.isdir(dest) or os.path.islink(dest):
+            raise ConfigError(f"{dest!r} exists and is not a folder: {command} writes into a "
+                              "new or empty folder")
+        if os.listdir(dest):
+            raise ConfigError(f"{dest!r} is not empty: {command} writes into a new or empty "
+                              f"folder ({why})")
+        return False
+    os.makedirs(dest)
+    return True

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from vidcurate.pipeline.commands import EXPORT_VIEWS
 from vidcurate.pipeline.options import ConfigError
-from vidcurate.pipeline.output_files import OutputFiles, Refused
+from vidcurate.pipeline.output_files import OutputFiles, Refused, new_or_empty_folder
 from vidcurate.pipeline.query import connect
 from vidcurate.pipeline.redaction import TextRedactor, run_regions
 from vidcurate.schemas.tables import TABLES, table_schema
@@ -184,24 +184,6 @@ def _rewrite_media(copier: MediaCopier) -> Callable[[pa.RecordBatch], pa.RecordB
     return rewrite
 
 
-def _prepare(dest: str) -> bool:
-    """Make DEST ready; True when publish created it. Refuses anything but a new or an
-    empty folder: publish never deletes or overwrites what it did not write."""
-    if not is_local(dest):
-        raise ConfigError(f"publish writes to a local folder; {dest!r} is not one")
-    dest = dest.removeprefix("file://")
-    if os.path.lexists(dest):
-        if not os.path.isdir(dest) or os.path.islink(dest):
-            raise ConfigError(f"{dest!r} exists and is not a folder: publish writes into a "
-                              "new or empty folder")
-        if os.listdir(dest):
-            raise ConfigError(f"{dest!r} is not empty: publish writes into a new or empty "
-                              "folder and never deletes or overwrites files")
-        return False
-    os.makedirs(dest)
-    return True
-
-
 def publish(output: str, dest: str, view: str = "clips", media: str = "copy",
             redact_text: bool = False, allow_unknown_license: bool = False
             ) -> dict[str, Any]:
@@ -231,7 +213,8 @@ def publish(output: str, dest: str, view: str = "clips", media: str = "copy",
     dest = os.path.abspath(dest.removeprefix("file://"))
     if dest == out_real or out_real.startswith(os.path.realpath(dest) + os.sep):
         raise ConfigError("DEST must not be the output folder or hold it")
-    created = _prepare(dest)
+    created = new_or_empty_folder(dest, "publish",
+                                  "it never deletes or overwrites files")
     try:
         recorded = dict(con.sql("SELECT run_id, output FROM runs").fetchall())
         copier = MediaCopier(out_real, dest, media, recorded)

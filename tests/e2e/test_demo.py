@@ -176,23 +176,11 @@ def test_readme_quick_start_on_the_demo_output_exports_clips(demo_run, tmp_path)
     """README's quick start after its `run` (query, curate, export --view clips_curated),
     literally, on a copy of the demo output, ends with clips in the shards (issue 29)."""
     import shutil
-    import tarfile
 
-    from tests.e2e.test_pass_refusals import _quick_start
-    from tests.support.helpers import run_cli
+    from tests.e2e.test_pass_refusals import run_quick_start_after_run
 
     out = tmp_path / "out"
     shutil.copytree(demo_run[0], out)
-    dest = tmp_path / "wds"
-    commands = _quick_start()
-    assert [c[0] for c in commands] == ["run", "query", "curate", "export"]
-    for args in commands[1:]:
-        args = [str(out) if a == "./out" else str(dest) if a == "./wds" else a for a in args]
-        proc = run_cli(*args)
-        assert proc.returncode == 0, (args, proc.stdout + proc.stderr)
-    names = set()
-    for shard in dest.glob("*.tar"):
-        with tarfile.open(shard) as tar:
-            names |= {m.name.split(".", 1)[0] for m in tar.getmembers()}
+    exported = run_quick_start_after_run(out, tmp_path / "wds")
     kept = connect(str(out)).sql("SELECT count(*) FROM clips_curated").fetchall()[0][0]
-    assert len(names) == kept > 0
+    assert len(exported) == kept > 0

@@ -5,12 +5,11 @@ screenshot goes to build/test-artifacts/."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.support.helpers import box_rows, execute_notebook, run_cli, shown
+from tests.support.helpers import box_rows, execute_notebook, headless_chromium, run_cli, shown
 from vidcurate.pipeline.query import connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,18 +28,7 @@ def report(captioned_output, tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if not shutil.which("chromium") or not shutil.which("chromedriver"):
-        pytest.fail("chromium and chromium-driver are missing: `make test` installs them")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,2200",
-                "--allow-file-access-from-files"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = headless_chromium("1400,2200", "--allow-file-access-from-files")
     yield driver
     driver.quit()
 

@@ -159,3 +159,23 @@ def comparable_tables(out: Path, without_videos: list[str] | None = None
         tables[name] = [tuple(relative_paths(row[i], str(out)) for i in keep)
                         for row in rel.fetchall()]
     return tables
+
+
+def headless_chromium(window: str, *extra: str):
+    """Debian's chromium under chromedriver, headless, with its console log kept (the
+    report and review pages are checked in a real browser)."""
+    import shutil
+
+    import pytest
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not shutil.which("chromium") or not shutil.which("chromedriver"):
+        pytest.fail("chromium and chromium-driver are missing: `make test` installs them")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={window}",
+                *extra):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
